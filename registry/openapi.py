@@ -1,0 +1,90 @@
+"""The registry's OpenAPI 3.1 description, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_SIGNED_BODY = {
+    "required": True,
+    "description": "A compact JWS (alg EdDSA, kid = signer did:key) whose payload is a JSON object with "
+                   "'action', 'iat' (unix seconds) and 'nonce' (>= 16 random bytes, base64url).",
+    "content": {"application/jose": {"schema": {"type": "string", "maxLength": 262144}}},
+}
+_AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "the agent's did:key"}
+_WRITE_OK = {"description": "accepted", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/WriteResult"}}}}
+
+
+def _signed_write(summary: str, ok: str = "200") -> dict[str, Any]:
+    return {"summary": summary, "parameters": [_AGENT_ID], "requestBody": _SIGNED_BODY,
+            "responses": {ok: _WRITE_OK, "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM,
+                          "413": _PROBLEM, "415": _PROBLEM}}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "guildnet registry", "version": version,
+                 "description": "NANDA-style agent index: signed AgentFacts, discovery, liveness, revocation."},
+        "paths": {
+            "/v1/agents": {
+                "post": {
+                    "summary": "Register an agent (201) or update it with a higher version (200)",
+                    "requestBody": _SIGNED_BODY,
+                    "responses": {"201": _WRITE_OK, "200": _WRITE_OK, "400": _PROBLEM, "401": _PROBLEM,
+                                  "409": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM},
+                },
+                "get": {
+                    "summary": "Search live and stale agents by skill, text, organisation",
+                    "parameters": [
+                        {"name": "skill", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                        {"name": "org", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "live", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 512}},
+                    ],
+                    "responses": {"200": {"description": "matching agents", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/SearchResult"}}}}, "400": _PROBLEM},
+                },
+            },
+            "/v1/agents/{agent_id}": {
+                "get": {"summary": "One agent's signed AgentFacts and status", "parameters": [_AGENT_ID],
+                        "responses": {"200": {"description": "the agent", "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/AgentRecord"}}}}, "404": _PROBLEM}},
+            },
+            "/v1/agents/{agent_id}/heartbeat": {"post": _signed_write("Report liveness (action 'heartbeat')")},
+            "/v1/agents/{agent_id}/revoke": {"post": _signed_write("Revoke for ever (action 'revoke')")},
+            "/v1/agents/{agent_id}/rotate": {
+                "post": _signed_write("Rotate the key: the current key signs {'action': 'rotate', 'new_key'}")},
+            "/v1/watch": {"get": {
+                "summary": "WebSocket stream of index changes; resume with ?since=SEQ",
+                "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                "responses": {"101": {"description": "switching to WebSocket"}, "400": _PROBLEM}}},
+            "/healthz": {"get": {"summary": "liveness of the registry process",
+                                 "responses": {"200": {"description": "ok"}}}},
+        },
+        "components": {
+            "responses": {"Problem": {"description": "RFC 9457 problem details", "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "schemas": {
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"}}},
+                "WriteResult": {"type": "object", "required": ["id", "version", "seq"], "properties": {
+                    "id": {"type": "string"}, "version": {"type": "integer"}, "seq": {"type": "integer"}}},
+                "AgentRecord": {"type": "object", "required": ["facts", "id", "live", "last_seen", "revoked"],
+                                "properties": {
+                                    "facts": {"type": "object"}, "id": {"type": "string"},
+                                    "current_key": {"type": "string"}, "version": {"type": "integer"},
+                                    "live": {"type": "boolean"}, "last_seen": {"type": "number"},
+                                    "revoked": {"type": "boolean"}, "jws": {"type": "string"}}},
+                "SearchResult": {"type": "object", "required": ["agents", "next"], "properties": {
+                    "agents": {"type": "array", "items": {"$ref": "#/components/schemas/AgentRecord"}},
+                    "next": {"type": ["string", "null"]}}},
+            },
+        },
+    }

@@ -1,0 +1,27 @@
+"""RFC 9457 problem details (``application/problem+json``): the one error shape of the registry API."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+PROBLEM_TYPE_BASE = "https://guildnet.dev/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized-write",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+    500: "internal-error",
+}
+
+
+def problem(status: int, title: str, detail: str, **extra: object) -> web.Response:
+    body = {"type": PROBLEM_TYPE_BASE + _SLUGS.get(status, "error"), "title": title, "status": status,
+            "detail": detail, **extra}
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)

@@ -1,0 +1,239 @@
+"""The registry's HTTP API on aiohttp.
+
+Routes (see ``/openapi.json``): signed writes under ``/v1/agents`` (JWS bodies, ``application/jose``),
+search and lookup, and the ``/v1/watch`` WebSocket change stream. Every refusal is an RFC 9457
+problem+json response and leaves the store as it was (the store's transactions guarantee that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, WriteRefused, open_write
+
+from .db import create_engine, migrate
+from .openapi import openapi_document
+from .problems import problem
+from .store import BadQuery, NotFound, RegistryStore, WriteResult
+from .watch import ChangeHub
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+JOSE_TYPES = ("application/jose", "application/jose+json")
+VERSION = "0.1.0"
+
+
+@dataclass
+class RegistryConfig:
+    db_url: str = "sqlite+aiosqlite:///guildnet-registry.db"
+    sweep_interval: float = 1.0
+    clock: Callable[[], float] = time.time
+    clock_window: int = CLOCK_WINDOW_SECONDS
+    watch_queue_size: int = 1000
+    watch_poll_interval: float = 1.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+STORE = web.AppKey("store", RegistryStore)
+HUB = web.AppKey("hub", ChangeHub)
+CONFIG = web.AppKey("config", RegistryConfig)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except WriteRefused as exc:
+        return problem(exc.status, exc.title, exc.detail)
+    except NotFound as exc:
+        return problem(404, "Not Found", f"no agent with id {exc.args[0]!r}")
+    except BadQuery as exc:
+        return problem(400, "Bad query", str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return problem(413, "Body too large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return problem(exc.status, exc.reason, exc.text or exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal error", "the registry could not complete the request; nothing was changed")
+
+
+async def _read_signed_write(request: web.Request) -> str:
+    if request.content_type not in JOSE_TYPES:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"signed writes are compact JWS with Content-Type application/jose (got {request.content_type})")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    body = await request.read()
+    try:
+        return body.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise WriteRefused("a compact JWS is ASCII") from exc
+
+
+def _write_response(result: WriteResult, status: int = 200) -> web.Response:
+    return web.json_response({"id": result.agent_id, "version": result.version, "seq": result.seq}, status=status)
+
+
+async def _open(request: web.Request) -> tuple[RegistryStore, object]:
+    config = request.app[CONFIG]
+    token = await _read_signed_write(request)
+    return request.app[STORE], open_write(token, now=config.clock(), window=config.clock_window)
+
+
+async def register(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    result = await store.register(write)  # type: ignore[arg-type]
+    return _write_response(result, 201 if result.created else 200)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    return _write_response(await store.heartbeat(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+
+
+async def revoke(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    return _write_response(await store.revoke(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+
+
+async def rotate(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    return _write_response(await store.rotate(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    record = await request.app[STORE].get(request.match_info["agent_id"])
+    return web.Response(text=record.to_json_text(with_jws=True), content_type="application/json")
+
+
+def _bool_param(value: str | None, name: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise BadQuery(f"{name} must be true or false")
+
+
+def _bounded(value: str | None, name: str, limit: int) -> str | None:
+    if value is not None and len(value) > limit:
+        raise BadQuery(f"{name} is longer than {limit} characters")
+    return value or None
+
+
+async def search(request: web.Request) -> web.Response:
+    query = request.query
+    raw_limit = query.get("limit", "20")
+    try:
+        limit = int(raw_limit)
+    except ValueError as exc:
+        raise BadQuery("limit must be an integer") from exc
+    records, next_cursor = await request.app[STORE].search(
+        skill=_bounded(query.get("skill"), "skill", 64), q=_bounded(query.get("q"), "q", 256),
+        org=_bounded(query.get("org"), "org", 64), live=_bool_param(query.get("live"), "live"),
+        limit=limit, cursor=_bounded(query.get("cursor"), "cursor", 512))
+    body = ('{"agents":[' + ",".join(r.to_json_text(with_jws=False) for r in records) + '],"next":'
+            + json.dumps(next_cursor) + "}")
+    return web.Response(text=body, content_type="application/json")
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    raw_since = request.query.get("since", "0")
+    try:
+        since = int(raw_since)
+    except ValueError as exc:
+        raise BadQuery("since must be an integer sequence number") from exc
+    if since < 0:
+        raise BadQuery("since must be >= 0")
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    hub = request.app[HUB]
+
+    async def pump() -> None:
+        async for change in hub.subscribe(since):
+            await ws.send_str(json.dumps(change.to_json(), separators=(",", ":")))
+
+    sender = asyncio.create_task(pump())
+    try:
+        async for message in ws:  # the client sends nothing; this loop ends when it goes away
+            if message.type == WSMsgType.ERROR:
+                break
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await sender
+    return ws
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(VERSION))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "watchers": request.app[HUB].watcher_count})
+
+
+async def _sweeper(app: web.Application) -> None:
+    store = app[STORE]
+    interval = app[CONFIG].sweep_interval
+    ticks = 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await store.sweep_liveness()
+            ticks += 1
+            if ticks % 60 == 0:
+                await store.purge_nonces()
+        except Exception:
+            log.exception("liveness sweep failed; retrying")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    engine = create_engine(config.db_url)
+    await migrate(engine)
+    hub: ChangeHub
+    store = RegistryStore(engine, clock=config.clock, on_commit=lambda seq: hub.notify(seq))
+    hub = ChangeHub(store, poll_interval=config.watch_poll_interval, queue_size=config.watch_queue_size)
+    await hub.start()
+    app[STORE] = store
+    app[HUB] = hub
+    sweeper = asyncio.create_task(_sweeper(app))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await hub.stop()
+        await engine.dispose()
+
+
+def create_app(config: RegistryConfig | None = None) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = config or RegistryConfig()
+    app.cleanup_ctx.append(_lifecycle)
+    app.router.add_post("/v1/agents", register)
+    app.router.add_get("/v1/agents", search)
+    app.router.add_get("/v1/agents/{agent_id}", get_agent)
+    app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
+    app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
+    app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
+    app.router.add_get("/v1/watch", watch)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,400 @@
+"""The registry store: every accepted write, the index it feeds, and the change feed.
+
+Each write runs in one transaction that also records its nonce and its change-feed entry, so a refused
+write (bad version, revoked id, reused nonce) rolls back whole and leaves the store exactly as it was.
+Change-feed entries are numbered in commit order (on PostgreSQL an advisory lock serialises the append,
+on SQLite the database has a single writer), which is what lets a watcher resume from a sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from guildnet.protocols.signed_write import (
+    CLOCK_WINDOW_SECONDS,
+    ConflictingWrite,
+    MalformedWrite,
+    SignedWrite,
+    UnauthorizedWrite,
+)
+
+from .models import AgentRow, AgentSkillRow, ChangeRow, NonceRow
+from .records import parse_registration, parse_rotation, require_action
+
+AGENTS = AgentRow.__table__
+SKILLS = AgentSkillRow.__table__
+NONCES = NonceRow.__table__
+CHANGES = ChangeRow.__table__
+_CHANGE_LOCK_ID = 7_301_947_114
+NOTIFY_CHANNEL = "guildnet_registry_changes"
+MAX_LIMIT = 100
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    created: bool
+    agent_id: str
+    version: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    agent_id: str
+    kind: str
+    at: float
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "agent": self.agent_id, "kind": self.kind, "at": self.at, **self.data}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    id: str
+    current_key: str
+    version: int
+    facts_text: str
+    jws: str
+    live: bool
+    last_seen: float
+    registered_at: float
+    updated_at: float
+    revoked: bool
+    revoked_at: float | None
+
+    def to_json_text(self, *, with_jws: bool) -> str:
+        """JSON for the API, splicing the stored facts text in as-is (no parse/re-serialise per hit)."""
+        meta = {
+            "id": self.id,
+            "current_key": self.current_key,
+            "version": self.version,
+            "live": self.live,
+            "last_seen": self.last_seen,
+            "registered_at": self.registered_at,
+            "updated_at": self.updated_at,
+            "revoked": self.revoked,
+        }
+        if self.revoked_at is not None:
+            meta["revoked_at"] = self.revoked_at
+        if with_jws:
+            meta["jws"] = self.jws
+        return '{"facts":' + self.facts_text + "," + json.dumps(meta, separators=(",", ":"))[1:]
+
+
+class BadQuery(ValueError):
+    """A search parameter that cannot be honoured (bad cursor, limit out of range)."""
+
+
+def _encode_cursor(value: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def _decode_cursor(cursor: str, key: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadQuery("cursor is not one this registry issued") from exc
+    if not isinstance(value, dict) or not isinstance(value.get(key), int) or value[key] < 0:
+        raise BadQuery("cursor is not one this registry issued (or belongs to another kind of query)")
+    return int(value[key])
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _fts5_query(q: str) -> str | None:
+    words = _WORD.findall(q)[:16]
+    return " ".join(f'"{w}"' for w in words) if words else None
+
+
+class RegistryStore:
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._on_commit = on_commit
+        self._postgres = engine.dialect.name == "postgresql"
+        # SQLite has one writer; queueing writers here avoids SQLITE_BUSY back-off sleeps.
+        self._write_lock = asyncio.Lock() if not self._postgres else None
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Any]) -> Any:
+        if self._write_lock is None:
+            return await self._run(work)
+        async with self._write_lock:
+            return await self._run(work)
+
+    async def _run(self, work: Callable[[AsyncConnection], Any]) -> Any:
+        async with self.engine.begin() as conn:
+            result = await work(conn)
+        if self._on_commit is not None and isinstance(result, WriteResult | list):
+            seq = result.seq if isinstance(result, WriteResult) else (result[-1].seq if result else 0)
+            if seq:
+                self._on_commit(seq)
+        return result
+
+    async def _use_nonce(self, conn: AsyncConnection, write: SignedWrite) -> None:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(NONCES).values(
+                    nonce=write.nonce, expires_at=self.clock() + 2 * CLOCK_WINDOW_SECONDS))
+        except IntegrityError as exc:
+            raise UnauthorizedWrite("nonce was used before: signed writes cannot be replayed") from exc
+
+    async def _append_change(self, conn: AsyncConnection, agent_id: str, kind: str, data: dict[str, Any]) -> int:
+        if self._postgres:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CHANGE_LOCK_ID})
+        result = await conn.execute(insert(CHANGES).values(
+            agent_id=agent_id, kind=kind, at=self.clock(), data=json.dumps(data, separators=(",", ":"))))
+        seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        assert seq is not None
+        if self._postgres:
+            await conn.execute(text("SELECT pg_notify(:channel, :seq)"),
+                               {"channel": NOTIFY_CHANNEL, "seq": str(seq)})
+        return int(seq)
+
+    async def register(self, write: SignedWrite) -> WriteResult:
+        """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
+        registration = parse_registration(write)
+        facts = registration.facts
+        facts_text = json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False)
+        tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
+                               | {s.id for s in facts.skills}))
+
+        async def work(conn: AsyncConnection) -> WriteResult:
+            now = self.clock()
+            row = (await conn.execute(
+                select(AGENTS.c.pk, AGENTS.c.current_key, AGENTS.c.version, AGENTS.c.revoked)
+                .where(AGENTS.c.id == facts.id))).first()
+            values = dict(
+                name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
+                description=facts.description, tags=tags, version=facts.version, facts=facts_text,
+                jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
+                expires_at=now + facts.ttl_seconds, live=True)
+            if row is None:
+                if write.signer != facts.id:
+                    raise UnauthorizedWrite("a first registration must be signed by the key whose DID is facts.id")
+                await self._use_nonce(conn, write)
+                result = await conn.execute(insert(AGENTS).values(
+                    id=facts.id, current_key=facts.id, registered_at=now, revoked=False, **values))
+                pk = result.inserted_primary_key[0] if result.inserted_primary_key else None
+                assert pk is not None
+                created = True
+            else:
+                pk, current_key, stored_version, revoked = row
+                if revoked:
+                    raise ConflictingWrite("this agent id was revoked and can never be registered again")
+                if write.signer != current_key:
+                    raise UnauthorizedWrite("the write is not signed by the agent's current key")
+                await self._use_nonce(conn, write)
+                if facts.version <= stored_version:
+                    raise ConflictingWrite(
+                        f"version {facts.version} is not higher than the stored version {stored_version}")
+                done = await conn.execute(update(AGENTS).where(
+                    AGENTS.c.pk == pk, AGENTS.c.version < facts.version, AGENTS.c.revoked.is_(False)
+                ).values(**values))
+                if done.rowcount != 1:
+                    raise ConflictingWrite("a concurrent write changed this agent; retry with a higher version")
+                await conn.execute(delete(SKILLS).where(SKILLS.c.agent_pk == pk))
+                created = False
+            await conn.execute(insert(SKILLS), [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
+            await self._index_text(conn, pk, facts.name, tags, facts.description, replace=not created)
+            seq = await self._append_change(conn, facts.id, "registered" if created else "updated",
+                                            {"version": facts.version})
+            return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq)
+
+        result: WriteResult = await self._transaction(work)
+        return result
+
+    async def _index_text(self, conn: AsyncConnection, pk: int, name: str, tags: str, description: str,
+                          *, replace: bool) -> None:
+        if self._postgres:
+            return  # the generated tsvector column follows the row
+        if replace:
+            await conn.execute(text("DELETE FROM agents_fts WHERE rowid = :pk"), {"pk": pk})
+        await conn.execute(
+            text("INSERT INTO agents_fts(rowid, name, tags, description) VALUES (:pk, :name, :tags, :description)"),
+            {"pk": pk, "name": name, "tags": tags, "description": description})
+
+    async def _load_for_write(self, conn: AsyncConnection, agent_id: str, write: SignedWrite) -> Any:
+        row = (await conn.execute(
+            select(AGENTS.c.pk, AGENTS.c.current_key, AGENTS.c.revoked, AGENTS.c.ttl_seconds, AGENTS.c.live,
+                   AGENTS.c.version).where(AGENTS.c.id == agent_id))).first()
+        if row is None:
+            raise NotFound(agent_id)
+        if row.revoked:
+            raise ConflictingWrite("this agent id is revoked")
+        if write.signer != row.current_key:
+            raise UnauthorizedWrite("the write is not signed by the agent's current key")
+        await self._use_nonce(conn, write)
+        return row
+
+    async def heartbeat(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        require_action(write, "heartbeat", agent_id)
+
+        async def work(conn: AsyncConnection) -> WriteResult:
+            row = await self._load_for_write(conn, agent_id, write)
+            now = self.clock()
+            await conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
+                last_seen=now, expires_at=now + row.ttl_seconds, live=True))
+            seq = 0
+            if not row.live:
+                seq = await self._append_change(conn, agent_id, "live", {"live": True})
+            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+
+        result: WriteResult = await self._transaction(work)
+        return result
+
+    async def revoke(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        require_action(write, "revoke", agent_id)
+
+        async def work(conn: AsyncConnection) -> WriteResult:
+            row = await self._load_for_write(conn, agent_id, write)
+            now = self.clock()
+            await conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
+                revoked=True, revoked_at=now, live=False, expires_at=0.0))
+            await conn.execute(delete(SKILLS).where(SKILLS.c.agent_pk == row.pk))
+            if not self._postgres:
+                await conn.execute(text("DELETE FROM agents_fts WHERE rowid = :pk"), {"pk": row.pk})
+            seq = await self._append_change(conn, agent_id, "revoked", {})
+            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+
+        result: WriteResult = await self._transaction(work)
+        return result
+
+    async def rotate(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        new_key = parse_rotation(write, agent_id)
+
+        async def work(conn: AsyncConnection) -> WriteResult:
+            row = await self._load_for_write(conn, agent_id, write)
+            await conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
+                current_key=new_key, updated_at=self.clock()))
+            seq = await self._append_change(conn, agent_id, "rotated", {"current_key": new_key})
+            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+
+        result: WriteResult = await self._transaction(work)
+        return result
+
+    async def sweep_liveness(self) -> list[Change]:
+        """Mark agents whose last heartbeat is older than their TTL stale, and announce it once."""
+        async def work(conn: AsyncConnection) -> list[Change]:
+            now = self.clock()
+            expired = (await conn.execute(
+                update(AGENTS).where(AGENTS.c.live.is_(True), AGENTS.c.expires_at <= now)
+                .values(live=False).returning(AGENTS.c.id))).scalars().all()
+            changes = []
+            for agent_id in sorted(expired):
+                seq = await self._append_change(conn, agent_id, "live", {"live": False})
+                changes.append(Change(seq, agent_id, "live", now, {"live": False}))
+            return changes
+
+        changes: list[Change] = await self._transaction(work)
+        return changes
+
+    async def purge_nonces(self) -> int:
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(delete(NONCES).where(NONCES.c.expires_at < self.clock()))
+            return int(result.rowcount or 0)
+
+        count: int = await self._transaction(work)
+        return count
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    _RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
+                       "a.registered_at, a.updated_at, a.revoked, a.revoked_at")
+
+    def _record(self, row: Sequence[Any], now: float) -> AgentRecord:
+        return AgentRecord(id=row[0], current_key=row[1], version=row[2], facts_text=row[3], jws=row[4],
+                           live=(not row[9]) and row[5] > now, last_seen=row[6], registered_at=row[7],
+                           updated_at=row[8], revoked=bool(row[9]), revoked_at=row[10])
+
+    async def get(self, agent_id: str) -> AgentRecord:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(text(f"SELECT {self._RECORD_COLUMNS} FROM agents a WHERE a.id = :id"),
+                                      {"id": agent_id})).first()
+        if row is None:
+            raise NotFound(agent_id)
+        return self._record(row, self.clock())
+
+    async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
+                     live: bool | None = None, limit: int = 20, cursor: str | None = None
+                     ) -> tuple[list[AgentRecord], str | None]:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+        now = self.clock()
+        where = ["a.revoked = false" if self._postgres else "a.revoked = 0"]
+        params: dict[str, Any] = {"limit": limit + 1, "now": now}
+        if skill:
+            where.append("a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)")
+            params["skill"] = skill
+        if org:
+            where.append("a.org_id = :org")
+            params["org"] = org
+        if live is True:
+            where.append("a.expires_at > :now")
+        elif live is False:
+            where.append("a.expires_at <= :now")
+        fts = _fts5_query(q) if q else None
+        if q and fts is None:
+            return [], None
+        if fts is not None:
+            offset = _decode_cursor(cursor, "o") if cursor else 0
+            params["offset"] = offset
+            if self._postgres:
+                params["q"] = q
+                where.append("a.search @@ plainto_tsquery('english', :q)")
+                sql = (f"SELECT {self._RECORD_COLUMNS} FROM agents a WHERE {' AND '.join(where)} "
+                       "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
+                       "LIMIT :limit OFFSET :offset")
+            else:
+                params["q"] = fts
+                sql = (f"SELECT {self._RECORD_COLUMNS} FROM agents_fts f JOIN agents a ON a.pk = f.rowid "
+                       f"WHERE agents_fts MATCH :q AND {' AND '.join(where)} "
+                       "ORDER BY bm25(agents_fts, 10.0, 5.0, 1.0), a.pk LIMIT :limit OFFSET :offset")
+        else:
+            after = _decode_cursor(cursor, "k") if cursor else 0
+            where.append("a.pk > :after")
+            params["after"] = after
+            sql = (f"SELECT {self._RECORD_COLUMNS}, a.pk FROM agents a WHERE {' AND '.join(where)} "
+                   "ORDER BY a.pk LIMIT :limit")
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(text(sql), params)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        records = [self._record(row, now) for row in rows]
+        next_cursor = None
+        if more:
+            next_cursor = (_encode_cursor({"o": params["offset"] + limit}) if fts is not None
+                           else _encode_cursor({"k": int(rows[-1][-1])}))
+        return records, next_cursor
+
+    async def changes_since(self, seq: int, limit: int = 500) -> list[Change]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(CHANGES).where(CHANGES.c.seq > seq).order_by(CHANGES.c.seq).limit(limit))).all()
+        return [Change(r.seq, r.agent_id, r.kind, r.at, json.loads(r.data)) for r in rows]
+
+    async def last_seq(self) -> int:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(text("SELECT max(seq) FROM changes"))).scalar()
+        return int(value or 0)

@@ -1,0 +1,103 @@
+"""Shared helpers for registry tests: databases on both back ends, a live server, signed agents."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from guildnet.protocols.agentfacts import AgentFacts, endorse
+from guildnet.protocols.keys import SigningKey
+from guildnet.registry.server import STORE, RegistryConfig, create_app
+from guildnet.registry.store import RegistryStore
+
+PG_ADMIN_DSN = os.environ.get("GUILDNET_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str, tmp_path: Any) -> AsyncIterator[str]:
+    """A fresh, empty database URL of ``kind`` ('sqlite' or 'postgresql'), dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/registry-{uuid.uuid4().hex[:8]}.db"
+        return
+    name = f"guildnet_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@dataclass
+class LiveRegistry:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def store(self) -> RegistryStore:
+        return self.app[STORE]
+
+
+@contextlib.asynccontextmanager
+async def live_registry(db_url: str, **config: Any) -> AsyncIterator[LiveRegistry]:
+    """A registry server on a real socket (127.0.0.1, ephemeral port)."""
+    app = create_app(RegistryConfig(db_url=db_url, **config))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield LiveRegistry(f"http://127.0.0.1:{port}", app, runner)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Org:
+    name: str
+    key: SigningKey
+
+    def agent(self, name: str, *, skills: list[dict[str, Any]] | None = None, version: int = 1,
+              description: str = "", ttl_seconds: int = 300, key: SigningKey | None = None,
+              a2a: str | None = None) -> tuple[SigningKey, AgentFacts]:
+        agent_key = key or SigningKey.generate()
+        facts = AgentFacts.model_validate({
+            "id": agent_key.did,
+            "name": name,
+            "organisation": {"id": self.key.did, "name": self.name, "endorsement": endorse(self.key, agent_key.did)},
+            "description": description or f"{name} agent of {self.name}",
+            "version": version,
+            "endpoints": {"a2a": a2a or f"http://127.0.0.1:9/agents/{name}/a2a"},
+            "skills": skills or [{"id": "echo", "name": "Echo", "description": "Returns its input",
+                                  "tags": ["text", "test"]}],
+            "model": {"family": "none", "cost_per_1k_input": 0.0, "cost_per_1k_output": 0.0},
+            "ttl_seconds": ttl_seconds,
+        })
+        return agent_key, facts
+
+
+def new_org(name: str) -> Org:
+    return Org(name, SigningKey.generate())
+
+
+def bump(facts: AgentFacts, **changes: Any) -> AgentFacts:
+    data = facts.to_json()
+    data.update(changes)
+    return AgentFacts.model_validate(data)
