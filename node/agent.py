@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
+from guildnet.protocols.agentfacts import ModelFacts, Skill
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
-
-from guildnet.protocols.agentfacts import ModelFacts, Skill
 
 ProgressCallback = Callable[[str], Awaitable[None]]
 
@@ -146,7 +145,7 @@ class FunctionAgent(Agent):
     def skills(self) -> Sequence[Skill]:
         return [entry.skill for entry in self._skills.values()]
 
-    def skill(self, skill_id: str) -> Skill:  # type: ignore[override]
+    def skill(self, skill_id: str) -> Skill:
         return self._skills[skill_id].skill
 
     def add_skill(self, handler: Handler, *, id: str, name: str | None = None, description: str | None = None,

@@ -11,7 +11,6 @@ import os
 import sys
 
 import click
-
 from guildnet.protocols.keys import KeyFileError, SigningKey
 from guildnet.registry.cli import registry_group
 

@@ -6,16 +6,18 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from .client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8400"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def registry_option() -> Any:
+def registry_option() -> Callable[[F], F]:
     return click.option("--registry", "registry_url", envvar="GUILDNET_REGISTRY", default=DEFAULT_REGISTRY,
                         show_default=True, help="Base URL of the registry (env GUILDNET_REGISTRY).")
 

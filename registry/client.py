@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.keys import SigningKey
@@ -49,7 +48,7 @@ class AgentEntry:
 
     @property
     def id(self) -> str:
-        return self.facts.id
+        return str(self.facts.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
-
-from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, WriteRefused, open_write
+from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
 from .openapi import openapi_document
@@ -87,7 +86,7 @@ def _write_response(result: WriteResult, status: int = 200) -> web.Response:
     return web.json_response({"id": result.agent_id, "version": result.version, "seq": result.seq}, status=status)
 
 
-async def _open(request: web.Request) -> tuple[RegistryStore, object]:
+async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
     config = request.app[CONFIG]
     token = await _read_signed_write(request)
     return request.app[STORE], open_write(token, now=config.clock(), window=config.clock_window)
@@ -95,23 +94,23 @@ async def _open(request: web.Request) -> tuple[RegistryStore, object]:
 
 async def register(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    result = await store.register(write)  # type: ignore[arg-type]
+    result = await store.register(write)
     return _write_response(result, 201 if result.created else 200)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    return _write_response(await store.heartbeat(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+    return _write_response(await store.heartbeat(request.match_info["agent_id"], write))
 
 
 async def revoke(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    return _write_response(await store.revoke(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+    return _write_response(await store.revoke(request.match_info["agent_id"], write))
 
 
 async def rotate(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    return _write_response(await store.rotate(request.match_info["agent_id"], write))  # type: ignore[arg-type]
+    return _write_response(await store.rotate(request.match_info["agent_id"], write))
 
 
 async def get_agent(request: web.Request) -> web.Response:

@@ -16,27 +16,25 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from typing import Any, cast
 
 from guildnet.protocols.signed_write import (
     CLOCK_WINDOW_SECONDS,
     ConflictingWrite,
-    MalformedWrite,
     SignedWrite,
     UnauthorizedWrite,
 )
+from sqlalchemy import Table, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .models import AgentRow, AgentSkillRow, ChangeRow, NonceRow
 from .records import parse_registration, parse_rotation, require_action
 
-AGENTS = AgentRow.__table__
-SKILLS = AgentSkillRow.__table__
-NONCES = NonceRow.__table__
-CHANGES = ChangeRow.__table__
+AGENTS = cast(Table, AgentRow.__table__)
+SKILLS = cast(Table, AgentSkillRow.__table__)
+NONCES = cast(Table, NonceRow.__table__)
+CHANGES = cast(Table, ChangeRow.__table__)
 _CHANGE_LOCK_ID = 7_301_947_114
 NOTIFY_CHANNEL = "guildnet_registry_changes"
 MAX_LIMIT = 100

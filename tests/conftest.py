@@ -1,11 +1,37 @@
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
+from functools import cache
 from pathlib import Path
 
+import asyncpg
 import pytest
+from registry_support import PG_ADMIN_DSN, database
 
-from registry_support import database
+
+@cache
+def postgres_reachable() -> bool:
+    async def probe() -> bool:
+        try:
+            connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
+        except (OSError, asyncpg.PostgresError):
+            return False
+        await connection.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any("postgres" in item.keywords for item in items) and not postgres_reachable():
+        if os.environ.get("CI"):
+            raise pytest.UsageError(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}; CI must run both back ends")
+        skip = pytest.mark.skip(reason=f"PostgreSQL not reachable at {PG_ADMIN_DSN}")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

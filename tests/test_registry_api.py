@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
