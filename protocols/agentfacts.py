@@ -10,6 +10,7 @@ naming this agent's DID, so no agent can borrow another organisation's trust.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,16 @@ def _check_url(value: str | None) -> str | None:
     return value
 
 
+@lru_cache(maxsize=4096)
+def _schema_problem(schema_text: str) -> str | None:
+    """Check a schema against the 2020-12 meta-schema once per distinct schema (it costs ~1.5 ms)."""
+    try:
+        Draft202012Validator.check_schema(json.loads(schema_text))
+    except SchemaError as exc:
+        return str(exc.message)
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,12 +72,12 @@ class Skill(_Strict):
     @field_validator("input_schema", "output_schema")
     @classmethod
     def _valid_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+        text = json.dumps(schema, sort_keys=True)
+        if len(text) > MAX_SCHEMA_BYTES:
             raise ValueError(f"schema larger than {MAX_SCHEMA_BYTES} bytes")
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        problem = _schema_problem(text)
+        if problem:
+            raise ValueError(f"not a valid JSON Schema: {problem}")
         return schema
 
 

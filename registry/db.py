@@ -11,8 +11,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DB_URL = "sqlite+aiosqlite:///guildnet-registry.db"
@@ -60,6 +61,15 @@ def create_engine(url: str = DEFAULT_DB_URL, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def sync_twin(engine: AsyncEngine) -> Engine:
+    """A synchronous engine on the same SQLite file, for the registry's single writer thread."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    twin = sa_create_engine(url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0)
+    event.listen(twin, "connect", _sqlite_pragmas)
+    event.listen(twin, "begin", _sqlite_begin)
+    return twin
 
 
 def _upgrade(connection: Connection) -> None:

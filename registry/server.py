@@ -219,6 +219,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await hub.stop()
+        await store.close()
         await engine.dispose()
 
 

@@ -1,0 +1,229 @@
+"""Registry benchmark: signed registrations/s and search latency at 100k agents, SQLite and PostgreSQL.
+
+The registry runs as its own process pinned to one core (``taskset -c 0``), the load generator on the
+other; signed writes are made before the clock starts, so the figure is the registry's own cost. Beside it,
+this machine's Ed25519 verifications/s with ``cryptography`` on one core: the ceiling for signed writes.
+
+    python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64]
+
+Prints a table and writes bench/results/registry.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from guildnet.protocols import jws, signed_write
+from guildnet.protocols.agentfacts import endorse
+from guildnet.protocols.keys import SigningKey
+
+RESULTS = Path(__file__).with_name("results")
+PG_ADMIN = os.environ.get("GUILDNET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+SKILLS = [f"skill-{i:03d}" for i in range(100)]
+WORDS = [f"w{i:04d}" for i in range(2000)]
+COMMON_WORDS = ["translate", "invoice", "summarise", "classify", "extract", "support", "legal", "finance"]
+
+
+def pin(core: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+
+
+def verify_ceiling(seconds: float = 3.0) -> float:
+    """Ed25519 verifications per second on one core, on a registration-sized message."""
+    key = SigningKey.generate()
+    message = os.urandom(900)
+    signature = key.sign(message)
+    public = key.public_key
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            public.verify(signature, message)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, index: int) -> str:
+    key = SigningKey.generate()
+    skills = rng.sample(SKILLS, rng.randint(1, 3))
+    words = rng.sample(WORDS, 12) + [rng.choice(COMMON_WORDS)]
+    facts = {
+        "id": key.did, "name": f"agent-{index}", "version": 1, "ttl_seconds": 3600,
+        "description": " ".join(words),
+        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, key.did)},
+        "endpoints": {"a2a": f"http://127.0.0.1:9/agents/agent-{index}/a2a"},
+        "skills": [{"id": s, "name": s, "tags": [rng.choice(WORDS)],
+                    "input_schema": {"type": "object"}, "output_schema": {"type": "object"}} for s in skills],
+        "model": {"family": "SmolLM2", "parameters": 135000000, "cost_per_1k_input": 0.00002,
+                  "cost_per_1k_output": 0.00004},
+    }
+    return signed_write.make(key, {"action": "register", "facts": facts})
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            if process.poll() is not None:
+                raise RuntimeError("registry process exited during start-up")
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("registry did not start")
+
+
+async def register_all(url: str, agents: int, concurrency: int, chunk: int = 5000) -> tuple[float, int]:
+    """Register ``agents`` agents; return (registrations/s over the timed sends, failures)."""
+    rng = random.Random(7)
+    orgs = [(SigningKey.generate(), f"org-{i}") for i in range(50)]
+    sent_time = 0.0
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        done = 0
+        while done < agents:
+            batch = [make_registration(rng, *orgs[i % len(orgs)], i) for i in range(done, min(agents, done + chunk))]
+            queue = list(reversed(batch))
+
+            async def worker() -> int:
+                failed = 0
+                while queue:
+                    token = queue.pop()
+                    async with session.post(url + "/v1/agents", data=token,
+                                            headers={"Content-Type": "application/jose"}) as response:
+                        await response.read()
+                        failed += response.status != 201
+                return failed
+
+            started = time.perf_counter()
+            failures += sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+            sent_time += time.perf_counter() - started
+            done += len(batch)
+            print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
+    return agents / sent_time, failures
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
+    samples: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        for path in paths[:20]:  # warm-up
+            async with session.get(url + path) as response:
+                await response.read()
+        for i in range(repeats):
+            path = paths[i % len(paths)]
+            started = time.perf_counter()
+            async with session.get(url + path) as response:
+                await response.read()
+                assert response.status == 200, (path, response.status)
+            samples.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
+            "mean_ms": statistics.fmean(samples)}
+
+
+async def some_ids(url: str, count: int) -> list[str]:
+    async with aiohttp.ClientSession() as session, session.get(url + f"/v1/agents?limit=100&skill={SKILLS[3]}") as r:
+        body = await r.json()
+    return [a["id"] for a in body["agents"]][:count]
+
+
+async def run_backend(backend: str, agents: int, concurrency: int, repeats: int) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="guildnet-bench-")
+    pg_name = None
+    if backend == "sqlite":
+        db = f"sqlite:///{tmp}/registry.db"
+    else:
+        pg_name = f"guildnet_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{pg_name}"')
+        await admin.close()
+        db = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_ready(url, process)
+        print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
+        rate, failures = await register_all(url, agents, concurrency)
+        ids = await some_ids(url, 50)
+        result = {
+            "backend": backend, "agents": agents, "registrations_per_s": rate, "failed_registrations": failures,
+            "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
+            "search_text": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS[:4] + WORDS[:50]],
+                                         repeats),
+            "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
+        }
+        return result
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if pg_name:
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=100_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2000, help="requests per latency measurement")
+    args = parser.parse_args()
+    pin(1)
+    ceiling = verify_ceiling()
+    results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats))
+               for b in args.backends.split(",")]
+    print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
+    print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
+          f"{'text p50/p99 ms':>18}{'get p50/p99 ms':>17}{'failed':>8}")
+    for r in results:
+        print(f"{r['backend']:<11}{r['agents']:>8}{r['registrations_per_s']:>9,.0f}"
+              f"{100 * r['registrations_per_s'] / ceiling:>7.0f}%"
+              f"{r['search_skill']['p50_ms']:>10.2f}/{r['search_skill']['p99_ms']:<7.2f}"
+              f"{r['search_text']['p50_ms']:>10.2f}/{r['search_text']['p99_ms']:<7.2f}"
+              f"{r['get_by_id']['p50_ms']:>9.2f}/{r['get_by_id']['p99_ms']:<7.2f}{r['failed_registrations']:>8}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "registry.json"
+    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
+                               "verify_per_s_one_core": ceiling, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
