@@ -140,13 +140,20 @@ def endorse(org_key: SigningKey, agent_did: str) -> str:
     return jws.sign({"agent": agent_did}, org_key, typ="guildnet-endorsement")
 
 
+@lru_cache(maxsize=65536)
+def _endorsement_claim(token: str) -> tuple[str, object]:
+    """(signer, named agent) of a verified endorsement; cached because every update carries the same one."""
+    verified, body = jws.verify_json(token)
+    return verified.signer, body.get("agent")
+
+
 def check_endorsement(facts: AgentFacts) -> None:
     org = facts.organisation
     try:
-        verified, body = jws.verify_json(org.endorsement)
+        signer, agent = _endorsement_claim(org.endorsement)
     except (jws.MalformedJWS, jws.BadSignature) as exc:
         raise EndorsementError(f"organisation endorsement does not verify: {exc}") from exc
-    if verified.signer != org.id:
+    if signer != org.id:
         raise EndorsementError("organisation endorsement is not signed by organisation.id")
-    if body.get("agent") != facts.id:
+    if agent != facts.id:
         raise EndorsementError("organisation endorsement names a different agent")

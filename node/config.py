@@ -1,0 +1,153 @@
+"""Node configuration: a TOML file (``guildnet node run node.toml``) or the same fields from Python.
+
+    [node]
+    org_name = "acme"
+    org_key = "keys/org.key"        # created (mode 0600) if missing
+    host = "127.0.0.1"
+    port = 9100
+    public_url = "http://127.0.0.1:9100"   # what peers are told; default http://host:port
+    db = "sqlite:///acme-node.db"           # task store; postgresql://... for a shared store
+    registry = "http://127.0.0.1:8400"      # optional: without it the node serves A2A and MCP only
+
+    [[agents]]
+    agent = "agent.py:agent"        # a Python file (relative to this TOML) or module, and the attribute
+    key = "keys/echo.key"           # created if missing
+    ttl_seconds = 60
+
+Paths are relative to the TOML file's directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guildnet.protocols.keys import SigningKey
+
+from .agent import Agent
+
+
+class ConfigError(ValueError):
+    """The node configuration cannot be used; the message says which field and why."""
+
+
+@dataclass
+class AgentConfig:
+    agent: str
+    key: Path
+    ttl_seconds: int = 60
+
+
+@dataclass
+class NodeConfig:
+    org_name: str
+    org_key: Path
+    host: str = "127.0.0.1"
+    port: int = 9100
+    public_url: str | None = None
+    db: str = "sqlite:///guildnet-node.db"
+    registry: str | None = None
+    agents: list[AgentConfig] = field(default_factory=list)
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def _field(table: dict[str, Any], name: str, kind: type, where: str, default: Any = ...) -> Any:
+    if name not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: '{name}' is required")
+        return default
+    value = table[name]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}")
+    return value
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    source = Path(path)
+    try:
+        data = tomllib.loads(source.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
+    base = source.resolve().parent
+    node = data.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError(f"{source}: a [node] table is required")
+    agents_raw = data.get("agents", [])
+    if not isinstance(agents_raw, list) or not agents_raw:
+        raise ConfigError(f"{source}: at least one [[agents]] entry is required")
+    agents = []
+    for index, entry in enumerate(agents_raw):
+        where = f"{source} [[agents]] #{index + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        agents.append(AgentConfig(agent=_field(entry, "agent", str, where),
+                                  key=base / _field(entry, "key", str, where),
+                                  ttl_seconds=_field(entry, "ttl_seconds", int, where, 60)))
+    where = f"{source} [node]"
+    return NodeConfig(
+        org_name=_field(node, "org_name", str, where),
+        org_key=base / _field(node, "org_key", str, where),
+        host=_field(node, "host", str, where, "127.0.0.1"),
+        port=_field(node, "port", int, where, 9100),
+        public_url=_field(node, "public_url", str, where, None),
+        db=_resolve_db(_field(node, "db", str, where, "sqlite:///guildnet-node.db"), base),
+        registry=_field(node, "registry", str, where, None),
+        agents=agents,
+        base_dir=base,
+    )
+
+
+def _resolve_db(url: str, base: Path) -> str:
+    """Make a relative SQLite path relative to the config file, like every other path in it."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
+        return prefix + str(base / url[len(prefix):])
+    return url
+
+
+def load_or_create_key(path: Path) -> SigningKey:
+    """Load a key file, creating it (mode 0600) on first use so a new node needs no manual key step."""
+    if path.exists():
+        return SigningKey.load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = SigningKey.generate()
+    key.save(path)
+    return key
+
+
+def load_agent(reference: str, base: Path) -> Agent:
+    """Resolve ``file.py:attr`` (relative to the config) or ``package.module:attr`` to an Agent."""
+    target, _, attribute = reference.rpartition(":")
+    if not target or not attribute:
+        raise ConfigError(f"agent reference {reference!r} must look like 'agent.py:agent' or 'pkg.module:agent'")
+    if target.endswith(".py"):
+        file = (base / target).resolve()
+        if not file.exists():
+            raise ConfigError(f"agent file {file} does not exist")
+        name = f"guildnet_agent_{abs(hash(str(file)))}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"cannot import {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import module {target!r}: {exc}") from exc
+    value = getattr(module, attribute, None)
+    if not isinstance(value, Agent):
+        raise ConfigError(f"{reference} is not a guildnet Agent (got {type(value).__name__})")
+    return value

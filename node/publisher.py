@@ -1,0 +1,116 @@
+"""Keeps a node's agents registered and live in a registry: signed AgentFacts, heartbeats, retirement.
+
+The registry is reached only through :class:`guildnet.registry.client.RegistryClient` (HTTP). A registry
+that is down never stops the node from serving: registration and heartbeats retry with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from guildnet.protocols.agentfacts import AgentFacts, endorse
+from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import RegistryClient, RegistryError
+
+from .agent import Agent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishedAgent:
+    agent: Agent
+    key: SigningKey
+    ttl_seconds: int = 60
+
+
+def build_facts(published: PublishedAgent, *, org_key: SigningKey, org_name: str, base_url: str,
+                version: int) -> AgentFacts:
+    agent = published.agent
+    return AgentFacts.model_validate({
+        "id": published.key.did,
+        "name": agent.name,
+        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, published.key.did)},
+        "description": agent.description,
+        "version": version,
+        "endpoints": {"a2a": f"{base_url}/agents/{agent.name}/a2a", "mcp": f"{base_url}/mcp"},
+        "skills": [skill.model_dump() for skill in agent.skills],
+        "model": agent.model.model_dump() if agent.model else None,
+        "ttl_seconds": published.ttl_seconds,
+    })
+
+
+class Publisher:
+    """Registers every agent at start, heartbeats at a third of its TTL, revokes on retire."""
+
+    def __init__(self, registry_url: str, agents: Sequence[PublishedAgent], *, org_key: SigningKey, org_name: str,
+                 base_url: str) -> None:
+        self.client = RegistryClient(registry_url)
+        self.agents = list(agents)
+        self.org_key = org_key
+        self.org_name = org_name
+        self.base_url = base_url
+        # Versions must grow across restarts without local state: the start time in seconds does.
+        self.version = int(time.time())
+        self.registered: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def facts(self, published: PublishedAgent) -> AgentFacts:
+        return build_facts(published, org_key=self.org_key, org_name=self.org_name, base_url=self.base_url,
+                           version=self.version)
+
+    async def register_all(self) -> None:
+        for published in self.agents:
+            facts = self.facts(published)
+            await self.client.register(facts, published.key)
+            self.registered.add(facts.id)
+            log.info("registered %s as %s", published.agent.name, facts.id)
+
+    async def _keep_alive(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                if len(self.registered) < len(self.agents):
+                    await self.register_all()
+                for published in self.agents:
+                    try:
+                        await self.client.heartbeat(published.key.did, published.key)
+                    except RegistryError as exc:
+                        if exc.status != 404:
+                            raise
+                        self.registered.discard(published.key.did)  # the registry lost it: register again
+                delay = 1.0
+                await asyncio.sleep(max(1.0, min(p.ttl_seconds for p in self.agents) / 3))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registry unreachable or refusing (%s); retrying in %.0f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_alive(), name="guildnet-publisher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.client.close()
+
+    async def retire(self) -> list[str]:
+        """Revoke every agent of this node; return the ids revoked."""
+        revoked = []
+        for published in self.agents:
+            try:
+                await self.client.revoke(published.key.did, published.key)
+                revoked.append(published.key.did)
+            except RegistryError as exc:
+                if exc.status not in (404, 409):
+                    raise
+        return revoked
