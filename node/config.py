@@ -66,7 +66,7 @@ def _field(table: dict[str, Any], name: str, kind: type, where: str, default: An
             raise ConfigError(f"{where}: '{name}' is required")
         return default
     value = table[name]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}")
     return value
 

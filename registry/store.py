@@ -26,8 +26,7 @@ from guildnet.protocols.signed_write import (
     SignedWrite,
     UnauthorizedWrite,
 )
-from sqlalchemy import Table, delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -1,8 +1,7 @@
 """The echo agent: one skill, ``echo``, that returns its text input unchanged."""
 
-from pydantic import BaseModel, Field
-
 from guildnet.node.agent import FunctionAgent
+from pydantic import BaseModel, Field
 
 
 class EchoInput(BaseModel):
