@@ -20,7 +20,6 @@ import random
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from guildnet.protocols import jws, signed_write
+from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
 
@@ -70,7 +69,7 @@ def free_port() -> int:
 def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, index: int) -> str:
     key = SigningKey.generate()
     skills = rng.sample(SKILLS, rng.randint(1, 3))
-    words = rng.sample(WORDS, 12) + [rng.choice(COMMON_WORDS)]
+    words = [*rng.sample(WORDS, 12), rng.choice(COMMON_WORDS)]
     facts = {
         "id": key.did, "name": f"agent-{index}", "version": 1, "ttl_seconds": 3600,
         "description": " ".join(words),
@@ -84,10 +83,10 @@ def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, in
     return signed_write.make(key, {"action": "register", "facts": facts})
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
-            if process.poll() is not None:
+            if process.returncode is not None:
                 raise RuntimeError("registry process exited during start-up")
             try:
                 async with session.get(url + "/healthz") as response:
@@ -112,7 +111,7 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
             batch = [make_registration(rng, *orgs[i % len(orgs)], i) for i in range(done, min(agents, done + chunk))]
             queue = list(reversed(batch))
 
-            async def worker() -> int:
+            async def worker(queue: list[str]) -> int:
                 failed = 0
                 while queue:
                     token = queue.pop()
@@ -123,7 +122,7 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
                 return failed
 
             started = time.perf_counter()
-            failures += sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+            failures += sum(await asyncio.gather(*(worker(queue) for _ in range(concurrency))))
             sent_time += time.perf_counter() - started
             done += len(batch)
             print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
@@ -132,7 +131,7 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
@@ -174,7 +173,8 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int)
     command = [sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
     try:
         await wait_ready(url, process)
         print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
@@ -190,7 +190,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int)
         return result
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        await asyncio.wait_for(process.wait(), 30)
         shutil.rmtree(tmp, ignore_errors=True)
         if pg_name:
             admin = await asyncpg.connect(PG_ADMIN)

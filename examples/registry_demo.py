@@ -16,6 +16,7 @@ import tempfile
 from typing import Any
 
 from aiohttp import web
+
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError

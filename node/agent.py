@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from guildnet.protocols.agentfacts import ModelFacts, Skill
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
+
+from guildnet.protocols.agentfacts import ModelFacts, Skill
 
 ProgressCallback = Callable[[str], Awaitable[None]]
 

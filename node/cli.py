@@ -11,8 +11,13 @@ import os
 import sys
 
 import click
+
 from guildnet.protocols.keys import KeyFileError, SigningKey
 from guildnet.registry.cli import registry_group
+from guildnet.registry.client import RegistryError
+
+from .config import ConfigError, load_config
+from .node import Node
 
 
 def _passphrase(env_name: str | None, prompt: bool, confirm: bool) -> str | None:
@@ -86,6 +91,73 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool) -> None:
 
 
 main.add_command(registry_group)
+
+
+@main.group("node")
+def node_group() -> None:
+    """Run a node: publish an organisation's agents as A2A peers and MCP tools."""
+
+
+def _load_node(config_path: str) -> Node:
+    try:
+        return Node.from_config(load_config(config_path))
+    except (ConfigError, KeyFileError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@node_group.command("run")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--port", type=int, help="Override [node] port.")
+def node_run(config: str, port: int | None) -> None:
+    """Serve every agent of CONFIG on one port (A2A, MCP at /mcp, /healthz).
+
+    \b
+    Example:
+      guildnet node run examples/echo/node.toml
+    """
+    from aiohttp import web
+
+    node = _load_node(config)
+    if port is not None:
+        node.port = port
+    for published in node.agents:
+        click.echo(f"agent {published.agent.name:<16} {published.key.did}", err=True)
+    click.echo(f"node serving on http://{node.host}:{node.port} (public URL {node.base_url})"
+               + (f", publishing to {node.registry_url}" if node.registry_url else ", no registry"), err=True)
+    web.run_app(node.build_app(), host=node.host, port=node.port, print=None, access_log=None)
+
+
+@node_group.command("retire")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def node_retire(config: str) -> None:
+    """Revoke every agent of CONFIG in its registry (for ever: their ids cannot be registered again).
+
+    \b
+    Example:
+      guildnet node retire examples/echo/node.toml
+    """
+    import asyncio
+
+    node = _load_node(config)
+    publisher = node.publisher()
+    if publisher is None:
+        click.echo("error: the config names no registry", err=True)
+        sys.exit(1)
+
+    async def go() -> list[str]:
+        try:
+            return await publisher.retire()
+        finally:
+            await publisher.stop()
+
+    try:
+        revoked = asyncio.run(go())
+    except (RegistryError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for agent_id in revoked:
+        click.echo(f"revoked {agent_id}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.keys import SigningKey

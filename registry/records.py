@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.did import is_did_key
 from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite
-from pydantic import ValidationError
 
 ACTIONS = ("register", "heartbeat", "revoke", "rotate")
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate

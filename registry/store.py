@@ -20,15 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
+from sqlalchemy import Table, delete, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from guildnet.protocols.signed_write import (
     CLOCK_WINDOW_SECONDS,
     ConflictingWrite,
     SignedWrite,
     UnauthorizedWrite,
 )
-from sqlalchemy import Table, delete, select, text, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .db import sync_twin
 from .models import AgentRow, AgentSkillRow, ChangeRow, NonceRow

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.server import STORE, RegistryConfig, create_app

@@ -10,6 +10,7 @@ from pathlib import Path
 import base58
 import jwt
 import pytest
+
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.canonical import canonical_json
 from guildnet.protocols.did import InvalidDID, did_from_public_bytes, public_bytes_from_did

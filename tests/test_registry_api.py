@@ -9,11 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from registry_support import LiveRegistry, bump, live_registry, new_org
+
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
-from registry_support import LiveRegistry, bump, live_registry, new_org
 
 
 async def snapshot(registry: LiveRegistry) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from guildnet.protocols import jws
-from guildnet.protocols.keys import SigningKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from registry_support import live_registry, new_org
 from test_registry_api import snapshot
+
+from guildnet.protocols import jws
+from guildnet.protocols.keys import SigningKey
 
 KEY = SigningKey.generate()
 json_values = st.recursive(

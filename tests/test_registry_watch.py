@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from registry_support import bump, database, live_registry, new_org
+
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.server import HUB
-from registry_support import bump, database, live_registry, new_org
 
 
 async def collect(client: RegistryClient, since: int, count: int, within: float = 10.0) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The echo agent: one skill, ``echo``, that returns its text input unchanged."""
 
-from guildnet.node.agent import FunctionAgent
 from pydantic import BaseModel, Field
+
+from guildnet.node.agent import FunctionAgent
 
 
 class EchoInput(BaseModel):

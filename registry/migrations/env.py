@@ -1,6 +1,7 @@
 """Alembic environment: migrations run on the connection handed over by guildnet.registry.db.migrate."""
 
 from alembic import context
+
 from guildnet.registry.models import Base
 
 connection = context.config.attributes["connection"]

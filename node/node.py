@@ -1,0 +1,77 @@
+"""The node: one aiohttp application that serves an organisation's agents as A2A peers and MCP tools.
+
+It owns one organisation key and one key per agent, keeps its tasks in its own SQL store, and, when a
+registry is configured, keeps the agents' signed AgentFacts registered and live there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from guildnet.protocols.keys import SigningKey
+
+from .agent import Agent
+from .config import NodeConfig, load_agent, load_or_create_key
+from .publisher import PublishedAgent, Publisher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    """Everything a node serves; build it from a :class:`NodeConfig` or directly from Python."""
+
+    org_name: str
+    org_key: SigningKey
+    agents: Sequence[PublishedAgent]
+    base_url: str
+    db_url: str = "sqlite+aiosqlite:///guildnet-node.db"
+    registry_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 9100
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> Node:
+        published = [PublishedAgent(load_agent(entry.agent, config.base_dir), load_or_create_key(entry.key),
+                                    entry.ttl_seconds) for entry in config.agents]
+        names = [p.agent.name for p in published]
+        if len(set(names)) != len(names):
+            raise ValueError(f"agent names must be unique within a node: {names}")
+        return cls(org_name=config.org_name, org_key=load_or_create_key(config.org_key), agents=published,
+                   base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
+                   port=config.port)
+
+    @property
+    def agent_list(self) -> list[Agent]:
+        return [p.agent for p in self.agents]
+
+    def publisher(self) -> Publisher | None:
+        if not self.registry_url:
+            return None
+        return Publisher(self.registry_url, self.agents, org_key=self.org_key, org_name=self.org_name,
+                         base_url=self.base_url)
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_get("/healthz", self._healthz)
+        app.cleanup_ctx.append(self._publishing)
+        return app
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})
+
+    async def _publishing(self, app: web.Application) -> AsyncIterator[None]:
+        publisher = self.publisher()
+        if publisher is not None:
+            await publisher.start()
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                with contextlib.suppress(Exception):
+                    await publisher.stop()
