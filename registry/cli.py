@@ -33,7 +33,9 @@ def registry_group() -> None:
 @click.option("--db", "db_url", default="sqlite:///guildnet-registry.db", show_default=True,
               envvar="GUILDNET_REGISTRY_DB",
               help="SQLAlchemy URL: a SQLite file, or postgresql://user@host/db for several replicas.")
-def serve(host: str, port: int, db_url: str) -> None:
+@click.option("--watch-poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              help="Seconds between change-feed polls; a fallback, since writes (and NOTIFY) wake watchers at once.")
+def serve(host: str, port: int, db_url: str, watch_poll_interval: float) -> None:
     """Serve the registry API.
 
     \b
@@ -46,7 +48,7 @@ def serve(host: str, port: int, db_url: str) -> None:
     from .db import normalise_url
     from .server import RegistryConfig, create_app
 
-    app = create_app(RegistryConfig(db_url=normalise_url(db_url)))
+    app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval))
     click.echo(f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})", err=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)
 

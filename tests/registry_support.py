@@ -101,3 +101,45 @@ def bump(facts: AgentFacts, **changes: Any) -> AgentFacts:
     data = facts.to_json()
     data.update(changes)
     return AgentFacts.model_validate(data)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
+    """``guildnet registry serve`` as a real OS process on 127.0.0.1; yields its base URL."""
+    import asyncio
+    import sys
+
+    import aiohttp
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db_url,
+        *extra_args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                if process.returncode is not None:
+                    assert process.stderr is not None
+                    raise RuntimeError(f"registry exited: {(await process.stderr.read()).decode()[-2000:]}")
+                try:
+                    async with session.get(url + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("registry process did not become ready")
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from registry_support import bump, database, live_registry, new_org
+from registry_support import bump, database, live_registry, new_org, registry_process
 
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.server import HUB
@@ -66,10 +66,11 @@ async def test_slow_watcher_catches_up_from_the_table(db_url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def two_replicas(tmp_path: Any) -> AsyncIterator[tuple[str, str]]:
-    async with database("postgresql", tmp_path) as url, \
-            live_registry(url, watch_poll_interval=60.0) as first, \
-            live_registry(url, watch_poll_interval=60.0) as second:
-        yield first.url, second.url
+    """Two `guildnet registry serve` processes on one PostgreSQL database."""
+    poll = ("--watch-poll-interval", "60")  # only NOTIFY can wake a watcher within the test's bound
+    async with database("postgresql", tmp_path) as url, registry_process(url, *poll) as first, \
+            registry_process(url, *poll) as second:
+        yield first, second
 
 
 @pytest.mark.postgres
@@ -87,6 +88,5 @@ async def test_two_replicas_share_data_and_watchers_see_each_others_writes(tmp_p
         changes = await watcher                    # ... seen by a watcher of replica 2
         elapsed = loop.time() - started
         assert [c["kind"] for c in changes] == ["registered", "revoked"]
-        # polling is set to 60 s: only NOTIFY can have delivered this so fast
         assert elapsed < 2.0
         assert (await second.get(facts.id)).revoked
