@@ -56,6 +56,8 @@ class AgentEntry:
 class SearchPage:
     agents: list[AgentEntry]
     next: str | None
+    seq: int = 0
+    """The registry's change-feed position when the page was read: watch from here to miss nothing."""
 
 
 def _verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
@@ -161,7 +163,8 @@ class RegistryClient:
             params["live"] = "true" if live else "false"
         async with self.session.get(self._url("/v1/agents"), params=params) as response:
             body = await self._check(response)
-        return SearchPage([_verify_entry(entry, require_jws=False) for entry in body["agents"]], body["next"])
+        return SearchPage([_verify_entry(entry, require_jws=False) for entry in body["agents"]], body["next"],
+                          int(body.get("seq", 0)))
 
     async def watch(self, since: int = 0, *, reconnect_delay: float = 0.5) -> AsyncIterator[dict[str, Any]]:
         """Yield index changes in sequence order for ever, reconnecting and resuming after a drop."""

@@ -82,9 +82,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                                     "current_key": {"type": "string"}, "version": {"type": "integer"},
                                     "live": {"type": "boolean"}, "last_seen": {"type": "number"},
                                     "revoked": {"type": "boolean"}, "jws": {"type": "string"}}},
-                "SearchResult": {"type": "object", "required": ["agents", "next"], "properties": {
+                "SearchResult": {"type": "object", "required": ["agents", "next", "seq"], "properties": {
                     "agents": {"type": "array", "items": {"$ref": "#/components/schemas/AgentRecord"}},
-                    "next": {"type": ["string", "null"]}}},
+                    "next": {"type": ["string", "null"]},
+                    "seq": {"type": "integer", "description": "change-feed position read before the page"}}},
             },
         },
     }

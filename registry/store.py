@@ -62,6 +62,7 @@ _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:a
                       "RETURNING seq")
 _CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _NOTIFY = text("SELECT pg_notify(:channel, :seq)")
+_LAST_SEQ = text("SELECT max(seq) FROM changes")
 _HEARTBEAT = text("UPDATE agents SET last_seen = :now, expires_at = :expires_at, live = true WHERE pk = :pk")
 NOTIFY_CHANNEL = "guildnet_registry_changes"
 MAX_LIMIT = 100
@@ -307,7 +308,7 @@ class RegistryStore:
             conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
             self._index_text(conn, pk, facts.name, tags, facts.description, replace=not created)
             seq = self._append_change(conn, facts.id, "registered" if created else "updated",
-                                      {"version": facts.version})
+                                      {"version": facts.version, "skills": [s.id for s in facts.skills]})
             return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq)
 
         result: WriteResult = await self._transaction(work)
@@ -421,7 +422,11 @@ class RegistryStore:
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
                      live: bool | None = None, limit: int = 20, cursor: str | None = None
-                     ) -> tuple[list[AgentRecord], str | None]:
+                     ) -> tuple[list[AgentRecord], str | None, int]:
+        """One page of matches, the cursor of the next page, and the change-feed position read first.
+
+        A cache that loads pages and then watches from that position misses nothing in between.
+        """
         if not 1 <= limit <= MAX_LIMIT:
             raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
         now = self.clock()
@@ -439,7 +444,7 @@ class RegistryStore:
             where.append("a.expires_at <= :now")
         fts = _fts5_query(q) if q else None
         if q and fts is None:
-            return [], None
+            return [], None, await self.last_seq()
         if fts is not None:
             offset = _decode_cursor(cursor, "o") if cursor else 0
             params["offset"] = offset
@@ -461,6 +466,7 @@ class RegistryStore:
             sql = (f"SELECT {self._RECORD_COLUMNS}, a.pk FROM agents a WHERE {' AND '.join(where)} "
                    "ORDER BY a.pk LIMIT :limit")
         async with self.engine.connect() as conn:
+            position = int((await conn.execute(_LAST_SEQ)).scalar() or 0)
             rows = (await conn.execute(text(sql), params)).all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -469,7 +475,7 @@ class RegistryStore:
         if more:
             next_cursor = (_encode_cursor({"o": params["offset"] + limit}) if fts is not None
                            else _encode_cursor({"k": int(rows[-1][-1])}))
-        return records, next_cursor
+        return records, next_cursor, position
 
     async def changes_since(self, seq: int, limit: int = 500) -> list[Change]:
         async with self.engine.connect() as conn:
@@ -479,5 +485,5 @@ class RegistryStore:
 
     async def last_seq(self) -> int:
         async with self.engine.connect() as conn:
-            value = (await conn.execute(text("SELECT max(seq) FROM changes"))).scalar()
+            value = (await conn.execute(_LAST_SEQ)).scalar()
         return int(value or 0)
