@@ -63,10 +63,10 @@ def create_engine(url: str = DEFAULT_DB_URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def sync_twin(engine: AsyncEngine) -> Engine:
-    """A synchronous engine on the same SQLite file, for the registry's single writer thread."""
+def sync_twin(engine: AsyncEngine, *, pool_size: int = 1) -> Engine:
+    """A synchronous engine on the same SQLite file, for the registry's writer and reader threads."""
     url = engine.url.set(drivername="sqlite+pysqlite")
-    twin = sa_create_engine(url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0)
+    twin = sa_create_engine(url, connect_args={"check_same_thread": False}, pool_size=pool_size, max_overflow=0)
     event.listen(twin, "connect", _sqlite_pragmas)
     event.listen(twin, "begin", _sqlite_begin)
     return twin
