@@ -1,0 +1,243 @@
+"""Reputation math under attack: sybil rings, unreliable agents padding with cheap tasks, self-rating, stale evidence.
+
+Each simulation runs the same ``compute`` the registry runs, on a small world: three pre-trusted organisations
+and ten honest ones whose agents call each other (90 % success), plus the actors of the scenario.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from guildnet.registry.reputation import (
+    DAY,
+    Params,
+    Rating,
+    Reputation,
+    Score,
+    beta_ppf,
+    betainc,
+    compute,
+    eigentrust,
+)
+
+NOW = 1_800_000_000.0
+PARAMS = Params(now=NOW)
+SEED = ["P0", "P1", "P2"]
+HONEST = [*SEED, *(f"H{i}" for i in range(10))]
+SKILL = "translate"
+
+
+def honest_world(receipts: int = 2000) -> list[Rating]:
+    rng = random.Random(7)
+    out = []
+    for _ in range(receipts):
+        rater, ratee = rng.sample(HONEST, 2)
+        out.append(Rating(f"{rater}/a{rng.randrange(5)}", rater, f"{ratee}/a{rng.randrange(5)}", ratee, SKILL,
+                          rng.random() < 0.9, NOW - rng.random() * 30 * DAY))
+    return out
+
+
+def served(agent: str, org: str, outcomes: list[bool], *, skill: str = SKILL, start: float = NOW) -> list[Rating]:
+    """``agent`` served one task per outcome, for callers spread over the honest organisations, 10 min apart."""
+    callers = ["P0", "H3", "H5", "P1", "H8"]
+    return [Rating(f"{callers[i % 5]}/a{i % 3}", callers[i % 5], agent, org, skill, ok, start - i * 600)
+            for i, ok in enumerate(outcomes)]
+
+
+def ring(size: int, receipts: int, *, one_org: bool, seed: int = 3) -> list[Rating]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(receipts):
+        a, b = rng.sample(range(size), 2)
+        org_a, org_b = ("S", "S") if one_org else (f"S{a}", f"S{b}")
+        out.append(Rating(f"sybil{a}", org_a, f"sybil{b}", org_b, SKILL, True, NOW - rng.random() * DAY))
+    return out
+
+
+def best_sybil(rep: Reputation, size: int = 50) -> Score:
+    return max((rep.score(f"sybil{i}", SKILL) for i in range(size)), key=lambda s: s.lower_bound)
+
+
+HONEST_AGENT = served("HX/x", "HX", [True] * 20)
+
+
+def test_sybil_ring_in_one_organisation_earns_nothing() -> None:
+    rep = compute([*honest_world(), *HONEST_AGENT, *ring(50, 1000, one_org=True)], SEED, PARAMS)
+    honest, sybil = rep.score("HX/x", SKILL), best_sybil(rep)
+    assert rep.receipts_same_org == 1000
+    assert sybil.receipts == 0 and sybil.evidence == 0.0
+    assert sybil.lower_bound == pytest.approx(0.025)  # the Beta(1, 1) prior
+    assert honest.receipts == 20 and honest.evidence > 12 and honest.lower_bound > 0.75
+    assert honest.lower_bound > sybil.lower_bound + 0.7
+
+
+def test_sybil_ring_across_fifty_organisations_earns_nothing() -> None:
+    rep = compute([*honest_world(), *HONEST_AGENT, *ring(50, 1000, one_org=False)], SEED, PARAMS)
+    honest, sybil = rep.score("HX/x", SKILL), best_sybil(rep)
+    assert all(rep.org_trust[f"S{i}"] == 0.0 for i in range(50))  # no path from the seed reaches the ring
+    assert sybil.receipts > 0 and sybil.evidence == 0.0
+    assert honest.lower_bound > 0.75 > 0.03 > sybil.lower_bound
+
+
+def test_sybil_ring_with_a_real_customer_stays_bounded() -> None:
+    """One honest organisation once used S0; then the other 49 sybils pour 1,000 more ratings onto S0."""
+    leak = [Rating("H1/a0", "H1", "sybil0", "S0", SKILL, True, NOW)]
+    pour = [Rating(f"sybil{1 + i % 49}", f"S{1 + i % 49}", "sybil0", "S0", SKILL, True, NOW) for i in range(1000)]
+    rep = compute([*honest_world(), *HONEST_AGENT, *ring(50, 1000, one_org=False), *leak, *pour], SEED, PARAMS)
+    ring_trust = sum(rep.org_trust[f"S{i}"] for i in range(50))
+    top = max(rep.org_trust.values())
+    honest, target = rep.score("HX/x", SKILL), rep.score("sybil0", SKILL)
+    assert ring_trust < 0.01 < top  # the collective holds < 1 % of all trust
+    assert target.receipts > 1001  # 1 real + 1000 poured + what the random ring sent
+    # Bound: per_rater_cap * ring_trust / top + the honest customer's one receipt.
+    assert target.evidence <= PARAMS.per_rater_cap * ring_trust / top + 1.0
+    assert target.evidence < 2.0 and target.lower_bound < 0.2
+    assert honest.lower_bound > target.lower_bound + 0.6
+
+
+def crossing(reliable: list[bool], flaky: list[bool]) -> tuple[int | None, Reputation]:
+    """The first task count after which the reliable agent ranks above the flaky one for good."""
+    world = honest_world(1000)
+    cheap = served("HF/f", "HF", [True] * 200, skill="ping", start=NOW - DAY)
+    first: int | None = None
+    rep = compute(world, SEED, PARAMS)
+    for n in range(1, len(reliable) + 1):
+        rep = compute([*world, *cheap, *served("HR/r", "HR", reliable[:n]), *served("HF/f", "HF", flaky[:n])],
+                      SEED, PARAMS)
+        ahead = rep.score("HR/r", SKILL).lower_bound > rep.score("HF/f", SKILL).lower_bound
+        if ahead and first is None:
+            first = n
+        elif not ahead:
+            first = None
+    return first, rep
+
+
+def test_agent_failing_30_percent_falls_below_a_reliable_one_within_100_tasks() -> None:
+    flaky = [k % 10 not in (3, 6, 9) for k in range(100)]  # 3 failures in every 10 tasks, the first 3 succeed
+    reliable = [k % 50 != 49 for k in range(100)]     # 2 failures in 100
+    assert flaky.count(False) == 30 and reliable.count(False) == 2
+    first, rep = crossing(reliable, flaky)
+    assert first is not None and first <= 10  # from the 10th task on, and for good
+    r, f = rep.score("HR/r", SKILL), rep.score("HF/f", SKILL)
+    assert f.mean == pytest.approx(0.71, abs=0.03) and r.mean > 0.95
+    assert r.interval()[0] > 0.9 > 0.83 > f.interval()[1]  # after 100 tasks the intervals do not overlap
+    # The 200 cheap 'ping' successes lift the pooled score, not the one ranked for 'translate'.
+    assert rep.agent_score("HF/f").mean > 0.85 > f.mean
+
+
+def test_ratings_inside_one_organisation_do_not_count() -> None:
+    base = [*honest_world(), *HONEST_AGENT]
+    padding = [Rating(f"HX/y{i % 7}", "HX", "HX/x", "HX", SKILL, True, NOW) for i in range(1000)]
+    slander = [Rating("P0/a1", "P0", "P0/a2", "P0", SKILL, False, NOW) for _ in range(100)]
+    clean, padded = compute(base, SEED, PARAMS), compute([*base, *padding, *slander], SEED, PARAMS)
+    assert padded.receipts_same_org == 1100 and clean.receipts_same_org == 0
+    assert padded.org_trust == clean.org_trust
+    assert padded.score("HX/x", SKILL) == clean.score("HX/x", SKILL)
+    assert padded.score("P0/a2", SKILL) == clean.score("P0/a2", SKILL)
+    alone = compute([*padding, *honest_world()], SEED, PARAMS)
+    assert "HX" not in alone.org_trust and alone.score("HX/x", SKILL).evidence == 0.0
+
+
+def test_time_decay_halves_evidence_per_half_life() -> None:
+    world = honest_world()
+    fresh_receipts = served("HX/x", "HX", [True] * 20, start=NOW)
+    old_receipts = served("HX/x", "HX", [True] * 20, start=NOW - PARAMS.half_life)
+    fresh, old = compute([*world, *fresh_receipts], SEED, PARAMS), compute([*world, *old_receipts], SEED, PARAMS)
+    for rep, receipts in ((fresh, fresh_receipts), (old, old_receipts)):
+        # each receipt counts w(rater org) * 2^(-age / half_life)
+        expected = sum(rep.rater_weight(r.rater_org) * 0.5 ** ((NOW - r.time) / PARAMS.half_life) for r in receipts)
+        assert rep.score("HX/x", SKILL).successes == pytest.approx(expected, rel=1e-12)
+    assert old_receipts[0].time == NOW - PARAMS.half_life
+    assert old.score("HX/x", SKILL).successes < 0.55 * fresh.score("HX/x", SKILL).successes
+    assert old.score("HX/x", SKILL).lower_bound < fresh.score("HX/x", SKILL).lower_bound - 0.1
+
+
+def test_recent_failures_outweigh_old_successes() -> None:
+    history = [*served("HT/t", "HT", [True] * 40, start=NOW - 365 * DAY), *served("HT/t", "HT", [False] * 10)]
+    decayed = compute([*honest_world(), *history], SEED, PARAMS).score("HT/t", SKILL)
+    timeless = compute([*honest_world(), *history], SEED, Params(now=NOW, half_life=1e12)).score("HT/t", SKILL)
+    assert decayed.mean < 0.3 < 0.7 < timeless.mean
+
+
+def test_future_dated_receipts_get_no_extra_weight() -> None:
+    receipts = served("HX/x", "HX", [True] * 5, start=NOW + 100 * DAY)
+    rep = compute(receipts, SEED, PARAMS)
+    assert rep.score("HX/x", SKILL).successes == pytest.approx(sum(rep.rater_weight(r.rater_org) for r in receipts))
+    assert rep.score("HX/x", SKILL).successes <= 5.0
+
+
+def test_eigentrust_matches_the_closed_form() -> None:
+    """Seed A trusts B, B trusts C, C trusts nobody (so teleports to A): x = a / (1 - (1-a)^3)."""
+    trust, iterations, converged = eigentrust({("A", "B"): 3.0, ("B", "C"): 1.0, ("C", "A"): -2.0}, ["A"], 0.15)
+    x = 0.15 / (1 - 0.85**3)
+    assert converged and iterations < 200
+    assert trust["A"] == pytest.approx(x, abs=1e-9)
+    assert trust["B"] == pytest.approx(0.85 * x, abs=1e-9)
+    assert trust["C"] == pytest.approx(0.85**2 * x, abs=1e-9)
+    assert sum(trust.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        eigentrust({("A", "B"): 1.0}, [], 0.15)
+
+
+def test_recompute_is_order_independent_up_to_rounding() -> None:
+    ratings = [*honest_world(), *HONEST_AGENT, *ring(50, 300, one_org=False)]
+    shuffled = list(ratings)
+    random.Random(1).shuffle(shuffled)
+    a, b = compute(ratings, SEED, PARAMS), compute(shuffled, SEED, PARAMS)
+    assert a.org_trust.keys() == b.org_trust.keys()
+    assert all(a.org_trust[o] == pytest.approx(b.org_trust[o], abs=1e-12) for o in a.org_trust)
+    assert a.score("HX/x", SKILL).alpha == pytest.approx(b.score("HX/x", SKILL).alpha, rel=1e-12)
+
+
+def test_result_carries_its_inputs() -> None:
+    rep = compute([*honest_world(), *HONEST_AGENT], SEED, PARAMS)
+    assert rep.params == PARAMS and rep.pretrusted == frozenset(SEED) and rep.converged
+    assert rep.receipts_used == 2020
+    assert max(rep.rater_weight(o) for o in rep.org_trust) == 1.0 and rep.rater_weight("nobody") == 0.0
+    score = rep.score("HX/x", SKILL)
+    assert (score.alpha, score.beta) == (1.0 + score.successes, 1.0)
+
+
+@pytest.mark.parametrize(("a", "b"), [(1.0, 1.0), (2.0, 2.0), (21.0, 1.0), (1.0, 7.5), (3.3, 40.0), (900.0, 120.0)])
+def test_beta_quantiles_are_exact(a: float, b: float) -> None:
+    for q in (0.001, 0.025, 0.3, 0.5, 0.975, 0.999):
+        x = beta_ppf(q, a, b)
+        assert betainc(a, b, x) == pytest.approx(q, abs=1e-12)
+        if b == 1.0:
+            assert x == pytest.approx(q ** (1 / a), abs=1e-12)  # I_x(a, 1) = x^a
+        if a == 1.0:
+            assert x == pytest.approx(1 - (1 - q) ** (1 / b), abs=1e-12)  # I_x(1, b) = 1 - (1-x)^b
+    if a == b:
+        assert beta_ppf(0.5, a, b) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_incomplete_beta_matches_numerical_integration() -> None:
+    a, b, x, n = 4.5, 2.25, 0.6, 20_000
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+
+    def pdf(u: float) -> float:
+        return math.exp(log_norm + (a - 1) * math.log(u) + (b - 1) * math.log1p(-u)) if u > 0 else 0.0
+
+    h = x / n
+    simpson = h / 3 * (pdf(0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, n)))
+    assert betainc(a, b, x) == pytest.approx(simpson, abs=1e-10)
+
+
+def test_interval_brackets_the_mean_and_narrows_with_evidence() -> None:
+    thin, thick = Score("x", SKILL, successes=7, failures=3), Score("x", SKILL, successes=700, failures=300)
+    for s in (thin, thick):
+        low, high = s.interval()
+        assert 0 < low < s.mean < high < 1
+    assert thick.interval()[1] - thick.interval()[0] < (thin.interval()[1] - thin.interval()[0]) / 5
+    assert Score("x", SKILL).interval() == pytest.approx((0.025, 0.975))
+
+
+def test_params_are_checked() -> None:
+    for bad in ({"a": 0.0}, {"a": 1.5}, {"half_life": 0.0}, {"per_rater_cap": -1.0}, {"max_iterations": 0}):
+        with pytest.raises(ValueError):
+            Params(now=NOW, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        beta_ppf(1.5, 1.0, 1.0)
