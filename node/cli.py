@@ -128,6 +128,23 @@ def node_run(config: str, port: int | None) -> None:
     web.run_app(node.build_app(), host=node.host, port=node.port, print=None, access_log=None)
 
 
+@node_group.command("mcp-stdio")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def node_mcp_stdio(config: str) -> None:
+    """Serve the agents of CONFIG as MCP tools over stdin/stdout (for desktop MCP clients).
+
+    \b
+    Example (an MCP client's server entry):
+      {"command": "guildnet", "args": ["node", "mcp-stdio", "/path/to/node.toml"]}
+    """
+    import asyncio
+
+    from .mcp_server import serve_stdio
+
+    node = _load_node(config)
+    asyncio.run(serve_stdio(node.agent_list, name=f"guildnet-{node.org_name}"))
+
+
 @node_group.command("retire")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 def node_retire(config: str) -> None:

@@ -10,6 +10,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -17,9 +19,17 @@ from guildnet.protocols.keys import SigningKey
 
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key
+from .mcp_server import setup_mcp
 from .publisher import PublishedAgent, Publisher
 
 log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return version("guildnet")
+    except PackageNotFoundError:
+        return "0"
 
 
 @dataclass
@@ -56,9 +66,17 @@ class Node:
         return Publisher(self.registry_url, self.agents, org_key=self.org_key, org_name=self.org_name,
                          base_url=self.base_url)
 
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """Host names MCP clients may use: loopback, the bind address and the public URL's host."""
+        public = urlsplit(self.base_url).hostname
+        return tuple(dict.fromkeys(h for h in ("127.0.0.1", "localhost", self.host, public) if h))
+
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_get("/healthz", self._healthz)
+        setup_mcp(app, self.agent_list, allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}",
+                  version=_version())
         app.cleanup_ctx.append(self._publishing)
         return app
 

@@ -1,0 +1,154 @@
+"""Serve an ASGI 3 HTTP application from an aiohttp route.
+
+The MCP SDK's Streamable HTTP endpoint is ASGI, the node is aiohttp. ``aiohttp-asgi`` 0.7.1 hangs on
+it because its ``receive()`` never reports ``http.disconnect`` (the SDK's disconnect watcher then spins),
+so this bridge does the small part we need and does it the way uvicorn does:
+
+* the request body is streamed into ``http.request`` messages from ``request.content``. aiohttp's
+  ``client_max_size`` (1 MiB) applies only to ``request.read()``/``post()``, so it does not cap MCP
+  bodies; the ASGI application enforces its own limit (the SDK answers 413 above 4 MiB by default);
+* once the body is consumed, ``receive()`` blocks until the client is gone and then returns
+  ``http.disconnect``, which is what makes the SDK cancel the tool handler of a client that left;
+* a response sent in one body message becomes one ``web.Response``; a streamed one (SSE) becomes a
+  prepared ``web.StreamResponse`` that is written message by message, so events reach the client as
+  they are produced;
+* a write to a closed connection marks the exchange disconnected and is dropped (as uvicorn does),
+  instead of raising into the application.
+
+How a disconnect is noticed: aiohttp has no public per-request "connection lost" callback. Its one
+event-driven signal is handler cancellation (``AppRunner(app, handler_cancellation=True)``): the
+handler task, and with it the ASGI application, is cancelled as soon as the peer goes away. Without it
+(aiohttp's default) the bridge checks ``request.transport`` every ``poll_interval`` seconds while the
+application waits in ``receive()``; a failed write is noticed at once either way. Both paths are
+exercised by ``tests/test_mcp_server.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_POLL_INTERVAL = 0.25
+"""Seconds between transport checks while an application waits for a disconnect."""
+
+
+def _scope(request: web.Request) -> Scope:
+    transport = request.transport
+    client = transport.get_extra_info("peername") if transport is not None else None
+    server = transport.get_extra_info("sockname") if transport is not None else None
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": f"{request.version.major}.{request.version.minor}",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.rel_url.raw_path.encode("latin-1"),
+        "query_string": request.rel_url.raw_query_string.encode("latin-1"),
+        "root_path": "",
+        "headers": [(name.lower(), value) for name, value in request.raw_headers],
+        "client": tuple(client[:2]) if client else None,
+        "server": tuple(server[:2]) if server else None,
+        "state": {},
+    }
+
+
+class _Exchange:
+    """One request/response pair between aiohttp and the ASGI application."""
+
+    def __init__(self, request: web.Request, poll_interval: float) -> None:
+        self.request = request
+        self.poll_interval = poll_interval
+        self.body_done = False
+        self.disconnected = asyncio.Event()
+        self.status = 500
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.started = False
+        self.response: web.StreamResponse | None = None
+
+    def _peer_gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    async def receive(self) -> Message:
+        if not self.body_done:
+            try:
+                chunk = await self.request.content.readany()
+            except (ConnectionResetError, asyncio.IncompleteReadError):
+                self.body_done = True
+                self.disconnected.set()
+                return {"type": "http.disconnect"}
+            self.body_done = self.request.content.at_eof()
+            return {"type": "http.request", "body": chunk, "more_body": not self.body_done}
+        while not self.disconnected.is_set() and not self._peer_gone():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self.disconnected.wait()
+        self.disconnected.set()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = int(message["status"])
+            for name, value in message.get("headers", ()):
+                self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+            self.started = True
+            return
+        if kind != "http.response.body" or self.disconnected.is_set():
+            return
+        if not self.started:
+            raise RuntimeError("ASGI application sent a body before http.response.start")
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        try:
+            if self.response is None:
+                if not more:  # the whole response in one message: one write, aiohttp sets the length
+                    self.headers.popall("Content-Length", None)
+                    self.response = web.Response(status=self.status, headers=self.headers, body=body)
+                    await self.response.prepare(self.request)
+                    await self.response.write_eof()
+                    return
+                self.response = web.StreamResponse(status=self.status, headers=self.headers)
+                await self.response.prepare(self.request)
+            if body:
+                await self.response.write(body)
+            if not more:
+                await self.response.write_eof()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError included: the peer left
+            self.disconnected.set()
+
+    def result(self) -> web.StreamResponse:
+        """What the aiohttp handler returns once the application has finished."""
+        if self.response is not None:
+            return self.response
+        if self.started:  # headers but no body message: an empty response with that status
+            self.headers.popall("Content-Length", None)
+            return web.Response(status=self.status, headers=self.headers)
+        # Nothing was sent: the peer left first (the write goes nowhere) or the app broke its contract.
+        return web.Response(status=500, text="ASGI application returned no response")
+
+
+def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route."""
+    if poll_interval <= 0:
+        raise ValueError("poll_interval must be positive")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        exchange = _Exchange(request, poll_interval)
+        await app(_scope(request), exchange.receive, exchange.send)
+        return exchange.result()
+
+    return handle

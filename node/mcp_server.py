@@ -1,0 +1,261 @@
+"""MCP server for a node's agents: every skill of every agent is one MCP tool.
+
+Built on the official SDK's low-level ``mcp.server.Server`` rather than ``MCPServer``: a skill already
+*is* a JSON Schema pair plus a handler, which maps onto ``tools/list``/``tools/call`` one to one, whereas
+``MCPServer`` derives schemas from Python signatures and would need a pydantic model synthesised per
+skill. The low-level server also lets the result carry exactly the handler's output as
+``structuredContent`` and lets a ``SkillError`` message reach the client (``MCPServer`` hides the text of
+any exception that is not its own ``ToolError``).
+
+Tool names. A tool is named by its skill id when no other agent of the node has a skill with that id,
+and ``{agent}.{skill}`` for every skill whose id is shared. Skill ids are already valid MCP tool names
+(SEP-986 allows ``[A-Za-z0-9_.-]``, 1-128 characters), short names are what a model sees and types, and
+a single-agent node, the common case, never pays for a prefix; the prefix appears exactly where it is
+needed to keep names unambiguous. Names that would still collide, or an agent name that cannot appear in
+a tool name, are refused when the server is built, not at call time.
+
+Errors, as the 2025-11-25 and 2026-07-28 revisions ask:
+
+* arguments that break the skill's input schema: a tool result with ``isError: true`` and the validation
+  message (SEP-1303: the model can read it and retry);
+* a :class:`SkillError` raised by the handler: ``isError: true`` with its message;
+* any other failure (including output that breaks the declared schema): ``isError: true`` with a generic
+  message, details in the node log only;
+* an unknown tool name: the JSON-RPC error ``-32602`` ``Unknown tool: NAME`` (a protocol error).
+
+HTTP: :func:`setup_mcp` mounts the SDK's Streamable HTTP session manager on an aiohttp app through
+:mod:`guildnet.node.asgi_bridge`. It serves stateless 2026-07-28 requests and 2025-era sessions on one
+path, keeps SSE responses (``json_response=False``) so a client that disconnects cancels its call, and
+answers only the configured Host names (the SDK answers 421 to others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import mcp_types as types
+from aiohttp import web
+from mcp.server import Server, ServerRequestContext
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http import EventStore
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+
+from .agent import Agent, InvalidInput, SkillError, TaskContext
+from .asgi_bridge import asgi_handler
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+MANAGER_KEY: web.AppKey[StreamableHTTPSessionManager] = web.AppKey("guildnet_mcp_manager", StreamableHTTPSessionManager)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    agent: Agent
+    skill_id: str
+    tool: types.Tool
+
+
+class AgentTools:
+    """The tool view of a set of agents: listing, input schemas and calls."""
+
+    def __init__(self, agents: Sequence[Agent]) -> None:
+        owners: dict[str, int] = {}
+        for agent in agents:
+            for skill in agent.skills:
+                owners[skill.id] = owners.get(skill.id, 0) + 1
+        self._entries: dict[str, _Entry] = {}
+        for agent in agents:
+            for skill in agent.skills:
+                name = skill.id if owners[skill.id] == 1 else f"{agent.name}.{skill.id}"
+                if not _TOOL_NAME.match(name):
+                    raise ValueError(f"tool name {name!r} (agent {agent.name!r}) is not a valid MCP tool name")
+                if name in self._entries:
+                    raise ValueError(f"two skills would both be published as MCP tool {name!r}")
+                tool = types.Tool(
+                    name=name,
+                    title=skill.name,
+                    description=skill.description or skill.name,
+                    input_schema=skill.input_schema,
+                    output_schema=skill.output_schema,
+                    _meta={"guildnet/agent": agent.name, "guildnet/skill": skill.id, "guildnet/tags": skill.tags},
+                )
+                self._entries[name] = _Entry(agent, skill.id, tool)
+        self._tools = [entry.tool for entry in self._entries.values()]
+
+    @property
+    def tools(self) -> list[types.Tool]:
+        """Tools in a fixed order (2026-07-28 asks for a deterministic ``tools/list``)."""
+        return list(self._tools)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def input_schema(self, name: str) -> dict[str, Any] | None:
+        entry = self._entries.get(name)
+        return None if entry is None else entry.tool.input_schema
+
+    async def call(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        entry = self._entries.get(params.name)
+        if entry is None:
+            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
+        arguments = params.arguments or {}
+        steps = 0
+
+        async def progress(message: str) -> None:
+            nonlocal steps
+            steps += 1
+            await ctx.session.report_progress(steps, None, message)
+
+        meta = ctx.meta or {}
+        traceparent = meta.get("traceparent")
+        task = TaskContext(
+            task_id=uuid.uuid4().hex,
+            skill_id=entry.skill_id,
+            traceparent=traceparent if isinstance(traceparent, str) else None,
+            progress=progress,
+            metadata={"transport": "mcp", "protocol_version": ctx.protocol_version},
+        )
+        try:
+            output = await entry.agent.call(entry.skill_id, arguments, task)  # call() runs check_input first
+        except InvalidInput as exc:
+            return _error_result(str(exc))
+        except SkillError as exc:
+            return _error_result(str(exc) or f"skill {entry.skill_id!r} failed")
+        except Exception:
+            log.exception("MCP tool %r (agent %r) failed", params.name, entry.agent.name)
+            return _error_result(f"Error executing tool {params.name}: internal error")
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(output, ensure_ascii=False))],
+            structured_content=output,
+        )
+
+
+def _error_result(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+
+
+def build_server(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",
+                 instructions: str | None = None, base: Server[Any] | None = None) -> Server[Any]:
+    """Return an MCP server whose tools are the agents' skills.
+
+    With ``base`` (a server that already has handlers, e.g. the conformance fixtures' resources,
+    prompts and MCP-only tools) the agent tools are put in front of its own: ``tools/list`` returns the
+    agent tools followed by the base's, and ``tools/call`` for any other name goes to the base handler.
+    """
+    toolset = AgentTools(agents)
+    server = base if base is not None else Server(name, version=version, instructions=instructions)
+    list_next = server.get_request_handler("tools/list")
+    call_next = server.get_request_handler("tools/call")
+    schema_next = server.get_tool_input_schema
+
+    async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                         ) -> types.ListToolsResult:
+        tools = toolset.tools
+        if list_next is not None:
+            tools += cast(types.ListToolsResult, await list_next.handler(ctx, params)).tools
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+                        ) -> types.CallToolResult | types.InputRequiredResult:
+        if call_next is not None and params.name not in toolset:
+            # A registered tools/call handler returns one of these (the SDK's handler signature says so).
+            return cast(types.CallToolResult | types.InputRequiredResult, await call_next.handler(ctx, params))
+        return await toolset.call(ctx, params)
+
+    def input_schema(tool_name: str) -> dict[str, Any] | None:
+        # Lets the SDK check Mcp-Param-* headers without running tools/list on every call.
+        schema = toolset.input_schema(tool_name)
+        if schema is None and schema_next is not None:
+            found = schema_next(tool_name)
+            return None if found is None else dict(found)
+        return schema
+
+    server.add_request_handler("tools/list", types.PaginatedRequestParams, list_tools)
+    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
+    server.get_tool_input_schema = input_schema
+    return server
+
+
+def transport_security(allowed_hosts: Iterable[str]) -> TransportSecuritySettings:
+    """DNS-rebinding protection that accepts the given host names on any port (and their origins)."""
+    hosts: list[str] = []
+    origins: list[str] = []
+    for host in allowed_hosts:
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        hosts += [host, f"{host}:*"]
+        origins += [f"{scheme}://{host}{port}" for scheme in ("http", "https") for port in ("", ":*")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=origins)
+
+
+def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mcp",
+              allowed_hosts: Iterable[str] = DEFAULT_ALLOWED_HOSTS, server: Server[Any] | None = None,
+              name: str = "guildnet-node", version: str = "", instructions: str | None = None,
+              max_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE, event_store: EventStore | None = None,
+              retry_interval_ms: int | None = None) -> StreamableHTTPSessionManager:
+    """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
+
+    ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
+    public name when it runs behind one. ``server`` is an optional base server (see :func:`build_server`).
+    ``event_store``/``retry_interval_ms`` enable 2025-era SSE resumption (``Last-Event-ID``); the
+    stateless 2026-07-28 revision has no resumption and ignores them.
+    The SDK's session manager runs from app startup to app shutdown; shutting down cancels open MCP
+    streams and calls so the aiohttp server does not wait on 2025-era clients' idle event streams.
+    """
+    mcp_server = build_server(agents, name=name, version=version, instructions=instructions, base=server)
+    manager = StreamableHTTPSessionManager(
+        app=mcp_server,
+        json_response=False,
+        security_settings=transport_security(allowed_hosts),
+        max_request_body_size=max_body_size,
+        event_store=event_store,
+        retry_interval=retry_interval_ms,
+    )
+    app[MANAGER_KEY] = manager
+    app.router.add_route("*", path, asgi_handler(manager.handle_request))
+    stop = asyncio.Event()
+
+    async def run_manager(started: asyncio.Future[None]) -> None:
+        async with manager.run():
+            started.set_result(None)
+            await stop.wait()
+
+    async def lifespan(_app: web.Application) -> AsyncIterator[None]:
+        # The manager's anyio task group must be entered and left by one task; aiohttp may run the
+        # startup and cleanup halves of this context in different tasks, so the manager gets its own.
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        runner = asyncio.create_task(run_manager(started), name="mcp-session-manager")
+        await asyncio.wait([started, runner], return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            runner.result()  # startup failed: raise its error
+        try:
+            yield
+        finally:
+            stop.set()
+            await runner
+
+    async def on_shutdown(_app: web.Application) -> None:
+        stop.set()
+
+    app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(on_shutdown)
+    return manager
+
+
+async def serve_stdio(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",
+                      instructions: str | None = None) -> None:
+    """Serve the agents as MCP tools on this process's stdin/stdout until stdin closes."""
+    server = build_server(agents, name=name, version=version, instructions=instructions)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -1,0 +1,111 @@
+"""A node as a user runs it: `guildnet node run CONFIG` publishes its agents and serves them over MCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from mcp import Client, StdioServerParameters
+from registry_support import free_port, registry_process
+
+from guildnet.registry.client import RegistryClient
+
+ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
+
+
+def write_config(tmp_path: Path, port: int, registry: str | None) -> Path:
+    config = tmp_path / "node.toml"
+    config.write_text(f"""
+[node]
+org_name = "echo-org"
+org_key = "keys/org.key"
+port = {port}
+db = "sqlite:///node.db"
+{f'registry = "{registry}"' if registry else ""}
+
+[[agents]]
+agent = "{ECHO_AGENT}:agent"
+key = "keys/echo.key"
+ttl_seconds = 30
+""")
+    return config
+
+
+@contextlib.asynccontextmanager
+async def node_process(config: Path, port: int) -> AsyncIterator[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "guildnet.node.cli", "node", "run", str(config),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                if process.returncode is not None:
+                    assert process.stderr is not None
+                    raise RuntimeError((await process.stderr.read()).decode()[-2000:])
+                try:
+                    async with session.get(url + "/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 20)
+
+
+async def test_node_publishes_and_serves_mcp_then_retires(tmp_path: Path) -> None:
+    port = free_port()
+    async with registry_process(f"sqlite:///{tmp_path}/registry.db") as registry_url:
+        config = write_config(tmp_path, port, registry_url)
+        async with node_process(config, port) as node_url, RegistryClient(registry_url) as registry:
+            async with asyncio.timeout(10):
+                async for change in registry.watch(0):  # the node registers its agent at start-up
+                    if change["kind"] == "registered":
+                        break
+            entry = (await registry.search(skill="echo")).agents[0]
+            assert entry.live and entry.facts.name == "echo" and entry.facts.organisation.name == "echo-org"
+            assert entry.facts.endpoints.mcp == f"{node_url}/mcp"
+            assert entry.facts.endpoints.a2a == f"{node_url}/agents/echo/a2a"
+            assert entry.facts.skill("echo") is not None
+
+            for mode in ("auto", "legacy"):
+                async with Client(f"{node_url}/mcp", mode=mode) as client:
+                    tools = (await client.list_tools()).tools
+                    assert [t.name for t in tools] == ["echo"]
+                    assert tools[0].input_schema["required"] == ["text"]
+                    result = await client.call_tool("echo", {"text": "héllo"})
+                    assert result.structured_content == {"text": "héllo"} and not result.is_error
+        retired = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "guildnet.node.cli", "node", "retire", str(config)],
+            capture_output=True, text=True, timeout=60)
+        assert retired.returncode == 0, retired.stderr
+        assert entry.id in retired.stdout
+        async with RegistryClient(registry_url) as registry:
+            assert (await registry.get(entry.id)).revoked
+            assert (await registry.search(skill="echo")).agents == []
+
+
+async def test_node_without_registry_still_serves(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, None)
+    async with node_process(config, port) as node_url, Client(f"{node_url}/mcp") as client:
+        assert (await client.call_tool("echo", {"text": "x"})).structured_content == {"text": "x"}
+        bad = await client.call_tool("echo", {"txt": "x"})
+        assert bad.is_error and "text" in str(bad.content[0])
+
+
+async def test_mcp_stdio_command(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port(), None)
+    server = StdioServerParameters(command=sys.executable, args=["-m", "guildnet.node.cli", "node", "mcp-stdio",
+                                                                 str(config)])
+    async with Client(server) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
+        assert (await client.call_tool("echo", {"text": "stdio"})).structured_content == {"text": "stdio"}
