@@ -1,0 +1,175 @@
+"""The process-data store: one row per call in or out of a node, and per model call.
+
+This is what the flywheel learns from (what tasks arrive, which model answered, at what cost, whether it
+had to escalate). Every free-text field passes through :class:`~guildnet.node.pii.Scrubber` inside
+:meth:`ProcessLog.record` itself, so no caller can write raw PII by forgetting a step.
+
+SQLite (WAL) by default, PostgreSQL by URL (``postgresql+asyncpg://``). Tables come from
+``metadata.create_all`` for now; they move under migrations when the node store gets them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, delete, event, insert
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .pii import Scrubber
+
+Direction = Literal["in", "out", "model"]
+Transport = Literal["a2a", "mcp", "delegation", "model"]
+Outcome = Literal["ok", "rejected", "error"]
+"""``ok``: the result was accepted. ``rejected``: an answer came back but was not accepted (invalid for
+the schema or low confidence), so the task escalated. ``error``: no answer (timeout, HTTP error, refusal)."""
+
+DIRECTIONS: frozenset[str] = frozenset({"in", "out", "model"})
+TRANSPORTS: frozenset[str] = frozenset({"a2a", "mcp", "delegation", "model"})
+OUTCOMES: frozenset[str] = frozenset({"ok", "rejected", "error"})
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ProcessCall(Base):
+    __tablename__ = "process_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    transport: Mapped[str] = mapped_column(String(16))
+    skill: Mapped[str] = mapped_column(String(128), index=True)
+    agent: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str | None] = mapped_column(String(256))
+    input: Mapped[Any] = mapped_column(JSON, nullable=True)
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    tool_calls: Mapped[Any] = mapped_column(JSON, nullable=True)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    outcome: Mapped[str] = mapped_column(String(16))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What a caller hands to :meth:`ProcessLog.record` (raw; scrubbed on the way in)."""
+
+    direction: Direction
+    transport: Transport
+    skill: str
+    agent: str
+    outcome: Outcome
+    model: str | None = None
+    input: Any = None
+    output: Any = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    escalated: bool = False
+    escalation_reason: str | None = None
+    error: str | None = None
+    trace_id: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def check(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, not {self.direction!r}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {sorted(TRANSPORTS)}, not {self.transport!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {self.outcome!r}")
+        if min(self.tokens_in, self.tokens_out) < 0 or self.cost < 0 or self.latency_ms < 0:
+            raise ValueError("tokens, cost and latency cannot be negative")
+
+
+def _sqlite_wal(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; SQLite files get WAL so readers (the flywheel) never block writers."""
+    engine = create_async_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_wal)
+    return engine
+
+
+class ProcessLog:
+    """Writes :class:`CallRecord` rows, scrubbed, and applies the retention period."""
+
+    def __init__(self, engine: AsyncEngine, scrubber: Scrubber, *, retention_days: float | None = None) -> None:
+        self.engine = engine
+        self.scrubber = scrubber
+        self.retention_days = retention_days
+
+    @classmethod
+    async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None) -> ProcessLog:
+        engine = create_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        return cls(engine, scrubber, retention_days=retention_days)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _row(self, record: CallRecord) -> dict[str, Any]:
+        record.check()
+        scrub = self.scrubber.scrub
+
+        def text(value: str | None) -> str | None:
+            return None if value is None else self.scrubber.scrub_text(value)
+
+        at = record.at if record.at.tzinfo else record.at.replace(tzinfo=UTC)
+        return {
+            "at": at, "direction": record.direction, "transport": record.transport,
+            "skill": text(record.skill), "agent": text(record.agent), "model": text(record.model),
+            "input": scrub(record.input), "output": scrub(record.output),
+            "tool_calls": scrub(record.tool_calls), "tokens_in": record.tokens_in,
+            "tokens_out": record.tokens_out, "cost": record.cost, "latency_ms": record.latency_ms,
+            "outcome": record.outcome, "escalated": record.escalated,
+            "escalation_reason": text(record.escalation_reason), "error": text(record.error),
+            "trace_id": text(record.trace_id),
+        }
+
+    async def record(self, record: CallRecord) -> None:
+        await self.record_many([record])
+
+    async def record_many(self, records: Iterable[CallRecord]) -> None:
+        rows = [self._row(r) for r in records]  # scrub (and validate) all before opening a transaction
+        if not rows:
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(insert(ProcessCall), rows)
+
+    async def purge(self, older_than_days: float | None = None, *, now: datetime | None = None) -> int:
+        """Delete rows older than the retention period (or ``older_than_days``); returns how many."""
+        days = older_than_days if older_than_days is not None else self.retention_days
+        if days is None:
+            raise ValueError("no retention period configured")
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        async with self.engine.begin() as connection:
+            result = await connection.execute(delete(ProcessCall).where(ProcessCall.at < cutoff))
+        return int(result.rowcount or 0)
+
+
+def monotonic_ms(start: float) -> float:
+    """Milliseconds since ``start`` (a :func:`time.perf_counter` value)."""
+    return (time.perf_counter() - start) * 1000.0
