@@ -14,27 +14,29 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Column order matters to SQLite: filters and sort keys first, the large signed texts last, so a
+    # search reads the columns it filters on without touching the overflow pages that hold the facts.
     op.create_table(
         "agents",
         sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(64), nullable=False, unique=True),
         sa.Column("current_key", sa.String(64), nullable=False),
-        sa.Column("name", sa.String(128), nullable=False),
-        sa.Column("org_id", sa.String(64), nullable=False, index=True),
-        sa.Column("org_name", sa.String(128), nullable=False),
-        sa.Column("description", sa.Text, nullable=False),
-        sa.Column("tags", sa.Text, nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("facts", sa.Text, nullable=False),
-        sa.Column("jws", sa.Text, nullable=False),
+        sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("live", sa.Boolean, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False, index=True),
+        sa.Column("last_seen", sa.Float, nullable=False),
         sa.Column("ttl_seconds", sa.Integer, nullable=False),
         sa.Column("registered_at", sa.Float, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
-        sa.Column("last_seen", sa.Float, nullable=False),
-        sa.Column("expires_at", sa.Float, nullable=False, index=True),
-        sa.Column("live", sa.Boolean, nullable=False),
-        sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("revoked_at", sa.Float, nullable=True),
+        sa.Column("org_id", sa.String(64), nullable=False, index=True),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("org_name", sa.String(128), nullable=False),
+        sa.Column("tags", sa.Text, nullable=False),
+        sa.Column("description", sa.Text, nullable=False),
+        sa.Column("facts", sa.Text, nullable=False),
+        sa.Column("jws", sa.Text, nullable=False),
     )
     op.create_table(
         "agent_skills",
