@@ -17,6 +17,7 @@ from guildnet.registry.cli import registry_group
 from guildnet.registry.client import RegistryError
 
 from .config import ConfigError, load_config
+from .flywheel_cli import flywheel_group
 from .node import Node
 
 
@@ -91,6 +92,7 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool) -> None:
 
 
 main.add_command(registry_group)
+main.add_command(flywheel_group)
 
 
 @main.group("node")

@@ -8,6 +8,9 @@
     public_url = "http://127.0.0.1:9100"   # what peers are told; default http://host:port
     db = "sqlite:///acme-node.db"           # task store; postgresql://... for a shared store
     registry = "http://127.0.0.1:8400"      # optional: without it the node serves A2A and MCP only
+    pii = "redact"                          # process data: "redact" PII, or "hash" it with a key ...
+    pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
+    retention_days = 30                     # process data older than this is deleted
 
     [[agents]]
     agent = "agent.py:agent"        # a Python file (relative to this TOML) or module, and the attribute
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from typing import Any
 from guildnet.protocols.keys import SigningKey
 
 from .agent import Agent
+from .pii import Scrubber
 
 
 class ConfigError(ValueError):
@@ -52,6 +57,9 @@ class NodeConfig:
     public_url: str | None = None
     db: str = "sqlite:///guildnet-node.db"
     registry: str | None = None
+    pii: str = "redact"
+    pii_key_env: str = "GUILDNET_PII_KEY"
+    retention_days: int = 30
     agents: list[AgentConfig] = field(default_factory=list)
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -103,17 +111,36 @@ def load_config(path: str | Path) -> NodeConfig:
         public_url=_field(node, "public_url", str, where, None),
         db=_resolve_db(_field(node, "db", str, where, "sqlite:///guildnet-node.db"), base),
         registry=_field(node, "registry", str, where, None),
+        pii=_field(node, "pii", str, where, "redact"),
+        pii_key_env=_field(node, "pii_key_env", str, where, "GUILDNET_PII_KEY"),
+        retention_days=_field(node, "retention_days", int, where, 30),
         agents=agents,
         base_dir=base,
     )
 
 
 def _resolve_db(url: str, base: Path) -> str:
-    """Make a relative SQLite path relative to the config file, like every other path in it."""
-    prefix = "sqlite:///"
+    """Pick the async drivers, and make a relative SQLite path relative to the config file."""
+    for plain, driver in (("sqlite:///", "sqlite+aiosqlite:///"), ("postgresql://", "postgresql+asyncpg://"),
+                          ("postgres://", "postgresql+asyncpg://")):
+        if url.startswith(plain):
+            url = driver + url[len(plain):]
+    prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix) and not url[len(prefix):].startswith("/"):
         return prefix + str(base / url[len(prefix):])
     return url
+
+
+def scrubber_for(config: NodeConfig) -> Scrubber:
+    """The PII scrubber the config asks for; a hashing scrubber needs its key in the environment."""
+    if config.pii not in ("redact", "hash"):
+        raise ConfigError(f"[node] pii must be 'redact' or 'hash', not {config.pii!r}")
+    if config.pii == "hash":
+        key = os.environ.get(config.pii_key_env, "")
+        if len(key) < 16:
+            raise ConfigError(f"[node] pii = 'hash' needs a key of >= 16 characters in ${config.pii_key_env}")
+        return Scrubber("hash", key=key.encode())
+    return Scrubber("redact")
 
 
 def load_or_create_key(path: Path) -> SigningKey:

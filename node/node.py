@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
@@ -18,11 +18,17 @@ from aiohttp import web
 from guildnet.protocols.keys import SigningKey
 
 from .agent import Agent
-from .config import NodeConfig, load_agent, load_or_create_key
+from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
 from .mcp_server import setup_mcp
+from .pii import Scrubber
+from .process_log import Base as ProcessBase
+from .process_log import ProcessLog
+from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
+from .recording import RecordedAgent
 
 log = logging.getLogger(__name__)
+PROCESS_LOG = web.AppKey("process_log", ProcessLog)
 
 
 def _version() -> str:
@@ -44,6 +50,8 @@ class Node:
     registry_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 9100
+    scrubber: Scrubber = field(default_factory=Scrubber)
+    retention_days: int = 30
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -54,7 +62,7 @@ class Node:
             raise ValueError(f"agent names must be unique within a node: {names}")
         return cls(org_name=config.org_name, org_key=load_or_create_key(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
-                   port=config.port)
+                   port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days)
 
     @property
     def agent_list(self) -> list[Agent]:
@@ -75,10 +83,24 @@ class Node:
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_get("/healthz", self._healthz)
-        setup_mcp(app, self.agent_list, allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}",
-                  version=_version())
+        process_log = ProcessLog(create_process_engine(self.db_url), self.scrubber,
+                                 retention_days=self.retention_days)
+        app[PROCESS_LOG] = process_log
+        app.cleanup_ctx.append(self._process_log)
+        setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
+                  allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
         app.cleanup_ctx.append(self._publishing)
         return app
+
+    async def _process_log(self, app: web.Application) -> AsyncIterator[None]:
+        process_log = app[PROCESS_LOG]
+        async with process_log.engine.begin() as connection:
+            await connection.run_sync(ProcessBase.metadata.create_all)
+        await process_log.purge()
+        try:
+            yield
+        finally:
+            await process_log.close()
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -109,3 +110,21 @@ async def test_mcp_stdio_command(tmp_path: Path) -> None:
     async with Client(server) as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
         assert (await client.call_tool("echo", {"text": "stdio"})).structured_content == {"text": "stdio"}
+
+
+async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port, None)
+    async with node_process(config, port) as node_url, Client(f"{node_url}/mcp") as client:
+        await client.call_tool("echo", {"text": "mail jane.doe@example.com or call +44 20 7946 0958"})
+        await client.call_tool("echo", {"txt": "wrong argument"})
+    report = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "guildnet.node.cli", "flywheel", "report", "--config", str(config),
+                         "--json"], capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    body = json.loads(report.stdout)
+    echo = next(row for row in body["by_skill"] if row["name"] == "echo")
+    assert echo["volume"] == 2 and echo["completion_rate"] == 0.5
+    raw = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.glob("node.db*")))
+    assert b"jane.doe@example.com" not in raw and b"7946" not in raw
+    assert b"echo" in raw  # the calls themselves are there
