@@ -17,6 +17,7 @@ from aiohttp import web
 
 from guildnet.protocols.keys import SigningKey
 
+from .a2a_server import A2AService
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
 from .mcp_server import setup_mcp
@@ -26,6 +27,7 @@ from .process_log import ProcessLog
 from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
 from .recording import RecordedAgent
+from .tasks import open_task_store
 
 log = logging.getLogger(__name__)
 PROCESS_LOG = web.AppKey("process_log", ProcessLog)
@@ -89,6 +91,11 @@ class Node:
         app.cleanup_ctx.append(self._process_log)
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
+        a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
+                         open_task_store(self.db_url), self.base_url,
+                         {p.agent.name: p.key for p in self.agents}, version=_version(),
+                         provider=(self.org_name, self.base_url))
+        a2a.add_routes(app)
         app.cleanup_ctx.append(self._publishing)
         return app
 

@@ -14,6 +14,7 @@ import aiohttp
 from mcp import Client, StdioServerParameters
 from registry_support import free_port, registry_process
 
+from guildnet.node.a2a_client import A2AClient
 from guildnet.registry.client import RegistryClient
 
 ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
@@ -77,6 +78,13 @@ async def test_node_publishes_and_serves_mcp_then_retires(tmp_path: Path) -> Non
             assert entry.facts.endpoints.a2a == f"{node_url}/agents/echo/a2a"
             assert entry.facts.skill("echo") is not None
 
+            # the A2A endpoint in the AgentFacts serves a card signed by the very key the registry knows
+            async with A2AClient() as a2a_client:
+                card = await a2a_client.resolve_card(f"{node_url}/agents/echo/.well-known/agent-card.json",
+                                                     expected_did=entry.id)
+                assert [s["id"] for s in card["skills"]] == ["echo"]
+                task, output = await a2a_client.call_skill(entry.facts.endpoints.a2a or "", "echo", {"text": "a2a"})
+                assert output == {"text": "a2a"} and task["status"]["state"] == "TASK_STATE_COMPLETED"
             for mode in ("auto", "legacy"):
                 async with Client(f"{node_url}/mcp", mode=mode) as client:
                     tools = (await client.list_tools()).tools

@@ -1,0 +1,229 @@
+"""An async A2A 1.0 client (JSON-RPC binding) for delegation, on aiohttp.
+
+It speaks the wire a2a-sdk 1.3 speaks (``A2A-Version: 1.0`` on every request, ProtoJSON bodies, SSE streams
+whose ``data:`` lines are JSON-RPC responses), so it works against this node and against servers built with
+the official SDK. Results are plain JSON values in ProtoJSON shape (see :mod:`guildnet.protocols.a2a`).
+
+Errors: a JSON-RPC error from the peer raises :class:`~guildnet.protocols.a2a.A2AError` with the peer's code;
+a transport failure or a reply that is not A2A raises :class:`A2AClientError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from guildnet.protocols import a2a
+from guildnet.protocols.a2a import JSON
+
+CARD_PATH = "/.well-known/agent-card.json"
+
+
+class A2AClientError(Exception):
+    """The peer could not be reached, or its reply is not an A2A JSON-RPC response."""
+
+
+def jsonrpc_url(card: Mapping[str, Any]) -> str:
+    """The URL of the card's first JSON-RPC interface that speaks A2A 1.0."""
+    for interface in card.get("supportedInterfaces") or ():
+        if (isinstance(interface, dict) and interface.get("protocolBinding") == a2a.BINDING_JSONRPC
+                and str(interface.get("protocolVersion") or a2a.PROTOCOL_VERSION).startswith(a2a.PROTOCOL_VERSION)):
+            return str(interface["url"])
+    raise A2AClientError(f"agent card of {card.get('name')!r} offers no A2A 1.0 JSON-RPC interface")
+
+
+class A2AClient:
+    """One client for many peers; pass an endpoint URL (or a resolved card) to each call.
+
+    Give it your own :class:`aiohttp.ClientSession` to share connections, or let it own one (then use it
+    as an async context manager or call :meth:`close`).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None = None, *, timeout: float = 60.0) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ids = 0
+
+    async def __aenter__(self) -> A2AClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    # ---- discovery -----------------------------------------------------------------------------------------
+    async def resolve_card(self, url: str, *, expected_did: str | None = None) -> JSON:
+        """Fetch an agent card from a base URL (or the card's own URL); verify it when ``expected_did`` is set.
+
+        With ``expected_did`` the card must carry a valid signature by that did:key, else
+        :class:`~guildnet.protocols.a2a.CardSignatureError` is raised.
+        """
+        card_url = url if url.endswith(".json") else url.rstrip("/") + CARD_PATH
+        try:
+            async with self.session.get(card_url, headers={a2a.VERSION_HEADER: a2a.PROTOCOL_VERSION}) as resp:
+                if resp.status != 200:
+                    raise A2AClientError(f"GET {card_url}: HTTP {resp.status}")
+                card = await resp.json(content_type=None)
+        except (aiohttp.ClientError, json.JSONDecodeError, TimeoutError) as exc:
+            raise A2AClientError(f"GET {card_url}: {exc}") from exc
+        if not isinstance(card, dict):
+            raise A2AClientError(f"GET {card_url}: the agent card is not a JSON object")
+        if expected_did is not None:
+            a2a.verify_agent_card(card, expected_did)
+        return card
+
+    # ---- unary calls ---------------------------------------------------------------------------------------
+    async def send_message(self, endpoint: str | Mapping[str, Any], message: JSON, *,
+                           return_immediately: bool = False, history_length: int | None = None) -> JSON:
+        """SendMessage; returns the result: ``{"task": ...}`` or ``{"message": ...}``."""
+        params = _send_params(message, return_immediately, history_length)
+        result = await self._call(endpoint, "SendMessage", params)
+        if "task" not in result and "message" not in result:
+            raise A2AClientError("SendMessage result holds neither a task nor a message")
+        return result
+
+    async def get_task(self, endpoint: str | Mapping[str, Any], task_id: str, *,
+                       history_length: int | None = None) -> JSON:
+        params: JSON = {"id": task_id}
+        if history_length is not None:
+            params["historyLength"] = history_length
+        return await self._call(endpoint, "GetTask", params)
+
+    async def cancel_task(self, endpoint: str | Mapping[str, Any], task_id: str) -> JSON:
+        return await self._call(endpoint, "CancelTask", {"id": task_id})
+
+    async def list_tasks(self, endpoint: str | Mapping[str, Any], *, context_id: str | None = None,
+                         status: str | None = None, page_size: int | None = None, page_token: str | None = None,
+                         include_artifacts: bool = False) -> JSON:
+        """ListTasks; returns ``{tasks, nextPageToken, pageSize, totalSize}``."""
+        params: JSON = {}
+        for key, value in (("contextId", context_id), ("status", status), ("pageSize", page_size),
+                           ("pageToken", page_token)):
+            if value is not None:
+                params[key] = value
+        if include_artifacts:
+            params["includeArtifacts"] = True
+        return await self._call(endpoint, "ListTasks", params)
+
+    async def call_skill(self, endpoint: str | Mapping[str, Any], skill_id: str | None,
+                         arguments: Mapping[str, Any]) -> tuple[JSON, JSON | None]:
+        """Run a skill on a peer and wait: ``(task, output)`` where output is the result's JSON object."""
+        result = await self.send_message(endpoint, a2a.skill_request(arguments, skill_id))
+        if "message" in result:
+            return result["message"], a2a.message_input(result["message"])
+        task = result["task"]
+        return task, a2a.artifact_output(task)
+
+    # ---- streams -------------------------------------------------------------------------------------------
+    async def stream(self, endpoint: str | Mapping[str, Any], message: JSON) -> AsyncIterator[JSON]:
+        """SendStreamingMessage; yields StreamResponse objects (``task``/``message``/``statusUpdate``/...)."""
+        async for event in self._stream(endpoint, "SendStreamingMessage", _send_params(message, False, None)):
+            yield event
+
+    async def subscribe(self, endpoint: str | Mapping[str, Any], task_id: str) -> AsyncIterator[JSON]:
+        """SubscribeToTask; yields the task first, then its updates until it settles."""
+        async for event in self._stream(endpoint, "SubscribeToTask", {"id": task_id}):
+            yield event
+
+    # ---- plumbing ------------------------------------------------------------------------------------------
+    def _url(self, endpoint: str | Mapping[str, Any]) -> str:
+        return endpoint if isinstance(endpoint, str) else jsonrpc_url(endpoint)
+
+    def _body(self, method: str, params: JSON) -> bytes:
+        self._ids += 1
+        body: bytes = a2a.request_body(self._ids, method, params)
+        return body
+
+    async def _call(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> JSON:
+        url = self._url(endpoint)
+        try:
+            async with self.session.post(url, data=self._body(method, params), headers=_HEADERS) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise A2AClientError(f"{method} {url}: {exc}") from exc
+        return _result(raw, f"{method} {url}", status)
+
+    async def _stream(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> AsyncIterator[JSON]:
+        url = self._url(endpoint)
+        headers = {**_HEADERS, "Accept": "text/event-stream"}
+        try:
+            async with self.session.post(url, data=self._body(method, params), headers=headers) as resp:
+                if "text/event-stream" not in resp.headers.get("Content-Type", "").lower():
+                    # An error before the stream opened comes back as one JSON-RPC response.
+                    yield _result(await resp.read(), f"{method} {url}", resp.status)
+                    return
+                async for kind, data in _sse_events(resp.content):
+                    if kind == "error":
+                        _result(data, f"{method} {url}", 200)  # raises the peer's A2AError
+                    yield _result(data, f"{method} {url}", 200)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise A2AClientError(f"{method} {url}: {exc}") from exc
+
+
+_HEADERS = {"Content-Type": "application/json", a2a.VERSION_HEADER: a2a.PROTOCOL_VERSION}
+
+
+def _send_params(message: JSON, return_immediately: bool, history_length: int | None) -> JSON:
+    params: JSON = {"message": message}
+    config: JSON = {}
+    if return_immediately:
+        config["returnImmediately"] = True
+    if history_length is not None:
+        config["historyLength"] = history_length
+    if config:
+        params["configuration"] = config
+    return params
+
+
+def _result(raw: bytes, what: str, status: int) -> JSON:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response") from exc
+    if not isinstance(doc, dict):
+        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response")
+    if "error" in doc:
+        raise a2a.error_from_json(doc["error"])
+    result = doc.get("result")
+    if not isinstance(result, dict):
+        raise A2AClientError(f"{what}: HTTP {status}, JSON-RPC response without a result object")
+    return result
+
+
+async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, bytes]]:
+    """Server-sent events as ``(event type, data)``; multi-line data is joined with newlines (per the spec).
+
+    Lines are split from raw chunks, not with ``readline``, so an event of any size is read whole.
+    """
+    kind, buffer = "message", b""
+    data: list[bytes] = []
+    async for chunk in content.iter_any():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw_line in lines:
+            line = raw_line.rstrip(b"\r")
+            if not line:
+                if data:
+                    yield kind, b"\n".join(data)
+                kind, data = "message", []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                kind = line[6:].strip().decode(errors="replace")
+    if data:
+        yield kind, b"\n".join(data)
