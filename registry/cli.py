@@ -35,20 +35,39 @@ def registry_group() -> None:
               help="SQLAlchemy URL: a SQLite file, or postgresql://user@host/db for several replicas.")
 @click.option("--watch-poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
               help="Seconds between change-feed polls; a fallback, since writes (and NOTIFY) wake watchers at once.")
-def serve(host: str, port: int, db_url: str, watch_poll_interval: float) -> None:
+@click.option("--key", "key_path", envvar="GUILDNET_REGISTRY_KEY", type=click.Path(dir_okay=False),
+              help="The registry's Ed25519 key file (signs log heads), created 0600 if missing. Default: "
+                   "registry.key next to the SQLite file, else ./registry.key. Replicas must share one key.")
+@click.option("--pretrusted", "pretrusted", multiple=True, metavar="DID",
+              help="An organisation DID that anchors reputation (EigenTrust seed); repeatable. "
+                   "Env GUILDNET_PRETRUSTED: comma-separated DIDs.")
+@click.option("--reputation-interval", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
+              help="Seconds between reputation recomputes (each runs only if the log grew).")
+def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
+          pretrusted: tuple[str, ...], reputation_interval: float) -> None:
     """Serve the registry API.
 
     \b
     Example:
       guildnet registry serve --port 8400 --db sqlite:///registry.db
-      guildnet registry serve --db postgresql://postgres@127.0.0.1/test
+      guildnet registry serve --db postgresql://postgres@127.0.0.1/test --key /etc/guildnet/registry.key
+      guildnet registry serve --pretrusted did:key:z6Mk... --pretrusted did:key:z6Mk...
     """
     from aiohttp import web
+
+    from guildnet.protocols.did import is_did_key
 
     from .db import normalise_url
     from .server import RegistryConfig, create_app
 
-    app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval))
+    if not pretrusted:
+        pretrusted = tuple(p.strip() for p in os.environ.get("GUILDNET_PRETRUSTED", "").split(",") if p.strip())
+    for did in pretrusted:
+        if not is_did_key(did):
+            raise click.BadParameter(f"{did!r} is not an Ed25519 did:key", param_hint="--pretrusted")
+    app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval,
+                                    key_path=key_path, pretrusted_orgs=pretrusted,
+                                    reputation_interval=reputation_interval))
     click.echo(f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})", err=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)
 

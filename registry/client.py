@@ -1,7 +1,11 @@
 """The async client for the registry API: the one way nodes and the CLI talk to a registry.
 
 It signs writes with the caller's key, and it does not take the registry's word for what it serves:
-every AgentFacts it returns has had its agent signature and organisation endorsement checked.
+every AgentFacts it returns has had its agent signature and organisation endorsement checked. It also audits
+the registry's transparency log: each signed tree head must verify under the registry key (pinned, or
+remembered from the first head: trust on first use) and be consistent with the last head this client saw, and
+``get(..., verify_inclusion=True)`` proves that the registration it returns is in that head. A registry that
+rewrites its history, or shows one client a record it keeps out of the log, is caught here.
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ import aiohttp
 
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
+from guildnet.protocols.did import is_did_key
 from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.merkle import (
+    InvalidCheckpoint,
+    InvalidProof,
+    leaf_hash,
+    verify_checkpoint,
+    verify_consistency,
+    verify_inclusion,
+)
+
+from .log import leaf_data, origin_for
 
 JOSE = "application/jose"
 
@@ -34,7 +49,36 @@ class RegistryError(Exception):
 
 
 class UntrustworthyRecord(Exception):
-    """The registry served facts whose signature or endorsement does not verify."""
+    """The registry served facts whose signature or endorsement does not verify, or that its log does not hold."""
+
+
+class LogForked(UntrustworthyRecord):
+    """A new tree head does not extend the last one this client saw: the registry rewrote or split its history."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """A tree head whose signature this client verified."""
+
+    origin: str
+    size: int
+    root: bytes
+    checkpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReputationReport:
+    """``GET /v1/agents/{id}/reputation``: the score with its evidence; ``raw`` holds the inputs and parameters."""
+
+    agent: str
+    skill: str
+    score: float
+    lower_bound: float
+    interval: tuple[float, float]
+    evidence: float
+    receipts: int
+    log_size: int
+    raw: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +90,7 @@ class AgentEntry:
     current_key: str
     version: int
     jws: str | None
+    log_index: int | None = None
 
     @property
     def id(self) -> str:
@@ -80,16 +125,33 @@ def _verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
         raise UntrustworthyRecord(str(exc)) from exc
     return AgentEntry(facts=facts, live=bool(body["live"]), last_seen=float(body["last_seen"]),
                       revoked=bool(body.get("revoked", False)), current_key=str(body.get("current_key", facts.id)),
-                      version=int(body.get("version", facts.version)), jws=token)
+                      version=int(body.get("version", facts.version)), jws=token,
+                      log_index=int(body["log_index"]) if body.get("log_index") is not None else None)
+
+
+def _hashes(values: Any) -> list[bytes]:
+    if not isinstance(values, list):
+        raise UntrustworthyRecord("a proof is a list of hex hashes")
+    try:
+        return [bytes.fromhex(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise UntrustworthyRecord("a proof is a list of hex hashes") from exc
 
 
 class RegistryClient:
     def __init__(self, base_url: str, *, session: aiohttp.ClientSession | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, registry_key: str | None = None) -> None:
+        """``registry_key`` pins the did:key that must sign the log's heads; without it the first head's key
+        is remembered (trust on first use) and every later head must be signed by the same key."""
+        if registry_key is not None and not is_did_key(registry_key):
+            raise ValueError("registry_key must be an Ed25519 did:key")
         self.base_url = base_url.rstrip("/")
         self._own_session = session is None
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.registry_key = registry_key
+        self.last_head: LogHead | None = None
+        self._head_lock = asyncio.Lock()
 
     async def __aenter__(self) -> RegistryClient:
         return self
@@ -147,11 +209,81 @@ class RegistryClient:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/rotate", key,
                                        {"action": "rotate", "agent": agent_id, "new_key": new_key_did})
 
+    async def submit_receipt(self, receipt: str, key: SigningKey) -> dict[str, Any]:
+        """Submit a caller-countersigned receipt; ``key`` is the caller's current key. Returns its log index."""
+        return await self._signed_post("/v1/receipts", key, {"action": "receipt", "receipt": receipt})
+
     # -- reads --------------------------------------------------------------------------------------
 
-    async def get(self, agent_id: str) -> AgentEntry:
-        async with self.session.get(self._url(f"/v1/agents/{quote(agent_id)}")) as response:
-            return _verify_entry(await self._check(response), require_jws=True)
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        async with self.session.get(self._url(path), params=params) as response:
+            return await self._check(response)
+
+    async def get(self, agent_id: str, *, verify_inclusion: bool = False) -> AgentEntry:
+        """One agent, signatures checked; with ``verify_inclusion`` its registration is also proven to be in
+        the registry's current (verified, consistent) log head, else :class:`UntrustworthyRecord`."""
+        entry = _verify_entry(await self._get_json(f"/v1/agents/{quote(agent_id)}"), require_jws=True)
+        if verify_inclusion:
+            await self._check_inclusion(entry)
+        return entry
+
+    async def _check_inclusion(self, entry: AgentEntry) -> None:
+        if entry.log_index is None or entry.jws is None:
+            raise UntrustworthyRecord(f"the registry gave no log index for the registration of {entry.id}")
+        head = await self.log_head()
+        leaf = leaf_hash(leaf_data("register", entry.id, entry.jws))
+        body = await self._get_json("/v1/log/inclusion", {"index": str(entry.log_index), "size": str(head.size)})
+        try:
+            verify_inclusion(leaf, entry.log_index, head.size, _hashes(body.get("proof")), head.root)
+        except InvalidProof as exc:
+            raise UntrustworthyRecord(f"the registration of {entry.id} served is not in the log at index "
+                                      f"{entry.log_index} of the head of size {head.size}: {exc}") from exc
+
+    async def log_head(self) -> LogHead:
+        """The registry's current signed tree head, verified and checked consistent with the last one seen."""
+        async with self._head_lock:
+            body = await self._get_json("/v1/log/head")
+            key = self.registry_key or str(body.get("key", ""))
+            if not is_did_key(key):
+                raise UntrustworthyRecord("the log head names no Ed25519 did:key as its signer")
+            try:
+                checkpoint = verify_checkpoint(str(body.get("checkpoint", "")), origin=origin_for(key), signer=key)
+            except InvalidCheckpoint as exc:
+                raise UntrustworthyRecord(f"the log head does not verify under {key}: {exc}") from exc
+            head = LogHead(checkpoint.origin, checkpoint.size, checkpoint.root, str(body["checkpoint"]))
+            last = self.last_head
+            if last is not None:
+                await self._check_consistent(last, head)
+            self.registry_key = key
+            self.last_head = head
+            return head
+
+    async def _check_consistent(self, last: LogHead, head: LogHead) -> None:
+        if head.size < last.size:
+            raise LogForked(f"the log shrank from {last.size} to {head.size} leaves")
+        proof: list[bytes] = []
+        if last.size not in (0, head.size):
+            body = await self._get_json("/v1/log/consistency", {"old": str(last.size), "new": str(head.size)})
+            proof = _hashes(body.get("proof"))
+        try:
+            verify_consistency(last.size, head.size, last.root, head.root, proof)
+        except InvalidProof as exc:
+            raise LogForked(f"the head of size {head.size} does not extend the head of size {last.size} seen "
+                            f"before: {exc}") from exc
+
+    async def log_entries(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Raw log entries ``[start, end)`` (at most 256): each leaf's ``data`` re-verifies on its own."""
+        body = await self._get_json("/v1/log/entries", {"start": str(start), "end": str(end)})
+        entries: list[dict[str, Any]] = body["entries"]
+        return entries
+
+    async def reputation(self, agent_id: str, skill: str | None = None) -> ReputationReport:
+        body = await self._get_json(f"/v1/agents/{quote(agent_id)}/reputation", {"skill": skill} if skill else None)
+        low, high = body["interval"]
+        return ReputationReport(agent=str(body["agent"]), skill=str(body["skill"]), score=float(body["score"]),
+                                lower_bound=float(body["lower_bound"]), interval=(float(low), float(high)),
+                                evidence=float(body["evidence"]), receipts=int(body["receipts"]),
+                                log_size=int(body["log_size"]), raw=body)
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
                      live: bool | None = None, limit: int = 20, cursor: str | None = None) -> SearchPage:

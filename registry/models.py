@@ -7,7 +7,7 @@ typed view the store queries through. Full-text search lives beside them, per di
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -39,6 +39,8 @@ class AgentRow(Base):
     live: Mapped[bool] = mapped_column(Boolean)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Transparency-log index of the registration now in force (migration 0002)."""
 
 
 class AgentSkillRow(Base):
@@ -71,4 +73,36 @@ class ChangeRow(Base):
     data: Mapped[str] = mapped_column(Text)
 
 
+class LogEntryRow(Base):
+    """One leaf of the transparency log; ``idx`` is dense (0, 1, 2, ...) and assigned under the append lock."""
+
+    __tablename__ = "log_entries"
+
+    idx: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+
+
+class ReceiptRow(Base):
+    """An accepted, countersigned receipt: what the reputation recompute reads (the token is in the log)."""
+
+    __tablename__ = "receipts"
+
+    receipt_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    caller: Mapped[str] = mapped_column(String(64))
+    caller_org: Mapped[str] = mapped_column(String(64))
+    callee: Mapped[str] = mapped_column(String(64))
+    callee_org: Mapped[str] = mapped_column(String(64))
+    skill: Mapped[str] = mapped_column(String(64))
+    success: Mapped[bool] = mapped_column(Boolean)
+    rating: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ended_at: Mapped[float] = mapped_column(Float)
+    accepted_at: Mapped[float] = mapped_column(Float)
+
+
 Index("ix_agent_skills_agent", AgentSkillRow.agent_pk)
+Index("ix_receipts_callee_skill", ReceiptRow.callee, ReceiptRow.skill, ReceiptRow.log_index)

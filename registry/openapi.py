@@ -23,11 +23,16 @@ def _signed_write(summary: str, ok: str = "200") -> dict[str, Any]:
                           "413": _PROBLEM, "415": _PROBLEM}}
 
 
+def _query_int(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": "integer", "minimum": 0}}
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "guildnet registry", "version": version,
-                 "description": "NANDA-style agent index: signed AgentFacts, discovery, liveness, revocation."},
+                 "description": "NANDA-style agent index: signed AgentFacts, discovery, liveness, revocation, "
+                                "receipts and reputation, and a transparency log of every signed write."},
         "paths": {
             "/v1/agents": {
                 "post": {
@@ -60,6 +65,32 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/agents/{agent_id}/revoke": {"post": _signed_write("Revoke for ever (action 'revoke')")},
             "/v1/agents/{agent_id}/rotate": {
                 "post": _signed_write("Rotate the key: the current key signs {'action': 'rotate', 'new_key'}")},
+            "/v1/agents/{agent_id}/reputation": {"get": {
+                "summary": "Reputation for one skill (or pooled): Beta score, 95% interval, evidence and inputs",
+                "parameters": [_AGENT_ID, {"name": "skill", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the score and what it was computed from"}, "404": _PROBLEM,
+                              "503": _PROBLEM}}},
+            "/v1/receipts": {"post": {
+                "summary": "Submit a countersigned receipt (action 'receipt'), signed by the caller's current key",
+                "requestBody": _SIGNED_BODY,
+                "responses": {"201": {"description": "counted and logged: receipt_id, log_index"},
+                              "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "409": _PROBLEM,
+                              "422": _PROBLEM}}},
+            "/v1/log/head": {"get": {"summary": "Signed tree head (C2SP checkpoint), size, root",
+                                     "responses": {"200": {"description": "the head"}}}},
+            "/v1/log/inclusion": {"get": {
+                "summary": "RFC 9162 inclusion proof of a leaf, by index or leaf_hash (hex)",
+                "parameters": [_query_int("index"), _query_int("size"),
+                               {"name": "leaf_hash", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "index, size, leaf_hash, proof"}, "400": _PROBLEM}}},
+            "/v1/log/consistency": {"get": {
+                "summary": "RFC 9162 consistency proof between two tree sizes",
+                "parameters": [_query_int("old"), _query_int("new")],
+                "responses": {"200": {"description": "old, new, proof"}, "400": _PROBLEM}}},
+            "/v1/log/entries": {"get": {
+                "summary": "Log entries [start, end), at most 256, with their exact leaf data",
+                "parameters": [_query_int("start"), _query_int("end")],
+                "responses": {"200": {"description": "entries"}, "400": _PROBLEM}}},
             "/v1/watch": {"get": {
                 "summary": "WebSocket stream of index changes; resume with ?since=SEQ",
                 "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],

@@ -12,12 +12,15 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 _SLUGS = {
     400: "bad-request",
     401: "unauthorized-write",
+    403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
     409: "conflict",
     413: "body-too-large",
     415: "unsupported-media-type",
+    422: "refused",
     500: "internal-error",
+    503: "unavailable",
 }
 
 

@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.did import is_did_key
+from guildnet.protocols.receipts import Receipt, verify_receipt
 from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite
 
-ACTIONS = ("register", "heartbeat", "revoke", "rotate")
+ACTIONS = ("register", "heartbeat", "revoke", "rotate", "receipt")
 
 
 def require_action(write: SignedWrite, action: str, agent_id: str | None = None) -> None:
@@ -64,3 +65,17 @@ def parse_rotation(write: SignedWrite, agent_id: str) -> str:
     if new_key == write.signer:
         raise MalformedWrite("'new_key' is the key already in use")
     return new_key
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedReceipt:
+    receipt: Receipt
+
+
+def parse_receipt(write: SignedWrite) -> ParsedReceipt:
+    """Check the countersigned receipt a ``receipt`` write carries (both signatures, parties, fields)."""
+    require_action(write, "receipt")
+    token = write.payload.get("receipt")
+    if not isinstance(token, str):
+        raise MalformedWrite("payload needs 'receipt': the caller-countersigned receipt token (compact JWS)")
+    return ParsedReceipt(verify_receipt(token))

@@ -1,7 +1,8 @@
 """The registry's HTTP API on aiohttp.
 
-Routes (see ``/openapi.json``): signed writes under ``/v1/agents`` (JWS bodies, ``application/jose``),
-search and lookup, and the ``/v1/watch`` WebSocket change stream. Every refusal is an RFC 9457
+Routes (see ``/openapi.json``): signed writes under ``/v1/agents`` and ``/v1/receipts`` (JWS bodies,
+``application/jose``), search and lookup, reputation, the transparency log under ``/v1/log``, and the
+``/v1/watch`` WebSocket change stream. Every refusal is an RFC 9457
 problem+json response and leaves the store as it was (the store's transactions guarantee that).
 """
 
@@ -20,9 +21,12 @@ from aiohttp import WSMsgType, web
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
+from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path, load_or_create_key
 from .openapi import openapi_document
 from .problems import problem
+from .records import parse_receipt
 from .store import BadQuery, NotFound, RegistryStore, WriteResult
+from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
 
 log = logging.getLogger(__name__)
@@ -40,12 +44,20 @@ class RegistryConfig:
     clock_window: int = CLOCK_WINDOW_SECONDS
     watch_queue_size: int = 1000
     watch_poll_interval: float = 1.0
+    key_path: str | None = None
+    """The registry's Ed25519 key (signs tree heads); created 0600 if missing. Default: next to the SQLite file,
+    else ``./registry.key``. Replicas of one PostgreSQL database must share it."""
+    pretrusted_orgs: tuple[str, ...] = ()
+    """Organisation DIDs that anchor EigenTrust; without any, reputation is not computed (the API answers 503)."""
+    reputation_interval: float = 300.0
     extra: dict[str, object] = field(default_factory=dict)
 
 
 STORE = web.AppKey("store", RegistryStore)
 HUB = web.AppKey("hub", ChangeHub)
 CONFIG = web.AppKey("config", RegistryConfig)
+LOG = web.AppKey("log", TransparencyLog)
+REPUTATION = web.AppKey("reputation", ReputationService)
 
 
 @web.middleware
@@ -57,8 +69,11 @@ async def problem_middleware(request: web.Request,
         return problem(exc.status, exc.title, exc.detail)
     except NotFound as exc:
         return problem(404, "Not Found", f"no agent with id {exc.args[0]!r}")
-    except BadQuery as exc:
+    except (BadQuery, LogRangeError) as exc:
         return problem(400, "Bad query", str(exc))
+    except LogCorrupted:
+        log.exception("transparency log table is inconsistent")
+        return problem(500, "Log unavailable", "the registry's log table is inconsistent; nothing was changed")
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "Body too large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")
     except web.HTTPException as exc:
@@ -84,7 +99,10 @@ async def _read_signed_write(request: web.Request) -> str:
 
 
 def _write_response(result: WriteResult, status: int = 200) -> web.Response:
-    return web.json_response({"id": result.agent_id, "version": result.version, "seq": result.seq}, status=status)
+    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq}
+    if result.log_index is not None:
+        body["log_index"] = result.log_index
+    return web.json_response(body, status=status)
 
 
 async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
@@ -112,6 +130,77 @@ async def revoke(request: web.Request) -> web.Response:
 async def rotate(request: web.Request) -> web.Response:
     store, write = await _open(request)
     return _write_response(await store.rotate(request.match_info["agent_id"], write))
+
+
+async def submit_receipt(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    result = await store.submit_receipt(parse_receipt(write), write)
+    return web.json_response({"receipt_id": result.receipt_id, "log_index": result.log_index}, status=201)
+
+
+async def reputation(request: web.Request) -> web.Response:
+    agent_id = request.match_info["agent_id"]
+    skill = _bounded(request.query.get("skill"), "skill", 64)
+    store = request.app[STORE]
+    await store.get(agent_id)  # 404 for an unknown agent
+    service = request.app[REPUTATION]
+    if not service.pretrusted:
+        return problem(503, "Reputation not configured",
+                       "this registry names no pre-trusted organisations (--pretrusted), so it computes no trust")
+    snapshot = service.current
+    if snapshot is None:
+        return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
+    listed, by_org = await store.read(inputs_query(agent_id, skill, snapshot))
+    return web.json_response(report(snapshot, agent_id, skill, listed, by_org))
+
+
+def _int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if len(raw) > 20 or not raw.lstrip("-").isdigit():
+        raise BadQuery(f"{name} must be an integer")
+    return int(raw)
+
+
+async def log_head(request: web.Request) -> web.Response:
+    return web.json_response((await request.app[LOG].head()).to_json())
+
+
+async def log_inclusion(request: web.Request) -> web.Response:
+    index = _int_param(request, "index")
+    size = _int_param(request, "size")
+    raw_hash = request.query.get("leaf_hash")
+    leaf = None
+    if raw_hash is not None:
+        try:
+            leaf = bytes.fromhex(raw_hash)
+        except ValueError:
+            leaf = b""
+        if len(leaf) != 32:
+            raise BadQuery("leaf_hash must be 64 hex digits")
+    if (index is None) == (leaf is None):
+        raise BadQuery("give exactly one of index and leaf_hash")
+    found, tree_size, leaf_value, proof = await request.app[LOG].inclusion(index, size, leaf=leaf)
+    return web.json_response({"index": found, "size": tree_size, "leaf_hash": leaf_value.hex(),
+                              "proof": [p.hex() for p in proof]})
+
+
+async def log_consistency(request: web.Request) -> web.Response:
+    old = _int_param(request, "old")
+    if old is None:
+        raise BadQuery("old is required")
+    old, new, proof = await request.app[LOG].consistency(old, _int_param(request, "new"))
+    return web.json_response({"old": old, "new": new, "proof": [p.hex() for p in proof]})
+
+
+async def log_entries(request: web.Request) -> web.Response:
+    start = _int_param(request, "start", 0)
+    assert start is not None
+    end = _int_param(request, "end", start + 100)
+    assert end is not None
+    entries = await request.app[LOG].entries(start, end)
+    return web.json_response({"entries": [e.to_json() for e in entries]})
 
 
 async def get_agent(request: web.Request) -> web.Response:
@@ -210,8 +299,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store = RegistryStore(engine, clock=config.clock, on_commit=lambda seq: hub.notify(seq))
     hub = ChangeHub(store, poll_interval=config.watch_poll_interval, queue_size=config.watch_queue_size)
     await hub.start()
+    key = await asyncio.to_thread(load_or_create_key, config.key_path or default_key_path(config.db_url))
+    transparency = TransparencyLog(key, store.read)
+    await transparency.size()  # load the tree now, not on the first request
+    service = ReputationService(config.db_url, config.pretrusted_orgs, interval=config.reputation_interval,
+                                log_size=transparency.size, clock=config.clock)
+    await service.start()
     app[STORE] = store
     app[HUB] = hub
+    app[LOG] = transparency
+    app[REPUTATION] = service
     sweeper = asyncio.create_task(_sweeper(app))
     try:
         yield
@@ -219,6 +316,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        await service.stop()
         await hub.stop()
         await store.close()
         await engine.dispose()
@@ -234,6 +332,12 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
     app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
+    app.router.add_get("/v1/agents/{agent_id}/reputation", reputation)
+    app.router.add_post("/v1/receipts", submit_receipt)
+    app.router.add_get("/v1/log/head", log_head)
+    app.router.add_get("/v1/log/inclusion", log_inclusion)
+    app.router.add_get("/v1/log/consistency", log_consistency)
+    app.router.add_get("/v1/log/entries", log_entries)
     app.router.add_get("/v1/watch", watch)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)

@@ -25,6 +25,7 @@ from sqlalchemy import Table, TextClause, delete, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import (
     CLOCK_WINDOW_SECONDS,
     ConflictingWrite,
@@ -33,8 +34,9 @@ from guildnet.protocols.signed_write import (
 )
 
 from .db import sync_twin
+from .log import append_leaf
 from .models import AgentRow, AgentSkillRow, ChangeRow, NonceRow
-from .records import parse_registration, parse_rotation, require_action
+from .records import ParsedReceipt, parse_registration, parse_rotation, require_action
 
 AGENTS = cast(Table, AgentRow.__table__)
 SKILLS = cast(Table, AgentSkillRow.__table__)
@@ -49,7 +51,7 @@ _SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, ve
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
-                 "updated_at", "last_seen", "expires_at", "live")
+                 "updated_at", "last_seen", "expires_at", "live", "log_index")
 _INSERT_AGENT = text(
     "INSERT INTO agents (id, current_key, registered_at, revoked, " + ", ".join(_AGENT_FIELDS) + ") "
     "VALUES (:id, :current_key, :registered_at, false, " + ", ".join(f":{f}" for f in _AGENT_FIELDS) + ") "
@@ -64,8 +66,14 @@ _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:a
 _CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _NOTIFY = text("SELECT pg_notify(:channel, :seq)")
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
+_SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
 _RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
-                   "a.registered_at, a.updated_at, a.revoked, a.revoked_at")
+                   "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index")
+_SELECT_PARTIES = text("SELECT id, org_id, current_key, revoked FROM agents WHERE id IN (:caller, :callee)")
+_INSERT_RECEIPT = text(
+    "INSERT INTO receipts (receipt_id, log_index, caller, caller_org, callee, callee_org, skill, success, rating, "
+    "ended_at, accepted_at) VALUES (:receipt_id, :log_index, :caller, :caller_org, :callee, :callee_org, :skill, "
+    ":success, :rating, :ended_at, :accepted_at) ON CONFLICT (receipt_id) DO NOTHING")
 _GET_AGENT = text(f"SELECT {_RECORD_COLUMNS} FROM agents a WHERE a.id = :id")
 _CHANGES_SINCE = text("SELECT seq, agent_id, kind, at, data FROM changes WHERE seq > :seq ORDER BY seq LIMIT :limit")
 
@@ -79,7 +87,8 @@ NOTIFY_CHANNEL = "guildnet_registry_changes"
 MAX_LIMIT = 100
 READER_THREADS = 3
 # Ranking scores every match; a word common to 12k of 100k agents took ~90 ms. Text queries are ranked
-# among their RANK_WINDOW most recently registered matches, which bounds the cost of any query.
+# within a window of RANK_WINDOW matches (SQLite: the most recently registered; PostgreSQL: the first the
+# index yields), which bounds the cost of any query; more words narrow a query below the window.
 RANK_WINDOW = 1000
 
 
@@ -93,6 +102,13 @@ class WriteResult:
     agent_id: str
     version: int
     seq: int
+    log_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    receipt_id: str
+    log_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +136,7 @@ class AgentRecord:
     updated_at: float
     revoked: bool
     revoked_at: float | None
+    log_index: int | None = None
 
     def to_json_text(self, *, with_jws: bool) -> str:
         """JSON for the API, splicing the stored facts text in as-is (no parse/re-serialise per hit)."""
@@ -135,6 +152,8 @@ class AgentRecord:
         }
         if self.revoked_at is not None:
             meta["revoked_at"] = self.revoked_at
+        if self.log_index is not None:
+            meta["log_index"] = self.log_index
         if with_jws:
             meta["jws"] = self.jws
         return '{"facts":' + self.facts_text + "," + json.dumps(meta, separators=(",", ":"))[1:]
@@ -282,8 +301,15 @@ class RegistryStore:
         if inserted.rowcount != 1:
             raise UnauthorizedWrite("nonce was used before: signed writes cannot be replayed")
 
-    def _append_change(self, conn: Connection, agent_id: str, kind: str, data: dict[str, Any]) -> int:
+    def _append_log(self, conn: Connection, kind: str, agent_id: str, token: str) -> int:
+        """Append a transparency-log leaf; on PostgreSQL first take the lock that orders log and change feed."""
         if self._postgres:
+            conn.execute(_CHANGE_LOCK, {"id": _CHANGE_LOCK_ID})
+        return append_leaf(conn, kind, agent_id, token)
+
+    def _append_change(self, conn: Connection, agent_id: str, kind: str, data: dict[str, Any], *,
+                       locked: bool = False) -> int:
+        if self._postgres and not locked:
             conn.execute(_CHANGE_LOCK, {"id": _CHANGE_LOCK_ID})
         seq = int(conn.execute(_INSERT_CHANGE, {"agent_id": agent_id, "kind": kind, "at": self.clock(),
                                                 "data": json.dumps(data, separators=(",", ":"))}).scalar_one())
@@ -302,7 +328,7 @@ class RegistryStore:
         def work(conn: Connection) -> WriteResult:
             now = self.clock()
             row = conn.execute(_SELECT_FOR_REGISTER, {"id": facts.id}).first()
-            values = dict(
+            values: dict[str, Any] = dict(
                 name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
                 description=facts.description, tags=tags, version=facts.version, facts=facts_text,
                 jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
@@ -311,6 +337,7 @@ class RegistryStore:
                 if write.signer != facts.id:
                     raise UnauthorizedWrite("a first registration must be signed by the key whose DID is facts.id")
                 self._use_nonce(conn, write)
+                values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
                 pk = conn.execute(_INSERT_AGENT, {"id": facts.id, "current_key": facts.id,
                                                   "registered_at": now, **values}).scalar_one()
                 created = True
@@ -324,14 +351,17 @@ class RegistryStore:
                 if facts.version <= stored_version:
                     raise ConflictingWrite(
                         f"version {facts.version} is not higher than the stored version {stored_version}")
+                values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
                 conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
                 conn.execute(_DELETE_SKILLS, {"pk": pk})
                 created = False
             conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
             self._index_text(conn, pk, facts.name, tags, facts.description, replace=not created)
             seq = self._append_change(conn, facts.id, "registered" if created else "updated",
-                                      {"version": facts.version, "skills": [s.id for s in facts.skills]})
-            return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq)
+                                      {"version": facts.version, "skills": [s.id for s in facts.skills]},
+                                      locked=True)
+            return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq,
+                               log_index=values["log_index"])
 
         result: WriteResult = await self._transaction(work)
         return result
@@ -381,8 +411,9 @@ class RegistryStore:
             conn.execute(_DELETE_SKILLS, {"pk": row.pk})
             if not self._postgres:
                 conn.execute(_DELETE_FTS, {"pk": row.pk})
-            seq = self._append_change(conn, agent_id, "revoked", {})
-            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+            index = self._append_log(conn, "revoke", agent_id, write.token)
+            seq = self._append_change(conn, agent_id, "revoked", {}, locked=True)
+            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
 
         result: WriteResult = await self._transaction(work)
         return result
@@ -394,10 +425,45 @@ class RegistryStore:
             row = self._load_for_write(conn, agent_id, write)
             conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
                 current_key=new_key, updated_at=self.clock()))
-            seq = self._append_change(conn, agent_id, "rotated", {"current_key": new_key})
-            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+            index = self._append_log(conn, "rotate", agent_id, write.token)
+            seq = self._append_change(conn, agent_id, "rotated", {"current_key": new_key}, locked=True)
+            return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
 
         result: WriteResult = await self._transaction(work)
+        return result
+
+    async def submit_receipt(self, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
+        """Count a countersigned receipt once: both parties registered and live in the index (not revoked),
+        of two organisations, submitted by the caller's current key; logged in the same transaction."""
+        receipt = parsed.receipt
+        claim = receipt.claim
+
+        def work(conn: Connection) -> ReceiptResult:
+            rows = {r.id: r for r in conn.execute(_SELECT_PARTIES, {"caller": claim.caller,
+                                                                     "callee": claim.callee})}
+            for role, did in (("caller", claim.caller), ("callee", claim.callee)):
+                if did not in rows:
+                    raise ReceiptRefused(f"the {role} {did} is not registered here")
+                if rows[did].revoked:
+                    raise ReceiptRefused(f"the {role} {did} is revoked")
+            caller, callee = rows[claim.caller], rows[claim.callee]
+            if write.signer != caller.current_key:
+                raise UnauthorizedWrite("a receipt is submitted by the caller it names, signed with its current key")
+            if caller.org_id == callee.org_id:
+                raise ReceiptRefused("caller and callee belong to the same organisation: an organisation "
+                                          "cannot rate itself, so such receipts are refused, not stored")
+            self._use_nonce(conn, write)
+            index = self._append_log(conn, "receipt", claim.callee, write.token)
+            inserted = conn.execute(_INSERT_RECEIPT, {
+                "receipt_id": receipt.receipt_id, "log_index": index, "caller": claim.caller,
+                "caller_org": caller.org_id, "callee": claim.callee, "callee_org": callee.org_id,
+                "skill": claim.skill, "success": receipt.success, "rating": receipt.rating,
+                "ended_at": claim.ended_at / 1000.0, "accepted_at": self.clock()})
+            if inserted.rowcount != 1:
+                raise ConflictingWrite(f"receipt {receipt.receipt_id} was counted before (same task, caller, callee)")
+            return ReceiptResult(receipt_id=receipt.receipt_id, log_index=index)
+
+        result: ReceiptResult = await self._transaction(work)
         return result
 
     async def sweep_liveness(self) -> list[Change]:
@@ -431,7 +497,11 @@ class RegistryStore:
     def _record(self, row: Sequence[Any], now: float) -> AgentRecord:
         return AgentRecord(id=row[0], current_key=row[1], version=row[2], facts_text=row[3], jws=row[4],
                            live=(not row[9]) and row[5] > now, last_seen=row[6], registered_at=row[7],
-                           updated_at=row[8], revoked=bool(row[9]), revoked_at=row[10])
+                           updated_at=row[8], revoked=bool(row[9]), revoked_at=row[10], log_index=row[11])
+
+    async def read(self, query: Callable[[Connection], Any]) -> Any:
+        """Run a synchronous read function on a reader connection (for the log and reputation modules)."""
+        return await self._read(query)
 
     async def _read(self, query: Callable[[Connection], Any]) -> Any:
         """Run a read on its own connection: a thread-pool sqlite3 connection, or asyncpg via run_sync."""
@@ -465,7 +535,7 @@ class RegistryStore:
         where = ["a.revoked = false" if self._postgres else "a.revoked = 0"]
         params: dict[str, Any] = {"limit": limit + 1, "now": now}
         if skill:
-            where.append("a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)")
+            where.append(_SKILL_FILTER)
             params["skill"] = skill
         if org:
             where.append("a.org_id = :org")
@@ -484,17 +554,31 @@ class RegistryStore:
             params["window"] = RANK_WINDOW
             if self._postgres:
                 params["q"] = q
+                # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
+                # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
                 sql = (f"SELECT {self._RECORD_COLUMNS} FROM (SELECT pk FROM agents "
-                       "WHERE search @@ plainto_tsquery('english', :q) ORDER BY pk DESC LIMIT :window) m "
+                       "WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
                        f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)} "
                        "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
                        "LIMIT :limit OFFSET :offset")
             else:
+                # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
+                # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
                 params["q"] = fts
-                sql = (f"SELECT {self._RECORD_COLUMNS} FROM (SELECT rowid, bm25(agents_fts, 10.0, 5.0, 1.0) AS "
-                       "score FROM agents_fts WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window) m "
-                       f"JOIN agents a ON a.pk = m.rowid WHERE {' AND '.join(where)} "
-                       "ORDER BY m.score, a.pk LIMIT :limit OFFSET :offset")
+                ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
+                          "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
+                if len(where) > 1:
+                    ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
+                              f"WHERE {' AND '.join(where)}")
+                sql = (f"SELECT {self._RECORD_COLUMNS} FROM (SELECT pk, score FROM ({ranked}) "
+                       "ORDER BY score, pk LIMIT :limit OFFSET :offset) top "
+                       "JOIN agents a ON a.pk = top.pk ORDER BY top.score, top.pk")
+        elif skill:
+            # Walk the (skill_id, agent_pk) index in order and stop at the page: O(limit), not O(matches).
+            where[where.index(_SKILL_FILTER)] = "s.skill_id = :skill"
+            params["after"] = _decode_cursor(cursor, "k") if cursor else 0
+            sql = (f"SELECT {self._RECORD_COLUMNS}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk "
+                   f"WHERE {' AND '.join(where)} AND s.agent_pk > :after ORDER BY s.agent_pk LIMIT :limit")
         else:
             after = _decode_cursor(cursor, "k") if cursor else 0
             where.append("a.pk > :after")

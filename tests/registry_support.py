@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -43,6 +45,12 @@ async def database(kind: str, tmp_path: Any) -> AsyncIterator[str]:
             await admin.close()
 
 
+def key_path_for(db_url: str) -> str:
+    """A registry key per test database, outside the work tree; replicas of one database share it."""
+    return os.path.join(tempfile.gettempdir(), "guildnet-test-keys",
+                        hashlib.sha256(db_url.encode()).hexdigest()[:16] + ".key")
+
+
 @dataclass
 class LiveRegistry:
     url: str
@@ -57,6 +65,7 @@ class LiveRegistry:
 @contextlib.asynccontextmanager
 async def live_registry(db_url: str, **config: Any) -> AsyncIterator[LiveRegistry]:
     """A registry server on a real socket (127.0.0.1, ephemeral port)."""
+    config.setdefault("key_path", key_path_for(db_url))
     app = create_app(RegistryConfig(db_url=db_url, **config))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -93,6 +102,18 @@ class Org:
         return agent_key, facts
 
 
+STORE_TABLES = ("agents", "agent_skills", "nonces", "changes", "log_entries", "receipts")
+
+
+async def snapshot(registry: LiveRegistry) -> dict[str, Any]:
+    """Everything the store holds (log and receipts included), to prove a refused write changed nothing."""
+    from sqlalchemy import text
+
+    async with registry.store.engine.connect() as conn:
+        return {table: [tuple(r) for r in (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()]
+                for table in STORE_TABLES}
+
+
 def new_org(name: str) -> Org:
     return Org(name, SigningKey.generate())
 
@@ -120,6 +141,8 @@ async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
     import aiohttp
 
     port = free_port()
+    if "--key" not in extra_args:
+        extra_args = (*extra_args, "--key", key_path_for(db_url))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db_url,
         *extra_args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

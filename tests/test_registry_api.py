@@ -23,7 +23,7 @@ async def snapshot(registry: LiveRegistry) -> dict[str, Any]:
         from sqlalchemy import text
 
         tables = {}
-        for table in ("agents", "agent_skills", "nonces", "changes"):
+        for table in ("agents", "agent_skills", "nonces", "changes", "log_entries", "receipts"):
             rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()
             tables[table] = [tuple(r) for r in rows]
     return tables
