@@ -31,12 +31,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from guildnet.protocols import a2a
+from guildnet.protocols import a2a, receipts
 from guildnet.protocols.a2a import JSON, A2AError
+from guildnet.protocols.canonical import content_hash
+from guildnet.protocols.did import is_did_key
 from guildnet.protocols.keys import SigningKey
 
 from .agent import Agent, InvalidInput, InvalidOutput, SkillError, TaskContext
@@ -70,12 +72,22 @@ class Executor(Protocol):
         ...
 
 
+RECEIPT_KEY = "guildnet.receipt"
+CALLER_KEY = "guildnet.caller"
+
+
 class SkillExecutor:
     """Runs an :class:`Agent` skill: input from the message's first JSON ``data`` part (else its text),
-    output as one artifact with a ``data`` part and a ``text`` part."""
+    output as one artifact with a ``data`` part and a ``text`` part.
 
-    def __init__(self, agent: Agent) -> None:
+    With the agent's key, a task whose message names its caller (``metadata["guildnet.caller"]``, a did:key)
+    ends with a receipt the callee signed (task ids, parties, skill, SHA-256 of canonical input and output,
+    times, status) in ``task.metadata["guildnet.receipt"]``, for the caller to countersign.
+    """
+
+    def __init__(self, agent: Agent, key: SigningKey | None = None) -> None:
         self.agent = agent
+        self.key = key
         self._skill_ids = [s.id for s in agent.skills]
 
     def accept(self, message: JSON, task: JSON | None) -> Invocation:
@@ -93,18 +105,33 @@ class SkillExecutor:
         traceparent = metadata.get("traceparent")
         ctx = TaskContext(task_id=run.task_id, skill_id=skill_id, progress=run.working, metadata=metadata,
                           traceparent=traceparent if isinstance(traceparent, str) else None)
+        started = int(time.time() * 1000)
         try:
             # call(), not run(): wrappers such as the node's process-data recorder hook in there
             output = await self.agent.call(skill_id, invocation.arguments, ctx)
         except (SkillError, InvalidInput) as exc:
+            await self._sign_receipt(run, skill_id, invocation.arguments, None, started, "failed")
             await run.finish(a2a.FAILED, str(exc))
             return
         except InvalidOutput as exc:
             log.warning("agent %s: %s", self.agent.name, exc)
+            await self._sign_receipt(run, skill_id, invocation.arguments, None, started, "failed")
             await run.finish(a2a.FAILED, "the agent produced output that does not match its schema")
             return
         await run.artifact(a2a.output_artifact(output, skill_id)["parts"], name=f"{skill_id}-result")
+        await self._sign_receipt(run, skill_id, invocation.arguments, output, started, "completed")
         await run.finish(a2a.COMPLETED)
+
+    async def _sign_receipt(self, run: TaskRun, skill_id: str, arguments: Any, output: Any, started: int,
+                      status: Literal["completed", "failed"]) -> None:
+        caller = (run.message.get("metadata") or {}).get(CALLER_KEY)
+        if self.key is None or not is_did_key(caller) or caller == self.key.did:
+            return
+        claim = receipts.TaskClaim(task_id=run.task_id, caller=caller, callee=self.key.did, skill=skill_id,
+                                   input_sha256=content_hash(arguments), output_sha256=content_hash(output),
+                                   started_at=started, ended_at=max(started, int(time.time() * 1000)),
+                                   status=status)
+        await run.annotate(RECEIPT_KEY, receipts.callee_sign(claim, self.key))
 
 
 class TaskRun:
@@ -179,6 +206,11 @@ class TaskRun:
             artifacts.append(sent)
         self._endpoint.publish(self.task_id, a2a.artifact_update(self.task_id, self.context_id, sent, append=append,
                                                                  last_chunk=last_chunk))
+
+    async def annotate(self, key: str, value: Any) -> None:
+        """Set ``task.metadata[key]`` (before :meth:`finish`, so it is stored and sent with the result)."""
+        record = await self._ensure_task()
+        record.task.setdefault("metadata", {})[key] = value
 
     async def finish(self, state: str, text: str | None = None) -> None:
         """Settle the task: a terminal state, or INPUT_REQUIRED / AUTH_REQUIRED to wait for the caller."""
@@ -355,7 +387,8 @@ class A2AService:
         self.base_url = base_url.rstrip("/")
         self.agents = list(agents)
         overrides = dict(executors or {})
-        self.endpoints = {a.name: _AgentEndpoint(a.name, overrides.get(a.name) or SkillExecutor(a), store)
+        self.endpoints = {a.name: _AgentEndpoint(a.name, overrides.get(a.name)
+                                                 or SkillExecutor(a, agent_keys[a.name]), store)
                           for a in agents}
         started = time.time()
         self.cards: dict[str, JSON] = {}

@@ -1,0 +1,239 @@
+"""Delegating a task to another organisation's agent: discover, rank, call, verify, receipt, feedback.
+
+``Delegator.delegate(skill, input)``:
+
+1. candidates for the skill come from the node's :class:`~guildnet.node.discovery.PeerIndex` (kept fresh by
+   the registry's watch stream; revoked and stale agents are never among them), other organisations only;
+2. each gets its reputation lower bound for the skill (from the registry, cached for ``reputation_ttl``),
+   its price for the expected tokens, and its recent latency; :func:`~guildnet.node.ranking.rank` orders
+   them and says why;
+3. the best is called over A2A with the caller's DID and a W3C ``traceparent`` in the message metadata,
+   within what is left of the deadline; its output is validated against the skill's output schema, and its
+   signed receipt (callee, caller, skill, hashes of this input and this output) is checked;
+4. the caller countersigns the receipt with its verdict and submits it to the registry in the background
+   (reputation moves only on receipts both sides signed); on failure, timeout or invalid output the next
+   candidate is tried, until the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+
+from guildnet.protocols import a2a, receipts
+from guildnet.protocols.canonical import content_hash
+from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
+
+from .a2a_client import A2AClient
+from .a2a_server import CALLER_KEY, RECEIPT_KEY
+from .discovery import PeerIndex
+from .ranking import Candidate, Decision, Preference, rank
+
+log = logging.getLogger(__name__)
+
+
+class DelegationFailed(Exception):
+    """No candidate completed the task within the deadline; ``attempts`` says what each one did."""
+
+    def __init__(self, message: str, attempts: list[Attempt], decision: Decision | None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.decision = decision
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    agent_id: str
+    name: str
+    outcome: Literal["success", "failure", "timeout", "invalid-output", "bad-receipt", "error"]
+    detail: str
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationResult:
+    output: dict[str, Any]
+    agent: AgentEntry
+    receipt: str
+    traceparent: str
+    decision: Decision
+    attempts: list[Attempt]
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str) -> str:
+    """Same trace, new span: how one task is followed across organisations."""
+    parts = parent.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32:
+        return new_traceparent()
+    return f"{parts[0]}-{parts[1]}-{secrets.token_hex(8)}-{parts[3]}"
+
+
+@dataclass
+class Delegator:
+    registry: RegistryClient
+    index: PeerIndex
+    a2a: A2AClient
+    key: SigningKey
+    """The calling agent's key: its DID is the caller named in receipts."""
+    organisation: str
+    """The caller's organisation DID: peers of the same organisation are not candidates."""
+    expected_tokens: tuple[int, int] = (500, 500)
+    reputation_ttl: float = 30.0
+    max_attempts: int = 3
+    _reputation: dict[tuple[str, str], tuple[float, float, float, float]] = field(default_factory=dict)
+    _latency: dict[str, float] = field(default_factory=dict)
+    _submissions: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def price(self, entry: AgentEntry) -> float:
+        model = entry.facts.model
+        if model is None:
+            return 0.0
+        tokens_in, tokens_out = self.expected_tokens
+        return float(model.cost_per_1k_input * tokens_in / 1000 + model.cost_per_1k_output * tokens_out / 1000)
+
+    async def _reputation_of(self, agent_id: str, skill: str) -> tuple[float, float, float]:
+        cached = self._reputation.get((agent_id, skill))
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self.reputation_ttl:
+            return cached[1], cached[2], cached[3]
+        try:
+            report = await self.registry.reputation(agent_id, skill)
+            value = (report.lower_bound, report.score, report.evidence)
+        except (RegistryError, OSError) as exc:  # no reputation yet, or the registry is down: no evidence
+            log.debug("no reputation for %s/%s: %s", agent_id, skill, exc)
+            value = cached[1:] if cached is not None else (0.0, 0.5, 0.0)
+        self._reputation[(agent_id, skill)] = (now, *value)
+        return value
+
+    async def candidates(self, skill: str) -> list[Candidate]:
+        await self.index.track(skill)
+        entries = self.index.candidates(skill, exclude_org=self.organisation)
+        reputations = await asyncio.gather(*(self._reputation_of(e.id, skill) for e in entries))
+        return [Candidate(agent_id=e.id, name=e.facts.name, organisation=e.facts.organisation.name,
+                          endpoint=e.facts.endpoints.a2a or "", live=e.live, reputation_lower=lower,
+                          reputation_score=score, evidence=evidence, price=self.price(e),
+                          recent_latency_ms=self._latency.get(e.id))
+                for e, (lower, score, evidence) in zip(entries, reputations, strict=True)]
+
+    async def explain(self, skill: str, *, min_reputation: float = 0.5, budget: float | None = None,
+                      prefer: Preference = "cost") -> Decision:
+        return rank(await self.candidates(skill), min_reputation=min_reputation, budget=budget, prefer=prefer)
+
+    async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
+                       budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
+                       traceparent: str | None = None) -> DelegationResult:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + deadline
+        trace = child_traceparent(traceparent) if traceparent else new_traceparent()
+        decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer)
+        attempts: list[Attempt] = []
+        order = decision.order
+        for position, candidate in enumerate(order):
+            remaining = ends - loop.time()
+            if remaining <= 0:
+                break
+            entry = self.index.get(candidate.agent_id)
+            if entry is None or self.index.is_revoked(candidate.agent_id):
+                continue  # revoked or gone since ranking
+            # a fair share of what is left, so a stuck peer cannot eat the time of the ones after it
+            share = remaining / min(len(order) - position, self.max_attempts - len(attempts))
+            attempt, result = await self._try(entry, skill, dict(arguments), trace, share)
+            attempts.append(attempt)
+            if result is not None:
+                output, receipt = result
+                return DelegationResult(output, entry, receipt, trace, decision, attempts)
+            if len(attempts) >= self.max_attempts:
+                break
+        raise DelegationFailed(f"no candidate for skill {skill!r} completed the task "
+                               f"({len(attempts)} tried, {len(decision.order)} ranked)", attempts, decision)
+
+    async def _try(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], trace: str,
+                   within: float) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+        started = time.perf_counter()
+
+        def attempt(outcome: Any, detail: str) -> Attempt:
+            latency = (time.perf_counter() - started) * 1000
+            if outcome in ("success", "failure"):
+                self._latency[entry.id] = latency
+            return Attempt(entry.id, entry.facts.name, outcome, detail, latency)
+
+        message = a2a.skill_request(arguments, skill)
+        message["metadata"] = {CALLER_KEY: self.key.did, "traceparent": trace, "skill": skill}
+        try:
+            async with asyncio.timeout(within):
+                result = await self.a2a.send_message(entry.facts.endpoints.a2a or "", message)
+            task = result.get("task")
+            if task is None:
+                return attempt("error", "the peer answered with a message, not a task"), None
+        except TimeoutError:
+            return attempt("timeout", f"no answer within {within:.1f} s"), None
+        except Exception as exc:
+            return attempt("error", f"{type(exc).__name__}: {exc}"), None
+        state = task.get("status", {}).get("state")
+        output = a2a.artifact_output(task)
+        token = (task.get("metadata") or {}).get(RECEIPT_KEY)
+        problem = self._check_receipt(token, entry, skill, arguments, output, task)
+        if problem is not None:
+            return attempt("bad-receipt", problem), None
+        assert isinstance(token, str)
+        if state != "TASK_STATE_COMPLETED" or output is None:
+            self._submit(token, "failure", f"task ended {state}")
+            return attempt("failure", f"task ended {state}"), None
+        skill_facts = entry.facts.skill(skill)
+        schema_errors = list(Draft202012Validator(skill_facts.output_schema).iter_errors(output)) if skill_facts else []
+        if schema_errors:
+            self._submit(token, "failure", "output does not match the skill's output schema")
+            return attempt("invalid-output", schema_errors[0].message), None
+        receipt = self._submit(token, "success", None)
+        return attempt("success", "completed"), (output, receipt)
+
+    def _check_receipt(self, token: Any, entry: AgentEntry, skill: str, arguments: dict[str, Any],
+                       output: dict[str, Any] | None, task: dict[str, Any]) -> str | None:
+        if not isinstance(token, str):
+            return "the peer returned no signed receipt"
+        try:
+            countersigned = receipts.caller_countersign(token, self.key, "failure")  # checks the claim is for us
+            claim = receipts.verify_receipt(countersigned).claim
+        except (receipts.ReceiptRefused, ValueError) as exc:
+            return f"receipt does not verify: {exc}"
+        if claim.callee not in (entry.id, entry.current_key):
+            return "receipt is not signed by the agent that was called"
+        if claim.skill != skill or claim.task_id != task.get("id"):
+            return "receipt names another task or skill"
+        if claim.input_sha256 != content_hash(arguments):
+            return "receipt hashes another input"
+        if claim.status == "completed" and claim.output_sha256 != content_hash(output):
+            return "receipt hashes another output"
+        return None
+
+    def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
+        """Countersign now; submit in the background so feedback never delays the caller."""
+        receipt: str = receipts.caller_countersign(token, self.key, verdict, reason=reason)
+
+        async def submit() -> None:
+            try:
+                await self.registry.submit_receipt(receipt, self.key)
+            except (RegistryError, OSError) as exc:
+                log.warning("receipt not accepted by the registry: %s", exc)
+
+        task = asyncio.create_task(submit())
+        self._submissions.add(task)
+        task.add_done_callback(self._submissions.discard)
+        return receipt
+
+    async def flush(self) -> None:
+        """Wait for receipts still being submitted (before shutting down, or to read fresh reputation)."""
+        if self._submissions:
+            await asyncio.gather(*list(self._submissions), return_exceptions=True)
