@@ -15,6 +15,7 @@ from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
 from guildnet.protocols.agentfacts import ModelFacts
 from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import RegistryClient
 
 
 class Text(BaseModel):
@@ -68,3 +69,13 @@ async def running_node(org_name: str, agent: FunctionAgent, registry_url: str, d
         yield RunningNode(node, runner)
     finally:
         await runner.cleanup()
+
+
+async def wait_for_registrations(registry: RegistryClient, count: int, within: float = 10.0) -> None:
+    """Wait, on the registry's watch stream, until ``count`` agents have registered."""
+    seen = 0
+    async with asyncio.timeout(within):
+        async for change in registry.watch(0):
+            seen += change["kind"] == "registered"
+            if seen >= count:
+                return

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from delegation_support import running_node, translator
+from delegation_support import running_node, translator, wait_for_registrations
 from registry_support import live_registry
 
 from guildnet.node.a2a_client import A2AClient
@@ -50,9 +50,7 @@ async def test_reputation_shifts_choices_from_a_cheap_flaky_peer_to_a_reliable_o
                              f"sqlite+aiosqlite:///{tmp_path}/c.db") as c:
             index = PeerIndex(registry)
             delegator = Delegator(registry, index, a2a_client, planner, org_a.did, reputation_ttl=0.0)
-            async with asyncio.timeout(10):
-                while len((await registry.search(skill="translate", live=True)).agents) < 2:
-                    await asyncio.sleep(0.05)
+            await wait_for_registrations(registry, 3)  # the planner and the two translators
             chosen = []
             for i in range(24):
                 result = await delegator.delegate("translate", {"text": f"hello {i}"}, min_reputation=0.3,
@@ -85,9 +83,7 @@ async def test_timeouts_and_revoked_peers_fall_through_within_the_deadline(tmp_p
                              f"sqlite+aiosqlite:///{tmp_path}/o.db") as steady, \
                 running_node("org-gone", translator("gone", price=0.00001), server.url,
                              f"sqlite+aiosqlite:///{tmp_path}/g.db") as gone:
-            async with asyncio.timeout(10):
-                while len((await registry.search(skill="translate", live=True)).agents) < 3:
-                    await asyncio.sleep(0.05)
+            await wait_for_registrations(registry, 4)
             index = PeerIndex(registry)
             delegator = Delegator(registry, index, a2a_client, planner, "did:key:zOrgA")
             await index.track("translate")
