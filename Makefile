@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/registry_demo.py
+	$(BIN)/python examples/three_orgs.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
