@@ -8,24 +8,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import RegistryClient
 
+from .a2a_client import A2AClient
 from .a2a_server import A2AService
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
+from .delegation import DelegationResult, Delegator
+from .discovery import PeerIndex
 from .mcp_server import setup_mcp
 from .pii import Scrubber
 from .process_log import Base as ProcessBase
 from .process_log import ProcessLog
 from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
+from .ranking import Preference
 from .recording import RecordedAgent
 from .tasks import open_task_store
 
@@ -54,6 +60,7 @@ class Node:
     port: int = 9100
     scrubber: Scrubber = field(default_factory=Scrubber)
     retention_days: int = 30
+    _delegator: Delegator | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -65,6 +72,36 @@ class Node:
         return cls(org_name=config.org_name, org_key=load_or_create_key(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days)
+
+    async def delegator(self, *, as_agent: str | None = None) -> Delegator:
+        """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
+        first agent), whose DID is the caller named in receipts."""
+        if self._delegator is None:
+            if not self.registry_url:
+                raise ValueError("delegation needs a registry: set [node] registry in the config")
+            caller = next((p for p in self.agents if as_agent in (None, p.agent.name)), None)
+            if caller is None:
+                raise ValueError(f"this node has no agent named {as_agent!r}")
+            registry = RegistryClient(self.registry_url)
+            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.key, self.org_key.did)
+        return self._delegator
+
+    async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
+                       budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
+                       traceparent: str | None = None) -> DelegationResult:
+        """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
+        delegator = await self.delegator()
+        return await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
+                                        min_reputation=min_reputation, prefer=prefer, traceparent=traceparent)
+
+    async def close(self) -> None:
+        """Release the delegation clients (waits for receipts still being submitted)."""
+        if self._delegator is not None:
+            await self._delegator.flush()
+            await self._delegator.index.close()
+            await self._delegator.a2a.close()
+            await self._delegator.registry.close()
+            self._delegator = None
 
     @property
     def agent_list(self) -> list[Agent]:

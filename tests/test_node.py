@@ -136,3 +136,35 @@ async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
     raw = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.glob("node.db*")))
     assert b"jane.doe@example.com" not in raw and b"7946" not in raw
     assert b"echo" in raw  # the calls themselves are there
+
+
+async def test_delegate_command(tmp_path: Path) -> None:
+    from delegation_support import running_node, translator, wait_for_registrations
+
+    port = free_port()
+    async with registry_process(f"sqlite:///{tmp_path}/registry.db") as registry_url:
+        config = write_config(tmp_path, port, registry_url)
+        async with node_process(config, port), \
+                running_node("org-b", translator("b-translator"), registry_url,
+                             f"sqlite+aiosqlite:///{tmp_path}/b.db") as b, RegistryClient(registry_url) as registry:
+            await wait_for_registrations(registry, 2)
+
+            def run(*args: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "delegate", *args, "--config",
+                                       str(config)], capture_output=True, text=True, timeout=60)
+
+            explained = await asyncio.to_thread(run, "translate", "--input", '{"text": "hi"}', "--explain")
+            assert explained.returncode == 0, explained.stderr
+            assert "b-translator" in explained.stdout and "rep lower" in explained.stdout
+            done = await asyncio.to_thread(run, "translate", "--input", '{"text": "hi"}', "--json")
+            assert done.returncode == 0, done.stderr
+            body = json.loads(done.stdout)
+            assert body["output"] == {"text": "HI"} and body["agent"] == b.agent_key.did
+            assert body["traceparent"].startswith("00-")
+            head = await registry.log_head()
+            kinds = [entry["kind"] for entry in await registry.log_entries(0, head.size)]
+            assert kinds.count("receipt") == 1  # countersigned by the CLI and accepted before it exited
+            missing = await asyncio.to_thread(run, "no-such-skill", "--input", "{}")
+            assert missing.returncode == 1 and "no candidate" in missing.stderr
+            bad = await asyncio.to_thread(run, "translate", "--input", "not json")
+            assert bad.returncode == 2 and "not JSON" in bad.stderr
