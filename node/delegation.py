@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
-from guildnet.protocols import a2a, receipts
+from guildnet.protocols import a2a, jws, receipts
 from guildnet.protocols.canonical import content_hash
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
@@ -95,6 +96,7 @@ class Delegator:
     _reputation: dict[tuple[str, str], tuple[float, float, float, float]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
+    _validators: dict[tuple[str, int, str], Draft202012Validator | None] = field(default_factory=dict)
 
     def price(self, entry: AgentEntry) -> float:
         model = entry.facts.model
@@ -191,8 +193,8 @@ class Delegator:
         if state != "TASK_STATE_COMPLETED" or output is None:
             self._submit(token, "failure", f"task ended {state}")
             return attempt("failure", f"task ended {state}"), None
-        skill_facts = entry.facts.skill(skill)
-        schema_errors = list(Draft202012Validator(skill_facts.output_schema).iter_errors(output)) if skill_facts else []
+        validator = self._output_validator(entry, skill)
+        schema_errors = list(validator.iter_errors(output)) if validator is not None else []
         if schema_errors:
             self._submit(token, "failure", "output does not match the skill's output schema")
             return attempt("invalid-output", schema_errors[0].message), None
@@ -201,15 +203,18 @@ class Delegator:
 
     def _check_receipt(self, token: Any, entry: AgentEntry, skill: str, arguments: dict[str, Any],
                        output: dict[str, Any] | None, task: dict[str, Any]) -> str | None:
+        """Is this the called agent's signed statement about exactly this task, input and output?"""
         if not isinstance(token, str):
             return "the peer returned no signed receipt"
         try:
-            countersigned = receipts.caller_countersign(token, self.key, "failure")  # checks the claim is for us
-            claim = receipts.verify_receipt(countersigned).claim
-        except (receipts.ReceiptRefused, ValueError) as exc:
+            verified, body = jws.verify_json(token)
+            claim = receipts.TaskClaim.model_validate(body)
+        except (jws.MalformedJWS, jws.BadSignature, ValidationError) as exc:
             return f"receipt does not verify: {exc}"
-        if claim.callee not in (entry.id, entry.current_key):
+        if verified.signer != claim.callee or claim.callee not in (entry.id, entry.current_key):
             return "receipt is not signed by the agent that was called"
+        if claim.caller != self.key.did:
+            return "receipt names another caller"
         if claim.skill != skill or claim.task_id != task.get("id"):
             return "receipt names another task or skill"
         if claim.input_sha256 != content_hash(arguments):
@@ -217,6 +222,13 @@ class Delegator:
         if claim.status == "completed" and claim.output_sha256 != content_hash(output):
             return "receipt hashes another output"
         return None
+
+    def _output_validator(self, entry: AgentEntry, skill: str) -> Draft202012Validator | None:
+        key = (entry.id, entry.version, skill)
+        if key not in self._validators:
+            facts = entry.facts.skill(skill)
+            self._validators[key] = Draft202012Validator(facts.output_schema) if facts else None
+        return self._validators[key]
 
     def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
         """Countersign now; submit in the background so feedback never delays the caller."""

@@ -1,0 +1,158 @@
+"""What delegate() costs on top of a bare A2A call to the same peer.
+
+A registry and a peer node (the echo agent) run as their own processes on 127.0.0.1; the caller runs here.
+"bare" is one A2A SendMessage to the peer; "delegate" is Delegator.delegate(): candidates from the
+watch-fed cache, ranking, the call (with the caller's DID, so the peer signs a receipt), receipt checks,
+countersigning and a background submission to the registry. Sequential, after warm-up, interleaved in
+blocks so both see the same machine. Goal (issue 4): overhead p50 < 2 ms.
+
+    python bench/delegation.py [--requests 500]
+
+Prints a table and writes bench/results/delegation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from guildnet.node.a2a_client import A2AClient
+from guildnet.node.delegation import Delegator
+from guildnet.node.discovery import PeerIndex
+from guildnet.protocols import a2a
+from guildnet.protocols.agentfacts import AgentFacts, endorse
+from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import RegistryClient
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).with_name("results")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start(*args: str, url: str) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "guildnet.node.cli", *args,
+                                                   stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{args[:2]} did not start")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def main(requests: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="guildnet-delegation-"))
+    registry_port, node_port = free_port(), free_port()
+    registry_url = f"http://127.0.0.1:{registry_port}"
+    (tmp / "node.toml").write_text(f"""
+[node]
+org_name = "peer-org"
+org_key = "org.key"
+port = {node_port}
+db = "sqlite:///node.db"
+registry = "{registry_url}"
+
+[[agents]]
+agent = "{ROOT / 'examples/echo/agent.py'}:agent"
+key = "echo.key"
+""")
+    processes = [await start("registry", "serve", "--port", str(registry_port), "--db",
+                             f"sqlite:///{tmp}/registry.db", url=registry_url)]
+    processes.append(await start("node", "run", str(tmp / "node.toml"), url=f"http://127.0.0.1:{node_port}"))
+    try:
+        async with RegistryClient(registry_url) as registry, A2AClient() as client:
+            org, caller = SigningKey.generate(), SigningKey.generate()
+            await registry.register(AgentFacts.model_validate({
+                "id": caller.did, "name": "caller", "version": 1,
+                "organisation": {"id": org.did, "name": "caller-org", "endorsement": endorse(org, caller.did)},
+                "skills": [{"id": "plan", "name": "Plan"}]}), caller)
+            async with asyncio.timeout(15):  # the peer node registers its agent at start-up
+                async for change in registry.watch(0):
+                    if change["kind"] == "registered" and change["agent"] != caller.did:
+                        break
+            index = PeerIndex(registry)
+            delegator = Delegator(registry, index, client, caller, org.did)
+            endpoint = (await registry.search(skill="echo")).agents[0].facts.endpoints.a2a or ""
+            bare: list[float] = []
+            delegated: list[float] = []
+
+            async def bare_call(i: int) -> None:
+                started = time.perf_counter()
+                await client.send_message(endpoint, a2a.skill_request({"text": f"t{i}"}, "echo"))
+                bare.append((time.perf_counter() - started) * 1000)
+
+            async def delegate_call(i: int) -> None:
+                started = time.perf_counter()
+                result = await delegator.delegate("echo", {"text": f"t{i}"}, deadline=10)
+                delegated.append((time.perf_counter() - started) * 1000)
+                assert result.output == {"text": f"t{i}"}
+
+            for i in range(30):  # warm-up: connections, caches, the first reputation look-up
+                await bare_call(i)
+                await delegate_call(i)
+            bare.clear()
+            delegated.clear()
+            for block in range(requests // 50):
+                for i in range(50):
+                    await bare_call(block * 50 + i)
+                for i in range(50):
+                    await delegate_call(block * 50 + i)
+            await delegator.flush()
+            await index.close()
+            head = await registry.log_head()
+            entries = await registry.log_entries(max(0, head.size - 256), head.size)
+            accepted = sum(entry["kind"] == "receipt" for entry in entries)
+    finally:
+        for process in processes:
+            process.terminate()
+            await process.wait()
+    return {
+        "requests": len(bare),
+        "bare": {"p50_ms": percentile(bare, 50), "p99_ms": percentile(bare, 99), "mean_ms": statistics.fmean(bare)},
+        "delegate": {"p50_ms": percentile(delegated, 50), "p99_ms": percentile(delegated, 99),
+                     "mean_ms": statistics.fmean(delegated)},
+        "receipts_in_last_256_log_entries": accepted,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=500, help="calls of each kind (multiple of 50)")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.requests))
+    bare, delegated = result["bare"], result["delegate"]
+    print(f"{'':<10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    print(f"{'bare A2A':<10}{bare['p50_ms']:>9.2f}{bare['p99_ms']:>9.2f}{bare['mean_ms']:>9.2f}")
+    print(f"{'delegate':<10}{delegated['p50_ms']:>9.2f}{delegated['p99_ms']:>9.2f}{delegated['mean_ms']:>9.2f}")
+    print(f"{'overhead':<10}{delegated['p50_ms'] - bare['p50_ms']:>9.2f}{delegated['p99_ms'] - bare['p99_ms']:>9.2f}"
+          f"{delegated['mean_ms'] - bare['mean_ms']:>9.2f}   (goal: p50 overhead < 2 ms)")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "delegation.json"
+    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), **result}, indent=2))
+    print(f"wrote {out}")
