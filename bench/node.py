@@ -1,0 +1,422 @@
+"""Node benchmark: our aiohttp node against the official SDK servers, same echo agent, same client, one run.
+
+A2A: ``SendMessage`` (blocking) and ``SendStreamingMessage`` (the whole SSE stream, to the terminal event)
+against our node (A2AService, aiohttp) and against a2a-sdk 1.3's server (Starlette on uvicorn), each with an
+in-memory and with an SQLite task store (the SDK's DatabaseTaskStore gets WAL and a busy timeout, without
+which it fails with "database is locked" under concurrency). MCP: ``tools/call`` as stateless 2026-07-28
+POSTs against our node's ``/mcp`` and against a plain ``mcp`` MCPServer app on uvicorn (h11).
+
+Every request is a raw JSON-RPC POST made by one aiohttp client, byte-for-byte the same for both servers
+(fresh message ids aside), and its answer is checked (a completed task with the echoed data, a structured
+tool result); a wrong answer counts as an error, not as throughput. Each server runs in its own subprocess
+pinned to core 0 (``taskset``), the load generator on core 1. The machine is shared and noisy, so the run
+is made of interleaved rounds (within a round each case runs on both servers back to back, the order
+alternating) and the table gives medians over rounds. A case stops after ``--requests`` requests or
+``--seconds`` seconds, whichever comes first. Beside each figure the server's CPU use over the case
+(1.0 = its core busy: the figure is the server's capacity; well below 1.0 at concurrency 1: the round trip
+through the client bounds it), its CPU milliseconds per request (the least noisy figure of cost), and, in
+the progress lines and the JSON, the client's CPU use. A bare aiohttp handler with canned replies gives
+the floor: what this client and loopback allow at concurrency 1, whatever the server.
+
+    python bench/node.py            # 3 rounds, about 4-8 minutes; writes bench/results/node.json
+    python bench/node.py --quick    # 1 round of a few hundred requests per case; writes only with --out
+
+Goals (issue 3): A2A at least 3x the SDK server's req/s in both store modes; MCP at least 0.9x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+SERVERS = Path(__file__).with_name("node_servers.py")
+RESULTS = Path(__file__).with_name("results")
+SERVER_CORE, CLIENT_CORE = 0, 1
+A2A_HEADERS = {"Content-Type": "application/json", "A2A-Version": "1.0"}
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+MCP_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}
+ECHO = {"text": "hello"}
+COMPLETED = "TASK_STATE_COMPLETED"
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class WrongAnswer(Exception):
+    """The server answered, but not with what the echo agent must return."""
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str  # "a2a", "mcp", or "floor" (canned replies: what the client and loopback alone allow)
+    store: str  # "memory", "sqlite", or "-" for MCP
+    op: str  # "send", "stream" or "tools/call"
+    concurrency: int
+    goal: float  # our req/s over the SDK's, at least
+
+    @property
+    def name(self) -> str:
+        op = {"send": "SendMessage", "stream": "SendStreamingMessage", "tools/call": "MCP tools/call"}[self.op]
+        store = f" [{self.store}]" if self.family == "a2a" else ""
+        return f"{op}{store} c={self.concurrency}"
+
+
+@dataclass
+class Sample:
+    """One case on one server in one round."""
+
+    ok: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    server_cpu: float
+    server_cpu_ms_per_request: float
+    client_cpu: float
+    first_error: str | None = None
+
+
+@dataclass
+class Server:
+    kind: str  # node_servers.py KIND
+    store: str
+    port: int
+    process: asyncio.subprocess.Process
+    log_path: Path
+    samples: dict[Case, list[Sample]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-15:])
+        return ""
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (0 where /proc is missing)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cases() -> list[Case]:
+    a2a = [Case("a2a", store, op, conc, 3.0) for store in ("memory", "sqlite") for op in ("send", "stream")
+           for conc in (1, 32)]
+    return [*a2a, *(Case("mcp", "-", "tools/call", conc, 0.9) for conc in (1, 32))]
+
+
+# ---- requests: identical for both servers ----------------------------------------------------------------
+def a2a_body(method: str) -> bytes:
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"data": ECHO}]}
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": {"message": message}}).encode()
+
+
+def mcp_body(request_id: int) -> bytes:
+    params = {"name": "echo", "arguments": ECHO, "_meta": MCP_META}
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}).encode()
+
+
+def check_task(task: Any) -> None:
+    try:
+        state = task["status"]["state"]
+        data = task["artifacts"][0]["parts"][0]["data"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise WrongAnswer(f"not a finished echo task: {str(task)[:200]}") from exc
+    if state != COMPLETED or data != ECHO:
+        raise WrongAnswer(f"state {state}, output {data}")
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> list[Any]:
+    """All ``data:`` payloads of an event stream, read whole to its end (one read: the client's cost per
+    stream stays small and the same for both servers)."""
+    events: list[Any] = []
+    for block in (await response.read()).decode().replace("\r\n", "\n").split("\n\n"):
+        data = [line[5:].lstrip(" ") for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            events.append(json.loads("\n".join(data)))
+    return events
+
+
+async def send_message(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/", data=a2a_body("SendMessage"), headers=A2A_HEADERS) as response:
+        if response.status != 200:
+            raise WrongAnswer(f"HTTP {response.status}")
+        reply = await response.json(content_type=None)
+    if "result" not in reply:
+        raise WrongAnswer(f"error {reply.get('error')}")
+    check_task(reply["result"].get("task"))
+
+
+async def stream_message(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/", data=a2a_body("SendStreamingMessage"), headers=A2A_HEADERS) as response:
+        if response.status != 200 or not response.content_type.startswith("text/event-stream"):
+            raise WrongAnswer(f"HTTP {response.status} {response.content_type}")
+        events = await sse_events(response)
+    results = [e.get("result") or {} for e in events]
+    artifacts = [r["artifactUpdate"]["artifact"] for r in results if "artifactUpdate" in r]
+    last = results[-1] if results else {}
+    final = (last.get("statusUpdate") or last.get("task") or {}).get("status", {}).get("state")
+    if final != COMPLETED or not artifacts or artifacts[0]["parts"][0].get("data") != ECHO:
+        raise WrongAnswer(f"stream of {len(events)} events ended in {final}: {str(events)[-200:]}")
+
+
+def mcp_call() -> Callable[[aiohttp.ClientSession, str], Awaitable[None]]:
+    ids = iter(range(1, 1 << 62))
+
+    async def call(session: aiohttp.ClientSession, url: str) -> None:
+        async with session.post(url + "/mcp", data=mcp_body(next(ids)), headers=MCP_HEADERS) as response:
+            if response.status != 200:
+                raise WrongAnswer(f"HTTP {response.status}: {(await response.text())[:200]}")
+            if response.content_type == "text/event-stream":
+                events = await sse_events(response)
+                reply = events[-1] if events else {}
+            else:
+                reply = await response.json(content_type=None)
+        result = reply.get("result") or {}
+        if result.get("isError") or result.get("structuredContent") != ECHO:
+            raise WrongAnswer(f"tool result {str(reply)[:200]}")
+
+    return call
+
+
+# ---- measuring ---------------------------------------------------------------------------------------------
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0 when empty)."""
+    if not ordered:
+        return 0.0
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+async def measure(server: Server, case: Case, requests: int, seconds: float) -> Sample:
+    one = {"send": send_message, "stream": stream_message}.get(case.op) or mcp_call()
+    connector = aiohttp.TCPConnector(limit=case.concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
+        # warm-up: open every connection and run the code paths once, off the clock
+        for _ in range(5):
+            await one(session, server.url)
+        await asyncio.gather(*(one(session, server.url) for _ in range(case.concurrency)))
+        latencies: list[float] = []
+        errors: list[str] = []
+        issued = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < requests and time.perf_counter() < deadline:
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    await one(session, server.url)
+                except (WrongAnswer, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                else:
+                    latencies.append(time.perf_counter() - t0)
+
+        cpu_server, cpu_client = server.cpu_seconds(), time.process_time()
+        await asyncio.gather(*(worker() for _ in range(case.concurrency)))
+        elapsed = time.perf_counter() - started
+        cpu_server, cpu_client = server.cpu_seconds() - cpu_server, time.process_time() - cpu_client
+    latencies.sort()
+    return Sample(ok=len(latencies), errors=len(errors), seconds=round(elapsed, 3),
+                  rps=round(len(latencies) / elapsed, 1), p50_ms=round(percentile(latencies, 50) * 1000, 2),
+                  p99_ms=round(percentile(latencies, 99) * 1000, 2), server_cpu=round(cpu_server / elapsed, 2),
+                  server_cpu_ms_per_request=round(cpu_server * 1000 / max(1, len(latencies)), 3),
+                  client_cpu=round(cpu_client / elapsed, 2), first_error=errors[0] if errors else None)
+
+
+# ---- servers -----------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start(kind: str, store: str, tmp: Path, pinned: bool) -> Server:
+    port = free_port()
+    command = [sys.executable, str(SERVERS), kind, store, str(port)]
+    if store == "sqlite":
+        command.append(str(tmp / f"{kind}-{port}.db"))
+    if pinned:
+        command = ["taskset", "-c", str(SERVER_CORE), *command]
+    log_path = tmp / f"{kind}-{store}-{port}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
+                                                       stdout=log, stderr=log)
+    return Server(kind, store, port, process, log_path)
+
+
+async def wait_ready(server: Server, limit_s: float = 60.0) -> None:
+    """Any HTTP answer means the server listens (the SDK's MCP app answers 404 for the card: fine)."""
+    limit = time.monotonic() + limit_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < limit:
+            if server.process.returncode is not None:
+                raise RuntimeError(f"{server.kind} [{server.store}] exited at start:\n{server.log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(server.url + "/.well-known/agent-card.json") as response:
+                    await response.read()
+                    return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{server.kind} [{server.store}] did not start in {limit_s:.0f} s:\n{server.log_tail()}")
+
+
+async def stop(server: Server) -> None:
+    if server.process.returncode is None:
+        server.process.terminate()
+        try:
+            await asyncio.wait_for(server.process.wait(), 15)
+        except TimeoutError:
+            server.process.kill()
+            await server.process.wait()
+
+
+# ---- the run -----------------------------------------------------------------------------------------------
+def summary(samples: list[Sample]) -> dict[str, Any]:
+    return {"rps": statistics.median(s.rps for s in samples),
+            "p50_ms": statistics.median(s.p50_ms for s in samples),
+            "p99_ms": statistics.median(s.p99_ms for s in samples),
+            "server_cpu": statistics.median(s.server_cpu for s in samples),
+            "server_cpu_ms_per_request": statistics.median(s.server_cpu_ms_per_request for s in samples),
+            "client_cpu": statistics.median(s.client_cpu for s in samples),
+            "requests": sum(s.ok for s in samples), "errors": sum(s.errors for s in samples),
+            "first_error": next((s.first_error for s in samples if s.first_error), None),
+            "rounds": [asdict(s) for s in samples]}
+
+
+async def run(rounds: int, requests: int, seconds: float, pinned: bool) -> list[dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(prefix="guildnet-bench-node-"))
+    servers: list[Server] = []
+    try:
+        for kind, store in (("node", "memory"), ("node", "sqlite"), ("sdk-a2a", "memory"),
+                            ("sdk-a2a", "sqlite"), ("sdk-mcp", "memory"), ("floor", "memory")):
+            servers.append(await start(kind, store, tmp, pinned))
+        await asyncio.gather(*(wait_ready(s) for s in servers))
+        node_mem, node_sql, sdk_mem, sdk_sql, sdk_mcp, floor = servers
+        pairs = {("a2a", "memory"): (node_mem, sdk_mem), ("a2a", "sqlite"): (node_sql, sdk_sql),
+                 ("mcp", "-"): (node_mem, sdk_mcp)}
+        all_cases = cases()
+        floor_cases = [Case("floor", "-", op, 1, 0.0) for op in ("send", "stream")]
+        for round_no in range(rounds):
+            for case in floor_cases:
+                floor.samples.setdefault(case, []).append(await measure(floor, case, requests, seconds))
+            for index, case in enumerate(all_cases):
+                ours, theirs = pairs[(case.family, case.store)]
+                order = (ours, theirs) if (round_no + index) % 2 == 0 else (theirs, ours)
+                for server in order:
+                    sample = await measure(server, case, requests, seconds)
+                    if server.process.returncode is not None:
+                        raise RuntimeError(f"{server.kind} [{server.store}] died:\n{server.log_tail()}")
+                    server.samples.setdefault(case, []).append(sample)
+                    print(f"round {round_no + 1}/{rounds}  {case.name:<36} {server.kind:<8}"
+                          f"{sample.rps:>9.1f} req/s  p50 {sample.p50_ms:>8.2f} ms  p99 {sample.p99_ms:>8.2f} ms"
+                          f"  cpu srv {sample.server_cpu:.2f} cli {sample.client_cpu:.2f}"
+                          + (f"  errors {sample.errors}" if sample.errors else ""), file=sys.stderr, flush=True)
+        rows = []
+        for case in all_cases:
+            ours, theirs = pairs[(case.family, case.store)]
+            mine, sdk = summary(ours.samples[case]), summary(theirs.samples[case])
+            ratio = mine["rps"] / sdk["rps"] if sdk["rps"] else math.inf
+            # the two servers ran back to back in each round: the spread of these shows the machine's noise
+            paired = [round(o.rps / t.rps, 2) if t.rps else math.inf
+                      for o, t in zip(ours.samples[case], theirs.samples[case], strict=True)]
+            rows.append({"case": case.name, **asdict(case), "ours": mine, "sdk": sdk, "ratio": round(ratio, 2),
+                         "round_ratios": paired, "met": ratio >= case.goal and not mine["errors"]})
+        rows += [{"case": f"floor: {case.name}", **asdict(case), "floor": summary(floor.samples[case])}
+                 for case in floor_cases]
+        return rows
+    finally:
+        await asyncio.gather(*(stop(s) for s in servers), return_exceptions=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'case':<36}{'ours req/s':>11}{'p50/p99 ms':>17}{'SDK req/s':>11}{'p50/p99 ms':>18}"
+          f"{'ratio':>7}{'rounds':>12}{'goal':>6}  met  {'cpu ours/SDK':>12}{'cpu ms/req':>14}{'errors':>7}")
+    for r in rows:
+        if r["family"] == "floor":
+            continue
+        ours, sdk = r["ours"], r["sdk"]
+        spread = f"{min(r['round_ratios']):.1f}-{max(r['round_ratios']):.1f}"
+        print(f"{r['case']:<36}{ours['rps']:>11.1f}{ours['p50_ms']:>9.2f}/{ours['p99_ms']:<7.2f}"
+              f"{sdk['rps']:>11.1f}{sdk['p50_ms']:>9.2f}/{sdk['p99_ms']:<8.2f}{r['ratio']:>6.2f}x"
+              f"{spread:>12}{r['goal']:>5.1f}x  {'yes' if r['met'] else 'NO ':<3}  "
+              f"{ours['server_cpu']:>5.2f}/{sdk['server_cpu']:<6.2f}"
+              f"{ours['server_cpu_ms_per_request']:>7.2f}/{sdk['server_cpu_ms_per_request']:<6.2f}"
+              f"{ours['errors'] + sdk['errors']:>7}")
+    floors = [r for r in rows if r["family"] == "floor"]
+    print("\nfloor at c=1, canned replies from a bare aiohttp handler (the client and loopback alone): "
+          + ", ".join(f"{r['case'][7:-4]} {r['floor']['rps']:.0f} req/s (p50 {r['floor']['p50_ms']:.2f} ms)"
+                      for r in floors))
+    rows = [r for r in rows if r["family"] != "floor"]
+    met = sum(r["met"] for r in rows)
+    print(f"goals met: {met}/{len(rows)} (A2A >= 3x the SDK's req/s, MCP >= 0.9x; ratio of the medians over"
+          " rounds; 'rounds' is the range of the per-round ratios)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 round, at most 300 requests or 3 s per case; no JSON unless --out is given")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, --quick 1)")
+    parser.add_argument("--requests", type=int, help="request cap per case and server (default 3000, --quick 300)")
+    parser.add_argument("--seconds", type=float, help="time cap per case and server (default 4, --quick 3)")
+    parser.add_argument("--out", type=Path, help="results file (default bench/results/node.json; none with --quick)")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
+    requests = args.requests or (300 if args.quick else 3000)
+    seconds = args.seconds or (3.0 if args.quick else 4.0)
+    out = args.out or (None if args.quick else RESULTS / "node.json")
+    pinned = hasattr(os, "sched_setaffinity") and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+    if pinned:
+        os.sched_setaffinity(0, {CLIENT_CORE})  # before the event loop, so every thread inherits it
+    started = time.monotonic()
+    rows = asyncio.run(run(rounds, requests, seconds, pinned))
+    print_table(rows)
+    placement = "pinned to core 0, client on core 1" if pinned else "NOT pinned (no taskset or one core)"
+    print(f"total {time.monotonic() - started:.0f} s; servers {placement}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "machine": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "pinned": pinned, "rounds": rounds, "requests_cap": requests, "seconds_cap": seconds,
+            "versions": versions(), "rows": rows}, indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("guildnet", "aiohttp", "a2a-sdk", "mcp", "uvicorn", "starlette", "sqlalchemy", "aiosqlite"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Servers for bench/node.py, one per subprocess: ``python bench/node_servers.py KIND STORE PORT [DB_PATH]``.
+
+KIND is ``node`` (our aiohttp app: A2AService at ``/`` plus the MCP endpoint at ``/mcp``, as a node serves
+them, without the process-data recorder), ``sdk-a2a`` (a2a-sdk 1.3's JSON-RPC routes in Starlette on uvicorn),
+``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on uvicorn), or ``floor`` (a bare aiohttp handler that
+answers every A2A request with a canned reply: the client-and-loopback floor the others are bounded by).
+STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp`` and ``floor``). Every server hosts the same echo
+agent: input ``{"text": ...}``, output the same object, returned by the A2A servers as one artifact with a
+``data`` part and a JSON ``text`` part. Server stacks are imported lazily, so a process loads only the one
+it serves; the pydantic models live at module level because the tools' type hints must resolve there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pydantic import BaseModel
+
+
+class EchoIn(BaseModel):
+    text: str
+
+
+class EchoOut(BaseModel):
+    text: str
+
+
+def serve_node(store: str, port: int, db_path: str | None) -> None:
+    from aiohttp import web
+
+    from guildnet.node.a2a_server import A2AService
+    from guildnet.node.agent import FunctionAgent
+    from guildnet.node.mcp_server import setup_mcp
+    from guildnet.node.tasks import InMemoryTaskStore, SqlTaskStore, TaskStore
+    from guildnet.protocols.keys import SigningKey
+
+    async def echo(data: EchoIn) -> EchoOut:
+        return EchoOut(text=data.text)
+
+    agent = FunctionAgent("echo", description="Echoes text")
+    agent.add_skill(echo, id="echo", name="Echo", description="Returns its text unchanged", tags=["text"])
+    task_store: TaskStore = (InMemoryTaskStore() if store == "memory"
+                             else SqlTaskStore(f"sqlite+aiosqlite:///{db_path}"))
+    app = web.Application()
+    setup_mcp(app, [agent])
+    A2AService([agent], task_store, f"http://127.0.0.1:{port}", {"echo": SigningKey.generate()}).add_routes(app)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def serve_sdk_a2a(store: str, port: int, db_path: str | None) -> None:
+    import uvicorn
+    from a2a.helpers import new_task_from_user_message
+    from a2a.server.agent_execution import AgentExecutor, RequestContext
+    from a2a.server.events import EventQueue
+    from a2a.server.request_handlers import DefaultRequestHandler
+    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+    from a2a.server.tasks import DatabaseTaskStore, InMemoryTaskStore, TaskStore, TaskUpdater
+    from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, Part
+    from google.protobuf import struct_pb2
+    from google.protobuf.json_format import MessageToDict
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from starlette.applications import Starlette
+
+    class Echo(AgentExecutor):
+        async def execute(self, context: RequestContext, queue: EventQueue) -> None:
+            assert context.message is not None
+            task = context.current_task or new_task_from_user_message(context.message)
+            await queue.enqueue_event(task)
+            updater = TaskUpdater(queue, task.id, task.context_id)
+            output = MessageToDict(context.message.parts[0].data)
+            value = struct_pb2.Value()
+            value.struct_value.update(output)
+            text = json.dumps(output, separators=(",", ":"), ensure_ascii=False)
+            await updater.add_artifact([Part(data=value), Part(text=text, media_type="application/json")],
+                                       name="echo-result")
+            await updater.complete()
+
+        async def cancel(self, context: RequestContext, queue: EventQueue) -> None:
+            raise NotImplementedError("echo finishes at once")
+
+    card = AgentCard(
+        name="echo", description="Echoes text", version="1",
+        supported_interfaces=[AgentInterface(url=f"http://127.0.0.1:{port}/", protocol_binding="JSONRPC",
+                                             protocol_version="1.0")],
+        capabilities=AgentCapabilities(streaming=True), default_input_modes=["application/json"],
+        default_output_modes=["application/json"],
+        skills=[AgentSkill(id="echo", name="Echo", description="Returns its text unchanged", tags=["text"])])
+    task_store: TaskStore
+    if store == "memory":
+        task_store = InMemoryTaskStore()
+    else:
+        # a2a-sdk's DatabaseTaskStore fails with "database is locked" under concurrency on a default SQLite
+        # file; WAL and a busy timeout (what our store sets too) make it work.
+        engine = create_async_engine(f"sqlite+aiosqlite:///{db_path}")
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(connection: object, _record: object) -> None:
+            cursor = connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        task_store = DatabaseTaskStore(engine, create_table=True)
+    handler = DefaultRequestHandler(agent_executor=Echo(), task_store=task_store, agent_card=card)
+    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="h11")
+
+
+def serve_sdk_mcp(port: int) -> None:
+    import uvicorn
+    from mcp.server import MCPServer
+
+    mcp = MCPServer("sdk")
+
+    @mcp.tool(name="echo", description="Returns its text unchanged")
+    async def echo(text: str) -> EchoOut:
+        return EchoOut(text=text)
+
+    # h11, as plain ``pip install uvicorn`` gives (httptools is not installed here)
+    uvicorn.run(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                http="h11")
+
+
+def serve_floor(port: int) -> None:
+    from aiohttp import web
+
+    status = {"state": "TASK_STATE_COMPLETED"}
+    artifact = {"artifactId": "a", "parts": [{"data": {"text": "hello"}}]}
+    task = {"id": "t", "contextId": "c", "status": status, "artifacts": [artifact]}
+    reply = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"task": task}}).encode()
+    events = [{"task": {"id": "t", "contextId": "c", "status": {"state": "TASK_STATE_SUBMITTED"}}},
+              {"artifactUpdate": {"taskId": "t", "contextId": "c", "artifact": artifact}},
+              {"statusUpdate": {"taskId": "t", "contextId": "c", "status": status}}]
+    frames = [b"data: " + json.dumps({"jsonrpc": "2.0", "id": 1, "result": e}).encode() + b"\n\n" for e in events]
+
+    async def rpc(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["method"] != "SendStreamingMessage":
+            return web.Response(body=reply, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for frame in frames:  # one write per event, as a server that streams them as they happen
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/", rpc)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) not in (3, 4):
+        raise SystemExit(__doc__)
+    kind, store, port, db_path = argv[0], argv[1], int(argv[2]), (argv[3] if len(argv) == 4 else None)
+    if store not in ("memory", "sqlite") or (store == "sqlite" and db_path is None):
+        raise SystemExit("STORE is memory or sqlite; sqlite needs DB_PATH")
+    if kind == "node":
+        serve_node(store, port, db_path)
+    elif kind == "sdk-a2a":
+        serve_sdk_a2a(store, port, db_path)
+    elif kind == "sdk-mcp":
+        serve_sdk_mcp(port)
+    elif kind == "floor":
+        serve_floor(port)
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
