@@ -133,26 +133,22 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
-    """``guildnet registry serve`` as a real OS process on 127.0.0.1; yields its base URL."""
+async def cli_process(*args: str, url: str) -> AsyncIterator[str]:
+    """``guildnet ARGS`` as a real OS process; yields ``url`` once its /healthz answers."""
     import asyncio
     import sys
 
     import aiohttp
 
-    port = free_port()
-    if "--key" not in extra_args:
-        extra_args = (*extra_args, "--key", key_path_for(db_url))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db_url,
-        *extra_args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+        sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(150):
                 if process.returncode is not None:
                     assert process.stderr is not None
-                    raise RuntimeError(f"registry exited: {(await process.stderr.read()).decode()[-2000:]}")
+                    raise RuntimeError(f"guildnet {args[:2]} exited: {(await process.stderr.read()).decode()[-2000:]}")
                 try:
                     async with session.get(url + "/healthz") as response:
                         if response.status == 200:
@@ -160,9 +156,20 @@ async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("registry process did not become ready")
+                raise RuntimeError(f"guildnet {args[:2]} did not become ready")
         yield url
     finally:
         if process.returncode is None:
             process.terminate()
             await asyncio.wait_for(process.wait(), 20)
+
+
+@contextlib.asynccontextmanager
+async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
+    """``guildnet registry serve`` as a real OS process on 127.0.0.1; yields its base URL."""
+    port = free_port()
+    if "--key" not in extra_args:
+        extra_args = (*extra_args, "--key", key_path_for(db_url))
+    async with cli_process("registry", "serve", "--port", str(port), "--db", db_url, *extra_args,
+                           url=f"http://127.0.0.1:{port}") as url:
+        yield url

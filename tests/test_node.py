@@ -10,9 +10,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 from mcp import Client, StdioServerParameters
-from registry_support import free_port, registry_process
+from registry_support import cli_process, free_port, registry_process
 
 from guildnet.node.a2a_client import A2AClient
 from guildnet.registry.client import RegistryClient
@@ -40,27 +39,8 @@ ttl_seconds = 30
 
 @contextlib.asynccontextmanager
 async def node_process(config: Path, port: int) -> AsyncIterator[str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guildnet.node.cli", "node", "run", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(150):
-                if process.returncode is not None:
-                    assert process.stderr is not None
-                    raise RuntimeError((await process.stderr.read()).decode()[-2000:])
-                try:
-                    async with session.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+    async with cli_process("node", "run", str(config), url=f"http://127.0.0.1:{port}") as url:
         yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), 20)
 
 
 async def test_node_publishes_and_serves_mcp_then_retires(tmp_path: Path) -> None:
