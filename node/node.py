@@ -33,6 +33,7 @@ from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
 from .ranking import Preference
 from .recording import RecordedAgent
+from .slm.agent import SLMAgent
 from .tasks import open_task_store
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Node:
                                  retention_days=self.retention_days)
         app[PROCESS_LOG] = process_log
         app.cleanup_ctx.append(self._process_log)
+        self._wire_model_agents(process_log)
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
@@ -135,6 +137,19 @@ class Node:
         a2a.add_routes(app)
         app.cleanup_ctx.append(self._publishing)
         return app
+
+    def _wire_model_agents(self, process_log: ProcessLog) -> None:
+        """Model-backed agents record their model calls in the node's process log and, with a registry,
+        escalate past their last model tier to a peer found by delegation."""
+        for agent in self.agent_list:
+            if isinstance(agent, SLMAgent):
+                if agent.recorder is None:
+                    agent.recorder = process_log.record
+                if agent.peer_fallback is None and self.registry_url:
+                    agent.peer_fallback = self._peer_fallback
+
+    async def _peer_fallback(self, skill: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return (await self.delegate(skill, arguments)).output
 
     async def _process_log(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]

@@ -103,3 +103,33 @@ async def test_timeouts_and_revoked_peers_fall_through_within_the_deadline(tmp_p
                 await delegator.delegate("no-such-skill", {"text": "x"}, deadline=1.0)
             await delegator.flush()
             await index.close()
+
+
+async def test_slm_agent_escalates_to_a_peer_through_the_node_and_records_its_model_call(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from guildnet.node.process_log import create_engine
+    from guildnet.node.slm import ModelSkill, ScriptedBackend, SLMAgent
+    from guildnet.protocols.agentfacts import Skill
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    skill = Skill(id="translate", name="Translate", input_schema=schema, output_schema=schema)
+    small = ScriptedBackend(["this is not JSON"], model="tiny-slm")  # fails the output schema: escalate
+    slm = SLMAgent("slm-translator", [ModelSkill(skill, "Translate the text.")], small)
+    async with live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db") as server, \
+            RegistryClient(server.url) as registry, A2AClient() as client:
+        async with running_node("org-b", translator("b-translator"), server.url,
+                                f"sqlite+aiosqlite:///{tmp_path}/b.db"), \
+                running_node("org-a", slm, server.url, f"sqlite+aiosqlite:///{tmp_path}/a.db") as a:
+            await wait_for_registrations(registry, 2)
+            task, output = await client.call_skill(f"{a.node.base_url}/agents/slm-translator/a2a", "translate",
+                                                   {"text": "bonjour"})
+            assert output == {"text": "BONJOUR"}  # the small model failed; the peer of org B answered
+            assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+            await a.node.close()
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/a.db")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT direction, outcome, model FROM process_calls"))).all()
+        await engine.dispose()
+        assert ("model", "rejected", "tiny-slm") in [tuple(r) for r in rows]   # the SLM's answer, refused
+        assert any(r[0] == "in" and r[1] == "ok" for r in rows)  # the inbound A2A call itself
