@@ -21,7 +21,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
 from .a2a_client import A2AClient
 from .a2a_server import CALLER_KEY, RECEIPT_KEY
 from .discovery import PeerIndex
+from .process_log import CallRecord, Outcome
 from .ranking import Candidate, Decision, Preference, rank
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class Delegator:
     expected_tokens: tuple[int, int] = (500, 500)
     reputation_ttl: float = 30.0
     max_attempts: int = 3
+    recorder: Callable[[CallRecord], Awaitable[None]] | None = None
+    """Where outbound calls go as process data (the node's process log); None records nothing."""
     _reputation: dict[tuple[str, str], tuple[float, float, float, float]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
@@ -153,6 +156,8 @@ class Delegator:
             share = remaining / min(len(order) - position, self.max_attempts - len(attempts))
             attempt, result = await self._try(entry, skill, dict(arguments), trace, share)
             attempts.append(attempt)
+            await self._record(entry, skill, arguments, result[0] if result else None, attempt, trace,
+                               candidate.price)
             if result is not None:
                 output, receipt = result
                 return DelegationResult(output, entry, receipt, trace, decision, attempts)
@@ -200,6 +205,22 @@ class Delegator:
             return attempt("invalid-output", schema_errors[0].message), None
         receipt = self._submit(token, "success", None)
         return attempt("success", "completed"), (output, receipt)
+
+    async def _record(self, entry: AgentEntry, skill: str, arguments: Mapping[str, Any],
+                      output: dict[str, Any] | None, attempt: Attempt, trace: str, price: float) -> None:
+        if self.recorder is None:
+            return
+        outcome: Outcome = ("ok" if attempt.outcome == "success"
+                            else "rejected" if attempt.outcome in ("failure", "invalid-output", "bad-receipt")
+                            else "error")
+        try:
+            await self.recorder(CallRecord(
+                direction="out", transport="delegation", skill=skill, agent=entry.facts.name, outcome=outcome,
+                model=entry.facts.model.family if entry.facts.model else None, input=dict(arguments),
+                output=output, cost=price if outcome == "ok" else 0.0, latency_ms=attempt.latency_ms,
+                error=None if outcome == "ok" else f"{attempt.outcome}: {attempt.detail}", trace_id=trace))
+        except Exception:
+            log.exception("could not record a delegation to %s", entry.id)
 
     def _check_receipt(self, token: Any, entry: AgentEntry, skill: str, arguments: dict[str, Any],
                        output: dict[str, Any] | None, task: dict[str, Any]) -> str | None:

@@ -62,6 +62,7 @@ class Node:
     scrubber: Scrubber = field(default_factory=Scrubber)
     retention_days: int = 30
     _delegator: Delegator | None = field(default=None, repr=False)
+    _process_log: ProcessLog | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -84,7 +85,9 @@ class Node:
             if caller is None:
                 raise ValueError(f"this node has no agent named {as_agent!r}")
             registry = RegistryClient(self.registry_url)
-            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.key, self.org_key.did)
+            recorder = self._process_log.record if self._process_log is not None else None
+            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.key, self.org_key.did,
+                                        recorder=recorder)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
@@ -126,7 +129,8 @@ class Node:
         process_log = ProcessLog(create_process_engine(self.db_url), self.scrubber,
                                  retention_days=self.retention_days)
         app[PROCESS_LOG] = process_log
-        app.cleanup_ctx.append(self._process_log)
+        self._process_log = process_log
+        app.cleanup_ctx.append(self._process_log_lifespan)
         self._wire_model_agents(process_log)
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
@@ -151,7 +155,7 @@ class Node:
     async def _peer_fallback(self, skill: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return (await self.delegate(skill, arguments)).output
 
-    async def _process_log(self, app: web.Application) -> AsyncIterator[None]:
+    async def _process_log_lifespan(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]
         async with process_log.engine.begin() as connection:
             await connection.run_sync(ProcessBase.metadata.create_all)

@@ -133,3 +133,4 @@ async def test_slm_agent_escalates_to_a_peer_through_the_node_and_records_its_mo
         await engine.dispose()
         assert ("model", "rejected", "tiny-slm") in [tuple(r) for r in rows]   # the SLM's answer, refused
         assert any(r[0] == "in" and r[1] == "ok" for r in rows)  # the inbound A2A call itself
+        assert ("out", "ok", "demo") in [tuple(r) for r in rows]  # the delegation to org B's agent
