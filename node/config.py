@@ -109,7 +109,7 @@ def load_config(path: str | Path) -> NodeConfig:
         host=_field(node, "host", str, where, "127.0.0.1"),
         port=_field(node, "port", int, where, 9100),
         public_url=_field(node, "public_url", str, where, None),
-        db=_resolve_db(_field(node, "db", str, where, "sqlite:///guildnet-node.db"), base),
+        db=resolve_db_url(_field(node, "db", str, where, "sqlite:///guildnet-node.db"), base),
         registry=_field(node, "registry", str, where, None),
         pii=_field(node, "pii", str, where, "redact"),
         pii_key_env=_field(node, "pii_key_env", str, where, "GUILDNET_PII_KEY"),
@@ -119,7 +119,7 @@ def load_config(path: str | Path) -> NodeConfig:
     )
 
 
-def _resolve_db(url: str, base: Path) -> str:
+def resolve_db_url(url: str, base: Path) -> str:
     """Pick the async drivers, and make a relative SQLite path relative to the config file."""
     for plain, driver in (("sqlite:///", "sqlite+aiosqlite:///"), ("postgresql://", "postgresql+asyncpg://"),
                           ("postgres://", "postgresql+asyncpg://")):

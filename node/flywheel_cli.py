@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from . import flywheel
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, resolve_db_url
 from .process_log import create_engine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,12 +35,10 @@ def _run(config_path: str | None, db: str | None, work: Callable[[Any], Awaitabl
     if bool(config_path) == bool(db):
         raise click.UsageError("give exactly one of --config or --db")
     try:
-        url = load_config(config_path).db if config_path else str(db)
+        url = load_config(config_path).db if config_path else resolve_db_url(str(db), Path.cwd())
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    if url.startswith("sqlite:///"):
-        url = "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
 
     async def go() -> Any:
         engine = create_engine(url)

@@ -100,9 +100,10 @@ def _entry_json(entry: AgentEntry) -> dict[str, Any]:
 @click.option("--org", help="Only agents of this organisation DID.")
 @click.option("--live/--any", "live", default=None, help="Only live (or, with --any, all) agents.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--cursor", help="Continue from the page a previous search printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def search(registry_url: str, skill: str | None, q: str | None, org: str | None, live: bool | None,
-           limit: int, as_json: bool) -> None:
+           limit: int, cursor: str | None, as_json: bool) -> None:
     """Search agents by skill, text or organisation.
 
     \b
@@ -112,7 +113,7 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
     """
     async def go() -> Any:
         async with RegistryClient(registry_url) as client:
-            return await client.search(skill=skill, q=q, org=org, live=live, limit=limit)
+            return await client.search(skill=skill, q=q, org=org, live=live, limit=limit, cursor=cursor)
 
     page = _run(go())
     if as_json:
@@ -127,7 +128,7 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
         click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} "
                    f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
     if page.next:
-        click.echo(f"(more: --cursor is not exposed here; use --json and the API's next={page.next})")
+        click.echo(f"more: add --cursor {page.next}")
 
 
 @registry_group.command("show")
@@ -160,5 +161,3 @@ def show(registry_url: str, agent_id: str, as_json: bool) -> None:
         click.echo(f"  mcp:          {facts.endpoints.mcp}")
     for skill in facts.skills:
         click.echo(f"  skill {skill.id}: {skill.description}")
-    if os.environ.get("GUILDNET_DEBUG"):
-        click.echo(json.dumps(facts.to_json(), indent=2))

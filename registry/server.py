@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
@@ -50,7 +50,6 @@ class RegistryConfig:
     pretrusted_orgs: tuple[str, ...] = ()
     """Organisation DIDs that anchor EigenTrust; without any, reputation is not computed (the API answers 503)."""
     reputation_interval: float = 300.0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 STORE = web.AppKey("store", RegistryStore)

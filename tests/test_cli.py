@@ -69,6 +69,16 @@ async def test_registry_serve_search_show(tmp_path: Path) -> None:
         assert "summariser" in table.stdout and facts.id in table.stdout
         shown = await asyncio.to_thread(guildnet, "registry", "show", facts.id, env=env)
         assert "signature and endorsement verified" in shown.stdout
+        other_key, other = acme.agent("second", skills=[{"id": "summarise", "name": "Summarise"}])
+        async with RegistryClient(url) as client:
+            await client.register(other, other_key)
+        first = await asyncio.to_thread(guildnet, "registry", "search", "--skill", "summarise", "--limit", "1",
+                                        env=env)
+        assert facts.id in first.stdout and other.id not in first.stdout
+        cursor = first.stdout.rsplit("--cursor ", 1)[1].strip()
+        second = await asyncio.to_thread(guildnet, "registry", "search", "--skill", "summarise", "--limit", "1",
+                                         "--cursor", cursor, env=env)
+        assert other.id in second.stdout and facts.id not in second.stdout and "--cursor" not in second.stdout
         missing = await asyncio.to_thread(guildnet, "registry", "show", "did:key:z6MkNope", env=env)
         assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
     unreachable = guildnet("registry", "search", "--registry", "http://127.0.0.1:9")
