@@ -7,6 +7,8 @@ only here, at the edge, so the node runtime itself still talks to registries ove
 from __future__ import annotations
 
 import getpass
+import json
+import logging
 import os
 import sys
 from dataclasses import asdict
@@ -16,12 +18,14 @@ from typing import cast
 import click
 
 from guildnet.protocols.keys import KeyFileError, SigningKey
-from guildnet.registry.cli import registry_group
+from guildnet.registry.cli import log_options, registry_group, run_server, setup_logging
 from guildnet.registry.client import RegistryError
 
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, with_overrides
 from .flywheel_cli import flywheel_group
 from .node import Node
+
+log = logging.getLogger(__name__)
 
 
 def _passphrase(env_name: str | None, prompt: bool, confirm: bool) -> str | None:
@@ -58,7 +62,8 @@ def keys_group() -> None:
 @click.option("--passphrase-env", metavar="VAR", help="Encrypt the key with the passphrase in env VAR.")
 @click.option("--passphrase", "ask", is_flag=True, help="Prompt for a passphrase to encrypt the key.")
 @click.option("--force", is_flag=True, help="Overwrite an existing key file.")
-def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print {"did", "path"} as JSON.')
+def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool, as_json: bool) -> None:
     """Create a key file (mode 0600) and print its did:key.
 
     \b
@@ -72,14 +77,15 @@ def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool) -> N
     except KeyFileError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(key.did)
+    click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
 
 
 @keys_group.command("show")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--passphrase-env", metavar="VAR", help="Passphrase in env VAR, for an encrypted key.")
 @click.option("--passphrase", "ask", is_flag=True, help="Prompt for the passphrase.")
-def keys_show(path: str, passphrase_env: str | None, ask: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print {"did", "path"} as JSON.')
+def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -> None:
     """Print the did:key of a key file (never the secret).
 
     \b
@@ -91,7 +97,7 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool) -> None:
     except KeyFileError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(key.did)
+    click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
 
 
 main.add_command(registry_group)
@@ -103,9 +109,13 @@ def node_group() -> None:
     """Run a node: publish an organisation's agents as A2A peers and MCP tools."""
 
 
-def _load_node(config_path: str) -> Node:
+def _load_node(config_path: str, *, host: str | None = None, port: int | None = None, public_url: str | None = None,
+               db: str | None = None, registry: str | None = None) -> Node:
+    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags."""
     try:
-        return Node.from_config(load_config(config_path))
+        config = with_overrides(load_config(config_path), host=host, port=port, public_url=public_url, db=db,
+                                registry=registry)
+        return Node.from_config(config)
     except (ConfigError, KeyFileError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -113,24 +123,33 @@ def _load_node(config_path: str) -> Node:
 
 @node_group.command("run")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--port", type=int, help="Override [node] port.")
-def node_run(config: str, port: int | None) -> None:
-    """Serve every agent of CONFIG on one port (A2A, MCP at /mcp, /healthz).
+@click.option("--host", help="Override [node] host (env GUILDNET_NODE_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Override [node] port (env GUILDNET_NODE_PORT).")
+@click.option("--public-url", help="Override [node] public_url (env GUILDNET_NODE_PUBLIC_URL).")
+@click.option("--db", help="Override [node] db (env GUILDNET_NODE_DB).")
+@click.option("--registry", "registry_url", help="Override [node] registry (env GUILDNET_REGISTRY).")
+@log_options  # type: ignore[untyped-decorator]  # mypy resolves guildnet.* imports to Any
+def node_run(config: str, host: str | None, port: int | None, public_url: str | None, db: str | None,
+             registry_url: str | None, log_format: str, log_level: str) -> None:
+    """Serve every agent of CONFIG on one port (A2A, MCP at /mcp, /healthz, /readyz, /metrics).
+
+    Settings come from CONFIG, then GUILDNET_* environment variables, then these flags
+    (docs/configuration.md).
 
     \b
     Example:
       guildnet node run examples/echo/node.toml
+      GUILDNET_REGISTRY=http://127.0.0.1:8400 guildnet node run node.toml --port 9101 --log-format json
     """
     from aiohttp import web
 
-    node = _load_node(config)
-    if port is not None:
-        node.port = port
+    setup_logging(log_format, log_level)
+    node = _load_node(config, host=host, port=port, public_url=public_url, db=db, registry=registry_url)
     for published in node.agents:
-        click.echo(f"agent {published.agent.name:<16} {published.key.did}", err=True)
-    click.echo(f"node serving on http://{node.host}:{node.port} (public URL {node.base_url})"
-               + (f", publishing to {node.registry_url}" if node.registry_url else ", no registry"), err=True)
-    web.run_app(node.build_app(), host=node.host, port=node.port, print=None, access_log=None)
+        log.info("agent %s is %s", published.agent.name, published.key.did)
+    log.info("node serving on http://%s:%d (public URL %s), %s", node.host, node.port, node.base_url,
+             f"publishing to {node.registry_url}" if node.registry_url else "no registry")
+    run_server(web.run_app, node.build_app(), node.host, node.port)
 
 
 @node_group.command("mcp-stdio")
@@ -139,7 +158,8 @@ def node_mcp_stdio(config: str) -> None:
     """Serve the agents of CONFIG as MCP tools over stdin/stdout (for desktop MCP clients).
 
     \b
-    Example (an MCP client's server entry):
+    Example (from a shell, then as an MCP client's server entry):
+      guildnet node mcp-stdio examples/echo/node.toml
       {"command": "guildnet", "args": ["node", "mcp-stdio", "/path/to/node.toml"]}
     """
     import asyncio
@@ -173,7 +193,6 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
       guildnet delegate translate --input @task.json --config node.toml --explain
     """
     import asyncio
-    import json
 
     from .delegation import DelegationFailed
     from .ranking import Preference
@@ -225,7 +244,8 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
 
 @node_group.command("retire")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-def node_retire(config: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print {"revoked": [ids]} as JSON.')
+def node_retire(config: str, as_json: bool) -> None:
     """Revoke every agent of CONFIG in its registry (for ever: their ids cannot be registered again).
 
     \b
@@ -251,8 +271,39 @@ def node_retire(config: str) -> None:
     except (RegistryError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"revoked": revoked}))
+        return
     for agent_id in revoked:
         click.echo(f"revoked {agent_id}")
+
+
+@main.command("doctor")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
+              help="Seconds to wait for each network check.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "checks": [{name, status, detail, fix}]}.')
+def doctor(config: str, timeout: float, as_json: bool) -> None:
+    """Check a node's setup and say what to fix: CONFIG parses, keys exist (0600) and load, agents import,
+    the registry answers and its log head verifies, and (if the node runs) its endpoints are healthy.
+    Exit 0 when every check passes, 1 when one fails.
+
+    \b
+    Example:
+      guildnet doctor examples/echo/node.toml
+      guildnet doctor node.toml --json
+    """
+    import asyncio
+
+    from .doctor import diagnose, render
+
+    checks = asyncio.run(diagnose(config, wait=timeout))
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [c.to_json() for c in checks]}, indent=2))
+    else:
+        render(checks, click.echo)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@
     key = "keys/echo.key"           # created if missing
     ttl_seconds = 60
 
-Paths are relative to the TOML file's directory.
+Paths are relative to the TOML file's directory. Environment variables override the file, and the
+command line overrides both (docs/configuration.md): ``GUILDNET_NODE_HOST``, ``GUILDNET_NODE_PORT``,
+``GUILDNET_NODE_PUBLIC_URL``, ``GUILDNET_NODE_DB`` and ``GUILDNET_REGISTRY`` (the registry URL).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import importlib.util
 import os
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +82,41 @@ def _field(table: dict[str, Any], name: str, kind: type, where: str, default: An
     return value
 
 
-def load_config(path: str | Path) -> NodeConfig:
+ENV_OVERRIDES = {"GUILDNET_NODE_HOST": "host", "GUILDNET_NODE_PORT": "port", "GUILDNET_NODE_PUBLIC_URL": "public_url",
+                 "GUILDNET_NODE_DB": "db", "GUILDNET_REGISTRY": "registry"}
+"""Environment variables that override a ``[node]`` field of the file."""
+
+
+def with_overrides(config: NodeConfig, *, host: str | None = None, port: int | None = None,
+                   public_url: str | None = None, db: str | None = None, registry: str | None = None) -> NodeConfig:
+    """``config`` with every given (non-None) field replaced; a relative SQLite ``db`` here is relative to the
+    working directory, as for any path typed on a command line."""
+    changes: dict[str, Any] = {name: value for name, value in (("host", host), ("port", port),
+                                                                ("public_url", public_url), ("registry", registry))
+                               if value is not None}
+    if db is not None:
+        changes["db"] = resolve_db_url(db, Path.cwd())
+    return replace(config, **changes)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``[node]`` fields the environment sets (see :data:`ENV_OVERRIDES`), for :func:`with_overrides`."""
+    values: dict[str, Any] = {}
+    for variable, name in ENV_OVERRIDES.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        if name == "port":
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ConfigError(f"${variable} must be a port number, not {raw!r}")
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    return values
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read the TOML file, then apply the environment's overrides (``environ``, default ``os.environ``)."""
     source = Path(path)
     try:
         data = tomllib.loads(source.read_text())
@@ -103,7 +140,7 @@ def load_config(path: str | Path) -> NodeConfig:
                                   key=base / _field(entry, "key", str, where),
                                   ttl_seconds=_field(entry, "ttl_seconds", int, where, 60)))
     where = f"{source} [node]"
-    return NodeConfig(
+    config = NodeConfig(
         org_name=_field(node, "org_name", str, where),
         org_key=base / _field(node, "org_key", str, where),
         host=_field(node, "host", str, where, "127.0.0.1"),
@@ -117,6 +154,7 @@ def load_config(path: str | Path) -> NodeConfig:
         agents=agents,
         base_dir=base,
     )
+    return with_overrides(config, **env_overrides(os.environ if environ is None else environ))
 
 
 def resolve_db_url(url: str, base: Path) -> str:

@@ -6,6 +6,7 @@ registry is configured, keeps the agents' signed AgentFacts registered and live 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from sqlalchemy import text
 
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
@@ -23,9 +25,10 @@ from .a2a_client import A2AClient
 from .a2a_server import A2AService
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
-from .delegation import DelegationResult, Delegator
+from .delegation import DelegationFailed, DelegationResult, Delegator
 from .discovery import PeerIndex
 from .mcp_server import setup_mcp
+from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
 from .process_log import Base as ProcessBase
 from .process_log import ProcessLog
@@ -38,6 +41,8 @@ from .tasks import open_task_store
 
 log = logging.getLogger(__name__)
 PROCESS_LOG = web.AppKey("process_log", ProcessLog)
+PUBLISHER = web.AppKey("publisher", Publisher)
+READY_TIMEOUT = 2.0
 
 
 def _version() -> str:
@@ -61,6 +66,7 @@ class Node:
     port: int = 9100
     scrubber: Scrubber = field(default_factory=Scrubber)
     retention_days: int = 30
+    metrics: NodeMetrics = field(default_factory=NodeMetrics, repr=False)
     _delegator: Delegator | None = field(default=None, repr=False)
     _process_log: ProcessLog | None = field(default=None, repr=False)
 
@@ -95,8 +101,14 @@ class Node:
                        traceparent: str | None = None) -> DelegationResult:
         """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
         delegator = await self.delegator()
-        return await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
-                                        min_reputation=min_reputation, prefer=prefer, traceparent=traceparent)
+        try:
+            result = await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
+                                              min_reputation=min_reputation, prefer=prefer, traceparent=traceparent)
+        except DelegationFailed as exc:
+            self.metrics.delegated("failed", (a.outcome for a in exc.attempts))
+            raise
+        self.metrics.delegated("success", (a.outcome for a in result.attempts))
+        return result
 
     async def close(self) -> None:
         """Release the delegation clients (waits for receipts still being submitted)."""
@@ -124,10 +136,12 @@ class Node:
         return tuple(dict.fromkeys(h for h in ("127.0.0.1", "localhost", self.host, public) if h))
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(middlewares=[self.metrics.middleware()], client_max_size=4 * 1024 * 1024)
         app.router.add_get("/healthz", self._healthz)
-        process_log = ProcessLog(create_process_engine(self.db_url), self.scrubber,
-                                 retention_days=self.retention_days)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        process_log = MeteredProcessLog(create_process_engine(self.db_url), self.scrubber, self.metrics,
+                                        retention_days=self.retention_days)
         app[PROCESS_LOG] = process_log
         self._process_log = process_log
         app.cleanup_ctx.append(self._process_log_lifespan)
@@ -135,7 +149,7 @@ class Node:
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
-                         open_task_store(self.db_url), self.base_url,
+                         MeteredTaskStore(open_task_store(self.db_url), self.metrics), self.base_url,
                          {p.agent.name: p.key for p in self.agents}, version=_version(),
                          provider=(self.org_name, self.base_url))
         a2a.add_routes(app)
@@ -168,9 +182,31 @@ class Node:
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})
 
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Ready: the node's database answers and, with a registry, every agent is registered there (so peers
+        can find it). 503 with the reason otherwise; ``/healthz`` only says the process is alive."""
+        try:
+            async with asyncio.timeout(READY_TIMEOUT), request.app[PROCESS_LOG].engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            reason = f"no answer within {READY_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return web.json_response({"status": "not ready", "reason": f"database unreachable: {reason}"},
+                                     status=503)
+        publisher = request.app.get(PUBLISHER)
+        if publisher is not None:
+            waiting = [p.agent.name for p in self.agents if p.key.did not in publisher.registered]
+            if waiting:
+                return web.json_response({"status": "not ready", "reason": f"not yet registered in "
+                                          f"{self.registry_url}: {', '.join(waiting)}"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return self.metrics.response()
+
     async def _publishing(self, app: web.Application) -> AsyncIterator[None]:
         publisher = self.publisher()
         if publisher is not None:
+            app[PUBLISHER] = publisher
             await publisher.start()
         try:
             yield

@@ -1,20 +1,152 @@
-"""``guildnet registry ...``: run a registry server, search it, show one agent."""
+"""``guildnet registry ...``: run a registry server, search it, show one agent.
+
+Also the logging set-up both servers share (``--log-format``, ``--log-level``): ``guildnet node run`` takes
+it from here, the CLI's edge, so the node runtime itself still reaches registries over HTTP alone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import sys
+import tomllib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from .client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8400"
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+_SECRETS = (
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE), r"\1***@"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL),
+     "[private key redacted]"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without URL passwords (``postgresql://user:***@host``) and PEM private keys."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """The last line of defence on the log handler: the code never logs keys or passphrases, and a database
+    URL's password or a PEM block that slips into a message or a traceback is masked before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def log_handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing ``json`` (one object per line: time, level, logger, message and any ``extra=``
+    fields) or ``text`` to ``stream`` (default stderr), secrets masked."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets())
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("{levelname}{name}{message}", style="{", timestamp="time",
+                                           rename_fields={"levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def setup_logging(log_format: str, level: str) -> None:
+    """Route every log record to one stderr :func:`log_handler`. The level applies to guildnet's own loggers;
+    libraries log warnings and errors only, so their chatter (and debug output, which can hold SQL
+    parameters) stays out."""
+    handler = log_handler(log_format)
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    logging.getLogger("guildnet").setLevel(numeric)
+
+
+def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> None:
+    """``run_app`` until stopped; a failure to start (port taken, database down) is one logged line and
+    exit status 1, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        run_app(app, host=host, port=port, print=None, access_log=None)
+    except (OSError, SQLAlchemyError) as exc:
+        log.error("stopped: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+
+
+def log_options(command: F) -> F:
+    """``--log-format`` and ``--log-level`` (env ``GUILDNET_LOG_FORMAT``, ``GUILDNET_LOG_LEVEL``)."""
+    command = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
+                                                            case_sensitive=False),
+                           default="info", show_default=True, envvar="GUILDNET_LOG_LEVEL",
+                           help="Least severe messages logged (env GUILDNET_LOG_LEVEL).")(command)
+    return click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        envvar="GUILDNET_LOG_FORMAT",
+                        help="Log lines on stderr: text, or one JSON object per line (env GUILDNET_LOG_FORMAT)."
+                        )(command)
+
+
+_FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path", "pretrusted": "pretrusted",
+              "watch_poll_interval": "watch_poll_interval", "reputation_interval": "reputation_interval",
+              "log_format": "log_format", "log_level": "log_level", "write_rate_per_ip": "write_rate_per_ip",
+              "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage"}
+
+
+def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--config FILE``: its ``[registry]`` table becomes the command's defaults, so the order is
+    file < environment < flags (click reads flags, then env vars, then this default map)."""
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        table = tomllib.loads(path.read_text()).get("registry")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc}", ctx, param) from exc
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{value} has no [registry] table", ctx, param)
+    unknown = sorted(set(table) - set(_FILE_KEYS))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown [registry] keys {unknown}; known: {sorted(_FILE_KEYS)}",
+                                 ctx, param)
+    base = path.resolve().parent
+    if isinstance(table.get("key"), str):
+        table["key"] = str(base / table["key"])
+    db = table.get("db")
+    if isinstance(db, str) and db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
+        table["db"] = f"sqlite:///{base / db.removeprefix('sqlite:///')}"
+    ctx.default_map = {**(ctx.default_map or {}), **{_FILE_KEYS[k]: v for k, v in table.items()}}
+    return value
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
+    """A ``limits`` rate such as ``100/second`` or ``6000/minute``; ``off`` disables the limit."""
+    if value.strip().lower() in ("off", "none", "0"):
+        return None
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a rate like 100/second or 6000/minute", ctx, param) from exc
+    return value
 
 
 def registry_option() -> Callable[[F], F]:
@@ -28,12 +160,20 @@ def registry_group() -> None:
 
 
 @registry_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="GUILDNET_REGISTRY_HOST")
-@click.option("--port", default=8400, show_default=True, type=int, envvar="GUILDNET_REGISTRY_PORT")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_read_config_file, envvar="GUILDNET_REGISTRY_CONFIG",
+              help="A TOML file with a [registry] table of these options (db, port, ...); the environment and "
+                   "flags override it. See docs/configuration.md.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="GUILDNET_REGISTRY_HOST",
+              help="Address to bind (env GUILDNET_REGISTRY_HOST).")
+@click.option("--port", default=8400, show_default=True, type=int, envvar="GUILDNET_REGISTRY_PORT",
+              help="Port to listen on (env GUILDNET_REGISTRY_PORT).")
 @click.option("--db", "db_url", default="sqlite:///guildnet-registry.db", show_default=True,
               envvar="GUILDNET_REGISTRY_DB",
-              help="SQLAlchemy URL: a SQLite file, or postgresql://user@host/db for several replicas.")
+              help="SQLAlchemy URL: a SQLite file, or postgresql://user@host/db for several replicas "
+                   "(env GUILDNET_REGISTRY_DB).")
 @click.option("--watch-poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              envvar="GUILDNET_REGISTRY_WATCH_POLL_INTERVAL",
               help="Seconds between change-feed polls; a fallback, since writes (and NOTIFY) wake watchers at once.")
 @click.option("--key", "key_path", envvar="GUILDNET_REGISTRY_KEY", type=click.Path(dir_okay=False),
               help="The registry's Ed25519 key file (signs log heads), created 0600 if missing. Default: "
@@ -42,14 +182,28 @@ def registry_group() -> None:
               help="An organisation DID that anchors reputation (EigenTrust seed); repeatable. "
                    "Env GUILDNET_PRETRUSTED: comma-separated DIDs.")
 @click.option("--reputation-interval", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
+              envvar="GUILDNET_REGISTRY_REPUTATION_INTERVAL",
               help="Seconds between reputation recomputes (each runs only if the log grew).")
+@click.option("--write-rate-per-ip", default="6000/minute", show_default=True, callback=_rate,
+              envvar="GUILDNET_REGISTRY_WRITE_RATE_PER_IP",
+              help="Signed writes one client address may send, e.g. 100/second; 'off' for no limit. Over it: "
+                   "429 with Retry-After.")
+@click.option("--write-rate-per-key", default="600/minute", show_default=True, callback=_rate,
+              envvar="GUILDNET_REGISTRY_WRITE_RATE_PER_KEY",
+              help="Signed writes one (verified) key may send; 'off' for no limit.")
+@click.option("--rate-limit-storage", default="memory://", show_default=True,
+              envvar="GUILDNET_REGISTRY_RATE_LIMIT_STORAGE",
+              help="Where write counts live: memory:// (per replica) or redis://HOST:6379 (shared by replicas).")
+@log_options
 def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
-          pretrusted: tuple[str, ...], reputation_interval: float) -> None:
-    """Serve the registry API.
+          pretrusted: tuple[str, ...], reputation_interval: float, write_rate_per_ip: str | None,
+          write_rate_per_key: str | None, rate_limit_storage: str, log_format: str, log_level: str) -> None:
+    """Serve the registry API (also /healthz, /readyz and Prometheus /metrics).
 
     \b
     Example:
       guildnet registry serve --port 8400 --db sqlite:///registry.db
+      guildnet registry serve --config registry.toml --log-format json
       guildnet registry serve --db postgresql://postgres@127.0.0.1/test --key /etc/guildnet/registry.key
       guildnet registry serve --pretrusted did:key:z6Mk... --pretrusted did:key:z6Mk...
     """
@@ -60,16 +214,20 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     from .db import normalise_url
     from .server import RegistryConfig, create_app
 
-    if not pretrusted:
-        pretrusted = tuple(p.strip() for p in os.environ.get("GUILDNET_PRETRUSTED", "").split(",") if p.strip())
+    setup_logging(log_format, log_level)
+    source = click.get_current_context().get_parameter_source("pretrusted")
+    from_env = os.environ.get("GUILDNET_PRETRUSTED", "")
+    if source in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP) and from_env.strip():
+        pretrusted = tuple(p.strip() for p in from_env.split(",") if p.strip())
     for did in pretrusted:
         if not is_did_key(did):
             raise click.BadParameter(f"{did!r} is not an Ed25519 did:key", param_hint="--pretrusted")
     app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval,
                                     key_path=key_path, pretrusted_orgs=pretrusted,
-                                    reputation_interval=reputation_interval))
-    click.echo(f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})", err=True)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+                                    reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
+                                    write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage))
+    log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])
+    run_server(web.run_app, app, host, port)
 
 
 def _fail(message: str) -> None:

@@ -97,6 +97,11 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": {"101": {"description": "switching to WebSocket"}, "400": _PROBLEM}}},
             "/healthz": {"get": {"summary": "liveness of the registry process",
                                  "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "readiness: the database answers",
+                                "responses": {"200": {"description": "ready"},
+                                              "503": {"description": "not ready: {\"status\", \"reason\"}"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text exposition format)",
+                                 "responses": {"200": {"description": "metrics", "content": {"text/plain": {}}}}}},
         },
         "components": {
             "responses": {"Problem": {"description": "RFC 9457 problem details", "content": {

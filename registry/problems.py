@@ -19,6 +19,7 @@ _SLUGS = {
     413: "body-too-large",
     415: "unsupported-media-type",
     422: "refused",
+    429: "too-many-requests",
     500: "internal-error",
     503: "unavailable",
 }

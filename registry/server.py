@@ -17,13 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
+from sqlalchemy import text
 
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path, load_or_create_key
+from .metrics import RegistryMetrics
 from .openapi import openapi_document
 from .problems import problem
+from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
 from .store import BadQuery, NotFound, RegistryStore, WriteResult
 from .trust import ReputationService, inputs_query, report
@@ -50,6 +53,13 @@ class RegistryConfig:
     pretrusted_orgs: tuple[str, ...] = ()
     """Organisation DIDs that anchor EigenTrust; without any, reputation is not computed (the API answers 503)."""
     reputation_interval: float = 300.0
+    write_rate_per_ip: str | None = "6000/minute"
+    """Signed writes one client address may send (``limits`` notation); ``None``: unlimited. The address is the
+    TCP peer: behind a load balancer, limit per address there."""
+    write_rate_per_key: str | None = "600/minute"
+    """Signed writes one verified key may send; ``None``: unlimited."""
+    rate_limit_storage: str = "memory://"
+    """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -57,6 +67,9 @@ HUB = web.AppKey("hub", ChangeHub)
 CONFIG = web.AppKey("config", RegistryConfig)
 LOG = web.AppKey("log", TransparencyLog)
 REPUTATION = web.AppKey("reputation", ReputationService)
+METRICS = web.AppKey("metrics", RegistryMetrics)
+LIMITS = web.AppKey("limits", WriteLimits)
+READY_TIMEOUT = 2.0
 
 
 @web.middleware
@@ -66,6 +79,11 @@ async def problem_middleware(request: web.Request,
         return await handler(request)
     except WriteRefused as exc:
         return problem(exc.status, exc.title, exc.detail)
+    except RateLimited as exc:
+        response = problem(429, "Too many writes",
+                           f"this {exc.scope} may send {exc.limit} signed writes; retry in {exc.retry_after} s")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except NotFound as exc:
         return problem(404, "Not Found", f"no agent with id {exc.args[0]!r}")
     except (BadQuery, LogRangeError) as exc:
@@ -105,9 +123,14 @@ def _write_response(result: WriteResult, status: int = 200) -> web.Response:
 
 
 async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
+    """Read and verify a signed write, within the sender's address and key budgets."""
     config = request.app[CONFIG]
+    limits = request.app[LIMITS]
+    await limits.check_address(request.remote or "unknown")
     token = await _read_signed_write(request)
-    return request.app[STORE], open_write(token, now=config.clock(), window=config.clock_window)
+    write = open_write(token, now=config.clock(), window=config.clock_window)
+    await limits.check_key(write.signer)
+    return request.app[STORE], write
 
 
 async def register(request: web.Request) -> web.Response:
@@ -275,6 +298,25 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "watchers": request.app[HUB].watcher_count})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: the database answers (within ``READY_TIMEOUT``). A load balancer drops a replica
+    that says 503 here; ``/healthz`` only says the process is alive."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT), request.app[STORE].engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = f"no answer within {READY_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return web.json_response({"status": "not ready", "reason": f"database unreachable: {reason}"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    collected = request.app[METRICS]
+    collected.watchers.set(request.app[HUB].watcher_count)
+    collected.log_size.set(await request.app[LOG].size())
+    return collected.response()
+
+
 async def _sweeper(app: web.Application) -> None:
     store = app[STORE]
     interval = app[CONFIG].sweep_interval
@@ -322,8 +364,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: RegistryConfig | None = None) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
-    app[CONFIG] = config or RegistryConfig()
+    collected = RegistryMetrics()
+    app = web.Application(middlewares=[collected.middleware(), problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = config = config or RegistryConfig()
+    app[METRICS] = collected
+    app[LIMITS] = WriteLimits(config.write_rate_per_ip, config.write_rate_per_key, config.rate_limit_storage)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/v1/agents", register)
     app.router.add_get("/v1/agents", search)
@@ -340,4 +385,9 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_get("/v1/watch", watch)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    from .explorer import add_explorer_routes  # here, not at the top: the explorer imports this module's AppKeys
+
+    add_explorer_routes(app)
     return app

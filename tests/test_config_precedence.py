@@ -1,0 +1,168 @@
+"""Configuration precedence, as docs/configuration.md states it: file < GUILDNET_* environment < flags."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from registry_support import cli_process, free_port, key_path_for
+
+import guildnet.node.cli as node_cli
+import guildnet.registry.cli as registry_cli
+from guildnet.node.config import ConfigError, load_config
+from guildnet.node.node import Node
+from guildnet.registry.db import normalise_url
+from guildnet.registry.server import CONFIG
+
+ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
+
+
+@pytest.fixture
+def no_guildnet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GUILDNET_") and name != "GUILDNET_TEST_PG":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch, no_guildnet_env: None) -> dict[str, Any]:
+    """What ``web.run_app`` was called with (nothing is served) and the Node built, if any."""
+    captured: dict[str, Any] = {}
+    monkeypatch.setattr("aiohttp.web.run_app", lambda app, **kw: captured.update(app=app, **kw))
+    monkeypatch.setattr(registry_cli, "setup_logging", lambda *a: None)
+    monkeypatch.setattr(node_cli, "setup_logging", lambda *a: None)
+    from_config = Node.from_config.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[Node], config: Any) -> Node:
+        captured["node"] = node = from_config(cls, config)
+        return node
+
+    monkeypatch.setattr(Node, "from_config", classmethod(spy))
+    return captured
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> None:
+    result = CliRunner().invoke(node_cli.main, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def registry_file(tmp_path: Path) -> Path:
+    path = tmp_path / "conf" / "registry.toml"
+    path.parent.mkdir()
+    path.write_text('[registry]\nport = 1111\ndb = "sqlite:///file.db"\n')
+    return path
+
+
+@pytest.mark.parametrize(("env", "flags", "port", "db"), [
+    ({}, [], 1111, "conf/file.db"),                                       # the file alone
+    ({"GUILDNET_REGISTRY_PORT": "2222", "GUILDNET_REGISTRY_DB": "sqlite:///env.db"}, [], 2222, "env.db"),
+    ({"GUILDNET_REGISTRY_PORT": "2222", "GUILDNET_REGISTRY_DB": "sqlite:///env.db"},
+     ["--port", "3333", "--db", "sqlite:///flag.db"], 3333, "flag.db"),      # flags beat both
+    ({"GUILDNET_REGISTRY_PORT": "2222"}, [], 2222, "conf/file.db"),           # per setting, not per source
+])
+def test_registry_serve_file_then_env_then_flags(started: dict[str, Any], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                                                 flags: list[str], port: int, db: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    run("registry", "serve", "--config", str(registry_file(tmp_path)), *flags, env=env)
+    assert started["port"] == port
+    relative = db.startswith("conf/")  # the file's relative SQLite path is relative to the file
+    expected = f"sqlite:///{tmp_path / db}" if relative else f"sqlite:///{db}"
+    assert started["app"][CONFIG].db_url == normalise_url(expected)
+
+
+def test_registry_config_file_is_checked(tmp_path: Path, no_guildnet_env: None) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text('[registry]\nprot = 1\n')
+    result = CliRunner().invoke(node_cli.main, ["registry", "serve", "--config", str(path)])
+    assert result.exit_code == 2 and "unknown [registry] keys ['prot']" in result.output
+
+
+def node_file(tmp_path: Path) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\norg_name = "acme"\norg_key = "keys/org.key"\nport = 9100\n'
+                    f'registry = "http://file.example:8400"\n\n'
+                    f'[[agents]]\nagent = "{ECHO_AGENT}:agent"\nkey = "keys/echo.key"\n')
+    return path
+
+
+@pytest.mark.parametrize(("env", "flags", "registry", "port"), [
+    ({}, [], "http://file.example:8400", 9100),
+    ({"GUILDNET_REGISTRY": "http://env.example:8400", "GUILDNET_NODE_PORT": "9200"}, [],
+     "http://env.example:8400", 9200),
+    ({"GUILDNET_REGISTRY": "http://env.example:8400", "GUILDNET_NODE_PORT": "9200"},
+     ["--registry", "http://flag.example:8400", "--port", "9300"], "http://flag.example:8400", 9300),
+])
+def test_node_run_file_then_env_then_flags(started: dict[str, Any], tmp_path: Path, env: dict[str, str],
+                                           flags: list[str], registry: str, port: int) -> None:
+    run("node", "run", str(node_file(tmp_path)), *flags, env=env)
+    node: Node = started["node"]
+    assert (node.registry_url, node.port, started["port"]) == (registry, port, port)
+    assert node.base_url == f"http://127.0.0.1:{port}"  # the advertised URL follows the port it serves on
+
+
+def test_load_config_applies_the_environment(tmp_path: Path) -> None:
+    path = node_file(tmp_path)
+    assert load_config(path, {}).registry == "http://file.example:8400"
+    config = load_config(path, {"GUILDNET_REGISTRY": "http://env.example:1", "GUILDNET_NODE_DB": "sqlite:///n.db",
+                                "GUILDNET_NODE_PUBLIC_URL": "https://acme.example"})
+    assert config.registry == "http://env.example:1" and config.base_url == "https://acme.example"
+    assert config.db == f"sqlite+aiosqlite:///{Path.cwd() / 'n.db'}"
+    with pytest.raises(ConfigError, match="GUILDNET_NODE_PORT must be a port number"):
+        load_config(path, {"GUILDNET_NODE_PORT": "http"})
+
+
+async def test_a_real_registry_process_listens_where_env_says_and_uses_the_flags_db(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_guildnet_env: None) -> None:
+    file_port, env_port = free_port(), free_port()
+    (tmp_path / "registry.toml").write_text(f'[registry]\nport = {file_port}\ndb = "sqlite:///file.db"\n')
+    monkeypatch.setenv("GUILDNET_REGISTRY_PORT", str(env_port))
+    flag_db = f"sqlite:///{tmp_path}/flag.db"
+    async with cli_process("registry", "serve", "--config", str(tmp_path / "registry.toml"), "--db", flag_db,
+                           "--key", key_path_for(flag_db), url=f"http://127.0.0.1:{env_port}"):
+        assert (tmp_path / "flag.db").exists() and not (tmp_path / "file.db").exists()
+
+
+SECRET = "s3cr3t-pw"
+
+
+def test_log_lines_are_json_and_never_carry_a_password_or_a_private_key() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("guildnet.test.redaction")
+    logger.addHandler(registry_cli.log_handler("json", stream))
+    logger.propagate = False
+    pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA\n-----END PRIVATE KEY-----"
+    try:
+        logger.warning("connecting to %s", f"postgresql://guildnet:{SECRET}@db.example/registry", extra={"try": 2})
+        try:
+            raise OSError(f"cannot open postgresql+asyncpg://u:{SECRET}@h/db with key {pem}")
+        except OSError:
+            logger.exception("start-up failed")
+    finally:
+        logger.handlers.clear()
+    text = stream.getvalue()
+    assert SECRET not in text and "MC4CAQAwBQYDK2VwBCIEIA" not in text
+    first, second = (json.loads(line) for line in text.splitlines())
+    assert first["message"] == "connecting to postgresql://guildnet:***@db.example/registry" and first["try"] == 2
+    assert first["level"] == "WARNING" and first["logger"] == "guildnet.test.redaction" and "time" in first
+    assert "postgresql+asyncpg://u:***@h/db" in second["exc_info"] and "[private key redacted]" in second["exc_info"]
+
+
+def test_a_registry_that_cannot_start_says_why_in_one_json_line_without_the_password(
+        tmp_path: Path, no_guildnet_env: None) -> None:
+    env = {**os.environ, "GUILDNET_LOG_FORMAT": "json", "GUILDNET_LOG_LEVEL": "debug"}
+    result = subprocess.run([sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port",
+                             str(free_port()), "--db", f"postgresql://guildnet:{SECRET}@127.0.0.1:1/registry",
+                             "--key", str(tmp_path / "registry.key")],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1 and SECRET not in result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON: no traceback
+    assert lines[-1]["level"] == "ERROR" and lines[-1]["message"].startswith("stopped: ConnectionRefusedError")

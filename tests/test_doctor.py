@@ -1,0 +1,106 @@
+"""``guildnet doctor``: every check passes on a healthy node, and each broken piece is named with its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from registry_support import free_port, live_registry
+
+from guildnet.node.config import load_config
+from guildnet.node.doctor import Check, diagnose
+from guildnet.node.node import Node
+from guildnet.protocols.keys import SigningKey
+
+ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
+
+
+def write_config(tmp_path: Path, registry: str | None, port: int) -> Path:
+    path = tmp_path / "node.toml"
+    registry_line = f'registry = "{registry}"\n' if registry else ""
+    path.write_text(f'[node]\norg_name = "acme"\norg_key = "keys/org.key"\nport = {port}\ndb = "sqlite:///node.db"\n'
+                    f'{registry_line}\n[[agents]]\nagent = "{ECHO_AGENT}:agent"\nkey = "keys/echo.key"\n')
+    return path
+
+
+def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDNET_")}
+    return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "doctor", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+@contextlib.asynccontextmanager
+async def node_running(config_path: Path) -> AsyncIterator[Node]:
+    node = Node.from_config(load_config(config_path, {}))
+    runner = web.AppRunner(node.build_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, node.host, node.port).start()
+    try:
+        yield node
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_healthy_running_node_passes_every_check(tmp_path: Path) -> None:
+    async with live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db") as registry:
+        path = write_config(tmp_path, registry.url, free_port())
+        async with node_running(path):
+            async with asyncio.timeout(10):  # until the publisher has registered the agent
+                while True:
+                    checks = by_name(await diagnose(path, environ={}))
+                    if checks["registered echo"].status == "ok":
+                        break
+                    await asyncio.sleep(0.1)
+            assert [c for c in checks.values() if c.status != "ok"] == []
+            assert set(checks) == {"config", "org key", "key echo.key", f"agent {ECHO_AGENT}:agent", "registry",
+                                   "node", "endpoints echo", "registered echo"}
+            result = await asyncio.to_thread(doctor, str(path), "--json")
+            assert result.returncode == 0, result.stdout + result.stderr
+            report = json.loads(result.stdout)
+            assert report["ok"] is True and len(report["checks"]) == len(checks)
+        # the node stopped: its endpoint checks are skipped, not failed
+        stopped = by_name(await diagnose(path, environ={}))
+        assert stopped["node"].status == "skip" and "endpoints echo" not in stopped
+        assert not [c for c in stopped.values() if c.status == "fail"]
+
+
+async def test_each_broken_piece_is_named_with_its_fix(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:9", free_port())
+    (tmp_path / "keys").mkdir()
+    SigningKey.generate().save(tmp_path / "keys" / "org.key")
+    (tmp_path / "keys" / "org.key").chmod(0o644)
+    checks = by_name(await diagnose(path, environ={}))
+    assert checks["org key"].status == "fail" and checks["org key"].fix == f"chmod 600 {tmp_path}/keys/org.key"
+    assert checks["key echo.key"].status == "fail" and "guildnet keys new" in (checks["key echo.key"].fix or "")
+    assert checks["registry"].status == "fail" and "cannot reach http://127.0.0.1:9" in checks["registry"].detail
+    assert checks["node"].status == "skip"
+
+    SigningKey.generate().save(tmp_path / "keys" / "echo.key", "a passphrase")
+    encrypted = by_name(await diagnose(path, environ={}))["key echo.key"]
+    assert encrypted.status == "fail" and "encrypted" in encrypted.detail and "without a passphrase" in (
+        encrypted.fix or "")
+
+    result = await asyncio.to_thread(doctor, str(path))
+    assert result.returncode == 1
+    assert f"fix: chmod 600 {tmp_path}/keys/org.key" in result.stdout and "3 check(s) failed" in result.stdout
+
+
+def test_a_config_that_does_not_parse_stops_the_checks(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[node]\norg_name = 'acme'\n")
+    result = doctor(str(path), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and [c["name"] for c in report["checks"]] == ["config"]
+    assert "at least one [[agents]] entry is required" in report["checks"][0]["detail"]
