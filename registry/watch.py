@@ -72,8 +72,11 @@ class ChangeHub:
 
     async def _follow(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the event fires
+            # (CPython gh-86296), and stop() then waited for ever on a task that kept polling.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while True:

@@ -132,31 +132,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def cli_process(*args: str, url: str) -> AsyncIterator[str]:
-    """``guildnet ARGS`` as a real OS process; yields ``url`` once its /healthz answers."""
+async def start_cli(*args: str, url: str) -> Any:
+    """Start ``guildnet ARGS`` as a real OS process; return it (an asyncio Process) once ``url``/healthz answers."""
     import asyncio
     import sys
 
     import aiohttp
 
+    stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(150):
+            if process.returncode is not None:
+                stderr.seek(0)
+                raise RuntimeError(f"guildnet {args[:2]} exited: {stderr.read().decode()[-2000:]}")
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return process
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"guildnet {args[:2]} did not become ready")
+
+
+@contextlib.asynccontextmanager
+async def cli_process(*args: str, url: str) -> AsyncIterator[str]:
+    """``guildnet ARGS`` as a real OS process; yields ``url`` once its /healthz answers."""
+    import asyncio
+
+    process = await start_cli(*args, url=url)
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(150):
-                if process.returncode is not None:
-                    assert process.stderr is not None
-                    raise RuntimeError(f"guildnet {args[:2]} exited: {(await process.stderr.read()).decode()[-2000:]}")
-                try:
-                    async with session.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(f"guildnet {args[:2]} did not become ready")
         yield url
     finally:
         if process.returncode is None:

@@ -9,24 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from registry_support import LiveRegistry, bump, live_registry, new_org
+from registry_support import LiveRegistry, bump, live_registry, new_org, snapshot
 
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
-
-
-async def snapshot(registry: LiveRegistry) -> dict[str, Any]:
-    """Everything the store holds, to prove a refused write changed nothing."""
-    async with registry.store.engine.connect() as conn:
-        from sqlalchemy import text
-
-        tables = {}
-        for table in ("agents", "agent_skills", "nonces", "changes", "log_entries", "receipts"):
-            rows = (await conn.execute(text(f"SELECT * FROM {table} ORDER BY 1"))).all()
-            tables[table] = [tuple(r) for r in rows]
-    return tables
 
 
 async def post_raw(registry: LiveRegistry, path: str, body: bytes | str,

@@ -10,8 +10,7 @@ from typing import Any
 import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registry_support import live_registry, new_org
-from test_registry_api import snapshot
+from registry_support import live_registry, new_org, snapshot
 
 from guildnet.protocols import jws
 from guildnet.protocols.keys import SigningKey

@@ -1,0 +1,105 @@
+"""Abuse: write rate limits (429 + Retry-After), no fetching of URLs handed to the registry, no secrets out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import aiohttp
+import pytest
+from registry_support import live_registry, new_org, snapshot
+
+from guildnet.protocols import signed_write
+from guildnet.protocols.keys import SigningKey
+from guildnet.registry.client import RegistryClient, RegistryError
+
+
+async def post_jose(url: str, token: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.post(
+            url, data=token, headers={"Content-Type": "application/jose"}) as response:
+        return response.status, await response.json(content_type=None), dict(response.headers)
+
+
+async def test_per_key_write_limit_answers_429_with_retry_after_and_stores_nothing(db_url: str) -> None:
+    acme = new_org("acme")
+    key, facts = acme.agent("busy")
+    other_key, other = acme.agent("quiet")
+    async with live_registry(db_url, write_rate_per_key="3/minute") as registry, \
+            RegistryClient(registry.url) as client:
+        await client.register(facts, key)
+        await client.heartbeat(facts.id, key)
+        await client.heartbeat(facts.id, key)
+        before = await snapshot(registry)
+        token = signed_write.make(key, {"action": "heartbeat", "agent": facts.id})
+        status, problem, headers = await post_jose(f"{registry.url}/v1/agents/{facts.id}/heartbeat", token)
+        assert status == 429
+        assert problem["status"] == 429 and "key" in problem["detail"]
+        assert 1 <= int(headers["Retry-After"]) <= 60
+        assert await snapshot(registry) == before
+        await client.register(other, other_key)  # another key keeps its own budget
+
+
+async def test_per_address_write_limit_applies_before_the_body_is_read(db_url: str) -> None:
+    acme = new_org("acme")
+    async with live_registry(db_url, write_rate_per_ip="2/minute") as registry:
+        for _ in range(2):
+            status, _, _ = await post_jose(f"{registry.url}/v1/agents", "not-a-jws")
+            assert status == 400
+        before = await snapshot(registry)
+        key, facts = acme.agent("late")
+        token = signed_write.make(key, {"action": "register", "facts": facts.to_json()})
+        status, problem, headers = await post_jose(f"{registry.url}/v1/agents", token)
+        assert status == 429 and "address" in problem["detail"] and int(headers["Retry-After"]) >= 1
+        assert await snapshot(registry) == before
+
+
+async def test_forged_writes_naming_a_victim_do_not_spend_its_budget(db_url: str) -> None:
+    acme = new_org("acme")
+    key, facts = acme.agent("victim")
+    attacker = SigningKey.generate()
+    async with live_registry(db_url, write_rate_per_key="3/minute") as registry, \
+            RegistryClient(registry.url) as client:
+        await client.register(facts, key)
+        forged = signed_write.make(attacker, {"action": "heartbeat", "agent": facts.id})
+        _, payload, signature = forged.split(".")
+        victim_header = base64.urlsafe_b64encode(
+            f'{{"alg":"EdDSA","kid":"{facts.id}"}}'.encode()).rstrip(b"=").decode()
+        for _ in range(10):  # claims to be the victim's key, signed by another: refused, never counted
+            status, _, _ = await post_jose(f"{registry.url}/v1/agents/{facts.id}/heartbeat",
+                                           f"{victim_header}.{payload}.{signature}")
+            assert status == 401
+        await client.heartbeat(facts.id, key)
+        await client.heartbeat(facts.id, key)
+        with pytest.raises(RegistryError) as limited:
+            await client.heartbeat(facts.id, key)
+        assert limited.value.status == 429
+
+
+async def test_the_registry_never_fetches_urls_it_is_given(db_url: str) -> None:
+    """Endpoints in AgentFacts are data for callers, not addresses for the registry to visit (no SSRF)."""
+    connections: list[str] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(str(writer.get_extra_info("peername")))
+        writer.close()
+
+    trap = await asyncio.start_server(record, "127.0.0.1", 0)
+    port = trap.sockets[0].getsockname()[1]
+    acme = new_org("acme")
+    key, facts = acme.agent("lure", a2a=f"http://127.0.0.1:{port}/latest/meta-data/")
+    try:
+        async with live_registry(db_url) as registry, RegistryClient(registry.url) as client, \
+                aiohttp.ClientSession() as session:
+            await client.register(facts, key)
+            await client.heartbeat(facts.id, key)
+            await client.search(skill="echo")
+            await client.get(facts.id)
+            for page in ("/", f"/agents/{facts.id}", "/log"):
+                async with session.get(registry.url + page) as response:
+                    assert response.status == 200
+            await asyncio.sleep(0.2)
+    finally:
+        trap.close()
+        await trap.wait_closed()
+    assert connections == []
