@@ -132,14 +132,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_cli(*args: str, url: str) -> Any:
-    """Start ``guildnet ARGS`` as a real OS process; return it (an asyncio Process) once ``url``/healthz answers."""
+async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
+    """Start ``guildnet ARGS`` as a real OS process; return it (an asyncio Process) once ``url``/healthz answers.
+
+    Its stderr goes to ``stderr`` (a binary file) or a temporary file: never a pipe nobody reads, where a
+    chatty server would block."""
     import asyncio
     import sys
 
     import aiohttp
 
-    stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
+    stderr = stderr or tempfile.TemporaryFile()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
     async with aiohttp.ClientSession() as session:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from registry_support import live_registry, new_org, snapshot
+from registry_support import free_port, live_registry, new_org, snapshot, start_cli
+from test_node import write_config
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.keys import SigningKey
@@ -103,3 +106,59 @@ async def test_the_registry_never_fetches_urls_it_is_given(db_url: str) -> None:
         trap.close()
         await trap.wait_closed()
     assert connections == []
+
+
+async def test_no_secret_reaches_logs_or_error_bodies(tmp_path: Path) -> None:
+    """Registry and node at debug level, JSON logs, fed good and bad requests: neither their logs nor any
+    error body holds a private key (raw, hex, base64, PEM) of any key they loaded."""
+    registry_port, node_port = free_port(), free_port()
+    registry_url, node_url = f"http://127.0.0.1:{registry_port}", f"http://127.0.0.1:{node_port}"
+    bodies: list[str] = []
+    with tempfile.TemporaryFile() as registry_log, tempfile.TemporaryFile() as node_log:
+        registry = await start_cli("registry", "serve", "--port", str(registry_port), "--db",
+                                   f"sqlite:///{tmp_path}/r.db", "--key", str(tmp_path / "registry.key"),
+                                   "--log-level", "debug", "--log-format", "json", url=registry_url,
+                                   stderr=registry_log)
+        node = await start_cli("node", "run", str(write_config(tmp_path, node_port, registry_url)),
+                               "--log-level", "debug", "--log-format", "json", url=node_url, stderr=node_log)
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(50):
+                    async with session.get(f"{registry_url}/v1/agents?skill=echo") as response:
+                        if (await response.json())["agents"]:
+                            break
+                    await asyncio.sleep(0.1)
+                requests = [
+                    ("POST", f"{registry_url}/v1/agents", b"eyJhbGciOiJFZERTQSJ9.e30.AAAA", "application/jose"),
+                    ("POST", f"{registry_url}/v1/agents", b"{}", "application/json"),
+                    ("GET", f"{registry_url}/v1/agents/did:key:zNope", b"", "text/plain"),
+                    ("POST", f"{node_url}/agents/echo/a2a", b'{"jsonrpc":"2.0","id":1,"method":"SendMessage",'
+                                                            b'"params":{"message":{"parts":[{"data":{"t":1}}]}}}',
+                     "application/json"),
+                    ("POST", f"{node_url}/agents/echo/a2a", b"{not json", "application/json"),
+                    ("POST", f"{node_url}/mcp", b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}',
+                     "application/json"),
+                ]
+                for method, url, body, content_type in requests:
+                    async with session.request(method, url, data=body, headers={
+                            "Content-Type": content_type, "A2A-Version": "1.0",
+                            "Accept": "application/json, text/event-stream"}) as response:
+                        assert response.status < 500
+                        bodies.append(await response.text())
+        finally:
+            for process in (node, registry):
+                process.terminate()
+                await asyncio.wait_for(process.wait(), 20)
+        registry_log.seek(0)
+        node_log.seek(0)
+        text = "\n".join([registry_log.read().decode(), node_log.read().decode(), *bodies])
+
+    keys = [tmp_path / "registry.key", *(tmp_path / "keys").glob("*.key")]
+    assert len(keys) == 3 and "guildnet registry" in text  # the registry, the org and the agent keys; logs exist
+    for path in keys:
+        secret = SigningKey.load(path).private_key.private_bytes_raw()
+        pem_body = "".join(path.read_text().splitlines()[1:-1])
+        for encoded in (secret.hex(), base64.b64encode(secret).decode(),
+                        base64.urlsafe_b64encode(secret).decode().rstrip("="), pem_body):
+            assert encoded not in text, f"{path.name} leaked"
+    assert "PRIVATE KEY" not in text and "Traceback" not in text
