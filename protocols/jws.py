@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from . import bounded_json
 from .did import InvalidDID, public_key_from_did
 from .keys import SigningKey
 
@@ -97,8 +98,8 @@ def read_header(token: str) -> dict[str, Any]:
     """Parse and check the protected header (EdDSA, did:key ``kid``) without verifying the signature."""
     protected, _, _ = _split(token)
     try:
-        header = json.loads(b64url_decode(protected))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = bounded_json.loads(b64url_decode(protected))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJWS("JWS header is not JSON") from exc
     if not isinstance(header, dict):
         raise MalformedJWS("JWS header must be a JSON object")
@@ -137,7 +138,9 @@ def verify_json(token: str) -> tuple[VerifiedJWS, dict[str, Any]]:
     """Verify ``token`` and parse its payload as a JSON object."""
     verified = verify(token)
     try:
-        body = json.loads(verified.payload)
+        body = bounded_json.loads(verified.payload)
+    except bounded_json.TooDeep as exc:
+        raise MalformedJWS(f"JWS payload: {exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedJWS("JWS payload is not JSON") from exc
     if not isinstance(body, dict):

@@ -15,6 +15,7 @@ _SLUGS = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    408: "request-timeout",
     409: "conflict",
     413: "body-too-large",
     415: "unsupported-media-type",

@@ -58,6 +58,8 @@ class RegistryConfig:
     TCP peer: behind a load balancer, limit per address there."""
     write_rate_per_key: str | None = "600/minute"
     """Signed writes one verified key may send; ``None``: unlimited."""
+    body_timeout: float = 10.0
+    """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
     rate_limit_storage: str = "memory://"
     """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
 
@@ -108,7 +110,11 @@ async def _read_signed_write(request: web.Request) -> str:
             text=f"signed writes are compact JWS with Content-Type application/jose (got {request.content_type})")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
-    body = await request.read()
+    try:
+        async with asyncio.timeout(request.app[CONFIG].body_timeout):
+            body = await request.read()
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from exc
     try:
         return body.decode("ascii").strip()
     except UnicodeDecodeError as exc:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from registry_support import free_port, live_registry, new_org, snapshot, start_cli
 from test_node import write_config
 
-from guildnet.protocols import signed_write
+from guildnet.protocols import jws, signed_write
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
 
@@ -162,3 +164,35 @@ async def test_no_secret_reaches_logs_or_error_bodies(tmp_path: Path) -> None:
                         base64.urlsafe_b64encode(secret).decode().rstrip("="), pem_body):
             assert encoded not in text, f"{path.name} leaked"
     assert "PRIVATE KEY" not in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("path", ["/v1/agents", "/v1/receipts"])
+async def test_deeply_nested_signed_payload_is_a_400_and_stores_nothing(db_url: str, path: str) -> None:
+    """Validly signed by some key, 50,000 arrays deep: json.loads would raise RecursionError (a 500 before)."""
+    key = SigningKey.generate()
+    deep = "[" * 50_000 + "]" * 50_000
+    payload = (f'{{"action":"register","iat":{int(time.time())},"nonce":"{signed_write.new_nonce()}",'
+               f'"facts":{deep}}}').encode()
+    header = jws.b64url_encode(json.dumps({"alg": "EdDSA", "kid": key.did}).encode())
+    body = jws.b64url_encode(payload)
+    token = f"{header}.{body}.{jws.b64url_encode(key.sign(f'{header}.{body}'.encode()))}"
+    async with live_registry(db_url) as registry:
+        before = await snapshot(registry)
+        status, problem, _ = await post_jose(registry.url + path, token)
+        assert status == 400 and "deeper than" in problem["detail"]
+        assert await snapshot(registry) == before
+
+
+async def test_a_write_body_that_trickles_in_is_cut_off_with_408(db_url: str) -> None:
+    async with live_registry(db_url, body_timeout=0.5) as registry:
+        before = await snapshot(registry)
+        host, port = registry.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose\r\n"
+                     b"Content-Length: 1000\r\n\r\neyJh")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+        writer.close()
+        assert status_line.split()[1] == b"408"
+        assert await snapshot(registry) == before

@@ -1,0 +1,42 @@
+"""JSON from strangers, with its nesting bounded.
+
+``json.loads`` recurses in C and raises ``RecursionError`` (not ``ValueError``) a few hundred thousand bytes of
+``[`` deep; and what parses still feeds code that recurses again (``copy.deepcopy``, schema validation, JCS).
+So every document that arrives from the network is parsed here and refused, as a value error, when it nests
+arrays and objects deeper than a limit no honest document reaches.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+MAX_DEPTH: Final = 100
+
+
+class TooDeep(ValueError):
+    """The document nests deeper than allowed (or than the parser can go)."""
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects more than ``limit`` levels (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` that raises :class:`TooDeep` (a ``ValueError``) for documents nested past ``max_depth``;
+    malformed JSON raises ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError`` as usual."""
+    try:
+        value = json.loads(data)
+    except RecursionError as exc:
+        raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
+    if isinstance(value, dict | list) and deeper_than(value, max_depth):
+        raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels")
+    return value
