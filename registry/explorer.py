@@ -41,7 +41,7 @@ from .client import UntrustworthyRecord, _verify_entry
 from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
 from .log import LogRangeError, SignedHead, TransparencyLog, leaf_data
 from .reputation import DAY, Params, Score
-from .server import CONFIG, LOG, REPUTATION, STORE
+from .state import CONFIG, LOG, REPUTATION, STORE
 from .store import AgentRecord, BadQuery, NotFound
 from .trust import ReputationService, Snapshot
 

@@ -12,25 +12,27 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 from sqlalchemy import text
 
-from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite, WriteRefused, open_write
+from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
+from .explorer import add_explorer_routes
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path, load_or_create_key
 from .metrics import RegistryMetrics
 from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
+from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult
 from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
+
+__all__ = ["CONFIG", "HUB", "LIMITS", "LOG", "METRICS", "REPUTATION", "STORE", "RegistryConfig", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +41,6 @@ JOSE_TYPES = ("application/jose", "application/jose+json")
 VERSION = "0.1.0"
 
 
-@dataclass
-class RegistryConfig:
-    db_url: str = "sqlite+aiosqlite:///guildnet-registry.db"
-    sweep_interval: float = 1.0
-    clock: Callable[[], float] = time.time
-    clock_window: int = CLOCK_WINDOW_SECONDS
-    watch_queue_size: int = 1000
-    watch_poll_interval: float = 1.0
-    key_path: str | None = None
-    """The registry's Ed25519 key (signs tree heads); created 0600 if missing. Default: next to the SQLite file,
-    else ``./registry.key``. Replicas of one PostgreSQL database must share it."""
-    pretrusted_orgs: tuple[str, ...] = ()
-    """Organisation DIDs that anchor EigenTrust; without any, reputation is not computed (the API answers 503)."""
-    reputation_interval: float = 300.0
-    write_rate_per_ip: str | None = "6000/minute"
-    """Signed writes one client address may send (``limits`` notation); ``None``: unlimited. The address is the
-    TCP peer: behind a load balancer, limit per address there."""
-    write_rate_per_key: str | None = "600/minute"
-    """Signed writes one verified key may send; ``None``: unlimited."""
-    body_timeout: float = 10.0
-    """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
-    rate_limit_storage: str = "memory://"
-    """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
-
-
-STORE = web.AppKey("store", RegistryStore)
-HUB = web.AppKey("hub", ChangeHub)
-CONFIG = web.AppKey("config", RegistryConfig)
-LOG = web.AppKey("log", TransparencyLog)
-REPUTATION = web.AppKey("reputation", ReputationService)
-METRICS = web.AppKey("metrics", RegistryMetrics)
-LIMITS = web.AppKey("limits", WriteLimits)
 READY_TIMEOUT = 2.0
 
 
@@ -393,7 +363,5 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    from .explorer import add_explorer_routes  # here, not at the top: the explorer imports this module's AppKeys
-
     add_explorer_routes(app)
     return app

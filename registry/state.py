@@ -1,0 +1,56 @@
+"""What a registry app holds: its configuration, and typed keys for the objects its handlers share.
+
+Its own module so that the route modules (the API in ``server``, the ``explorer`` pages) can all read them
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS
+
+from .log import TransparencyLog
+from .metrics import RegistryMetrics
+from .ratelimit import WriteLimits
+from .store import RegistryStore
+from .trust import ReputationService
+from .watch import ChangeHub
+
+
+@dataclass
+class RegistryConfig:
+    db_url: str = "sqlite+aiosqlite:///guildnet-registry.db"
+    sweep_interval: float = 1.0
+    clock: Callable[[], float] = time.time
+    clock_window: int = CLOCK_WINDOW_SECONDS
+    watch_queue_size: int = 1000
+    watch_poll_interval: float = 1.0
+    key_path: str | None = None
+    """The registry's Ed25519 key (signs tree heads); created 0600 if missing. Default: next to the SQLite file,
+    else ``./registry.key``. Replicas of one PostgreSQL database must share it."""
+    pretrusted_orgs: tuple[str, ...] = ()
+    """Organisation DIDs that anchor EigenTrust; without any, reputation is not computed (the API answers 503)."""
+    reputation_interval: float = 300.0
+    write_rate_per_ip: str | None = "6000/minute"
+    """Signed writes one client address may send (``limits`` notation); ``None``: unlimited. The address is the
+    TCP peer: behind a load balancer, limit per address there."""
+    write_rate_per_key: str | None = "600/minute"
+    """Signed writes one verified key may send; ``None``: unlimited."""
+    body_timeout: float = 10.0
+    """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
+    rate_limit_storage: str = "memory://"
+    """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
+
+
+STORE = web.AppKey("store", RegistryStore)
+HUB = web.AppKey("hub", ChangeHub)
+CONFIG = web.AppKey("config", RegistryConfig)
+LOG = web.AppKey("log", TransparencyLog)
+REPUTATION = web.AppKey("reputation", ReputationService)
+METRICS = web.AppKey("metrics", RegistryMetrics)
+LIMITS = web.AppKey("limits", WriteLimits)
