@@ -69,6 +69,7 @@ class Node:
     metrics: NodeMetrics = field(default_factory=NodeMetrics, repr=False)
     _delegator: Delegator | None = field(default=None, repr=False)
     _process_log: ProcessLog | None = field(default=None, repr=False)
+    _owns_process_log: bool = field(default=False, repr=False)
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -90,10 +91,13 @@ class Node:
             caller = next((p for p in self.agents if as_agent in (None, p.agent.name)), None)
             if caller is None:
                 raise ValueError(f"this node has no agent named {as_agent!r}")
+            if self._process_log is None:  # delegating without serving (the CLI): still process data
+                self._process_log = await ProcessLog.open(self.db_url, self.scrubber,
+                                                          retention_days=self.retention_days)
+                self._owns_process_log = True
             registry = RegistryClient(self.registry_url)
-            recorder = self._process_log.record if self._process_log is not None else None
             self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.key, self.org_key.did,
-                                        recorder=recorder)
+                                        recorder=self._process_log.record)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
@@ -118,6 +122,9 @@ class Node:
             await self._delegator.a2a.close()
             await self._delegator.registry.close()
             self._delegator = None
+        if self._owns_process_log and self._process_log is not None:
+            await self._process_log.close()
+            self._process_log, self._owns_process_log = None, False
 
     @property
     def agent_list(self) -> list[Agent]:

@@ -144,6 +144,12 @@ async def test_delegate_command(tmp_path: Path) -> None:
             head = await registry.log_head()
             kinds = [entry["kind"] for entry in await registry.log_entries(0, head.size)]
             assert kinds.count("receipt") == 1  # countersigned by the CLI and accepted before it exited
+            recorded = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "guildnet.node.cli", "flywheel", "report", "--config", str(config), "--json"],
+                capture_output=True, text=True, timeout=60)
+            assert recorded.returncode == 0, recorded.stderr
+            outbound = [row for row in json.loads(recorded.stdout)["by_skill"] if row["name"] == "translate"]
+            assert len(outbound) == 1 and outbound[0]["volume"] == 1  # the CLI's delegation is process data too
             missing = await asyncio.to_thread(run, "no-such-skill", "--input", "{}")
             assert missing.returncode == 1 and "no candidate" in missing.stderr
             bad = await asyncio.to_thread(run, "translate", "--input", "not json")
