@@ -50,6 +50,9 @@ _JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
                 "X-Accel-Buffering": "no"}
 _CLOSE = None  # end-of-stream marker on a subscriber queue
+BODY_TIMEOUT = 30.0
+"""Seconds a client has to send a request body once its headers arrived; a slower one gets 408 (slow-body
+clients would otherwise hold a handler and its connection for as long as they like)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +254,7 @@ class _AgentEndpoint:
         self.executor = executor
         self.store = store
         self.live: dict[str, TaskRun] = {}
+        self.running: set[TaskRun] = set()  # every run not finished, with a task or not (yet): what shutdown stops
         self.subscribers: dict[str, list[asyncio.Queue[JSON | None]]] = {}
         self.reply_queues: dict[int, asyncio.Queue[JSON | None]] = {}
         self.closing = False
@@ -322,6 +326,7 @@ class _AgentEndpoint:
         if reply_queue is not None:
             self.reply_queues[id(run)] = reply_queue
         run.runner = asyncio.create_task(self._execute(run, invocation))
+        self.running.add(run)
         return run
 
     async def _execute(self, run: TaskRun, invocation: Invocation) -> None:
@@ -341,6 +346,7 @@ class _AgentEndpoint:
             log.exception("agent %s: task %s failed", self.name, run.task_id)
             await self._fail(run, "internal error while running the task")
         finally:
+            self.running.discard(run)
             self.reply_queues.pop(id(run), None)
             if self.live.get(run.task_id) is run:
                 del self.live[run.task_id]
@@ -373,11 +379,15 @@ class A2AService:
     """The A2A face of a node: one JSON-RPC endpoint and one signed card per agent.
 
     ``executors`` overrides the default :class:`SkillExecutor` per agent name (the TCK's test agent uses it).
+    Request bodies are limited by the app's ``client_max_size`` (413 above it) and must arrive within
+    ``body_timeout`` seconds (408 otherwise).
     """
 
     def __init__(self, agents: Sequence[Agent], store: TaskStore, base_url: str,
                  agent_keys: Mapping[str, SigningKey], *, version: str = "0.1.0",
-                 provider: tuple[str, str] | None = None, executors: Mapping[str, Executor] | None = None) -> None:
+                 provider: tuple[str, str] | None = None, executors: Mapping[str, Executor] | None = None,
+                 body_timeout: float = BODY_TIMEOUT) -> None:
+        self.body_timeout = body_timeout
         if not agents:
             raise ValueError("an A2A service needs at least one agent")
         missing = [a.name for a in agents if a.name not in agent_keys]
@@ -434,6 +444,7 @@ class A2AService:
         app.router.add_get("/agents/{name}/.well-known/agent-card.json", self._card_handler)
         app.router.add_post("/agents/{name}/a2a", self._agent_rpc)
         app.router.add_post("/agents/{name}/a2a/", self._agent_rpc)
+        app.on_shutdown.append(self._on_shutdown)
         if manage_store:
             app.cleanup_ctx.append(self._store_lifespan)
 
@@ -446,15 +457,25 @@ class A2AService:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        """Stop running tasks (they settle as FAILED, saying why), then close the store."""
+    async def stop_runs(self) -> None:
+        """Stop running tasks: they settle as FAILED (saying the node shut down), which also answers every
+        blocking SendMessage and stream still waiting on them."""
         for endpoint in self.endpoints.values():
             endpoint.closing = True
-        runs = [r.runner for ep in self.endpoints.values() for r in ep.live.values() if r.runner is not None]
+        runs = [r.runner for ep in self.endpoints.values() for r in ep.running if r.runner is not None]
         for runner in runs:
             runner.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop running tasks, then close the store."""
+        await self.stop_runs()
         await self.store.close()
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        # aiohttp waits for open handlers (up to its shutdown_timeout, 60 s) before the cleanup that closes
+        # the store; a handler waiting on a hung agent would hold shutdown that long, so runs stop first.
+        await self.stop_runs()
 
     # ---- cards ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -484,7 +505,13 @@ class A2AService:
         return await self._rpc(request, endpoint)
 
     async def _rpc(self, request: web.Request, endpoint: _AgentEndpoint) -> web.StreamResponse:
-        body = await request.read()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()
+        except TimeoutError:
+            timed_out = web.Response(status=408, text=f"the request body did not arrive within {self.body_timeout:g} s")
+            timed_out.force_close()  # Connection: close; aiohttp drops the unread rest within its lingering time
+            return timed_out
         try:
             content_type = request.headers.get("Content-Type")
             if content_type is not None and request.content_type not in _JSON_TYPES:

@@ -41,6 +41,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_POLL_INTERVAL = 0.25
 """Seconds between transport checks while an application waits for a disconnect."""
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds the whole request body may take to arrive; a slower client is answered 408 (as uvicorn has no such
+limit either, a slow-body client would otherwise hold the application for as long as it likes)."""
 
 
 def _scope(request: web.Request) -> Scope:
@@ -67,9 +70,11 @@ def _scope(request: web.Request) -> Scope:
 class _Exchange:
     """One request/response pair between aiohttp and the ASGI application."""
 
-    def __init__(self, request: web.Request, poll_interval: float) -> None:
+    def __init__(self, request: web.Request, poll_interval: float, body_timeout: float) -> None:
         self.request = request
         self.poll_interval = poll_interval
+        self.body_deadline = asyncio.get_running_loop().time() + body_timeout
+        self.body_timed_out = False
         self.body_done = False
         self.disconnected = asyncio.Event()
         self.status = 500
@@ -84,8 +89,10 @@ class _Exchange:
     async def receive(self) -> Message:
         if not self.body_done:
             try:
-                chunk = await self.request.content.readany()
-            except (ConnectionResetError, asyncio.IncompleteReadError):
+                async with asyncio.timeout_at(self.body_deadline):
+                    chunk = await self.request.content.readany()
+            except (ConnectionResetError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                self.body_timed_out = isinstance(exc, TimeoutError)
                 self.body_done = True
                 self.disconnected.set()
                 return {"type": "http.disconnect"}
@@ -133,6 +140,10 @@ class _Exchange:
         """What the aiohttp handler returns once the application has finished."""
         if self.response is not None:
             return self.response
+        if self.body_timed_out:
+            timed_out = web.Response(status=408, text="the request body did not arrive in time")
+            timed_out.force_close()  # Connection: close; aiohttp drops the unread rest within its lingering time
+            return timed_out
         if self.started:  # headers but no body message: an empty response with that status
             self.headers.popall("Content-Length", None)
             return web.Response(status=self.status, headers=self.headers)
@@ -140,14 +151,17 @@ class _Exchange:
         return web.Response(status=500, text="ASGI application returned no response")
 
 
-def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL
-                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route."""
-    if poll_interval <= 0:
-        raise ValueError("poll_interval must be positive")
+def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route.
+
+    The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408.
+    """
+    if poll_interval <= 0 or body_timeout <= 0:
+        raise ValueError("poll_interval and body_timeout must be positive")
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        exchange = _Exchange(request, poll_interval)
+        exchange = _Exchange(request, poll_interval, body_timeout)
         await app(_scope(request), exchange.receive, exchange.send)
         return exchange.result()
 

@@ -50,12 +50,13 @@ from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, Transpo
 from mcp.shared.exceptions import MCPError
 
 from .agent import Agent, InvalidInput, SkillError, TaskContext
-from .asgi_bridge import asgi_handler
+from .asgi_bridge import DEFAULT_BODY_TIMEOUT, asgi_handler
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+MAX_ERROR_TEXT = 1024
 MANAGER_KEY: web.AppKey[StreamableHTTPSessionManager] = web.AppKey("guildnet_mcp_manager", StreamableHTTPSessionManager)
 
 
@@ -142,7 +143,9 @@ class AgentTools:
 
 
 def _error_result(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)
+    # validation messages quote the offending input, which may be megabytes: the model needs the start only
+    text = message if len(message) <= MAX_ERROR_TEXT else message[:MAX_ERROR_TEXT - 1] + "\u2026"
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
 def build_server(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",
@@ -203,11 +206,13 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
               allowed_hosts: Iterable[str] = DEFAULT_ALLOWED_HOSTS, server: Server[Any] | None = None,
               name: str = "guildnet-node", version: str = "", instructions: str | None = None,
               max_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE, event_store: EventStore | None = None,
-              retry_interval_ms: int | None = None) -> StreamableHTTPSessionManager:
+              retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT
+              ) -> StreamableHTTPSessionManager:
     """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
 
     ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
     public name when it runs behind one. ``server`` is an optional base server (see :func:`build_server`).
+    ``max_body_size`` bytes (413 above) must arrive within ``body_timeout`` seconds (408 otherwise).
     ``event_store``/``retry_interval_ms`` enable 2025-era SSE resumption (``Last-Event-ID``); the
     stateless 2026-07-28 revision has no resumption and ignores them.
     The SDK's session manager runs from app startup to app shutdown; shutting down cancels open MCP
@@ -223,7 +228,7 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
         retry_interval=retry_interval_ms,
     )
     app[MANAGER_KEY] = manager
-    app.router.add_route("*", path, asgi_handler(manager.handle_request))
+    app.router.add_route("*", path, asgi_handler(manager.handle_request, body_timeout=body_timeout))
     stop = asyncio.Event()
 
     async def run_manager(started: asyncio.Future[None]) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from . import bounded_json
 from .canonical import canonical_json
 from .jws import MalformedJWS, b64url_decode
 from .jws import sign as jws_sign
@@ -78,6 +79,17 @@ ERRORS: Final[dict[int, tuple[str, str]]] = {
 _A2A_CODES: Final = frozenset(range(VERSION_NOT_SUPPORTED, TASK_NOT_FOUND + 1))
 
 
+MAX_ERROR_MESSAGE: Final = 1024
+"""Error messages are cut to this many characters: many quote the offending input, which may be megabytes."""
+MAX_ID_LENGTH: Final = 1024
+"""Longest ``messageId``/``taskId``/``contextId``/task ``id`` accepted: they are keys, not payload."""
+
+
+def shorten(text: str, limit: int = MAX_ERROR_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 class A2AError(Exception):
     """An error with its JSON-RPC code; :meth:`to_json` gives the wire ``error`` object."""
 
@@ -85,7 +97,7 @@ class A2AError(Exception):
         reason, default = ERRORS.get(code, ("INTERNAL_ERROR", "Internal error"))
         self.code = code
         self.reason = reason
-        self.message = message or default
+        self.message = shorten(message or default)
         self.metadata = dict(metadata or {})
         super().__init__(self.message)
 
@@ -135,8 +147,6 @@ METHODS_V03: Final[dict[str, str]] = {
 STREAMING_METHODS: Final = frozenset({"SendStreamingMessage", "SubscribeToTask"})
 
 RequestId = str | int | None
-
-
 @dataclass(frozen=True, slots=True)
 class RpcRequest:
     id: RequestId
@@ -151,7 +161,9 @@ def parse_request(body: bytes | str) -> RpcRequest:
     :func:`request_id_of` so the reply can still name the caller's id.
     """
     try:
-        doc = json.loads(body)
+        doc = bounded_json.loads(body)
+    except bounded_json.TooDeep as exc:  # json itself, copy.deepcopy and schema validation all recurse
+        raise A2AError(INVALID_REQUEST, f"Request: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise A2AError(PARSE_ERROR, f"Invalid JSON payload: {exc}") from exc
     if not isinstance(doc, dict):
@@ -175,7 +187,7 @@ def parse_request(body: bytes | str) -> RpcRequest:
 def request_id_of(body: bytes | str) -> RequestId:
     """Best-effort id of a request that failed validation (null when it cannot be read)."""
     try:
-        doc = json.loads(body)
+        doc = bounded_json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     rid = doc.get("id") if isinstance(doc, dict) else None
@@ -327,12 +339,14 @@ def _get(obj: Mapping[str, Any], camel: str, snake: str) -> Any:
     return obj.get(snake) if value is None else value
 
 
-def _opt_str(obj: Mapping[str, Any], camel: str, snake: str) -> str | None:
+def _opt_str(obj: Mapping[str, Any], camel: str, snake: str, *, max_length: int | None = None) -> str | None:
     value = _get(obj, camel, snake)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise invalid_params(f"'{camel}' must be a string")
+    if max_length is not None and len(value) > max_length:
+        raise invalid_params(f"'{camel}' is longer than {max_length} characters")
     return value
 
 
@@ -387,7 +401,7 @@ def parse_message(obj: Any) -> JSON:
     """Check a Message from a request and return it in camelCase form (proto names are accepted too)."""
     if not isinstance(obj, dict):
         raise invalid_params("'message' is required and must be an object")
-    message_id = _opt_str(obj, "messageId", "message_id")
+    message_id = _opt_str(obj, "messageId", "message_id", max_length=MAX_ID_LENGTH)
     if message_id is None:
         raise invalid_params("message.messageId is required")
     role = obj.get("role")
@@ -399,7 +413,7 @@ def parse_message(obj: Any) -> JSON:
     out: JSON = {"messageId": message_id, "role": role,
                  "parts": [_check_part(p, f"message.parts[{i}]") for i, p in enumerate(parts)]}
     for camel, snake in (("contextId", "context_id"), ("taskId", "task_id")):
-        value = _opt_str(obj, camel, snake)
+        value = _opt_str(obj, camel, snake, max_length=MAX_ID_LENGTH)
         if value is not None:
             out[camel] = value
     metadata = obj.get("metadata")
@@ -454,7 +468,7 @@ class TaskQuery:
 
 def parse_task_query(params: Mapping[str, Any]) -> TaskQuery:
     """Params of GetTask / CancelTask / SubscribeToTask: ``{id, historyLength?}``."""
-    task_id = _opt_str(params, "id", "id")
+    task_id = _opt_str(params, "id", "id", max_length=MAX_ID_LENGTH)
     if task_id is None:
         raise invalid_params("'id' is required")
     return TaskQuery(task_id, _opt_int(params, "historyLength", "history_length"))
@@ -484,7 +498,7 @@ def parse_list_query(params: Mapping[str, Any]) -> ListQuery:
         raise invalid_params(f"'pageSize' must be between 1 and {MAX_PAGE_SIZE}")
     after = _opt_str(params, "statusTimestampAfter", "status_timestamp_after")
     return ListQuery(
-        context_id=_opt_str(params, "contextId", "context_id"),
+        context_id=_opt_str(params, "contextId", "context_id", max_length=MAX_ID_LENGTH),
         status=status,
         page_size=page_size or DEFAULT_PAGE_SIZE,
         page_token=_opt_str(params, "pageToken", "page_token"),
