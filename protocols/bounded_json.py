@@ -30,6 +30,23 @@ def deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether any string (key or value) in ``value`` holds U+0000, which PostgreSQL text cannot store and no
+    honest document needs (iterative, like :func:`deeper_than`)."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """``json.loads`` that raises :class:`TooDeep` (a ``ValueError``) for documents nested past ``max_depth``;
     malformed JSON raises ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError`` as usual."""

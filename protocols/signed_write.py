@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import jws
+from . import bounded_json, jws
 from .keys import SigningKey
 
 CLOCK_WINDOW_SECONDS = 300
@@ -90,6 +90,8 @@ def open_write(token: str, *, now: float | None = None, window: int = CLOCK_WIND
         raise MalformedWrite(str(exc)) from exc
     except jws.BadSignature as exc:
         raise UnauthorizedWrite(str(exc)) from exc
+    if bounded_json.contains_nul(payload):
+        raise MalformedWrite("payload strings may not contain U+0000")
     iat = payload.get("iat")
     if not isinstance(iat, int) or isinstance(iat, bool):
         raise MalformedWrite("payload needs 'iat' as integer unix seconds")

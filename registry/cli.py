@@ -86,7 +86,9 @@ def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> 
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        run_app(app, host=host, port=port, print=None, access_log=None)
+        # idle keep-alive connections close after 15 s (aiohttp's default is 75 s): a thousand idle sockets from
+        # one client must not be free to hold; slow headers need a reverse proxy (aiohttp has no timeout for them)
+        run_app(app, host=host, port=port, print=None, access_log=None, keepalive_timeout=15)
     except (OSError, SQLAlchemyError) as exc:
         log.error("stopped: %s: %s", type(exc).__name__, exc)
         sys.exit(1)

@@ -13,14 +13,16 @@ _SIGNED_BODY = {
 }
 _AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the agent's did:key"}
+_WRITE_REFUSALS = {code: _PROBLEM for code in ("400", "401", "408", "409", "413", "415", "429")}
+"""Every signed write may be refused as malformed, unauthorised, too slow, conflicting, too large, of the wrong
+media type, or over its sender's rate limit (429 with Retry-After)."""
 _WRITE_OK = {"description": "accepted", "content": {"application/json": {"schema": {
     "$ref": "#/components/schemas/WriteResult"}}}}
 
 
 def _signed_write(summary: str, ok: str = "200") -> dict[str, Any]:
     return {"summary": summary, "parameters": [_AGENT_ID], "requestBody": _SIGNED_BODY,
-            "responses": {ok: _WRITE_OK, "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM,
-                          "413": _PROBLEM, "415": _PROBLEM}}
+            "responses": {ok: _WRITE_OK, "404": _PROBLEM, **_WRITE_REFUSALS}}
 
 
 def _query_int(name: str) -> dict[str, Any]:
@@ -38,8 +40,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "post": {
                     "summary": "Register an agent (201) or update it with a higher version (200)",
                     "requestBody": _SIGNED_BODY,
-                    "responses": {"201": _WRITE_OK, "200": _WRITE_OK, "400": _PROBLEM, "401": _PROBLEM,
-                                  "409": _PROBLEM, "413": _PROBLEM, "415": _PROBLEM},
+                    "responses": {"201": _WRITE_OK, "200": _WRITE_OK, **_WRITE_REFUSALS},
                 },
                 "get": {
                     "summary": "Search live and stale agents by skill, text, organisation",
@@ -59,7 +60,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/agents/{agent_id}": {
                 "get": {"summary": "One agent's signed AgentFacts and status", "parameters": [_AGENT_ID],
                         "responses": {"200": {"description": "the agent", "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/AgentRecord"}}}}, "404": _PROBLEM}},
+                            "schema": {"$ref": "#/components/schemas/AgentRecord"}}}}, "400": _PROBLEM,
+                                      "404": _PROBLEM}},
             },
             "/v1/agents/{agent_id}/heartbeat": {"post": _signed_write("Report liveness (action 'heartbeat')")},
             "/v1/agents/{agent_id}/revoke": {"post": _signed_write("Revoke for ever (action 'revoke')")},
@@ -68,14 +70,13 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/agents/{agent_id}/reputation": {"get": {
                 "summary": "Reputation for one skill (or pooled): Beta score, 95% interval, evidence and inputs",
                 "parameters": [_AGENT_ID, {"name": "skill", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the score and what it was computed from"}, "404": _PROBLEM,
-                              "503": _PROBLEM}}},
+                "responses": {"200": {"description": "the score and what it was computed from"}, "400": _PROBLEM,
+                              "404": _PROBLEM, "503": _PROBLEM}}},
             "/v1/receipts": {"post": {
                 "summary": "Submit a countersigned receipt (action 'receipt'), signed by the caller's current key",
                 "requestBody": _SIGNED_BODY,
                 "responses": {"201": {"description": "counted and logged: receipt_id, log_index"},
-                              "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "409": _PROBLEM,
-                              "422": _PROBLEM}}},
+                              "403": _PROBLEM, "422": _PROBLEM, **_WRITE_REFUSALS}}},
             "/v1/log/head": {"get": {"summary": "Signed tree head (C2SP checkpoint), size, root",
                                      "responses": {"200": {"description": "the head"}}}},
             "/v1/log/inclusion": {"get": {

@@ -47,6 +47,8 @@ READY_TIMEOUT = 2.0
 @web.middleware
 async def problem_middleware(request: web.Request,
                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    if "\x00" in request.path or any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+        return problem(400, "Bad query", "the path and query may not contain U+0000")
     try:
         return await handler(request)
     except WriteRefused as exc:
