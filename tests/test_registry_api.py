@@ -79,6 +79,7 @@ def _tamper_signature(token: str) -> str:
 @pytest.mark.parametrize("case", [
     "not-jws", "bad-json-payload", "bad-signature", "kid-not-facts-id", "stale-iat", "future-iat", "short-nonce",
     "invalid-facts", "forged-endorsement", "wrong-content-type", "too-large", "wrong-action",
+    "too-many-skills", "schema-too-large", "description-too-long",
 ])
 async def test_refused_registrations_change_nothing(db_url: str, case: str) -> None:
     acme = new_org("acme")
@@ -117,6 +118,15 @@ async def test_refused_registrations_change_nothing(db_url: str, case: str) -> N
             body, expected, content_type = _registration(key, good), 415, "application/json"
         elif case == "too-large":
             body, expected = _registration(key, {**good, "description": "x" * 300_000}), 413
+        elif case == "too-many-skills":
+            skills = [{"id": f"s{i}", "name": f"S{i}"} for i in range(65)]
+            body, expected = _registration(key, {**good, "skills": skills}), 400
+        elif case == "schema-too-large":
+            schema = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2000)}}
+            body, expected = _registration(key, {**good, "skills": [{"id": "s", "name": "S",
+                                                                   "input_schema": schema}]}), 400
+        elif case == "description-too-long":
+            body, expected = _registration(key, {**good, "description": "x" * 5000}), 400
         else:
             body, expected = _registration(key, good, action="heartbeat"), 400
         status, problem, response_type = await post_raw(registry, "/v1/agents", body, content_type)
