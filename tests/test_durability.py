@@ -186,6 +186,9 @@ ttl_seconds = 30
                 assert result.agent.id == steady.agent_key.did and result.output == {"text": "SLOW"}
                 assert [a.name for a in result.attempts] == ["doomed", "steady"]
                 assert result.attempts[0].outcome in ("error", "failure") and elapsed < 8.0
+                print(f"\nnode killed 1.0 s into the task: the caller got {result.output} from the next peer "
+                      f"{elapsed:.2f} s after it started (deadline 8 s); attempts: "
+                      f"{[(a.name, a.outcome) for a in result.attempts]}")
                 await delegator.flush()
                 await index.close()
             await doomed.wait()
