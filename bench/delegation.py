@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from measure import percentile
 
 from guildnet.node.a2a_client import A2AClient
 from guildnet.node.delegation import Delegator
@@ -59,11 +60,6 @@ async def start(*args: str, url: str) -> asyncio.subprocess.Process:
             except aiohttp.ClientError:
                 await asyncio.sleep(0.1)
     raise RuntimeError(f"{args[:2]} did not start")
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def main(requests: int) -> dict[str, Any]:
@@ -134,8 +130,9 @@ key = "echo.key"
             await process.wait()
     return {
         "requests": len(bare),
-        "bare": {"p50_ms": percentile(bare, 50), "p99_ms": percentile(bare, 99), "mean_ms": statistics.fmean(bare)},
-        "delegate": {"p50_ms": percentile(delegated, 50), "p99_ms": percentile(delegated, 99),
+        "bare": {"p50_ms": percentile(sorted(bare), 50), "p99_ms": percentile(sorted(bare), 99),
+                 "mean_ms": statistics.fmean(bare)},
+        "delegate": {"p50_ms": percentile(sorted(delegated), 50), "p99_ms": percentile(sorted(delegated), 99),
                      "mean_ms": statistics.fmean(delegated)},
         "receipts_in_last_256_log_entries": accepted,
     }

@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import platform
 import shutil
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from measure import percentile
 from pydantic import BaseModel
 
 from guildnet.node.a2a_client import A2AClient
@@ -158,13 +158,6 @@ async def stream_echo(client: A2AClient, url: str, text: str) -> None:
         state = status.get("state", state)
     if state != a2a.COMPLETED or output != {"text": text}:
         raise WrongAnswer(f"stream ended in {state} with output {output}")
-
-
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list (0 when empty)."""
-    if not ordered:
-        return 0.0
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 @dataclass

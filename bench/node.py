@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from measure import cpu_seconds, percentile
 
 SERVERS = Path(__file__).with_name("node_servers.py")
 RESULTS = Path(__file__).with_name("results")
@@ -58,7 +59,6 @@ MCP_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
 ECHO = {"text": "hello"}
 COMPLETED = "TASK_STATE_COMPLETED"
 TIMEOUT = aiohttp.ClientTimeout(total=60)
-TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class WrongAnswer(Exception):
@@ -115,12 +115,7 @@ class Server:
         return ""
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (0 where /proc is missing)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return cpu_seconds(self.process.pid)
 
 
 def cases() -> list[Case]:
@@ -204,13 +199,6 @@ def mcp_call() -> Callable[[aiohttp.ClientSession, str], Awaitable[None]]:
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list (0 when empty)."""
-    if not ordered:
-        return 0.0
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 async def measure(server: Server, case: Case, requests: int, seconds: float) -> Sample:
     one = {"send": send_message, "stream": stream_message}.get(case.op) or mcp_call()
     connector = aiohttp.TCPConnector(limit=case.concurrency)

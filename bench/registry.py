@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from measure import percentile
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
@@ -129,11 +130,6 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
     return agents / sent_time, failures
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
     samples: list[float] = []
     async with aiohttp.ClientSession() as session:
@@ -147,7 +143,7 @@ async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
                 await response.read()
                 assert response.status == 200, (path, response.status)
             samples.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
+    return {"p50_ms": percentile(sorted(samples), 50), "p99_ms": percentile(sorted(samples), 99),
             "mean_ms": statistics.fmean(samples)}
 
 

@@ -192,7 +192,9 @@ def load_or_create_key(path: Path) -> SigningKey:
 
 
 def load_agent(reference: str, base: Path) -> Agent:
-    """Resolve ``file.py:attr`` (relative to the config) or ``package.module:attr`` to an Agent."""
+    """Resolve ``file.py:attr`` (relative to the config) or ``package.module:attr`` to an Agent.
+
+    An agent file may import modules beside it, as a script may: its folder joins ``sys.path``."""
     target, _, attribute = reference.rpartition(":")
     if not target or not attribute:
         raise ConfigError(f"agent reference {reference!r} must look like 'agent.py:agent' or 'pkg.module:agent'")
@@ -200,6 +202,8 @@ def load_agent(reference: str, base: Path) -> Agent:
         file = (base / target).resolve()
         if not file.exists():
             raise ConfigError(f"agent file {file} does not exist")
+        if str(file.parent) not in sys.path:
+            sys.path.append(str(file.parent))
         name = f"guildnet_agent_{abs(hash(str(file)))}"
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:

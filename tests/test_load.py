@@ -21,6 +21,8 @@ def bench_module(name: str) -> ModuleType:
     module_name = f"guildnet_bench_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))  # the benchmarks share bench/measure.py, imported as a script's neighbour
     spec = importlib.util.spec_from_file_location(module_name, BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -154,3 +154,13 @@ async def test_delegate_command(tmp_path: Path) -> None:
             assert missing.returncode == 1 and "no candidate" in missing.stderr
             bad = await asyncio.to_thread(run, "translate", "--input", "not json")
             assert bad.returncode == 2 and "not JSON" in bad.stderr
+
+
+def test_an_agent_file_may_import_its_neighbours(tmp_path: Path) -> None:
+    from guildnet.node.config import load_agent
+
+    (tmp_path / "shared_words.py").write_text("GREETING = 'hello'\n")
+    (tmp_path / "greeter.py").write_text(
+        "from shared_words import GREETING\nfrom guildnet.node.agent import FunctionAgent\n"
+        "agent = FunctionAgent(GREETING)\n")
+    assert load_agent("greeter.py:agent", tmp_path).name == "hello"
