@@ -25,12 +25,12 @@ from .a2a_client import A2AClient
 from .a2a_server import A2AService
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
+from .db import migrate
 from .delegation import DelegationFailed, DelegationResult, Delegator
 from .discovery import PeerIndex
 from .mcp_server import setup_mcp
 from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
-from .process_log import Base as ProcessBase
 from .process_log import ProcessLog
 from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
@@ -178,8 +178,7 @@ class Node:
 
     async def _process_log_lifespan(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]
-        async with process_log.engine.begin() as connection:
-            await connection.run_sync(ProcessBase.metadata.create_all)
+        await migrate(process_log.engine)
         await process_log.purge()
         try:
             yield

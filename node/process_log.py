@@ -4,8 +4,8 @@ This is what the flywheel learns from (what tasks arrive, which model answered, 
 had to escalate). Every free-text field passes through :class:`~guildnet.node.pii.Scrubber` inside
 :meth:`ProcessLog.record` itself, so no caller can write raw PII by forgetting a step.
 
-SQLite (WAL) by default, PostgreSQL by URL (``postgresql+asyncpg://``). Tables come from
-``metadata.create_all`` for now; they move under migrations when the node store gets them.
+SQLite (WAL) by default, PostgreSQL by URL (``postgresql+asyncpg://``), in the node's one database; the table
+comes from the node's migrations (:mod:`guildnet.node.db`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, delete, event, insert
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import ConnectionPoolEntry
 
+from .db import create_engine as create_db_engine
+from .db import migrate
 from .pii import Scrubber
 
 Direction = Literal["in", "out", "model"]
@@ -97,19 +97,10 @@ class CallRecord:
             raise ValueError("tokens, cost and latency cannot be negative")
 
 
-def _sqlite_wal(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; SQLite files get WAL so readers (the flywheel) never block writers."""
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_wal)
-    return engine
+    """The process log's engine: WAL with synchronous=NORMAL (durable across a process crash; process data
+    does not need to survive a power cut at the price of an fsync per commit)."""
+    return create_db_engine(url, synchronous="NORMAL")
 
 
 class ProcessLog:
@@ -123,8 +114,7 @@ class ProcessLog:
     @classmethod
     async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None) -> ProcessLog:
         engine = create_engine(url)
-        async with engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+        await migrate(engine)
         return cls(engine, scrubber, retention_days=retention_days)
 
     async def close(self) -> None:

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, String, Table, and_, bindparam, event, func, insert, or_, select, update
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import JSON, Float, Index, String, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import ConnectionPoolEntry
 
 from guildnet.protocols import a2a
+
+from .db import create_engine, migrate
 
 RESTART_REASON = "node restarted while the task was running"
 ACTIVE_STATES = (a2a.SUBMITTED, a2a.WORKING)
@@ -173,16 +173,6 @@ def _record_from_row(row: Any) -> TaskRecord:
     return TaskRecord(row.agent, task, row.skill, row.created, row.updated)
 
 
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # WAL lets readers run beside the writer; busy_timeout makes a second writer wait instead of failing
-    # with "database is locked" (what a2a-sdk's own store does under concurrency without these).
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
-
-
 _UPDATE = (update(_T).where(_T.c.id == bindparam("b_id"))
            .values({c: bindparam(f"b_{c}") for c in ("state", "status", "history", "artifacts", "metadata",
                                                      "updated", "skill")}))
@@ -194,13 +184,13 @@ class SqlTaskStore(TaskStore):
 
     def __init__(self, url_or_engine: str | AsyncEngine) -> None:
         if isinstance(url_or_engine, str):
-            self.engine = create_async_engine(url_or_engine)
+            # WAL + busy timeout: a second writer waits instead of failing with "database is locked" (what
+            # a2a-sdk's own store does under concurrency); synchronous=FULL: an acknowledged task survives.
+            self.engine = create_engine(url_or_engine, synchronous="FULL")
             self._owns_engine = True
         else:
             self.engine = url_or_engine
             self._owns_engine = False
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._pending: list[tuple[dict[str, Any], bool, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -208,8 +198,8 @@ class SqlTaskStore(TaskStore):
         return f"SqlTaskStore({self.engine.url.render_as_string(hide_password=True)!r})"
 
     async def open(self) -> int:
+        await migrate(self.engine)
         async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
             rows = (await conn.execute(select(_T).where(_T.c.state.in_(ACTIVE_STATES)))).all()
             now = time.time()
             for row in rows:

@@ -1,0 +1,15 @@
+"""Alembic environment: migrations run on the connection handed over by guildnet.node.db.migrate.
+
+The node keeps its own version table, so a node and a registry may share one PostgreSQL database."""
+
+from alembic import context
+
+from guildnet.node.db import VERSION_TABLE
+from guildnet.node.process_log import Base as ProcessBase
+from guildnet.node.tasks import Base as TaskBase
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=[TaskBase.metadata, ProcessBase.metadata],
+                  version_table=VERSION_TABLE, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()
