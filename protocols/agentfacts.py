@@ -22,6 +22,8 @@ from . import jws
 from .did import is_did_key
 from .keys import SigningKey
 
+MAX_VERSION = 2**31 - 1
+"""The registry stores versions as a 32-bit integer column (a node uses unix seconds: enough until 2038)."""
 MAX_SKILLS = 64
 MAX_TAGS = 32
 MAX_SCHEMA_BYTES = 32 * 1024
@@ -91,8 +93,8 @@ class Endpoints(_Strict):
 class ModelFacts(_Strict):
     family: Name
     parameters: Annotated[int, Field(ge=0)] | None = None
-    cost_per_1k_input: Annotated[float, Field(ge=0)] = 0.0
-    cost_per_1k_output: Annotated[float, Field(ge=0)] = 0.0
+    cost_per_1k_input: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    cost_per_1k_output: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
@@ -109,7 +111,7 @@ class AgentFacts(_Strict):
     name: Name
     organisation: Organisation
     description: Text = ""
-    version: Annotated[int, Field(ge=1)]
+    version: Annotated[int, Field(ge=1, le=MAX_VERSION)]
     endpoints: Endpoints = Endpoints()
     skills: Annotated[list[Skill], Field(min_length=1, max_length=MAX_SKILLS)]
     model: ModelFacts | None = None

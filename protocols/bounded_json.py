@@ -9,6 +9,7 @@ arrays and objects deeper than a limit no honest document reaches.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final
 
 MAX_DEPTH: Final = 100
@@ -16,6 +17,22 @@ MAX_DEPTH: Final = 100
 
 class TooDeep(ValueError):
     """The document nests deeper than allowed (or than the parser can go)."""
+
+
+class NotFinite(ValueError):
+    """``NaN``, ``Infinity`` or a number too large for a double: Python's json accepts them, JSON does not, and
+    whoever reads them back from us (a browser, Node.js, a strict parser) would fail on every later read."""
+
+
+def _constant(name: str) -> Any:
+    raise NotFinite(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotFinite(f"{text} does not fit a double")
+    return value
 
 
 def deeper_than(value: Any, limit: int) -> bool:
@@ -48,10 +65,11 @@ def contains_nul(value: Any) -> bool:
 
 
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` that raises :class:`TooDeep` (a ``ValueError``) for documents nested past ``max_depth``;
-    malformed JSON raises ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError`` as usual."""
+    """Strict ``json.loads``: :class:`TooDeep` for documents nested past ``max_depth``, :class:`NotFinite` for
+    ``NaN``/``Infinity``/overflowing numbers (both ``ValueError``); malformed JSON raises
+    ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError`` as usual."""
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
     if isinstance(value, dict | list) and deeper_than(value, max_depth):

@@ -168,7 +168,7 @@ def registry_group() -> None:
                    "flags override it. See docs/configuration.md.")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="GUILDNET_REGISTRY_HOST",
               help="Address to bind (env GUILDNET_REGISTRY_HOST).")
-@click.option("--port", default=8400, show_default=True, type=int, envvar="GUILDNET_REGISTRY_PORT",
+@click.option("--port", default=8400, show_default=True, type=click.IntRange(1, 65535), envvar="GUILDNET_REGISTRY_PORT",
               help="Port to listen on (env GUILDNET_REGISTRY_PORT).")
 @click.option("--db", "db_url", default="sqlite:///guildnet-registry.db", show_default=True,
               envvar="GUILDNET_REGISTRY_DB",
@@ -224,10 +224,15 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     for did in pretrusted:
         if not is_did_key(did):
             raise click.BadParameter(f"{did!r} is not an Ed25519 did:key", param_hint="--pretrusted")
-    app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval,
-                                    key_path=key_path, pretrusted_orgs=pretrusted,
-                                    reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
-                                    write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage))
+    from limits.errors import ConfigurationError
+
+    try:
+        app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval,
+                                        key_path=key_path, pretrusted_orgs=pretrusted,
+                                        reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
+                                        write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
     log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])
     run_server(web.run_app, app, host, port)
 

@@ -42,7 +42,7 @@ from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
 from .log import LogRangeError, SignedHead, TransparencyLog, leaf_data
 from .reputation import DAY, Params, Score
 from .state import CONFIG, LOG, REPUTATION, STORE
-from .store import AgentRecord, BadQuery, NotFound
+from .store import AgentRecord, BadQuery, NotFound, query_int
 from .trust import ReputationService, Snapshot
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,7 +74,10 @@ def _environment() -> jinja2.Environment:
 def format_time(seconds: float | None, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime(fmt)
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime(fmt)
+    except (OverflowError, OSError, ValueError):  # a signed claim may carry any time up to 2**53 ms
+        return f"{seconds:.0f} s (out of calendar range)"
 
 
 def short_did(did: str) -> str:
@@ -367,9 +370,13 @@ async def log_page(request: web.Request) -> web.Response:
     transparency = request.app[LOG]
     head = await transparency.head()
     raw = request.query.get("start", "")
-    if raw and (len(raw) > 20 or not raw.isdigit()):
+    try:
+        requested = query_int(raw, "start") if raw else None
+    except BadQuery as exc:
+        return _error(400, "Bad query", str(exc))
+    if requested is not None and requested < 0:
         return _error(400, "Bad query", "start must be a non-negative integer")
-    start = min(int(raw), max(head.size - 1, 0)) if raw else max(head.size - LOG_PAGE, 0)
+    start = min(requested, max(head.size - 1, 0)) if requested is not None else max(head.size - LOG_PAGE, 0)
     end = min(start + LOG_PAGE, head.size)
     entries = await transparency.entries(start, end) if end > start else []
     views = [_entry_view(e.index, e.kind, e.agent_id, e.data, e.leaf_hash) for e in reversed(entries)]

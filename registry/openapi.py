@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .store import QUERY_INT_MAX
+
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _SIGNED_BODY = {
     "required": True,
@@ -26,7 +28,7 @@ def _signed_write(summary: str, ok: str = "200") -> dict[str, Any]:
 
 
 def _query_int(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": {"type": "integer", "minimum": 0}}
+    return {"name": name, "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": QUERY_INT_MAX}}
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "entries"}, "400": _PROBLEM}}},
             "/v1/watch": {"get": {
                 "summary": "WebSocket stream of index changes; resume with ?since=SEQ",
-                "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                "parameters": [_query_int("since")],
                 "responses": {"101": {"description": "switching to WebSocket"}, "400": _PROBLEM}}},
             "/healthz": {"get": {"summary": "liveness of the registry process",
                                  "responses": {"200": {"description": "ok"}}}},

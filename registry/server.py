@@ -28,7 +28,7 @@ from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
 from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, RegistryConfig
-from .store import BadQuery, NotFound, RegistryStore, WriteResult
+from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
 
@@ -158,9 +158,7 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if len(raw) > 20 or not raw.lstrip("-").isdigit():
-        raise BadQuery(f"{name} must be an integer")
-    return int(raw)
+    return query_int(raw, name)
 
 
 async def log_head(request: web.Request) -> web.Response:
@@ -241,11 +239,7 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def watch(request: web.Request) -> web.StreamResponse:
-    raw_since = request.query.get("since", "0")
-    try:
-        since = int(raw_since)
-    except ValueError as exc:
-        raise BadQuery("since must be an integer sequence number") from exc
+    since = query_int(request.query.get("since") or "0", "since")
     if since < 0:
         raise BadQuery("since must be >= 0")
     ws = web.WebSocketResponse(heartbeat=30.0)

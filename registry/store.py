@@ -175,12 +175,24 @@ def _encode_cursor(value: dict[str, int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).rstrip(b"=").decode()
 
 
+QUERY_INT_MAX = 2**31 - 1
+"""The largest integer a client may put in a query or cursor: the range of the 32-bit columns it meets."""
+_QUERY_INT = re.compile(r"-?[0-9]{1,10}")
+
+
+def query_int(raw: str, name: str) -> int:
+    """An integer from a query string: ASCII digits only (``str.isdigit`` also takes '²'), within 32 bits."""
+    if not _QUERY_INT.fullmatch(raw) or abs(int(raw)) > QUERY_INT_MAX:
+        raise BadQuery(f"{name} must be an integer of at most {QUERY_INT_MAX}")
+    return int(raw)
+
+
 def _decode_cursor(cursor: str, key: str) -> int:
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise BadQuery("cursor is not one this registry issued") from exc
-    if not isinstance(value, dict) or not isinstance(value.get(key), int) or value[key] < 0:
+    if not isinstance(value, dict) or not isinstance(value.get(key), int) or not 0 <= value[key] <= QUERY_INT_MAX:
         raise BadQuery("cursor is not one this registry issued (or belongs to another kind of query)")
     return int(value[key])
 
@@ -437,6 +449,9 @@ class RegistryStore:
         of two organisations, submitted by the caller's current key; logged in the same transaction."""
         receipt = parsed.receipt
         claim = receipt.claim
+        if claim.ended_at / 1000.0 > self.clock() + CLOCK_WINDOW_SECONDS:
+            raise ReceiptRefused("the task ends in the future: a receipt is submitted after the work, and a "
+                                 "future date would escape the reputation's time decay")
 
         def work(conn: Connection) -> ReceiptResult:
             rows = {r.id: r for r in conn.execute(_SELECT_PARTIES, {"caller": claim.caller,

@@ -17,6 +17,7 @@ from test_node import write_config
 
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.receipts import TaskClaim, callee_sign, caller_countersign
 from guildnet.registry.client import RegistryClient, RegistryError
 
 
@@ -196,3 +197,72 @@ async def test_a_write_body_that_trickles_in_is_cut_off_with_408(db_url: str) ->
         writer.close()
         assert status_line.split()[1] == b"408"
         assert await snapshot(registry) == before
+
+
+async def test_numbers_json_cannot_carry_are_refused_and_never_served(db_url: str) -> None:
+    """NaN, Infinity and 1e999 parse in Python's json; stored, they would break every strict reader later."""
+    key, facts = new_org("acme").agent("poison")
+    async with live_registry(db_url) as registry:
+        before = await snapshot(registry)
+        facts_json = facts.to_json()
+        facts_json["model"]["cost_per_1k_input"] = "PLACEHOLDER"
+        for bad in ("NaN", "Infinity", "-Infinity", "1e999"):
+            payload = json.dumps({"action": "register", "facts": facts_json, "iat": int(time.time()),
+                                  "nonce": signed_write.new_nonce()}).replace('"PLACEHOLDER"', bad)
+            status, problem, _ = await post_jose(registry.url + "/v1/agents", _sign_raw(key, payload))
+            assert status == 400, (bad, problem)
+        too_new = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**31}})
+        assert (await post_jose(registry.url + "/v1/agents", too_new))[0] == 400
+        assert await snapshot(registry) == before
+
+
+def _sign_raw(key: SigningKey, payload_text: str) -> str:
+    header = jws.b64url_encode(json.dumps({"alg": "EdDSA", "kid": key.did}).encode())
+    body = jws.b64url_encode(payload_text.encode())
+    return f"{header}.{body}.{jws.b64url_encode(key.sign(f'{header}.{body}'.encode()))}"
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/log/entries?start=--5", "/v1/log/entries?start=%C2%B2", "/v1/log/entries?start=99999999999999999999",
+    "/v1/log/inclusion?index=%C2%B2", "/v1/log/consistency?old=4294967296", "/v1/watch?since=99999999999999999999",
+    "/v1/agents?cursor=eyJrIjogOTk5OTk5OTk5OTk5OTk5OTk5OTl9", "/log?start=%C2%B2",
+])
+async def test_integers_from_a_query_are_ascii_and_bounded(db_url: str, path: str) -> None:
+    """'²'.isdigit() is True and int('²') raises; 20 digits overflow the database: each was a 500."""
+    async with live_registry(db_url) as registry, aiohttp.ClientSession() as session:
+        async with session.get(registry.url + path) as response:
+            assert response.status == 400, await response.text()
+
+
+async def test_a_receipt_dated_in_the_future_is_refused(db_url: str) -> None:
+    """A future end time would escape the time decay for ever (and broke the callee's explorer page)."""
+    from test_registry_receipts import World, post_receipt
+
+    world = World()
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        await world.register(client)
+        before = await snapshot(registry)
+        claim = TaskClaim.model_validate({
+            "task_id": "from-the-future", "caller": world.caller.id, "callee": world.callee.id, "skill": "echo",
+            "input_sha256": "0" * 64, "output_sha256": "0" * 64, "started_at": 0, "ended_at": 2**53 - 2,
+            "status": "completed"})
+        token = caller_countersign(callee_sign(claim, world.callee_key), world.caller_key, "success")
+        status, problem = await post_receipt(registry, world.caller_key, token)
+        assert status == 422 and "future" in problem["detail"]
+        assert await snapshot(registry) == before
+        async with aiohttp.ClientSession() as session, session.get(f"{registry.url}/agents/{world.callee.id}") as page:
+            assert page.status == 200
+
+
+async def test_replicas_share_write_budgets_through_redis(db_url: str) -> None:
+    """``rate_limit_storage=redis://...``: two registry replicas count one key's writes together."""
+    key, facts = new_org("acme").agent("busy")
+    shared = {"write_rate_per_key": "3/minute", "rate_limit_storage": "redis://127.0.0.1:6379"}
+    async with live_registry(db_url, **shared) as first, live_registry(db_url, **shared) as second, \
+            RegistryClient(first.url) as via_first, RegistryClient(second.url) as via_second:
+        await via_first.register(facts, key)
+        await via_second.heartbeat(facts.id, key)
+        await via_first.heartbeat(facts.id, key)
+        with pytest.raises(RegistryError) as limited:
+            await via_second.heartbeat(facts.id, key)
+        assert limited.value.status == 429
