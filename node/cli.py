@@ -18,7 +18,7 @@ from typing import cast
 import click
 
 from guildnet.protocols.keys import KeyFileError, SigningKey
-from guildnet.registry.cli import log_options, registry_group, run_server, setup_logging
+from guildnet.registry.cli import check_db_url, check_http_url, log_options, registry_group, run_server, setup_logging
 from guildnet.registry.client import RegistryError
 
 from .config import ConfigError, load_config, with_overrides
@@ -74,7 +74,7 @@ def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool, as_j
     key = SigningKey.generate()
     try:
         key.save(path, _passphrase(passphrase_env, ask, confirm=True), overwrite=force)
-    except KeyFileError as exc:
+    except (KeyFileError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
@@ -94,7 +94,7 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -
     """
     try:
         key = SigningKey.load(path, _passphrase(passphrase_env, ask, confirm=False))
-    except KeyFileError as exc:
+    except (KeyFileError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
@@ -126,8 +126,9 @@ def _load_node(config_path: str, *, host: str | None = None, port: int | None = 
 @click.option("--host", help="Override [node] host (env GUILDNET_NODE_HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Override [node] port (env GUILDNET_NODE_PORT).")
 @click.option("--public-url", help="Override [node] public_url (env GUILDNET_NODE_PUBLIC_URL).")
-@click.option("--db", help="Override [node] db (env GUILDNET_NODE_DB).")
-@click.option("--registry", "registry_url", help="Override [node] registry (env GUILDNET_REGISTRY).")
+@click.option("--db", callback=check_db_url, help="Override [node] db (env GUILDNET_NODE_DB).")
+@click.option("--registry", "registry_url", callback=check_http_url,
+              help="Override [node] registry (env GUILDNET_REGISTRY).")
 @log_options  # type: ignore[untyped-decorator]  # mypy resolves guildnet.* imports to Any
 def node_run(config: str, host: str | None, port: int | None, public_url: str | None, db: str | None,
              registry_url: str | None, log_format: str, log_level: str) -> None:
@@ -176,7 +177,8 @@ def node_mcp_stdio(config: str) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Your node's TOML config (its registry, organisation and agent keys).")
 @click.option("--as", "as_agent", help="Call as this agent of the node (default: its first agent).")
-@click.option("--deadline", default=30.0, show_default=True, type=float, help="Seconds for the whole task.")
+@click.option("--deadline", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds for the whole task.")
 @click.option("--budget", type=float, help="Most a task may cost (in the peers' currency).")
 @click.option("--min-reputation", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Reputation lower bound a peer must clear to be preferred.")
@@ -232,11 +234,14 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
         if as_json:
             click.echo(json.dumps({"output": result.output, "agent": result.agent.id, "name": result.agent.facts.name,
                                    "traceparent": result.traceparent, "receipt": result.receipt,
+                                   "receipt_refused": next(iter(delegator.refused_receipts), None),
                                    "attempts": [asdict(a) for a in result.attempts]}, indent=2))
         else:
             click.echo(json.dumps(result.output))
+            receipt = (f"receipt refused by the registry: {delegator.refused_receipts[0]}"
+                       if delegator.refused_receipts else "receipt countersigned and accepted by the registry")
             click.echo(f"by {result.agent.facts.name} of {result.agent.facts.organisation.name} ({result.agent.id}); "
-                       f"trace {result.traceparent}; receipt countersigned and submitted", err=True)
+                       f"trace {result.traceparent}; {receipt}", err=True)
         return 0
 
     sys.exit(asyncio.run(go()))

@@ -96,6 +96,8 @@ class Delegator:
     max_attempts: int = 3
     recorder: Callable[[CallRecord], Awaitable[None]] | None = None
     """Where outbound calls go as process data (the node's process log); None records nothing."""
+    refused_receipts: list[str] = field(default_factory=list)
+    """Why the registry refused receipts this delegator submitted (see :meth:`flush`)."""
     _reputation: dict[tuple[str, str], tuple[float, float, float, float]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
@@ -260,6 +262,7 @@ class Delegator:
                 await self.registry.submit_receipt(receipt, self.key)
             except (RegistryError, OSError) as exc:
                 log.warning("receipt not accepted by the registry: %s", exc)
+                self.refused_receipts.append(str(exc))
 
         task = asyncio.create_task(submit())
         self._submissions.add(task)

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from guildnet.registry.cli import check_db_url
 
 from . import flywheel
 from .config import ConfigError, load_config, resolve_db_url
@@ -22,7 +25,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _source(function: F) -> F:
     function = click.option("--days", type=float, help="Only the last N days.")(function)
-    function = click.option("--db", help="The node database URL (instead of --config).")(function)
+    function = click.option("--db", callback=check_db_url,
+                            help="The node database URL (instead of --config).")(function)
     return click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
                         help="The node's TOML config: its [node] db holds the process data.")(function)
 
@@ -51,6 +55,10 @@ def _run(config_path: str | None, db: str | None, work: Callable[[Any], Awaitabl
         return asyncio.run(go())
     except (OSError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:  # no such database file, server unreachable, not a node's database
+        click.echo(f"error: cannot read process data from {url.split('@')[-1]}: {exc.__class__.__name__}: "
+                   f"{str(exc).splitlines()[0]}", err=True)
         sys.exit(1)
 
 

@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from click.core import ParameterSource
@@ -151,9 +152,34 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
     return value
 
 
+def check_http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An ``http(s)://host[:port]`` base URL, or a usage error (exit 2) naming what is wrong with it."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port outside 0-65535)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL: {exc}", ctx, param) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL with a host", ctx, param)
+    return value
+
+
+def check_db_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A SQLite or PostgreSQL URL (the two back ends guildnet runs on), or a usage error (exit 2)."""
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise click.BadParameter(f"{value!r}: use sqlite:///FILE or postgresql://USER@HOST/DB", ctx, param)
+    return value
+
+
 def registry_option() -> Callable[[F], F]:
     return click.option("--registry", "registry_url", envvar="GUILDNET_REGISTRY", default=DEFAULT_REGISTRY,
-                        show_default=True, help="Base URL of the registry (env GUILDNET_REGISTRY).")
+                        show_default=True, callback=check_http_url,
+                        help="Base URL of the registry (env GUILDNET_REGISTRY).")
 
 
 @click.group("registry")
@@ -171,7 +197,7 @@ def registry_group() -> None:
 @click.option("--port", default=8400, show_default=True, type=click.IntRange(1, 65535), envvar="GUILDNET_REGISTRY_PORT",
               help="Port to listen on (env GUILDNET_REGISTRY_PORT).")
 @click.option("--db", "db_url", default="sqlite:///guildnet-registry.db", show_default=True,
-              envvar="GUILDNET_REGISTRY_DB",
+              envvar="GUILDNET_REGISTRY_DB", callback=check_db_url,
               help="SQLAlchemy URL: a SQLite file, or postgresql://user@host/db for several replicas "
                    "(env GUILDNET_REGISTRY_DB).")
 @click.option("--watch-poll-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),

@@ -142,20 +142,25 @@ async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
 
     import aiohttp
 
-    stderr = stderr or tempfile.TemporaryFile()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(150):
-            if process.returncode is not None:
-                stderr.seek(0)
-                raise RuntimeError(f"guildnet {args[:2]} exited: {stderr.read().decode()[-2000:]}")
-            try:
-                async with session.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return process
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
+    own = stderr is None
+    log = stderr or tempfile.TemporaryFile()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(150):
+                if process.returncode is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"guildnet {args[:2]} exited: {log.read().decode()[-2000:]}")
+                try:
+                    async with session.get(url + "/healthz") as response:
+                        if response.status == 200:
+                            return process
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+    finally:
+        if own:
+            log.close()  # the child holds its own descriptor of the file
     process.kill()
     raise RuntimeError(f"guildnet {args[:2]} did not become ready")
 

@@ -83,3 +83,26 @@ async def test_registry_serve_search_show(tmp_path: Path) -> None:
         assert missing.returncode == 1 and "404" in missing.stderr and "Traceback" not in missing.stderr
     unreachable = guildnet("registry", "search", "--registry", "http://127.0.0.1:9")
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["keys", "new", "/nonexistent/dir/x.key"], 1),
+    (["registry", "search", "--registry", "not-a-url"], 2),
+    (["registry", "search", "--registry", "ftp://x"], 2),
+    (["registry", "search", "--registry", "http://127.0.0.1:99999"], 2),
+    (["registry", "search", "--registry", "http://[::1"], 2),
+    (["registry", "serve", "--port", "70000"], 2),
+    (["registry", "serve", "--db", "mysql://x"], 2),
+    (["registry", "serve", "--rate-limit-storage", "bogus://x"], 2),
+    (["flywheel", "report", "--db", "not-a-url"], 2),
+    (["flywheel", "report", "--db", "sqlite:////nonexistent/x.db"], 1),
+])
+def test_mistakes_get_one_line_and_the_documented_exit_code(args: list[str], code: int) -> None:
+    """Each of these printed a Python traceback before (found by review)."""
+    from click.testing import CliRunner
+
+    from guildnet.node.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
