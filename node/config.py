@@ -71,6 +71,18 @@ class NodeConfig:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+NODE_KEYS = frozenset({"org_name", "org_key", "host", "port", "public_url", "db", "registry", "pii", "pii_key_env",
+                       "retention_days"})
+AGENT_KEYS = frozenset({"agent", "key", "ttl_seconds"})
+
+
+def _no_unknown_keys(table: dict[str, Any], known: frozenset[str], where: str) -> None:
+    """A misspelt key (``registy = ...``) would otherwise be ignored and the node run without it."""
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+
+
 def _field(table: dict[str, Any], name: str, kind: type, where: str, default: Any = ...) -> Any:
     if name not in table:
         if default is ...:
@@ -136,10 +148,12 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> N
         where = f"{source} [[agents]] #{index + 1}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
+        _no_unknown_keys(entry, AGENT_KEYS, where)
         agents.append(AgentConfig(agent=_field(entry, "agent", str, where),
                                   key=base / _field(entry, "key", str, where),
                                   ttl_seconds=_field(entry, "ttl_seconds", int, where, 60)))
     where = f"{source} [node]"
+    _no_unknown_keys(node, NODE_KEYS, where)
     config = NodeConfig(
         org_name=_field(node, "org_name", str, where),
         org_key=base / _field(node, "org_key", str, where),

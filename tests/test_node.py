@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from mcp import Client, StdioServerParameters
 from registry_support import cli_process, free_port, registry_process
 
@@ -164,3 +165,12 @@ def test_an_agent_file_may_import_its_neighbours(tmp_path: Path) -> None:
         "from shared_words import GREETING\nfrom guildnet.node.agent import FunctionAgent\n"
         "agent = FunctionAgent(GREETING)\n")
     assert load_agent("greeter.py:agent", tmp_path).name == "hello"
+
+
+def test_a_misspelt_config_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    from guildnet.node.config import ConfigError, load_config
+
+    config = write_config(tmp_path, free_port(), None)
+    config.write_text(config.read_text().replace('org_name = "echo-org"', 'org_name = "echo-org"\nregisty = "x"'))
+    with pytest.raises(ConfigError, match=r"unknown keys.*registy"):
+        load_config(config, {})
