@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tomllib
 from collections.abc import Callable
@@ -86,6 +87,13 @@ def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> 
     exit status 1, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    async def finish_in_peace(_app: Any) -> None:
+        # a second SIGTERM (GNU timeout, a supervisor's retry) during cleanup cancelled the database pool's
+        # dispose mid-way: a traceback and exit 1 instead of a clean stop
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_IGN)
+
+    app.on_shutdown.append(finish_in_peace)
     try:
         # idle keep-alive connections close after 15 s (aiohttp's default is 75 s): a thousand idle sockets from
         # one client must not be free to hold; slow headers need a reverse proxy (aiohttp has no timeout for them)
