@@ -18,16 +18,14 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from measure import percentile
+from processes import free_port, guildnet_process
 
 from guildnet.node.a2a_client import A2AClient
 from guildnet.node.delegation import Delegator
@@ -39,27 +37,6 @@ from guildnet.registry.client import RegistryClient
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("results")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start(*args: str, url: str) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "guildnet.node.cli", *args,
-                                                   stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.DEVNULL)
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return process
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    raise RuntimeError(f"{args[:2]} did not start")
 
 
 async def main(requests: int) -> dict[str, Any]:
@@ -78,10 +55,11 @@ registry = "{registry_url}"
 agent = "{ROOT / 'examples/echo/agent.py'}:agent"
 key = "echo.key"
 """)
-    processes = [await start("registry", "serve", "--port", str(registry_port), "--db",
-                             f"sqlite:///{tmp}/registry.db", url=registry_url)]
-    processes.append(await start("node", "run", str(tmp / "node.toml"), url=f"http://127.0.0.1:{node_port}"))
-    try:
+    # the caller's key submits a receipt per task, faster than a key's default write budget allows
+    registry_args = ["registry", "serve", "--port", str(registry_port), "--db", f"sqlite:///{tmp}/registry.db",
+                     "--write-rate-per-key", "off"]
+    async with guildnet_process(registry_args, registry_port, tmp / "registry.log"), \
+            guildnet_process(["node", "run", str(tmp / "node.toml")], node_port, tmp / "node.log"):
         async with RegistryClient(registry_url) as registry, A2AClient() as client:
             org, caller = SigningKey.generate(), SigningKey.generate()
             await registry.register(AgentFacts.model_validate({
@@ -124,10 +102,6 @@ key = "echo.key"
             head = await registry.log_head()
             entries = await registry.log_entries(max(0, head.size - 256), head.size)
             accepted = sum(entry["kind"] == "receipt" for entry in entries)
-    finally:
-        for process in processes:
-            process.terminate()
-            await process.wait()
     return {
         "requests": len(bare),
         "bare": {"p50_ms": percentile(sorted(bare), 50), "p99_ms": percentile(sorted(bare), 99),

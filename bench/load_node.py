@@ -32,8 +32,6 @@ import json
 import os
 import platform
 import shutil
-import socket
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +41,7 @@ from typing import Any
 
 import aiohttp
 from measure import percentile
+from processes import free_port, guildnet_process
 from pydantic import BaseModel
 
 from guildnet.node.a2a_client import A2AClient
@@ -74,12 +73,6 @@ stuck_agent.add_skill(_hang, id="hang", name="Hang", description="Waits an hour,
 
 
 # ---- the node process --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def node_config(directory: Path, port: int) -> Path:
     """A node.toml serving this file's two agents on 127.0.0.1:``port``, keys and database in ``directory``."""
     here = Path(__file__).resolve()
@@ -106,35 +99,9 @@ key = "{directory / 'stuck.key'}"
 async def start_node(directory: Path, *, pinned: bool = False) -> AsyncIterator[str]:
     """``guildnet node run`` in its own process; yields the base URL once /healthz answers."""
     port = free_port()
-    command = [sys.executable, "-m", "guildnet.node.cli", "node", "run", str(node_config(directory, port))]
-    if pinned:
-        command = ["taskset", "-c", "0", *command]
-    log_path = directory / "node.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                                                       stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for _ in range(300):
-                if process.returncode is not None:
-                    raise RuntimeError(f"node exited: {log_path.read_text(errors='replace')[-2000:]}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("node did not become ready in 30 s")
-        yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    async with guildnet_process(["node", "run", str(node_config(directory, port))], port, directory / "node.log",
+                                pinned=pinned):
+        yield f"http://127.0.0.1:{port}"
 
 
 # ---- requests ----------------------------------------------------------------------------------------------

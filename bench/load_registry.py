@@ -34,8 +34,6 @@ import os
 import platform
 import random
 import shutil
-import socket
-import sys
 import tempfile
 import time
 import uuid
@@ -47,6 +45,7 @@ from typing import Any
 
 import aiohttp
 from measure import cpu_seconds, percentile, rss_mb
+from processes import free_port, guildnet_process
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
@@ -55,12 +54,6 @@ from guildnet.protocols.keys import SigningKey
 RESULTS = Path(__file__).with_name("results")
 PG_ADMIN = os.environ.get("GUILDNET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 JOSE = {"Content-Type": "application/jose"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -73,35 +66,9 @@ class Registry:
 async def start_registry(db_url: str, key_path: str, *, pinned: bool = False) -> AsyncIterator[Registry]:
     """``guildnet registry serve`` as its own process on a free 127.0.0.1 port, until the block ends."""
     port = free_port()
-    command = [sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port),
-               "--db", db_url, "--key", key_path]
-    if pinned:
-        command = ["taskset", "-c", "0", *command]  # taskset execs: the pid stays the registry's
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for _ in range(300):
-                if process.returncode is not None:
-                    assert process.stderr is not None
-                    raise RuntimeError(f"registry exited: {(await process.stderr.read()).decode()[-2000:]}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("registry did not become ready in 30 s")
-        yield Registry(url, process.pid)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+    args = ["registry", "serve", "--port", str(port), "--db", db_url, "--key", key_path]
+    async with guildnet_process(args, port, Path(key_path).with_suffix(".log"), pinned=pinned) as process:
+        yield Registry(f"http://127.0.0.1:{port}", process.pid)
 
 
 @contextlib.asynccontextmanager

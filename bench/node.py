@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from typing import Any
 
 import aiohttp
 from measure import cpu_seconds, percentile
+from processes import free_port
 
 SERVERS = Path(__file__).with_name("node_servers.py")
 RESULTS = Path(__file__).with_name("results")
@@ -238,12 +238,6 @@ async def measure(server: Server, case: Case, requests: int, seconds: float) -> 
 
 
 # ---- servers -----------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def start(kind: str, store: str, tmp: Path, pinned: bool) -> Server:
     port = free_port()
     command = [sys.executable, str(SERVERS), kind, store, str(port)]

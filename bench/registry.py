@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from measure import percentile
+from processes import free_port, guildnet_process
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
@@ -61,12 +61,6 @@ def verify_ceiling(seconds: float = 3.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, index: int) -> str:
     key = SigningKey.generate()
     skills = rng.sample(SKILLS, rng.randint(1, 3))
@@ -82,21 +76,6 @@ def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, in
                   "cost_per_1k_output": 0.00004},
     }
     return signed_write.make(key, {"action": "register", "facts": facts})
-
-
-async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if process.returncode is not None:
-                raise RuntimeError("registry process exited during start-up")
-            try:
-                async with session.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("registry did not start")
 
 
 async def register_all(url: str, agents: int, concurrency: int, chunk: int = 5000) -> tuple[float, int]:
@@ -166,28 +145,25 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int)
         db = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port", str(port), "--db", db]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
-                                                   stderr=asyncio.subprocess.DEVNULL)
+    # the capacity measured here is the registry's own, so the per-address write limit is off (one client
+    # sends every registration)
+    args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off"]
     try:
-        await wait_ready(url, process)
-        print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
-        rate, failures = await register_all(url, agents, concurrency)
-        ids = await some_ids(url, 50)
-        result = {
-            "backend": backend, "agents": agents, "registrations_per_s": rate, "failed_registrations": failures,
-            "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
-            # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
-            "search_text": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in WORDS[:100]], repeats),
-            "search_text_common": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS], repeats),
-            "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
-        }
+        async with guildnet_process(args, port, Path(tmp) / "registry.log", pinned=shutil.which("taskset") is not None):
+            print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
+            rate, failures = await register_all(url, agents, concurrency)
+            ids = await some_ids(url, 50)
+            result = {
+                "backend": backend, "agents": agents, "registrations_per_s": rate, "failed_registrations": failures,
+                "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
+                # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
+                "search_text": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in WORDS[:100]], repeats),
+                "search_text_common": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS],
+                                                    repeats),
+                "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
+            }
         return result
     finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
         shutil.rmtree(tmp, ignore_errors=True)
         if pg_name:
             admin = await asyncpg.connect(PG_ADMIN)

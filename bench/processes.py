@@ -1,0 +1,55 @@
+"""Servers a benchmark runs as their own processes: ``guildnet ...`` on a free 127.0.0.1 port, until healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def guildnet_process(args: list[str], port: int, log_path: Path, *,
+                           pinned: bool = False) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``guildnet ARGS`` serving on ``port``; yields the process once ``/healthz`` answers, stops it after.
+
+    Its output goes to ``log_path`` (a file, never a pipe nobody reads); ``pinned`` runs it on core 0 (taskset
+    execs, so the pid stays the server's) and leaves the other core to the load generator."""
+    command = [sys.executable, "-m", "guildnet.node.cli", *args]
+    if pinned:
+        command = ["taskset", "-c", "0", *command]
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                                       stderr=log)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for _ in range(300):
+                if process.returncode is not None:
+                    output = await asyncio.to_thread(log_path.read_text, errors="replace")
+                    raise RuntimeError(f"guildnet {args[0]} exited: {output[-2000:]}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        if response.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"guildnet {args[0]} did not become ready in 30 s")
+        yield process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
