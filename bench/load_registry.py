@@ -66,7 +66,9 @@ class Registry:
 async def start_registry(db_url: str, key_path: str, *, pinned: bool = False) -> AsyncIterator[Registry]:
     """``guildnet registry serve`` as its own process on a free 127.0.0.1 port, until the block ends."""
     port = free_port()
-    args = ["registry", "serve", "--port", str(port), "--db", db_url, "--key", key_path]
+    # every watcher connects from 127.0.0.1: lift the per-address cap past the benchmark's watchers
+    args = ["registry", "serve", "--port", str(port), "--db", db_url, "--key", key_path, "--max-watchers-per-ip",
+            "100000"]
     async with guildnet_process(args, port, Path(key_path).with_suffix(".log"), pinned=pinned) as process:
         yield Registry(f"http://127.0.0.1:{port}", process.pid)
 

@@ -118,7 +118,8 @@ def log_options(command: F) -> F:
 _FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path", "pretrusted": "pretrusted",
               "watch_poll_interval": "watch_poll_interval", "reputation_interval": "reputation_interval",
               "log_format": "log_format", "log_level": "log_level", "write_rate_per_ip": "write_rate_per_ip",
-              "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage"}
+              "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage",
+              "max_watchers_per_ip": "max_watchers_per_ip"}
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -227,13 +228,17 @@ def registry_group() -> None:
 @click.option("--write-rate-per-key", default="600/minute", show_default=True, callback=_rate,
               envvar="GUILDNET_REGISTRY_WRITE_RATE_PER_KEY",
               help="Signed writes one (verified) key may send; 'off' for no limit.")
+@click.option("--max-watchers-per-ip", default=1000, show_default=True, type=click.IntRange(1),
+              envvar="GUILDNET_REGISTRY_MAX_WATCHERS_PER_IP",
+              help="Open /v1/watch connections one client address may hold; more get 429.")
 @click.option("--rate-limit-storage", default="memory://", show_default=True,
               envvar="GUILDNET_REGISTRY_RATE_LIMIT_STORAGE",
               help="Where write counts live: memory:// (per replica) or redis://HOST:6379 (shared by replicas).")
 @log_options
 def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
           pretrusted: tuple[str, ...], reputation_interval: float, write_rate_per_ip: str | None,
-          write_rate_per_key: str | None, rate_limit_storage: str, log_format: str, log_level: str) -> None:
+          write_rate_per_key: str | None, max_watchers_per_ip: int, rate_limit_storage: str, log_format: str,
+          log_level: str) -> None:
     """Serve the registry API (also /healthz, /readyz and Prometheus /metrics).
 
     \b
@@ -264,7 +269,8 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
         app = create_app(RegistryConfig(db_url=normalise_url(db_url), watch_poll_interval=watch_poll_interval,
                                         key_path=key_path, pretrusted_orgs=pretrusted,
                                         reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
-                                        write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage))
+                                        write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage,
+                                        max_watchers_per_ip=max_watchers_per_ip))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
     log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])

@@ -97,7 +97,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/watch": {"get": {
                 "summary": "WebSocket stream of index changes; resume with ?since=SEQ",
                 "parameters": [_query_int("since")],
-                "responses": {"101": {"description": "switching to WebSocket"}, "400": _PROBLEM}}},
+                "responses": {"101": {"description": "switching to WebSocket"}, "400": _PROBLEM,
+                              "429": _PROBLEM, "503": _PROBLEM}}},
             "/healthz": {"get": {"summary": "liveness of the registry process",
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "readiness: the database answers",

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
@@ -27,7 +28,7 @@ from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
-from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, RegistryConfig
+from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
@@ -242,9 +243,21 @@ async def watch(request: web.Request) -> web.StreamResponse:
     since = query_int(request.query.get("since") or "0", "since")
     if since < 0:
         raise BadQuery("since must be >= 0")
+    config, watchers, address = request.app[CONFIG], request.app[WATCHERS], request.remote or "unknown"
+    refusal = None
+    if watchers[address] >= config.max_watchers_per_ip:
+        refusal = problem(429, "Too many watchers", f"one address may hold {config.max_watchers_per_ip} watch "
+                          "connections; close one first (one connection carries every change)")
+    elif watchers.total() >= config.max_watchers:
+        refusal = problem(503, "Too many watchers", f"this replica serves {config.max_watchers} watch "
+                          "connections at most; retry, or watch through another replica")
+    if refusal is not None:
+        refusal.headers["Retry-After"] = "5"
+        return refusal
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     hub = request.app[HUB]
+    watchers[address] += 1
 
     async def pump() -> None:
         async for change in hub.subscribe(since):
@@ -256,6 +269,9 @@ async def watch(request: web.Request) -> web.StreamResponse:
             if message.type == WSMsgType.ERROR:
                 break
     finally:
+        watchers[address] -= 1
+        if not watchers[address]:
+            del watchers[address]
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
             await sender
@@ -340,6 +356,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[collected.middleware(), problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONFIG] = config = config or RegistryConfig()
     app[METRICS] = collected
+    app[WATCHERS] = Counter()
     app[LIMITS] = WriteLimits(config.write_rate_per_ip, config.write_rate_per_key, config.rate_limit_storage)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/v1/agents", register)

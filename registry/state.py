@@ -7,6 +7,7 @@ without importing each other.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +42,10 @@ class RegistryConfig:
     TCP peer: behind a load balancer, limit per address there."""
     write_rate_per_key: str | None = "600/minute"
     """Signed writes one verified key may send; ``None``: unlimited."""
+    max_watchers: int = 10_000
+    """Open ``/v1/watch`` sockets the replica serves at most (each holds a bounded queue); more get 503."""
+    max_watchers_per_ip: int = 1_000
+    """Open watch sockets one client address may hold; more get 429."""
     body_timeout: float = 10.0
     """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
     rate_limit_storage: str = "memory://"
@@ -54,3 +59,5 @@ LOG = web.AppKey("log", TransparencyLog)
 REPUTATION = web.AppKey("reputation", ReputationService)
 METRICS = web.AppKey("metrics", RegistryMetrics)
 LIMITS = web.AppKey("limits", WriteLimits)
+WATCHERS = web.AppKey("watchers", Counter[str])
+"""Open watch sockets per client address."""

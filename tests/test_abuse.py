@@ -19,6 +19,7 @@ from guildnet.protocols import jws, signed_write
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.receipts import TaskClaim, callee_sign, caller_countersign
 from guildnet.registry.client import RegistryClient, RegistryError
+from guildnet.registry.server import WATCHERS
 
 
 async def post_jose(url: str, token: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -266,3 +267,35 @@ async def test_replicas_share_write_budgets_through_redis(db_url: str) -> None:
         with pytest.raises(RegistryError) as limited:
             await via_second.heartbeat(facts.id, key)
         assert limited.value.status == 429
+
+
+async def test_watch_connections_are_capped_per_address_and_per_replica(db_url: str) -> None:
+    async with live_registry(db_url, max_watchers_per_ip=2, max_watchers=3) as registry, \
+            aiohttp.ClientSession() as session:
+        url = registry.url + "/v1/watch"
+        first, second = await session.ws_connect(url), await session.ws_connect(url)
+        async with session.get(url, headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                             "Sec-WebSocket-Version": "13",
+                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as refused:
+            assert refused.status == 429 and refused.headers["Retry-After"] == "5"
+        await first.close()
+        async with asyncio.timeout(5):
+            while True:  # the server notices the close, then the address has room again
+                try:
+                    third = await session.ws_connect(url)
+                    break
+                except aiohttp.WSServerHandshakeError:
+                    await asyncio.sleep(0.05)
+        registry.app[WATCHERS]["10.0.0.9"] = 2  # two sockets of another client: 2 + 2 fill the replica
+        with pytest.raises(aiohttp.WSServerHandshakeError) as full:
+            await session.ws_connect(url)
+        assert full.value.status == 429  # this address is at its own cap first
+        await third.close()
+        for _ in range(100):  # until the server has noticed the close
+            if registry.app[WATCHERS]["127.0.0.1"] <= 1:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as full:
+            await session.ws_connect(url)
+        assert full.value.status == 503  # room at this address, none in the replica (1 + 2 of 3)
+        await second.close()
