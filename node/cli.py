@@ -129,7 +129,7 @@ def _load_node(config_path: str, *, host: str | None = None, port: int | None = 
 @click.option("--db", callback=check_db_url, help="Override [node] db (env GUILDNET_NODE_DB).")
 @click.option("--registry", "registry_url", callback=check_http_url,
               help="Override [node] registry (env GUILDNET_REGISTRY).")
-@log_options  # type: ignore[untyped-decorator]  # mypy resolves guildnet.* imports to Any
+@log_options
 def node_run(config: str, host: str | None, port: int | None, public_url: str | None, db: str | None,
              registry_url: str | None, log_format: str, log_level: str) -> None:
     """Serve every agent of CONFIG on one port (A2A, MCP at /mcp, /healthz, /readyz, /metrics).

@@ -7,6 +7,8 @@ Spec: https://w3c-ccg.github.io/did-method-key/
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import base58
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -52,7 +54,7 @@ def public_key_from_did(did: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(public_bytes_from_did(did))
 
 
-def is_did_key(value: object) -> bool:
+def is_did_key(value: object) -> TypeGuard[str]:
     if not isinstance(value, str):
         return False
     try:
