@@ -22,8 +22,8 @@ from . import jws
 from .did import is_did_key
 from .keys import SigningKey
 
-MAX_VERSION = 2**31 - 1
-"""The registry stores versions as a 32-bit integer column (a node uses unix seconds: enough until 2038)."""
+MAX_VERSION = 2**53 - 1
+"""The largest version every JSON reader holds exactly (JavaScript numbers); a node versions with unix seconds."""
 MAX_SKILLS = 64
 MAX_TAGS = 32
 MAX_SCHEMA_BYTES = 32 * 1024

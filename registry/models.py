@@ -28,7 +28,7 @@ class AgentRow(Base):
     org_name: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text)
     tags: Mapped[str] = mapped_column(Text)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     facts: Mapped[str] = mapped_column(Text)
     jws: Mapped[str] = mapped_column(Text)
     ttl_seconds: Mapped[int] = mapped_column(Integer)

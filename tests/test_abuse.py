@@ -212,9 +212,11 @@ async def test_numbers_json_cannot_carry_are_refused_and_never_served(db_url: st
                                   "nonce": signed_write.new_nonce()}).replace('"PLACEHOLDER"', bad)
             status, problem, _ = await post_jose(registry.url + "/v1/agents", _sign_raw(key, payload))
             assert status == 400, (bad, problem)
-        too_new = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**31}})
-        assert (await post_jose(registry.url + "/v1/agents", too_new))[0] == 400
+        too_new = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**53}})
+        assert (await post_jose(registry.url + "/v1/agents", too_new))[0] == 400  # past exact JSON integers
         assert await snapshot(registry) == before
+        after_2038 = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**31}})
+        assert (await post_jose(registry.url + "/v1/agents", after_2038))[0] == 201  # unix seconds in 2038
 
 
 def _sign_raw(key: SigningKey, payload_text: str) -> str:
