@@ -105,7 +105,9 @@ class SearchPage:
     """The registry's change-feed position when the page was read: watch from here to miss nothing."""
 
 
-def _verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
+def verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
+    """An agent record as the registry serves it, checked: the facts are signed by a key of the agent (the
+    JWS, when present or ``require_jws``), match what was signed, and carry a valid organisation endorsement."""
     facts = AgentFacts.model_validate(body["facts"])
     token = body.get("jws")
     if token is not None:
@@ -222,7 +224,7 @@ class RegistryClient:
     async def get(self, agent_id: str, *, verify_inclusion: bool = False) -> AgentEntry:
         """One agent, signatures checked; with ``verify_inclusion`` its registration is also proven to be in
         the registry's current (verified, consistent) log head, else :class:`UntrustworthyRecord`."""
-        entry = _verify_entry(await self._get_json(f"/v1/agents/{quote(agent_id)}"), require_jws=True)
+        entry = verify_entry(await self._get_json(f"/v1/agents/{quote(agent_id)}"), require_jws=True)
         if verify_inclusion:
             await self._check_inclusion(entry)
         return entry
@@ -295,7 +297,7 @@ class RegistryClient:
             params["live"] = "true" if live else "false"
         async with self.session.get(self._url("/v1/agents"), params=params) as response:
             body = await self._check(response)
-        return SearchPage([_verify_entry(entry, require_jws=False) for entry in body["agents"]], body["next"],
+        return SearchPage([verify_entry(entry, require_jws=False) for entry in body["agents"]], body["next"],
                           int(body.get("seq", 0)))
 
     async def watch(self, since: int = 0, *, reconnect_delay: float = 0.5) -> AsyncIterator[dict[str, Any]]:

@@ -37,7 +37,7 @@ from aiohttp import web
 from guildnet.protocols import jws
 from guildnet.protocols.merkle import InvalidCheckpoint, InvalidProof, leaf_hash, verify_checkpoint, verify_inclusion
 
-from .client import UntrustworthyRecord, _verify_entry
+from .client import UntrustworthyRecord, verify_entry
 from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
 from .log import LogRangeError, SignedHead, TransparencyLog, leaf_data
 from .reputation import DAY, Params, Score
@@ -246,10 +246,10 @@ class RegistrationCheck:
 
 
 def check_registration(record: AgentRecord) -> RegistrationCheck:
-    """Re-verify the stored registration as a client would (:func:`client._verify_entry`): the JWS signature
+    """Re-verify the stored registration as a client would (:func:`client.verify_entry`): the JWS signature
     under a key of the agent, the facts served equal to the facts signed, the organisation's endorsement."""
     try:
-        _verify_entry(json.loads(record.to_json_text(with_jws=True)), require_jws=True)
+        verify_entry(json.loads(record.to_json_text(with_jws=True)), require_jws=True)
     except (UntrustworthyRecord, ValueError) as exc:
         return RegistrationCheck(False, str(exc), None)
     signer = str(jws.read_header(record.jws)["kid"])

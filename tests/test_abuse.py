@@ -28,6 +28,13 @@ async def post_jose(url: str, token: str) -> tuple[int, dict[str, Any], dict[str
         return response.status, await response.json(content_type=None), dict(response.headers)
 
 
+def sign_raw(key: SigningKey, payload_text: str) -> str:
+    """A validly signed write whose payload is exactly ``payload_text`` (JSON no serialiser of ours would emit)."""
+    header = jws.b64url_encode(json.dumps({"alg": "EdDSA", "kid": key.did}).encode())
+    body = jws.b64url_encode(payload_text.encode())
+    return f"{header}.{body}.{jws.b64url_encode(key.sign(f'{header}.{body}'.encode()))}"
+
+
 async def test_per_key_write_limit_answers_429_with_retry_after_and_stores_nothing(db_url: str) -> None:
     acme = new_org("acme")
     key, facts = acme.agent("busy")
@@ -173,11 +180,8 @@ async def test_deeply_nested_signed_payload_is_a_400_and_stores_nothing(db_url: 
     """Validly signed by some key, 50,000 arrays deep: json.loads would raise RecursionError (a 500 before)."""
     key = SigningKey.generate()
     deep = "[" * 50_000 + "]" * 50_000
-    payload = (f'{{"action":"register","iat":{int(time.time())},"nonce":"{signed_write.new_nonce()}",'
-               f'"facts":{deep}}}').encode()
-    header = jws.b64url_encode(json.dumps({"alg": "EdDSA", "kid": key.did}).encode())
-    body = jws.b64url_encode(payload)
-    token = f"{header}.{body}.{jws.b64url_encode(key.sign(f'{header}.{body}'.encode()))}"
+    token = sign_raw(key, f'{{"action":"register","iat":{int(time.time())},"nonce":"{signed_write.new_nonce()}",'
+                          f'"facts":{deep}}}')
     async with live_registry(db_url) as registry:
         before = await snapshot(registry)
         status, problem, _ = await post_jose(registry.url + path, token)
@@ -210,19 +214,13 @@ async def test_numbers_json_cannot_carry_are_refused_and_never_served(db_url: st
         for bad in ("NaN", "Infinity", "-Infinity", "1e999"):
             payload = json.dumps({"action": "register", "facts": facts_json, "iat": int(time.time()),
                                   "nonce": signed_write.new_nonce()}).replace('"PLACEHOLDER"', bad)
-            status, problem, _ = await post_jose(registry.url + "/v1/agents", _sign_raw(key, payload))
+            status, problem, _ = await post_jose(registry.url + "/v1/agents", sign_raw(key, payload))
             assert status == 400, (bad, problem)
         too_new = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**53}})
         assert (await post_jose(registry.url + "/v1/agents", too_new))[0] == 400  # past exact JSON integers
         assert await snapshot(registry) == before
         after_2038 = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**31}})
         assert (await post_jose(registry.url + "/v1/agents", after_2038))[0] == 201  # unix seconds in 2038
-
-
-def _sign_raw(key: SigningKey, payload_text: str) -> str:
-    header = jws.b64url_encode(json.dumps({"alg": "EdDSA", "kid": key.did}).encode())
-    body = jws.b64url_encode(payload_text.encode())
-    return f"{header}.{body}.{jws.b64url_encode(key.sign(f'{header}.{body}'.encode()))}"
 
 
 @pytest.mark.parametrize("path", [
