@@ -10,6 +10,7 @@
     registry = "http://127.0.0.1:8400"      # optional: without it the node serves A2A and MCP only
     pii = "redact"                          # process data: "redact" PII, or "hash" it with a key ...
     pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
+    pii_names = "auto"                      # person names: "auto" if spaCy is installed, "on" (required), "off"
     retention_days = 30                     # process data older than this is deleted
 
     [[agents]]
@@ -32,12 +33,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from guildnet.protocols.keys import SigningKey
 
 from .agent import Agent
-from .pii import Scrubber
+from .pii import NameDetectionUnavailable, NamesSetting, Scrubber
 
 
 class ConfigError(ValueError):
@@ -62,6 +63,7 @@ class NodeConfig:
     registry: str | None = None
     pii: str = "redact"
     pii_key_env: str = "GUILDNET_PII_KEY"
+    pii_names: str = "auto"
     retention_days: int = 30
     agents: list[AgentConfig] = field(default_factory=list)
     base_dir: Path = field(default_factory=Path.cwd)
@@ -72,7 +74,7 @@ class NodeConfig:
 
 
 NODE_KEYS = frozenset({"org_name", "org_key", "host", "port", "public_url", "db", "registry", "pii", "pii_key_env",
-                       "retention_days"})
+                       "pii_names", "retention_days"})
 AGENT_KEYS = frozenset({"agent", "key", "ttl_seconds"})
 
 
@@ -164,6 +166,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> N
         registry=_field(node, "registry", str, where, None),
         pii=_field(node, "pii", str, where, "redact"),
         pii_key_env=_field(node, "pii_key_env", str, where, "GUILDNET_PII_KEY"),
+        pii_names=_field(node, "pii_names", str, where, "auto"),
         retention_days=_field(node, "retention_days", int, where, 30),
         agents=agents,
         base_dir=base,
@@ -187,12 +190,18 @@ def scrubber_for(config: NodeConfig) -> Scrubber:
     """The PII scrubber the config asks for; a hashing scrubber needs its key in the environment."""
     if config.pii not in ("redact", "hash"):
         raise ConfigError(f"[node] pii must be 'redact' or 'hash', not {config.pii!r}")
-    if config.pii == "hash":
-        key = os.environ.get(config.pii_key_env, "")
-        if len(key) < 16:
-            raise ConfigError(f"[node] pii = 'hash' needs a key of >= 16 characters in ${config.pii_key_env}")
-        return Scrubber("hash", key=key.encode())
-    return Scrubber("redact")
+    if config.pii_names not in ("auto", "on", "off"):
+        raise ConfigError(f"[node] pii_names must be 'auto', 'on' or 'off', not {config.pii_names!r}")
+    names = cast(NamesSetting, config.pii_names)
+    try:
+        if config.pii == "hash":
+            key = os.environ.get(config.pii_key_env, "")
+            if len(key) < 16:
+                raise ConfigError(f"[node] pii = 'hash' needs a key of >= 16 characters in ${config.pii_key_env}")
+            return Scrubber("hash", key=key.encode(), names=names)
+        return Scrubber("redact", names=names)
+    except NameDetectionUnavailable as exc:
+        raise ConfigError(f"[node] pii_names = 'on': {exc}") from None
 
 
 def load_or_create_key(path: Path) -> SigningKey:

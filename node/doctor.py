@@ -28,7 +28,7 @@ from guildnet.protocols.keys import KeyFileError, SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError, UntrustworthyRecord
 
 from .agent import Agent
-from .config import AgentConfig, ConfigError, NodeConfig, load_agent, load_config
+from .config import AgentConfig, ConfigError, NodeConfig, load_agent, load_config, scrubber_for
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -70,6 +70,17 @@ def _load_agent(entry: AgentConfig, config: NodeConfig) -> tuple[Check, Agent | 
                      f"fix the [[agents]] entry or the module it names (relative to {config.base_dir})"), None
     skills = ", ".join(s.id for s in agent.skills) or "none"
     return Check(name, "ok", f"loads agent {agent.name!r} (skills: {skills})"), agent
+
+
+def check_pii(config: NodeConfig) -> Check:
+    try:
+        scrubber = scrubber_for(config)
+    except ConfigError as exc:
+        return Check("pii", "fail", str(exc), "set the key variable, install guildnet[pii], or change [node] pii*")
+    if scrubber.detects_names:
+        return Check("pii", "ok", f"process data: {scrubber.mode}; person names detected (spaCy)")
+    return Check("pii", "ok", f"process data: {scrubber.mode}; person names NOT detected "
+                              f"(pii_names = {config.pii_names!r}; pip install 'guildnet[pii]' to detect them)")
 
 
 async def check_registry(url: str, wait: float) -> Check:
@@ -184,6 +195,7 @@ async def diagnose(config_path: str | Path, *, wait: float = 5.0,
     checks = [Check("config", "ok", f"{config_path}: organisation {config.org_name!r}, {len(config.agents)} "
                                     f"agent(s), registry {config.registry or 'none'}")]
     checks.append(check_key("org key", config.org_key))
+    checks.append(check_pii(config))
     loaded: list[tuple[Agent, SigningKey]] = []
     for entry in config.agents:
         key_check = check_key(f"key {entry.key.name}", entry.key)

@@ -10,6 +10,7 @@ comes from the node's migrations (:mod:`guildnet.node.db`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -143,7 +144,13 @@ class ProcessLog:
         await self.record_many([record])
 
     async def record_many(self, records: Iterable[CallRecord]) -> None:
-        rows = [self._row(r) for r in records]  # scrub (and validate) all before opening a transaction
+        batch = list(records)
+        # Scrub (and validate) all before opening a transaction; name detection is milliseconds of CPU per
+        # string, so it runs off the event loop.
+        if self.scrubber.detects_names:
+            rows = await asyncio.to_thread(lambda: [self._row(r) for r in batch])
+        else:
+            rows = [self._row(r) for r in batch]
         if not rows:
             return
         async with self.engine.begin() as connection:

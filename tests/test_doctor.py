@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from registry_support import free_port, live_registry
 
@@ -66,8 +67,9 @@ async def test_a_healthy_running_node_passes_every_check(tmp_path: Path) -> None
                             break
                         await asyncio.sleep(0.1)
             assert failing == []
-            assert set(checks) == {"config", "org key", "key echo.key", f"agent {ECHO_AGENT}:agent", "registry",
-                                   "node", "endpoints echo", "registered echo"}
+            assert set(checks) == {"config", "org key", "pii", "key echo.key", f"agent {ECHO_AGENT}:agent",
+                                   "registry", "node", "endpoints echo", "registered echo"}
+            assert "person names detected" in checks["pii"].detail  # the test install has the pii extra
             result = await asyncio.to_thread(doctor, str(path), "--json")
             assert result.returncode == 0, result.stdout + result.stderr
             report = json.loads(result.stdout)
@@ -107,3 +109,14 @@ def test_a_config_that_does_not_parse_stops_the_checks(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["ok"] is False and [c["name"] for c in report["checks"]] == ["config"]
     assert "at least one [[agents]] entry is required" in report["checks"][0]["detail"]
+
+
+@pytest.mark.parametrize(("setting", "detail"), [
+    ('pii = "hash"\npii_key_env = "GUILDNET_TEST_UNSET_PII_KEY"', "needs a key of >= 16 characters"),
+    ('pii_names = "sometimes"', "pii_names must be 'auto', 'on' or 'off'"),
+])
+async def test_process_data_settings_that_cannot_work_are_named(tmp_path: Path, setting: str, detail: str) -> None:
+    path = write_config(tmp_path, None, free_port())
+    path.write_text(path.read_text().replace("[node]\n", f"[node]\n{setting}\n", 1))
+    check = by_name(await diagnose(path, environ={}))["pii"]
+    assert check.status == "fail" and detail in check.detail and check.fix

@@ -3,6 +3,8 @@ PII never reaches the process-log database file."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from guildnet.node.pii import Scrubber, iban_valid, luhn_valid, presidio_name_detector
+from guildnet.node.pii import NameDetectionUnavailable, Scrubber, iban_valid, luhn_valid, spacy_name_detector
 from guildnet.node.process_log import CallRecord, ProcessCall, ProcessLog
 
 KEY = b"0123456789abcdef-test-key"
@@ -97,13 +99,52 @@ def test_pluggable_name_detector() -> None:
     assert scrubber.scrub_text("Maria Garcia wrote from m@g.es") == "<PERSON> wrote from <EMAIL>"
 
 
-def test_names_auto_matches_what_is_installed() -> None:
-    """Presidio is an optional extra: ``auto`` uses it only when it is importable."""
-    import importlib.util
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Customer John Smith wants a refund.", "Customer <PERSON> wants a refund."),
+    ("Ticket from Dr. Aisha Khan about order 4412", "Ticket from Dr. <PERSON> about order 4412"),
+    ("Maria Garcia (maria@example.es) called twice", "<PERSON> (<EMAIL>) called twice"),
+    ("Refund 42.50 EUR for order 4412 by Friday", "Refund 42.50 EUR for order 4412 by Friday"),
+])
+def test_person_names_are_found_by_spacy(text: str, expected: str) -> None:
+    """The ``pii`` extra is part of the test install, so this is the real spaCy pipeline, not a stub."""
+    scrubber = Scrubber(names="on")
+    assert scrubber.detects_names
+    assert scrubber.scrub_text(text) == expected
 
-    installed = importlib.util.find_spec("presidio_analyzer") is not None
-    assert Scrubber(names="auto").detects_names == (installed and presidio_name_detector() is not None)
+
+def test_hashed_names_follow_one_person_whatever_the_spelling() -> None:
+    scrubber = Scrubber("hash", key=KEY, names="on")
+    one, again = scrubber.scrub_text("John Smith wrote"), scrubber.scrub_text("JOHN  SMITH wrote")
+    assert one == again and one.startswith("<PERSON:") and "Smith" not in one
+    assert scrubber.scrub_text("Maria Garcia wrote") != one
+
+
+def test_names_need_spacy_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without spaCy, ``auto`` says it detects no names and ``on`` refuses to start, naming the fix."""
+    spacy_name_detector.cache_clear()
+    monkeypatch.setitem(sys.modules, "spacy", None)  # what an environment without the extra sees
+    try:
+        assert not Scrubber(names="auto").detects_names
+        with pytest.raises(NameDetectionUnavailable, match=r"guildnet\[pii\]"):
+            Scrubber(names="on")
+    finally:
+        spacy_name_detector.cache_clear()
     assert not Scrubber(names="off").detects_names
+
+
+async def test_name_detection_runs_off_the_event_loop(tmp_path: Path) -> None:
+    """NER costs milliseconds per string; the process log must not stall the node's event loop with it."""
+    threads: set[threading.Thread] = set()
+
+    def detector(text: str) -> Sequence[tuple[int, int]]:
+        threads.add(threading.current_thread())
+        return []
+
+    log = await ProcessLog.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", Scrubber(names=detector))
+    await log.record(CallRecord(direction="in", transport="a2a", skill="s", agent="a", outcome="ok",
+                                input={"text": "hello"}))
+    await log.close()
+    assert threads and threading.main_thread() not in threads
 
 
 RAW = {
@@ -113,6 +154,7 @@ RAW = {
     "iban": "DE89370400440532013000",
     "ip": "203.0.113.77",
     "ssn": "078-05-1120",
+    "name": "Jane Doe",
 }
 
 
@@ -128,9 +170,9 @@ def _needles() -> list[bytes]:
 @pytest.mark.parametrize("mode", ["redact", "hash"])
 async def test_raw_pii_never_reaches_the_database_file(tmp_path: Path, mode: str) -> None:
     db = tmp_path / "process.db"
-    scrubber = Scrubber("hash", key=KEY, names="off") if mode == "hash" else Scrubber(names="off")
+    scrubber = Scrubber("hash", key=KEY, names="on") if mode == "hash" else Scrubber(names="on")
     log = await ProcessLog.open(f"sqlite+aiosqlite:///{db}", scrubber)
-    text = "; ".join(f"{k}: {v}" for k, v in RAW.items())
+    text = "; ".join(f"{k}: {v}" for k, v in RAW.items()) + f". Thanks, {RAW['name']}"
     records = [CallRecord(
         direction="in", transport="a2a", skill="support", agent=f"agent for {RAW['email']}", model=None,
         outcome="error", input={"message": text, RAW["email"]: [RAW["card"], {"ip": RAW["ip"]}]},
