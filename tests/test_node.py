@@ -105,7 +105,8 @@ async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, port, None)
     async with node_process(config, port) as node_url, Client(f"{node_url}/mcp") as client:
-        await client.call_tool("echo", {"text": "mail jane.doe@example.com or call +44 20 7946 0958"})
+        await client.call_tool("echo", {"text": "mail jane.doe@example.com or call +44 20 7946 0958. Regards, "
+                                                "Maria Garcia"})
         await client.call_tool("echo", {"txt": "wrong argument"})
     report = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "guildnet.node.cli", "flywheel", "report", "--config", str(config),
@@ -116,6 +117,7 @@ async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
     assert echo["volume"] == 2 and echo["completion_rate"] == 0.5
     raw = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.glob("node.db*")))
     assert b"jane.doe@example.com" not in raw and b"7946" not in raw
+    assert b"Garcia" not in raw  # the default config finds names when spaCy is installed, as in the test install
     assert b"echo" in raw  # the calls themselves are there
 
 
