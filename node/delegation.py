@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .a2a_server import CALLER_KEY, RECEIPT_KEY
 from .discovery import PeerIndex
 from .process_log import CallRecord, Outcome
 from .ranking import Candidate, Decision, Preference, rank
+from .tracing import child_traceparent, new_traceparent, trace_id
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +68,6 @@ class DelegationResult:
     traceparent: str
     decision: Decision
     attempts: list[Attempt]
-
-
-def new_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-def child_traceparent(parent: str) -> str:
-    """Same trace, new span: how one task is followed across organisations."""
-    parts = parent.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32:
-        return new_traceparent()
-    return f"{parts[0]}-{parts[1]}-{secrets.token_hex(8)}-{parts[3]}"
 
 
 @dataclass
@@ -220,7 +208,7 @@ class Delegator:
                 direction="out", transport="delegation", skill=skill, agent=entry.facts.name, outcome=outcome,
                 model=entry.facts.model.family if entry.facts.model else None, input=dict(arguments),
                 output=output, cost=price if outcome == "ok" else 0.0, latency_ms=attempt.latency_ms,
-                error=None if outcome == "ok" else f"{attempt.outcome}: {attempt.detail}", trace_id=trace))
+                error=None if outcome == "ok" else f"{attempt.outcome}: {attempt.detail}", trace_id=trace_id(trace)))
         except Exception:
             log.exception("could not record a delegation to %s", entry.id)
 

@@ -173,8 +173,8 @@ class Node:
                 if agent.peer_fallback is None and self.registry_url:
                     agent.peer_fallback = self._peer_fallback
 
-    async def _peer_fallback(self, skill: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return (await self.delegate(skill, arguments)).output
+    async def _peer_fallback(self, skill: str, arguments: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+        return (await self.delegate(skill, arguments, traceparent=traceparent)).output
 
     async def _process_log_lifespan(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]

@@ -17,6 +17,7 @@ from guildnet.protocols.agentfacts import Skill
 
 from .agent import Agent, InvalidInput, TaskContext
 from .process_log import CallRecord, Outcome, ProcessLog, Transport
+from .tracing import new_traceparent, trace_id
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class RecordedAgent(Agent):
         return await self.inner.run(skill_id, arguments, ctx)
 
     async def call(self, skill_id: str, arguments: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        if trace_id(ctx.traceparent) is None:  # the node starts the trace: model calls and delegations join it
+            ctx.traceparent = new_traceparent()
         started = time.perf_counter()
         outcome: Outcome = "error"
         output: dict[str, Any] | None = None
@@ -62,7 +65,7 @@ class RecordedAgent(Agent):
             model=slm.get("model") or (self.inner.model.family if self.inner.model else None),
             input=arguments, output=output, latency_ms=(time.perf_counter() - started) * 1000,
             escalated=bool(escalations), escalation_reason="; ".join(map(str, escalations)) or None,
-            error=error, trace_id=ctx.traceparent)
+            error=error, trace_id=trace_id(ctx.traceparent))
         try:
             await self.process_log.record(record)
         except Exception:

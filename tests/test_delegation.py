@@ -108,6 +108,7 @@ async def test_timeouts_and_revoked_peers_fall_through_within_the_deadline(tmp_p
 async def test_slm_agent_escalates_to_a_peer_through_the_node_and_records_its_model_call(tmp_path: Path) -> None:
     from sqlalchemy import text
 
+    from guildnet.node import flywheel
     from guildnet.node.process_log import create_engine
     from guildnet.node.slm import ModelSkill, ScriptedBackend, SLMAgent
     from guildnet.protocols.agentfacts import Skill
@@ -127,10 +128,20 @@ async def test_slm_agent_escalates_to_a_peer_through_the_node_and_records_its_mo
             assert output == {"text": "BONJOUR"}  # the small model failed; the peer of org B answered
             assert task["status"]["state"] == "TASK_STATE_COMPLETED"
             await a.node.close()
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/a.db")
-        async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT direction, outcome, model FROM process_calls"))).all()
-        await engine.dispose()
-        assert ("model", "rejected", "tiny-slm") in [tuple(r) for r in rows]   # the SLM's answer, refused
+        traces: dict[str, set[str]] = {}
+        for org in ("a", "b"):
+            engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/{org}.db")
+            async with engine.connect() as conn:
+                query = text("SELECT direction, outcome, model, trace_id FROM process_calls")
+                found = (await conn.execute(query)).all()
+                if org == "a":
+                    rows = [tuple(r[:3]) for r in found]
+                    report = await flywheel.report(engine)
+            await engine.dispose()
+            traces[org] = {r[3] for r in found}
+        assert ("model", "rejected", "tiny-slm") in rows   # the SLM's answer, refused
         assert any(r[0] == "in" and r[1] == "ok" for r in rows)  # the inbound A2A call itself
-        assert ("out", "ok", "demo") in [tuple(r) for r in rows]  # the delegation to org B's agent
+        assert ("out", "ok", "demo") in rows  # the delegation to org B's agent
+        # The call came without a traceparent: node A started one, and every row of the task, at A and at B, has it.
+        assert len(traces["a"]) == 1 and traces["a"] == traces["b"] and None not in traces["a"]
+        assert [(s.name, s.volume) for s in report.by_skill] == [("translate", 1)]

@@ -272,19 +272,19 @@ async def test_peer_fallback_after_the_model_chain(server: ScriptedServer) -> No
     server.script("small-1b", {"content": {"label": "unsure"}})
     small, _ = backends(server)
     records = Records()
-    asked: list[tuple[str, dict[str, Any]]] = []
+    asked: list[tuple[str, dict[str, Any], str | None]] = []
 
-    async def peer(skill_id: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        asked.append((skill_id, arguments))
+    async def peer(skill_id: str, arguments: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+        asked.append((skill_id, arguments, traceparent))
         return {"label": "positive"}
 
     agent = SLMAgent("a", [SPEC], small, peer_fallback=peer, recorder=records)
     async with small:
         assert await agent.call("sentiment", {"text": "ok"}, ctx()) == {"label": "positive"}
-    assert asked == [("sentiment", {"text": "ok"})]
+    assert asked == [("sentiment", {"text": "ok"}, ctx().traceparent)]  # the task's trace goes to the peer
     model_row, peer_row = records.rows
     assert model_row.escalated and peer_row.transport == "delegation" and peer_row.direction == "out"
-    assert peer_row.outcome == "ok"
+    assert peer_row.outcome == "ok" and peer_row.trace_id == model_row.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 async def test_peer_with_bad_output_fails_cleanly(server: ScriptedServer) -> None:
@@ -292,7 +292,7 @@ async def test_peer_with_bad_output_fails_cleanly(server: ScriptedServer) -> Non
     small, _ = backends(server)
     records = Records()
 
-    async def peer(_skill_id: str, _arguments: dict[str, Any]) -> dict[str, Any]:
+    async def peer(_skill_id: str, _arguments: dict[str, Any], _traceparent: str | None) -> dict[str, Any]:
         return {"label": 42}
 
     agent = SLMAgent("a", [SPEC], small, peer_fallback=peer, recorder=records)

@@ -29,11 +29,13 @@ from guildnet.protocols.agentfacts import Skill
 
 from ..agent import Agent, InvalidOutput, SkillError, TaskContext
 from ..process_log import CallRecord, Outcome
+from ..tracing import trace_id
 from .backends import BackendError, ChatBackend, ChatRequest, ChatResult
 
 log = logging.getLogger(__name__)
 
-PeerFallback = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+PeerFallback = Callable[[str, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+"""``(skill, arguments, traceparent)`` -> the peer's output: the call's trace continues at the peer."""
 Recorder = Callable[[CallRecord], Awaitable[None]]
 
 
@@ -83,11 +85,7 @@ class _Verdict:
 
 def trace_id_of(ctx: TaskContext) -> str:
     """The W3C trace id of the call if it came with a ``traceparent``, else the task id."""
-    if ctx.traceparent:
-        parts = ctx.traceparent.split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1]
-    return ctx.task_id
+    return trace_id(ctx.traceparent) or ctx.task_id
 
 
 def _strip_fences(text: str) -> str:
@@ -226,19 +224,19 @@ class SLMAgent(Agent):
         return verdict
 
     async def _ask_peer(self, peer: PeerFallback, skill_id: str, arguments: dict[str, Any],
-                        trace: str) -> dict[str, Any] | None:
+                        ctx: TaskContext) -> dict[str, Any] | None:
         start = time.perf_counter()
         output: dict[str, Any] | None = None
         problem: str | None = None
         try:
-            output = await peer(skill_id, arguments)
+            output = await peer(skill_id, arguments, ctx.traceparent)
             self.check_output(skill_id, output)
         except Exception as exc:  # any peer failure ends the chain the same way: recorded, then reported
             problem = f"{type(exc).__name__}: {exc}"
         await self._record(CallRecord(
             direction="out", transport="delegation", skill=skill_id, agent=self.name,
             outcome="error" if problem else "ok", input={"arguments": arguments}, output=output,
-            latency_ms=(time.perf_counter() - start) * 1000.0, error=problem, trace_id=trace,
+            latency_ms=(time.perf_counter() - start) * 1000.0, error=problem, trace_id=trace_id_of(ctx),
         ))
         return None if problem else output
 
@@ -255,7 +253,7 @@ class SLMAgent(Agent):
                 return verdict.output
             reasons.append(f"{tier.backend.model}: {verdict.reason}")
         if self.peer_fallback is not None:
-            output = await self._ask_peer(self.peer_fallback, skill_id, arguments, trace)
+            output = await self._ask_peer(self.peer_fallback, skill_id, arguments, ctx)
             if output is not None:
                 ctx.metadata["slm"] = {"model": None, "tier": "peer", "escalations": reasons}
                 return output
