@@ -195,9 +195,11 @@ class Scrubber:
         digest = hmac.new(self._key, f"{kind}:{normalised}".encode(), hashlib.sha256).hexdigest()[:8]
         return f"<{kind}:{digest}>"
 
-    def scrub_text(self, text: str) -> str:
+    def scrub_text(self, text: str, *, names: bool = True) -> str:
+        """``names=False`` for identifiers (skill ids, model names, trace ids): NER reads a hex trace id or a
+        model called "Llama" as a person, and scrubbing those would break grouping, not protect anyone."""
         hits = _regex_hits(text)
-        if self._names is not None:
+        if names and self._names is not None:
             hits += [_Hit(s, e, "PERSON", " ".join(text[s:e].lower().split())) for s, e in self._names(text)]
         if not hits:
             return text

@@ -128,16 +128,19 @@ class ProcessLog:
         def text(value: str | None) -> str | None:
             return None if value is None else self.scrubber.scrub_text(value)
 
+        def identifier(value: str | None) -> str | None:
+            return None if value is None else self.scrubber.scrub_text(value, names=False)
+
         at = record.at if record.at.tzinfo else record.at.replace(tzinfo=UTC)
         return {
             "at": at, "direction": record.direction, "transport": record.transport,
-            "skill": text(record.skill), "agent": text(record.agent), "model": text(record.model),
+            "skill": identifier(record.skill), "agent": identifier(record.agent), "model": identifier(record.model),
             "input": scrub(record.input), "output": scrub(record.output),
             "tool_calls": scrub(record.tool_calls), "tokens_in": record.tokens_in,
             "tokens_out": record.tokens_out, "cost": record.cost, "latency_ms": record.latency_ms,
             "outcome": record.outcome, "escalated": record.escalated,
             "escalation_reason": text(record.escalation_reason), "error": text(record.error),
-            "trace_id": text(record.trace_id),
+            "trace_id": identifier(record.trace_id),
         }
 
     async def record(self, record: CallRecord) -> None:

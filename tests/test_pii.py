@@ -223,3 +223,24 @@ async def test_retention_deletes_only_old_rows(tmp_path: Path) -> None:
     await log.close()
     with pytest.raises(ValueError, match="no retention period"):
         await ProcessLog(log.engine, Scrubber(names="off")).purge()
+
+
+async def test_identifiers_are_not_read_as_names(tmp_path: Path) -> None:
+    """Found on real process data: spaCy read some hex trace ids as people, and scrubbing them split tasks.
+
+    A detector that calls everything a name shows which fields get name detection (free text) and which
+    only the exact detectors (skill, agent, model, trace id: chosen by operators or minted by the node)."""
+    def everything_is_a_name(text: str) -> Sequence[tuple[int, int]]:
+        return [(0, len(text))] if text else []
+
+    log = await ProcessLog.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", Scrubber(names=everything_is_a_name))
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await log.record(CallRecord(direction="model", transport="model", skill="ticket.classify", agent="helpdesk",
+                                model="Llama-3.2", outcome="ok", input={"text": "hello"}, trace_id=trace,
+                                error="agent mail: ops@example.com"))
+    async with log.engine.connect() as connection:
+        row = (await connection.execute(select(ProcessCall))).one()
+    await log.close()
+    assert (row.skill, row.agent, row.model, row.trace_id) == ("ticket.classify", "helpdesk", "Llama-3.2", trace)
+    assert row.input == {"<PERSON>": "<PERSON>"}  # JSON keys are free text too
+    assert row.error == "agent mail: <EMAIL>"  # where an exact detector matches, it wins
