@@ -468,13 +468,17 @@ def _example(task: Task) -> dict[str, Any] | None:
         prompt = [{"role": "system", "content": f"You perform the skill {task.skill!r}. Answer with JSON."},
                   {"role": "user", "content": json.dumps(task.arguments, ensure_ascii=False, sort_keys=True)}]
     answer = json.dumps(accepted.output, ensure_ascii=False, sort_keys=True)
-    return {"messages": [*prompt, {"role": "assistant", "content": answer}]}
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
 
 
 def write_dataset(tasks: Sequence[Task], out_dir: Path, *, validation_fraction: float = 0.1, seed: int = 0,
                   progress: Progress | None = None, manifest: dict[str, Any] | None = None) -> ExportResult:
-    """``train.jsonl`` / ``validation.jsonl`` in the conversational ``{"messages": [...]}`` format TRL's
-    SFTTrainer reads. The split hashes the prompt, so repeats of one prompt never straddle the split."""
+    """``train.jsonl`` / ``validation.jsonl`` in TRL's conversational prompt-completion format,
+    ``{"prompt": [system, user], "completion": [assistant]}``: SFTTrainer then computes the loss on the answer
+    only. With the plain ``{"messages": [...]}`` format it trains on every token, mostly the repeated system
+    prompt; measured on SmolLM2-135M, one LoRA epoch reached 80 % held-out accuracy in this format against
+    32 % in that one (docs/flywheel.md). The split hashes the prompt, so repeats of one prompt never straddle
+    the split."""
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError("validation_fraction must be in [0, 1)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -487,7 +491,7 @@ def write_dataset(tasks: Sequence[Task], out_dir: Path, *, validation_fraction: 
             if example is None:
                 skipped += 1
             else:
-                prompt = json.dumps(example["messages"][:-1], sort_keys=True)
+                prompt = json.dumps(example["prompt"], sort_keys=True)
                 digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
                 bucket = int.from_bytes(digest[:8], "big") / 2**64
                 split = "validation" if bucket < validation_fraction else "train"
@@ -496,7 +500,7 @@ def write_dataset(tasks: Sequence[Task], out_dir: Path, *, validation_fraction: 
             if progress is not None:
                 progress(done, len(tasks))
     (out_dir / "manifest.json").write_text(json.dumps({
-        **(manifest or {}), "format": "chat messages (TRL SFT conversational)", "train": counts["train"],
+        **(manifest or {}), "format": "TRL conversational prompt-completion", "train": counts["train"],
         "validation": counts["validation"], "skipped_unsuccessful": skipped, "seed": seed,
         "validation_fraction": validation_fraction}, indent=2) + "\n")
     return ExportResult(out_dir, counts["train"], counts["validation"], skipped)

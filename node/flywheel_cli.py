@@ -97,21 +97,31 @@ def clusters(config_path: str | None, db: str | None, days: float | None, as_jso
 
 @flywheel_group.command("export")
 @_source
-@click.argument("cluster", type=int)
+@click.argument("cluster", type=int, required=False)
+@click.option("--skill", help="Only tasks of this skill (with or without CLUSTER).")
+@click.option("--validation-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
+              show_default=True, help="Share of distinct prompts held out in validation.jsonl.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def export(config_path: str | None, db: str | None, days: float | None, cluster: int, out_dir: str) -> None:
-    """Write one cluster's accepted answers as chat-format JSONL (train/validation) for LoRA/QLoRA.
+def export(config_path: str | None, db: str | None, days: float | None, cluster: int | None, skill: str | None,
+           validation_fraction: float, out_dir: str) -> None:
+    """Write a cluster's or a skill's accepted answers as JSONL (train/validation) for LoRA/QLoRA.
+
+    The rows are TRL's conversational prompt-completion format (docs/flywheel.md has the fine-tuning recipe).
 
     \b
     Example:
       guildnet flywheel export 2 --config node.toml --out data/cluster-2
+      guildnet flywheel export --skill ticket.classify --config node.toml --out data/tickets
     """
+    if cluster is None and skill is None:
+        raise click.UsageError("give a CLUSTER (from guildnet flywheel clusters) or --skill, or both")
     with click.progressbar(length=1, label="exporting", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
         result = _run(config_path, db, lambda engine: flywheel.export(
-            engine, Path(out_dir), cluster=cluster, since=_window(days), progress=progress))
+            engine, Path(out_dir), cluster=cluster, skill=skill, since=_window(days),
+            validation_fraction=validation_fraction, progress=progress))
     click.echo(f"wrote {result.train} training and {result.validation} validation examples to {result.out_dir}"
                f" ({result.skipped} skipped)")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -148,10 +151,11 @@ async def test_export_cluster_as_chat_jsonl(log: ProcessLog, tmp_path: Path) -> 
     lines = [json.loads(line) for name in ("train.jsonl", "validation.jsonl")
              for line in (out / name).read_text().splitlines()]
     assert len(lines) == 20
-    for example in lines:
-        roles = [m["role"] for m in example["messages"]]
-        assert roles == ["system", "user", "assistant"]
-        assert json.loads(example["messages"][2]["content"]) == {"label": "refund"}  # the accepted (LLM) answer
+    for example in lines:  # TRL's prompt-completion format: the loss is on the answer only
+        assert [m["role"] for m in example["prompt"]] == ["system", "user"]
+        [answer] = example["completion"]
+        assert answer["role"] == "assistant"
+        assert json.loads(answer["content"]) == {"label": "refund"}  # the accepted (LLM) answer
     train_prompts = {x for x in (out / "train.jsonl").read_text().splitlines()}
     assert not train_prompts & set((out / "validation.jsonl").read_text().splitlines())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -174,6 +178,24 @@ async def test_failed_tasks_are_not_exported(tmp_path: Path) -> None:
     exported = await flywheel.export(process_log.engine, tmp_path / "out", validation_fraction=0.0)
     assert (exported.train, exported.skipped) == (1, 1)
     [line] = (tmp_path / "out" / "train.jsonl").read_text().splitlines()
-    messages = json.loads(line)["messages"]
-    assert messages[1]["content"] == '{"q": "y"}' and messages[2]["content"] == '{"a": 1}'
+    example = json.loads(line)
+    assert example["prompt"][1]["content"] == '{"q": "y"}' and example["completion"][0]["content"] == '{"a": 1}'
     await process_log.close()
+
+
+async def test_export_command_by_skill(log: ProcessLog, tmp_path: Path) -> None:
+    url = log.engine.url.render_as_string(hide_password=False)
+
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "flywheel", "export", "--db", url, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    done = await asyncio.to_thread(export, "--skill", "translate", "--validation-fraction", "0.25",
+                                   "--out", str(tmp_path / "t"))
+    assert done.returncode == 0, done.stderr
+    train, validation = ((tmp_path / "t" / f"{name}.jsonl").read_text().splitlines()
+                         for name in ("train", "validation"))
+    assert len(train) + len(validation) == 20 and validation  # a quarter of the prompts, by hash
+    assert json.loads((tmp_path / "t" / "manifest.json").read_text())["skill"] == "translate"
+    neither = await asyncio.to_thread(export, "--out", str(tmp_path / "n"))
+    assert neither.returncode == 2 and "give a CLUSTER" in neither.stderr and not (tmp_path / "n").exists()
