@@ -55,8 +55,11 @@ import aiohttp
 from aiohttp import web
 from tickets import LABELS, Ticket, tickets
 
-from guildnet.node.agent import SkillError, TaskContext
-from guildnet.node.process_log import CallRecord
+from guildnet.node.agent import Agent, SkillError, TaskContext
+from guildnet.node.config import resolve_db_url
+from guildnet.node.pii import Scrubber
+from guildnet.node.process_log import CallRecord, ProcessLog
+from guildnet.node.recording import RecordedAgent
 from guildnet.node.slm import ConfidencePolicy, ModelSkill, OpenAIChatBackend, Price, SLMAgent, Tier
 from guildnet.protocols.agentfacts import Skill
 
@@ -186,7 +189,7 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
 
 
 async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str], threshold: float,
-                       concurrency: int) -> dict[str, Any]:
+                       concurrency: int, process_log: ProcessLog | None = None) -> dict[str, Any]:
     small = OpenAIChatBackend(urls["small"], SMALL[0], price=SMALL[1], timeout=120, family="Llama-3.2",
                               parameters=1_000_000_000)
     large = OpenAIChatBackend(urls["large"], LARGE[0], price=LARGE[1], family="Llama-3.3", parameters=70_000_000_000)
@@ -194,6 +197,8 @@ async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str
 
     async def record(row: CallRecord) -> None:
         rows.append(row)
+        if process_log is not None:
+            await process_log.record(row)
 
     if strategy == "SLM-only":
         agent = SLMAgent("bench", [SPEC], small, recorder=record)
@@ -202,6 +207,7 @@ async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str
     else:
         agent = SLMAgent("bench", [SPEC], Tier(small, ConfidencePolicy(min_mean_logprob=threshold)),
                          escalation=[large], recorder=record)
+    served: Agent = agent if process_log is None else RecordedAgent(agent, process_log, "a2a")  # as a node does
     gate = asyncio.Semaphore(concurrency)
     successes = 0
     escalated = 0
@@ -211,7 +217,7 @@ async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str
         context = TaskContext(task_id=f"task-{number}", skill_id=SKILL.id)
         async with gate:
             try:
-                output = await agent.call(SKILL.id, {"text": ticket.text}, context)
+                output = await served.call(SKILL.id, {"text": ticket.text}, context)
             except SkillError:
                 return
         successes += output == {"label": ticket.label}
@@ -233,8 +239,9 @@ async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str
 
 
 async def compare(mix: Sequence[Ticket], urls: dict[str, str], threshold: float, concurrency: int,
-                  p_small: float | None) -> dict[str, Any]:
-    results = {s: await run_strategy(s, mix, urls, threshold, concurrency)
+                  p_small: float | None, process_log: ProcessLog | None = None) -> dict[str, Any]:
+    results = {s: await run_strategy(s, mix, urls, threshold, concurrency,
+                                     process_log if s == "SLM-first" else None)
                for s in ("SLM-only", "LLM-only", "SLM-first")}  # SLM-only first: it fills the replay cache
     llm, first, slm = results["LLM-only"], results["SLM-first"], results["SLM-only"]
     ratios = {key: llm[key] / first[key] if first[key] and llm[key] else None
@@ -276,7 +283,7 @@ def calibrate(mix: Sequence[Ticket], answers: list[tuple[str | None, float | Non
     return best[0] if best else 0.0  # 0.0: escalate everything (a model is never certain of every token)
 
 
-async def smollm2_scenario(tasks: int, calibration: int, seed: int) -> dict[str, Any]:
+async def smollm2_scenario(tasks: int, calibration: int, seed: int, process_log: ProcessLog | None) -> dict[str, Any]:
     from guildnet.node.slm.embedded import EmbeddedServer
 
     mix = tickets(calibration + tasks, seed=seed)
@@ -303,7 +310,7 @@ async def smollm2_scenario(tasks: int, calibration: int, seed: int) -> dict[str,
             llm_cost = sum(LARGE[1].cost(tokens, 12) for *_, tokens in answers) / len(answers)
             threshold = calibrate(held_out, answers, llm_cost, slm_cost)
             calibration_right = sum(a[0] == t.label for a, t in zip(answers, held_out, strict=True)) / calibration
-            result = await compare(evaluated, urls, threshold, 2, None)
+            result = await compare(evaluated, urls, threshold, 2, None, process_log)
             result.update(calibration_tickets=calibration, calibration_small_right=calibration_right,
                           small_model="SmolLM2-135M-Instruct Q4_1 (embedded, real)",
                           seconds=time.perf_counter() - started)
@@ -353,7 +360,12 @@ async def main(argv: list[str]) -> None:
                         help="the small model: scripted shares (default) or the real embedded SmolLM2-135M")
     parser.add_argument("--calibration", type=int, default=100,
                         help="with --small smollm2: tickets used to choose the log-prob threshold (default 100)")
+    parser.add_argument("--process-db", metavar="URL",
+                        help="with --small smollm2: record the SLM-first run as a node would (scrubbed process data), "
+                             "for guildnet flywheel report/clusters/export --db URL")
     args = parser.parse_args(argv)
+    if args.process_db and args.small != "smollm2":
+        parser.error("--process-db records the real model's SLM-first run: use it with --small smollm2")
     args.tasks = args.tasks or (300 if args.small == "smollm2" else 2000)
     out: dict[str, Any] = {
         "machine": platform.machine(), "python": platform.python_version(), "tasks_per_scenario": args.tasks,
@@ -362,7 +374,14 @@ async def main(argv: list[str]) -> None:
         "seed_claim": SEED_CLAIM,
     }
     if args.small == "smollm2":
-        scenario = await smollm2_scenario(args.tasks, args.calibration, args.seed)
+        process_log = None
+        if args.process_db:
+            process_log = await ProcessLog.open(resolve_db_url(args.process_db, Path.cwd()), Scrubber())
+        try:
+            scenario = await smollm2_scenario(args.tasks, args.calibration, args.seed, process_log)
+        finally:
+            if process_log is not None:
+                await process_log.close()
         print(table([scenario]))
         print(f"SmolLM2-135M right on {scenario['p_small']:.1%} of {args.tasks} evaluation tickets "
               f"({scenario['calibration_small_right']:.1%} of {args.calibration} calibration tickets); "
