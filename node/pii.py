@@ -128,19 +128,18 @@ class NameDetectionUnavailable(RuntimeError):
 
 
 @functools.cache
-def spacy_name_detector(model: str | None = None) -> NameDetector | None:
+def spacy_name_detector() -> NameDetector | None:
     """A ``PERSON`` detector from a spaCy pipeline, or ``None`` when spaCy or the pipeline is missing.
 
     Only the tokenizer and the NER component run (tagger, parser and lemmatizer are excluded): 3.6 ms per
     ticket-sized text here, against 5.1 ms for the same spans through Presidio's analyzer, which adds
     nothing for names but ~50 MB of dependencies and an online Public Suffix List lookup to patch out
-    (``bench/pii_names.py``). Loading takes about a second, so pipelines are cached per process. Calls are
+    (``bench/pii_names.py``). Loading takes about a second, so the pipeline is cached per process. Calls are
     serialised: a pipeline is not documented as thread-safe, and the process log scrubs in a worker thread.
     """
     if importlib.util.find_spec("spacy") is None:
         return None
-    candidates = (model,) if model else SPACY_MODELS
-    name = next((c for c in candidates if importlib.util.find_spec(c) is not None), None)
+    name = next((m for m in SPACY_MODELS if importlib.util.find_spec(m) is not None), None)
     if name is None:
         return None
     import spacy

@@ -22,7 +22,7 @@ def trace_id(traceparent: str | None) -> str | None:
 
 def child_traceparent(parent: str) -> str:
     """Same trace, new span: how one task is followed across organisations."""
-    parts = parent.split("-")
     if trace_id(parent) is None:
         return new_traceparent()
-    return f"{parts[0]}-{parts[1]}-{secrets.token_hex(8)}-{parts[3]}"
+    version, trace, _span, flags = parent.split("-")
+    return f"{version}-{trace}-{secrets.token_hex(8)}-{flags}"
