@@ -27,9 +27,9 @@ from typing import Any
 from measure import percentile
 from processes import free_port, guildnet_process
 
-from guildnet.node.a2a_client import A2AClient
-from guildnet.node.delegation import Delegator
-from guildnet.node.discovery import PeerIndex
+from guildnet.node.a2a.client import A2AClient
+from guildnet.node.delegation.delegator import Delegator
+from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.protocols import a2a
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey

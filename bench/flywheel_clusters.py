@@ -26,7 +26,7 @@ from tickets import tickets
 
 from guildnet.node import flywheel
 from guildnet.node.config import resolve_db_url
-from guildnet.node.process_log import create_engine
+from guildnet.node.flywheel.process_log import create_engine
 
 RESULTS = Path(__file__).with_name("results")
 NUMBER = re.compile(r"\(ticket (\d+)\)")

@@ -44,7 +44,7 @@ from measure import percentile
 from processes import free_port, guildnet_process
 from pydantic import BaseModel
 
-from guildnet.node.a2a_client import A2AClient
+from guildnet.node.a2a.client import A2AClient
 from guildnet.node.agent import FunctionAgent
 from guildnet.protocols import a2a
 

@@ -29,10 +29,10 @@ class EchoOut(BaseModel):
 def serve_node(store: str, port: int, db_path: str | None) -> None:
     from aiohttp import web
 
-    from guildnet.node.a2a_server import A2AService
+    from guildnet.node.a2a.service import A2AService
+    from guildnet.node.a2a.store import InMemoryTaskStore, SqlTaskStore, TaskStore
     from guildnet.node.agent import FunctionAgent
-    from guildnet.node.mcp_server import setup_mcp
-    from guildnet.node.tasks import InMemoryTaskStore, SqlTaskStore, TaskStore
+    from guildnet.node.mcp.server import setup_mcp
     from guildnet.protocols.keys import SigningKey
 
     async def echo(data: EchoIn) -> EchoOut:

@@ -25,7 +25,7 @@ async def guildnet_process(args: list[str], port: int, log_path: Path, *,
 
     Its output goes to ``log_path`` (a file, never a pipe nobody reads); ``pinned`` runs it on core 0 (taskset
     execs, so the pid stays the server's) and leaves the other core to the load generator."""
-    command = [sys.executable, "-m", "guildnet.node.cli", *args]
+    command = [sys.executable, "-m", "guildnet.cli", *args]
     if pinned:
         command = ["taskset", "-c", "0", *command]
     with log_path.open("wb") as log:

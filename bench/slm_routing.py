@@ -57,9 +57,9 @@ from tickets import LABELS, Ticket, tickets
 
 from guildnet.node.agent import Agent, SkillError, TaskContext
 from guildnet.node.config import resolve_db_url
+from guildnet.node.flywheel.process_log import CallRecord, ProcessLog
+from guildnet.node.flywheel.recording import RecordedAgent
 from guildnet.node.pii import Scrubber
-from guildnet.node.process_log import CallRecord, ProcessLog
-from guildnet.node.recording import RecordedAgent
 from guildnet.node.slm import ConfidencePolicy, ModelSkill, OpenAIChatBackend, Price, SLMAgent, Tier
 from guildnet.protocols.agentfacts import Skill
 

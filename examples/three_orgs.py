@@ -30,12 +30,12 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from guildnet.node import flywheel
-from guildnet.node.a2a_client import A2AClient
+from guildnet.node.a2a.client import A2AClient
 from guildnet.node.agent import FunctionAgent, SkillError
-from guildnet.node.delegation import DelegationFailed, Delegator
-from guildnet.node.discovery import PeerIndex
+from guildnet.node.delegation.delegator import DelegationFailed, Delegator
+from guildnet.node.delegation.discovery import PeerIndex
+from guildnet.node.flywheel.process_log import ProcessCall
 from guildnet.node.node import PROCESS_LOG, Node
-from guildnet.node.process_log import ProcessCall
 from guildnet.node.publisher import PublishedAgent
 from guildnet.node.slm import ConfidencePolicy, ModelSkill, SLMAgent, Tier
 from guildnet.node.slm.embedded import EmbeddedModelUnavailable, EmbeddedServer

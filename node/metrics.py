@@ -36,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guildnet.protocols import a2a
 
+from .a2a.store import TaskPage, TaskRecord, TaskStore
+from .flywheel.process_log import CallRecord, ProcessLog
 from .pii import Scrubber
-from .process_log import CallRecord, ProcessLog
-from .tasks import TaskPage, TaskRecord, TaskStore
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every series: Prometheus does not need them
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

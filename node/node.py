@@ -21,23 +21,23 @@ from sqlalchemy import text
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
 
-from .a2a_client import A2AClient
-from .a2a_server import A2AService
+from .a2a.client import A2AClient
+from .a2a.service import A2AService
+from .a2a.store import open_task_store
 from .agent import Agent
 from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
 from .db import migrate
-from .delegation import DelegationFailed, DelegationResult, Delegator
-from .discovery import PeerIndex
-from .mcp_server import setup_mcp
+from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
+from .delegation.discovery import PeerIndex
+from .delegation.ranking import Preference
+from .flywheel.process_log import ProcessLog
+from .flywheel.process_log import create_engine as create_process_engine
+from .flywheel.recording import RecordedAgent
+from .mcp.server import setup_mcp
 from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
-from .process_log import ProcessLog
-from .process_log import create_engine as create_process_engine
 from .publisher import PublishedAgent, Publisher
-from .ranking import Preference
-from .recording import RecordedAgent
 from .slm.agent import SLMAgent
-from .tasks import open_task_store
 
 log = logging.getLogger(__name__)
 PROCESS_LOG = web.AppKey("process_log", ProcessLog)

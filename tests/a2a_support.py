@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from guildnet.node.a2a_server import A2AService, Executor
+from guildnet.node.a2a.service import A2AService, Executor
+from guildnet.node.a2a.store import TaskStore
 from guildnet.node.agent import Agent, FunctionAgent, SkillError, TaskContext
-from guildnet.node.tasks import TaskStore
 from guildnet.protocols.keys import SigningKey
 
 

@@ -7,7 +7,7 @@ import asyncio
 from pydantic import BaseModel
 
 from guildnet.node.agent import FunctionAgent, SkillError
-from guildnet.node.mcp_server import serve_stdio
+from guildnet.node.mcp.server import serve_stdio
 
 
 class EchoIn(BaseModel):

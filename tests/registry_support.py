@@ -146,7 +146,7 @@ async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
     log = stderr or tempfile.TemporaryFile()
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "guildnet.node.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+            sys.executable, "-m", "guildnet.cli", *args, stdout=asyncio.subprocess.DEVNULL, stderr=log)
         async with aiohttp.ClientSession() as session:
             for _ in range(150):
                 if process.returncode is not None:

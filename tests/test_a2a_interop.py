@@ -42,8 +42,8 @@ from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 from starlette.applications import Starlette
 
-from guildnet.node.a2a_client import A2AClient, A2AClientError
-from guildnet.node.tasks import InMemoryTaskStore
+from guildnet.node.a2a.client import A2AClient, A2AClientError
+from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.protocols import a2a
 from guildnet.protocols.did import public_key_from_did
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from a2a_support import serve_a2a
 
-from guildnet.node.a2a_client import A2AClient
-from guildnet.node.tasks import InMemoryTaskStore
+from guildnet.node.a2a.client import A2AClient
+from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.protocols import a2a
 
 V1 = {"A2A-Version": "1.0"}

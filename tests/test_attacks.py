@@ -11,7 +11,7 @@ import pytest
 from registry_support import Org, live_registry, new_org
 from test_registry_receipts import receipt
 
-from guildnet.node.ranking import Candidate, rank
+from guildnet.node.delegation.ranking import Candidate, rank
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.server import REPUTATION

@@ -18,7 +18,7 @@ from guildnet.registry.client import RegistryClient
 
 def guildnet(*args: str, input_text: str | None = None, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "guildnet.node.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "guildnet.cli", *args], capture_output=True, text=True,
                           input=input_text, timeout=60, env={**os.environ, **(env or {})})
 
 
@@ -101,7 +101,7 @@ def test_mistakes_get_one_line_and_the_documented_exit_code(args: list[str], cod
     """Each of these printed a Python traceback before (found by review)."""
     from click.testing import CliRunner
 
-    from guildnet.node.cli import main
+    from guildnet.cli.main import main
 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == code, result.output

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from registry_support import cli_process, free_port, key_path_for
 
-import guildnet.node.cli as node_cli
-import guildnet.registry.cli as registry_cli
+import guildnet.cli.main as node_cli
+import guildnet.cli.registry as registry_cli
 from guildnet.node.config import ConfigError, load_config
 from guildnet.node.node import Node
 from guildnet.registry.db import normalise_url
@@ -159,7 +159,7 @@ def test_log_lines_are_json_and_never_carry_a_password_or_a_private_key() -> Non
 def test_a_registry_that_cannot_start_says_why_in_one_json_line_without_the_password(
         tmp_path: Path, no_guildnet_env: None) -> None:
     env = {**os.environ, "GUILDNET_LOG_FORMAT": "json", "GUILDNET_LOG_LEVEL": "debug"}
-    result = subprocess.run([sys.executable, "-m", "guildnet.node.cli", "registry", "serve", "--port",
+    result = subprocess.run([sys.executable, "-m", "guildnet.cli", "registry", "serve", "--port",
                              str(free_port()), "--db", f"postgresql://guildnet:{SECRET}@127.0.0.1:1/registry",
                              "--key", str(tmp_path / "registry.key")],
                             capture_output=True, text=True, timeout=60, env=env)

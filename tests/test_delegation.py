@@ -9,9 +9,9 @@ import pytest
 from delegation_support import running_node, translator, wait_for_registrations
 from registry_support import live_registry
 
-from guildnet.node.a2a_client import A2AClient
-from guildnet.node.delegation import DelegationFailed, Delegator
-from guildnet.node.discovery import PeerIndex
+from guildnet.node.a2a.client import A2AClient
+from guildnet.node.delegation.delegator import DelegationFailed, Delegator
+from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.protocols import receipts
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
@@ -109,7 +109,7 @@ async def test_slm_agent_escalates_to_a_peer_through_the_node_and_records_its_mo
     from sqlalchemy import text
 
     from guildnet.node import flywheel
-    from guildnet.node.process_log import create_engine
+    from guildnet.node.flywheel.process_log import create_engine
     from guildnet.node.slm import ModelSkill, ScriptedBackend, SLMAgent
     from guildnet.protocols.agentfacts import Skill
 

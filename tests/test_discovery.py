@@ -8,7 +8,7 @@ from pathlib import Path
 
 from registry_support import bump, live_registry, new_org
 
-from guildnet.node.discovery import PeerIndex
+from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.registry.client import RegistryClient
 
 WITHIN = 5.0

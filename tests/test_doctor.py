@@ -33,7 +33,7 @@ def write_config(tmp_path: Path, registry: str | None, port: int) -> Path:
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDNET_")}
-    return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "doctor", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "guildnet.cli", "doctor", *args], capture_output=True,
                           text=True, timeout=60, env=env)
 
 

@@ -17,10 +17,10 @@ from registry_support import database, free_port, key_path_for, live_registry, n
 from test_delegation import caller_identity
 from test_registry_receipts import receipt
 
-from guildnet.node.a2a_client import A2AClient
-from guildnet.node.delegation import Delegator
-from guildnet.node.discovery import PeerIndex
-from guildnet.node.tasks import RESTART_REASON
+from guildnet.node.a2a.client import A2AClient
+from guildnet.node.a2a.store import RESTART_REASON
+from guildnet.node.delegation.delegator import Delegator
+from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.protocols import a2a, jws, receipts
 from guildnet.registry.client import RegistryClient, RegistryError
 

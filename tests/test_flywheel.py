@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from guildnet.node import flywheel
+from guildnet.node.flywheel.process_log import CallRecord, ProcessLog
 from guildnet.node.pii import Scrubber
-from guildnet.node.process_log import CallRecord, ProcessLog
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 SYSTEM = "You triage support requests."
@@ -187,7 +187,7 @@ async def test_export_command_by_skill(log: ProcessLog, tmp_path: Path) -> None:
     url = log.engine.url.render_as_string(hide_password=False)
 
     def export(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "flywheel", "export", "--db", url, *args],
+        return subprocess.run([sys.executable, "-m", "guildnet.cli", "flywheel", "export", "--db", url, *args],
                               capture_output=True, text=True, timeout=60)
 
     done = await asyncio.to_thread(export, "--skill", "translate", "--validation-fraction", "0.25",

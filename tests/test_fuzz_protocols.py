@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
-from guildnet.node.a2a_server import A2AService
+from guildnet.node.a2a.service import A2AService
+from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.node.agent import FunctionAgent
-from guildnet.node.mcp_server import setup_mcp
+from guildnet.node.mcp.server import setup_mcp
 from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
-from guildnet.node.tasks import InMemoryTaskStore
 from guildnet.protocols import a2a
 from guildnet.protocols.keys import SigningKey
 

@@ -8,7 +8,7 @@ import time
 
 from registry_support import live_registry, new_org
 
-from guildnet.node.discovery import PeerIndex
+from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
 

@@ -15,7 +15,7 @@ from mcp import Client, MCPError
 from pydantic import BaseModel
 
 from guildnet.node.agent import Agent, FunctionAgent, SkillError, TaskContext
-from guildnet.node.mcp_server import AgentTools, setup_mcp
+from guildnet.node.mcp.server import AgentTools, setup_mcp
 
 
 class TextIn(BaseModel):

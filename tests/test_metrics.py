@@ -12,7 +12,7 @@ from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 from registry_support import live_registry
 
-from guildnet.node.a2a_client import A2AClient
+from guildnet.node.a2a.client import A2AClient
 from guildnet.node.slm import ModelSkill, ScriptedBackend, SLMAgent
 from guildnet.protocols.agentfacts import Skill
 from guildnet.registry.client import RegistryClient

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from registry_support import cli_process, free_port, registry_process
 
-from guildnet.node.a2a_client import A2AClient
+from guildnet.node.a2a.client import A2AClient
 from guildnet.registry.client import RegistryClient
 
 ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
@@ -74,7 +74,7 @@ async def test_node_publishes_and_serves_mcp_then_retires(tmp_path: Path) -> Non
                     result = await client.call_tool("echo", {"text": "héllo"})
                     assert result.structured_content == {"text": "héllo"} and not result.is_error
         retired = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "guildnet.node.cli", "node", "retire", str(config)],
+            subprocess.run, [sys.executable, "-m", "guildnet.cli", "node", "retire", str(config)],
             capture_output=True, text=True, timeout=60)
         assert retired.returncode == 0, retired.stderr
         assert entry.id in retired.stdout
@@ -94,7 +94,7 @@ async def test_node_without_registry_still_serves(tmp_path: Path) -> None:
 
 async def test_mcp_stdio_command(tmp_path: Path) -> None:
     config = write_config(tmp_path, free_port(), None)
-    server = StdioServerParameters(command=sys.executable, args=["-m", "guildnet.node.cli", "node", "mcp-stdio",
+    server = StdioServerParameters(command=sys.executable, args=["-m", "guildnet.cli", "node", "mcp-stdio",
                                                                  str(config)])
     async with Client(server) as client:
         assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
@@ -109,7 +109,7 @@ async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
                                                 "Maria Garcia"})
         await client.call_tool("echo", {"txt": "wrong argument"})
     report = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "guildnet.node.cli", "flywheel", "report", "--config", str(config),
+        subprocess.run, [sys.executable, "-m", "guildnet.cli", "flywheel", "report", "--config", str(config),
                          "--json"], capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     body = json.loads(report.stdout)
@@ -133,7 +133,7 @@ async def test_delegate_command(tmp_path: Path) -> None:
             await wait_for_registrations(registry, 2)
 
             def run(*args: str) -> subprocess.CompletedProcess[str]:
-                return subprocess.run([sys.executable, "-m", "guildnet.node.cli", "delegate", *args, "--config",
+                return subprocess.run([sys.executable, "-m", "guildnet.cli", "delegate", *args, "--config",
                                        str(config)], capture_output=True, text=True, timeout=60)
 
             explained = await asyncio.to_thread(run, "translate", "--input", '{"text": "hi"}', "--explain")
@@ -148,7 +148,7 @@ async def test_delegate_command(tmp_path: Path) -> None:
             kinds = [entry["kind"] for entry in await registry.log_entries(0, head.size)]
             assert kinds.count("receipt") == 1  # countersigned by the CLI and accepted before it exited
             recorded = await asyncio.to_thread(subprocess.run, [
-                sys.executable, "-m", "guildnet.node.cli", "flywheel", "report", "--config", str(config), "--json"],
+                sys.executable, "-m", "guildnet.cli", "flywheel", "report", "--config", str(config), "--json"],
                 capture_output=True, text=True, timeout=60)
             assert recorded.returncode == 0, recorded.stderr
             outbound = [row for row in json.loads(recorded.stdout)["by_skill"] if row["name"] == "translate"]

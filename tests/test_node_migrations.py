@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
+from guildnet.node.a2a.store import Base as TaskBase
 from guildnet.node.db import VERSION_TABLE, create_engine, migrate
-from guildnet.node.tasks import Base as TaskBase
 
 
 async def tables(url: str) -> set[str]:

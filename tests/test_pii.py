@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
 from guildnet.node.pii import NameDetectionUnavailable, Scrubber, iban_valid, luhn_valid, spacy_name_detector
-from guildnet.node.process_log import CallRecord, ProcessCall, ProcessLog
 
 KEY = b"0123456789abcdef-test-key"
 

@@ -14,7 +14,7 @@ import click
 import pytest
 from registry_support import free_port
 
-from guildnet.node.cli import main
+from guildnet.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from guildnet.node.ranking import Candidate, rank
+from guildnet.node.delegation.ranking import Candidate, rank
 
 
 def candidate(name: str, lower: float, price: float, *, live: bool = True, latency: float | None = None) -> Candidate:

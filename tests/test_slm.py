@@ -21,8 +21,8 @@ from aiohttp import web
 
 from guildnet.node import flywheel
 from guildnet.node.agent import SkillError, TaskContext
+from guildnet.node.flywheel.process_log import CallRecord, ProcessLog
 from guildnet.node.pii import Scrubber
-from guildnet.node.process_log import CallRecord, ProcessLog
 from guildnet.node.slm import (
     BackendError,
     Capabilities,

@@ -13,8 +13,8 @@ import pytest
 from a2a_support import echo_agent, serve_a2a, slow_agent
 from sqlalchemy import exc as sa_exc
 
-from guildnet.node.a2a_client import A2AClient
-from guildnet.node.tasks import RESTART_REASON, SqlTaskStore, TaskRecord
+from guildnet.node.a2a.client import A2AClient
+from guildnet.node.a2a.store import RESTART_REASON, SqlTaskStore, TaskRecord
 from guildnet.protocols import a2a
 from guildnet.protocols.keys import SigningKey
 
@@ -123,7 +123,7 @@ async def test_list_filters_and_pages(db_url: str) -> None:
 
 @pytest.mark.parametrize("url", ["memory"])
 async def test_in_memory_store_copies_records(url: str) -> None:
-    from guildnet.node.tasks import open_task_store
+    from guildnet.node.a2a.store import open_task_store
 
     store = open_task_store(url)
     record = _record(a2a.WORKING)

@@ -4,9 +4,9 @@ The node keeps its own version table, so a node and a registry may share one Pos
 
 from alembic import context
 
+from guildnet.node.a2a.store import Base as TaskBase
 from guildnet.node.db import VERSION_TABLE
-from guildnet.node.process_log import Base as ProcessBase
-from guildnet.node.tasks import Base as TaskBase
+from guildnet.node.flywheel.process_log import Base as ProcessBase
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=[TaskBase.metadata, ProcessBase.metadata],

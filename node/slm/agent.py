@@ -28,7 +28,7 @@ from typing import Any
 from guildnet.protocols.agentfacts import Skill
 
 from ..agent import Agent, InvalidOutput, SkillError, TaskContext
-from ..process_log import CallRecord, Outcome
+from ..flywheel.process_log import CallRecord, Outcome
 from ..tracing import trace_id
 from .backends import BackendError, ChatBackend, ChatRequest, ChatResult
 

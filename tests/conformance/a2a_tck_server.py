@@ -10,10 +10,10 @@ import argparse
 import asyncio
 
 from aiohttp import web
+from tck_agent import TckAgent, TckExecutor
 
-from guildnet.node.a2a_server import A2AService
-from guildnet.node.tasks import open_task_store
-from guildnet.node.tck_agent import TckAgent, TckExecutor
+from guildnet.node.a2a.service import A2AService
+from guildnet.node.a2a.store import open_task_store
 from guildnet.protocols.keys import SigningKey
 
 

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from mcp_fixtures import ConformanceAgent, MemoryEventStore, fixture_server
 
-from guildnet.node.mcp_fixtures import ConformanceAgent, MemoryEventStore, fixture_server
-from guildnet.node.mcp_server import setup_mcp
+from guildnet.node.mcp.server import setup_mcp
 
 
 async def main(port_file: Path) -> None:

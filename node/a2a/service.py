@@ -41,8 +41,8 @@ from guildnet.protocols.canonical import content_hash
 from guildnet.protocols.did import is_did_key
 from guildnet.protocols.keys import SigningKey
 
-from .agent import Agent, InvalidInput, InvalidOutput, SkillError, TaskContext
-from .tasks import TaskRecord, TaskStore
+from ..agent import Agent, InvalidInput, InvalidOutput, SkillError, TaskContext
+from .store import TaskRecord, TaskStore
 
 log = logging.getLogger(__name__)
 

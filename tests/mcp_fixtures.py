@@ -60,9 +60,8 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
+from guildnet.node.agent import Agent, SkillError, TaskContext
 from guildnet.protocols.agentfacts import Skill
-
-from .agent import Agent, SkillError, TaskContext
 
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="

@@ -17,13 +17,13 @@ from typing import cast
 
 import click
 
+from guildnet.node.config import ConfigError, load_config, with_overrides
+from guildnet.node.node import Node
 from guildnet.protocols.keys import KeyFileError, SigningKey
-from guildnet.registry.cli import check_db_url, check_http_url, log_options, registry_group, run_server, setup_logging
 from guildnet.registry.client import RegistryError
 
-from .config import ConfigError, load_config, with_overrides
-from .flywheel_cli import flywheel_group
-from .node import Node
+from .flywheel import flywheel_group
+from .registry import check_db_url, check_http_url, log_options, registry_group, run_server, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def node_mcp_stdio(config: str) -> None:
     """
     import asyncio
 
-    from .mcp_server import serve_stdio
+    from guildnet.node.mcp.server import serve_stdio
 
     node = _load_node(config)
     asyncio.run(serve_stdio(node.agent_list, name=f"guildnet-{node.org_name}"))
@@ -196,8 +196,8 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
     """
     import asyncio
 
-    from .delegation import DelegationFailed
-    from .ranking import Preference
+    from guildnet.node.delegation.delegator import DelegationFailed
+    from guildnet.node.delegation.ranking import Preference
 
     try:
         arguments = json.loads(Path(input_text[1:]).read_text() if input_text.startswith("@") else input_text)
@@ -300,7 +300,7 @@ def doctor(config: str, timeout: float, as_json: bool) -> None:
     """
     import asyncio
 
-    from .doctor import diagnose, render
+    from guildnet.node.doctor import diagnose, render
 
     checks = asyncio.run(diagnose(config, wait=timeout))
     failed = any(c.status == "fail" for c in checks)
@@ -310,6 +310,3 @@ def doctor(config: str, timeout: float, as_json: bool) -> None:
         render(checks, click.echo)
     sys.exit(1 if failed else 0)
 
-
-if __name__ == "__main__":
-    main()

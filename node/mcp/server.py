@@ -49,8 +49,8 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
-from .agent import Agent, InvalidInput, SkillError, TaskContext
-from .asgi_bridge import DEFAULT_BODY_TIMEOUT, asgi_handler
+from ..agent import Agent, InvalidInput, SkillError, TaskContext
+from .bridge import DEFAULT_BODY_TIMEOUT, asgi_handler
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from guildnet.protocols.canonical import content_hash
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
 
-from .a2a_client import A2AClient
-from .a2a_server import CALLER_KEY, RECEIPT_KEY
+from ..a2a.client import A2AClient
+from ..a2a.service import CALLER_KEY, RECEIPT_KEY
+from ..flywheel.process_log import CallRecord, Outcome
+from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex
-from .process_log import CallRecord, Outcome
 from .ranking import Candidate, Decision, Preference, rank
-from .tracing import child_traceparent, new_traceparent, trace_id
 
 log = logging.getLogger(__name__)
 

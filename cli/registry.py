@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import click
 from click.core import ParameterSource
 
-from .client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
+from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8400"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -251,9 +251,8 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     from aiohttp import web
 
     from guildnet.protocols.did import is_did_key
-
-    from .db import normalise_url
-    from .server import RegistryConfig, create_app
+    from guildnet.registry.db import normalise_url
+    from guildnet.registry.server import RegistryConfig, create_app
 
     setup_logging(log_format, log_level)
     source = click.get_current_context().get_parameter_source("pretrusted")

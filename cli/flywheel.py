@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from guildnet.registry.cli import check_db_url
+from guildnet.node import flywheel
+from guildnet.node.config import ConfigError, load_config, resolve_db_url
+from guildnet.node.flywheel.process_log import create_engine
 
-from . import flywheel
-from .config import ConfigError, load_config, resolve_db_url
-from .process_log import create_engine
+from .registry import check_db_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -21,9 +21,9 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text, de
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .db import create_engine as create_db_engine
-from .db import migrate
-from .pii import Scrubber
+from ..db import create_engine as create_db_engine
+from ..db import migrate
+from ..pii import Scrubber
 
 Direction = Literal["in", "out", "model"]
 Transport = Literal["a2a", "mcp", "delegation", "model"]

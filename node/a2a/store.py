@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from guildnet.protocols import a2a
 
-from .db import create_engine, migrate
+from ..db import create_engine, migrate
 
 RESTART_REASON = "node restarted while the task was running"
 ACTIVE_STATES = (a2a.SUBMITTED, a2a.WORKING)

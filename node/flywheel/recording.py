@@ -15,9 +15,9 @@ from typing import Any
 
 from guildnet.protocols.agentfacts import Skill
 
-from .agent import Agent, InvalidInput, TaskContext
+from ..agent import Agent, InvalidInput, TaskContext
+from ..tracing import new_traceparent, trace_id
 from .process_log import CallRecord, Outcome, ProcessLog, Transport
-from .tracing import new_traceparent, trace_id
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 
+from guildnet.node.a2a.service import Invocation, TaskRun
+from guildnet.node.agent import Agent, TaskContext
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON
 from guildnet.protocols.agentfacts import Skill
-
-from .a2a_server import Invocation, TaskRun
-from .agent import Agent, TaskContext
 
 #: The TCK's streaming timeout is 2 s; its resubscribe scenario runs for twice that.
 LONG_TASK_SECONDS = 4.0

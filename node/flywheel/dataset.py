@@ -1,0 +1,98 @@
+"""Fine-tuning data from process data (the seed's S5 input): the accepted answers of a cluster or a skill."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .clustering import cluster_tasks
+from .tasks import Task, group_tasks, load_rows
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    out_dir: Path
+    train: int
+    validation: int
+    skipped: int
+
+
+def _example(task: Task) -> dict[str, Any] | None:
+    """One chat example: the prompt the model saw and the answer that was finally accepted (which, for
+    an escalated task, is the larger model's or the peer's: the SLM learns what it could not do)."""
+    accepted = next((r for r in task.rows if r.outcome == "ok" and r.direction in ("model", "out")
+                     and isinstance(r.output, dict)), None)
+    if accepted is None:
+        accepted = next((r for r in task.rows if r.outcome == "ok" and isinstance(r.output, dict)), None)
+    if accepted is None:
+        return None
+    prompt = next((r.input["messages"] for r in task.rows if r.direction == "model" and isinstance(r.input, dict)
+                   and isinstance(r.input.get("messages"), list)), None)
+    if prompt is None:
+        prompt = [{"role": "system", "content": f"You perform the skill {task.skill!r}. Answer with JSON."},
+                  {"role": "user", "content": json.dumps(task.arguments, ensure_ascii=False, sort_keys=True)}]
+    answer = json.dumps(accepted.output, ensure_ascii=False, sort_keys=True)
+    return {"prompt": prompt, "completion": [{"role": "assistant", "content": answer}]}
+
+
+def write_dataset(tasks: Sequence[Task], out_dir: Path, *, validation_fraction: float = 0.1, seed: int = 0,
+                  progress: Progress | None = None, manifest: dict[str, Any] | None = None) -> ExportResult:
+    """``train.jsonl`` / ``validation.jsonl`` in TRL's conversational prompt-completion format,
+    ``{"prompt": [system, user], "completion": [assistant]}``: SFTTrainer then computes the loss on the answer
+    only. With the plain ``{"messages": [...]}`` format it trains on every token, mostly the repeated system
+    prompt; measured on SmolLM2-135M, one LoRA epoch reached 80 % held-out accuracy in this format against
+    32 % in that one (docs/flywheel.md). The split hashes the prompt, so repeats of one prompt never straddle
+    the split."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError("validation_fraction must be in [0, 1)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {"train": 0, "validation": 0}
+    skipped = 0
+    with open(out_dir / "train.jsonl", "w", encoding="utf-8") as train, \
+            open(out_dir / "validation.jsonl", "w", encoding="utf-8") as validation:
+        for done, task in enumerate(tasks, 1):
+            example = _example(task)
+            if example is None:
+                skipped += 1
+            else:
+                prompt = json.dumps(example["prompt"], sort_keys=True)
+                digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
+                bucket = int.from_bytes(digest[:8], "big") / 2**64
+                split = "validation" if bucket < validation_fraction else "train"
+                (validation if split == "validation" else train).write(json.dumps(example, ensure_ascii=False) + "\n")
+                counts[split] += 1
+            if progress is not None:
+                progress(done, len(tasks))
+    (out_dir / "manifest.json").write_text(json.dumps({
+        **(manifest or {}), "format": "TRL conversational prompt-completion", "train": counts["train"],
+        "validation": counts["validation"], "skipped_unsuccessful": skipped, "seed": seed,
+        "validation_fraction": validation_fraction}, indent=2) + "\n")
+    return ExportResult(out_dir, counts["train"], counts["validation"], skipped)
+
+
+async def export(engine: AsyncEngine, out_dir: Path, *, cluster: int | None = None, skill: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None, seed: int = 0,
+                 validation_fraction: float = 0.1, progress: Progress | None = None) -> ExportResult:
+    """Export the successful tasks of one cluster (ids as :func:`clusters` gives them for the same
+    window and seed) and/or one skill as a fine-tuning data set."""
+    tasks = group_tasks(await load_rows(engine, since=since, until=until))
+    if cluster is not None:
+        labels = cluster_tasks(tasks, seed=seed).labels
+        if cluster not in set(labels.values()):
+            raise ValueError(f"no cluster {cluster} in this window (clusters: {sorted(set(labels.values()))})")
+        tasks = [t for t in tasks if labels[t.key] == cluster]
+    if skill is not None:
+        tasks = [t for t in tasks if t.skill == skill]
+    return write_dataset(tasks, out_dir, validation_fraction=validation_fraction, seed=seed, progress=progress,
+                         manifest={"cluster": cluster, "skill": skill,
+                                   "since": since.isoformat() if since else None,
+                                   "until": until.isoformat() if until else None})
