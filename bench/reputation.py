@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guildnet.registry.reputation import DAY, Params, Rating, compute, eigentrust
+from guildnet.protocols.reputation import DAY, Params, Rating, compute, eigentrust
 
 RESULTS = Path(__file__).with_name("results")
 NOW = 1_800_000_000.0

@@ -35,8 +35,9 @@ from prometheus_client import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guildnet.protocols import a2a
+from guildnet.protocols.a2a import TaskRecord
 
-from .a2a.store import TaskPage, TaskRecord, TaskStore
+from .a2a.store import TaskPage, TaskStore
 from .flywheel.process_log import CallRecord, ProcessLog
 from .pii import Scrubber
 

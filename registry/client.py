@@ -32,8 +32,7 @@ from guildnet.protocols.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-
-from .log import leaf_data, origin_for
+from guildnet.protocols.transparency import leaf_data, origin_for
 
 JOSE = "application/jose"
 

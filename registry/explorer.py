@@ -36,11 +36,12 @@ from aiohttp import web
 
 from guildnet.protocols import jws
 from guildnet.protocols.merkle import InvalidCheckpoint, InvalidProof, leaf_hash, verify_checkpoint, verify_inclusion
+from guildnet.protocols.reputation import DAY, Params, Score
+from guildnet.protocols.transparency import leaf_data
 
 from .client import UntrustworthyRecord, verify_entry
 from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
-from .log import LogRangeError, SignedHead, TransparencyLog, leaf_data
-from .reputation import DAY, Params, Score
+from .log import LogRangeError, SignedHead, TransparencyLog
 from .state import CONFIG, LOG, REPUTATION, STORE
 from .store import AgentRecord, BadQuery, NotFound, query_int
 from .trust import ReputationService, Snapshot

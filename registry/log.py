@@ -30,14 +30,13 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from guildnet.protocols.canonical import canonical_json
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.merkle import Checkpoint, MerkleTree, leaf_hash, sign_checkpoint
+from guildnet.protocols.transparency import leaf_data, origin_for
 
 T = TypeVar("T")
 Reader = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
-KINDS = ("register", "rotate", "revoke", "receipt")
 MAX_ENTRIES = 256
 """Most entries one ``GET /v1/log/entries`` returns."""
 _CATCH_UP_CHUNK = 10_000
@@ -60,12 +59,6 @@ class LogRangeError(ValueError):
 
 class LogCorrupted(RuntimeError):
     """The leaf table has a gap or a malformed hash: someone changed the table behind the registry's back."""
-
-
-def leaf_data(kind: str, agent_id: str, token: str) -> bytes:
-    """The bytes a leaf commits to (its hash is ``SHA-256(0x00 || data)``)."""
-    data: bytes = canonical_json({"agent": agent_id, "jws": token, "kind": kind})
-    return data
 
 
 def append_leaf(conn: Connection, kind: str, agent_id: str, token: str) -> int:
@@ -99,11 +92,6 @@ class LogEntry:
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "kind": self.kind, "agent": self.agent_id, "data": self.data,
                 "leaf_hash": self.leaf_hash.hex()}
-
-
-def origin_for(key_did: str) -> str:
-    """The log's name in its checkpoints: fixed by its key, so a pinned key also pins the origin."""
-    return f"guildnet-registry/{key_did}"
 
 
 class TransparencyLog:

@@ -1,6 +1,6 @@
 """Reputation in the running registry: a scheduled full recompute in a worker process, served from memory.
 
-The math is :mod:`guildnet.registry.reputation` (EigenTrust over organisations, then trust-weighted beta scores
+The math is :mod:`guildnet.protocols.reputation` (EigenTrust over organisations, then trust-weighted beta scores
 per agent and skill). This module feeds it the accepted receipts and serves the result:
 
 * **Schedule, not per receipt.** Every ``interval`` seconds, if the log grew since the last result (or that
@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
-from .reputation import Params, Rating, Reputation, compute
+from guildnet.protocols.reputation import Params, Rating, Reputation, compute
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from guildnet.node.a2a.service import A2AService, Executor
+from guildnet.node.a2a.executor import Executor
+from guildnet.node.a2a.service import A2AService
 from guildnet.node.a2a.store import TaskStore
 from guildnet.node.agent import Agent, FunctionAgent, SkillError, TaskContext
 from guildnet.protocols.keys import SigningKey

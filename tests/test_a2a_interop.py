@@ -46,6 +46,7 @@ from guildnet.node.a2a.client import A2AClient, A2AClientError
 from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.protocols import a2a
 from guildnet.protocols.did import public_key_from_did
+from guildnet.protocols.jws import b64url_decode
 
 
 def _data_message(data: dict[str, Any], skill: str | None = None) -> Message:
@@ -70,7 +71,7 @@ def _pem_for(did: str) -> bytes:
 async def test_sdk_client_against_our_node() -> None:
     async with serve_a2a(InMemoryTaskStore()) as (base, service), httpx.AsyncClient(timeout=30) as http:
         # Card: resolved by the SDK resolver and its signature checked by the SDK's own verifier.
-        did = json.loads(a2a.b64url_decode(service.cards["echo"]["signatures"][0]["protected"]))["kid"]
+        did = json.loads(b64url_decode(service.cards["echo"]["signatures"][0]["protected"]))["kid"]
         verifier = create_signature_verifier(lambda kid, _jku: _pem_for(str(kid)), algorithms=["EdDSA"])
         card = await A2ACardResolver(http, f"{base}/agents/echo").get_agent_card(signature_verifier=verifier)
         assert card.name == "echo" and card.capabilities.streaming
@@ -219,10 +220,10 @@ async def test_our_client_against_sdk_server(sdk_server: str) -> None:
 
 async def test_our_client_verifies_card_signatures() -> None:
     async with serve_a2a(InMemoryTaskStore()) as (base, service), A2AClient() as client:
-        did = json.loads(a2a.b64url_decode(service.cards["echo"]["signatures"][0]["protected"]))["kid"]
+        did = json.loads(b64url_decode(service.cards["echo"]["signatures"][0]["protected"]))["kid"]
         card = await client.resolve_card(f"{base}/agents/echo", expected_did=did)
         assert card["name"] == "echo"
-        other = json.loads(a2a.b64url_decode(service.cards["slow"]["signatures"][0]["protected"]))["kid"]
+        other = json.loads(b64url_decode(service.cards["slow"]["signatures"][0]["protected"]))["kid"]
         with pytest.raises(a2a.CardSignatureError):
             await client.resolve_card(f"{base}/agents/echo", expected_did=other)
         with pytest.raises(A2AClientError):

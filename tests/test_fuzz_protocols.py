@@ -114,7 +114,8 @@ params = st.one_of(
                                         "pageToken": json_values, "status": json_values,
                                         "statusTimestampAfter": json_values}),
 )
-methods = st.sampled_from(sorted(a2a.METHODS_V1 | set(a2a.METHODS_V03) | {"", "tools/call", "initialize"})) \
+A2A_03_METHODS = ("message/send", "message/stream", "tasks/get", "tasks/cancel", "tasks/resubscribe")
+methods = st.sampled_from(sorted(a2a.METHODS_V1 | set(A2A_03_METHODS) | {"", "tools/call", "initialize"})) \
     | st.text(max_size=30) | json_values
 envelopes = st.fixed_dictionaries(
     {"method": methods},

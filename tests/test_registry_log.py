@@ -18,9 +18,9 @@ from sqlalchemy import text
 
 from guildnet.protocols import jws, merkle, signed_write
 from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.transparency import leaf_data, origin_for
 from guildnet.registry.client import LogForked, RegistryClient, RegistryError, UntrustworthyRecord
 from guildnet.registry.db import create_engine
-from guildnet.registry.log import leaf_data, origin_for
 
 
 async def get_json(url: str, params: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:

@@ -24,8 +24,8 @@ from guildnet.protocols.receipts import (
     receipt_id,
     verify_receipt,
 )
+from guildnet.protocols.reputation import Params, Rating, compute
 from guildnet.registry.client import RegistryClient, RegistryError
-from guildnet.registry.reputation import Params, Rating, compute
 from guildnet.registry.server import REPUTATION
 
 

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from guildnet.registry.reputation import (
+from guildnet.protocols.reputation import (
     DAY,
     Params,
     Rating,

@@ -14,8 +14,9 @@ from a2a_support import echo_agent, serve_a2a, slow_agent
 from sqlalchemy import exc as sa_exc
 
 from guildnet.node.a2a.client import A2AClient
-from guildnet.node.a2a.store import RESTART_REASON, SqlTaskStore, TaskRecord
+from guildnet.node.a2a.store import RESTART_REASON, SqlTaskStore
 from guildnet.protocols import a2a
+from guildnet.protocols.a2a import TaskRecord
 from guildnet.protocols.keys import SigningKey
 
 TCK_SERVER = Path(__file__).parent / "conformance" / "a2a_tck_server.py"

@@ -18,7 +18,7 @@ import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import JSON, Float, Index, String, Table, and_, bindparam, func, insert, or_, select, update
@@ -26,34 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from guildnet.protocols import a2a
+from guildnet.protocols.a2a import TaskRecord
 
 from ..db import create_engine, migrate
 
 RESTART_REASON = "node restarted while the task was running"
 ACTIVE_STATES = (a2a.SUBMITTED, a2a.WORKING)
-
-
-@dataclass(slots=True)
-class TaskRecord:
-    """One A2A task as the store keeps it: the wire-shaped task plus what the node indexes it by."""
-
-    agent: str
-    task: dict[str, Any]
-    skill: str | None = None
-    created: float = field(default_factory=time.time)
-    updated: float = field(default_factory=time.time)
-
-    @property
-    def id(self) -> str:
-        return str(self.task["id"])
-
-    @property
-    def context_id(self) -> str:
-        return str(self.task["contextId"])
-
-    @property
-    def state(self) -> str:
-        return str(self.task["status"]["state"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
 
 from ..a2a.client import A2AClient
-from ..a2a.service import CALLER_KEY, RECEIPT_KEY
+from ..a2a.executor import CALLER_KEY, RECEIPT_KEY
 from ..flywheel.process_log import CallRecord, Outcome
 from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex

@@ -13,7 +13,8 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 
-from guildnet.node.a2a.service import Invocation, TaskRun
+from guildnet.node.a2a.executor import Invocation
+from guildnet.node.a2a.tasks import TaskRun
 from guildnet.node.agent import Agent, TaskContext
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON

@@ -22,7 +22,7 @@ depends_on = None
 
 
 def _leaf_data(kind: str, agent: str, token: str) -> str:
-    # Same bytes as guildnet.registry.log.leaf_data (kept literal here: a migration must not change later).
+    # Same bytes as guildnet.protocols.transparency.leaf_data (kept literal here: a migration must not change later).
     return json.dumps({"agent": agent, "jws": token, "kind": kind}, separators=(",", ":"), sort_keys=True,
                       ensure_ascii=False)
 
