@@ -1,0 +1,113 @@
+"""What the store returns, and the query values it accepts: results of writes, agent records, change-feed
+entries, and the errors a read or write ends with."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+class NotFound(LookupError):
+    pass
+
+
+class BadQuery(ValueError):
+    """A search parameter that cannot be honoured (bad cursor, limit out of range)."""
+
+
+QUERY_INT_MAX = 2**31 - 1
+"""The largest integer a client may put in a query or cursor: the range of the 32-bit columns it meets."""
+_QUERY_INT = re.compile(r"-?[0-9]{1,10}")
+
+
+def query_int(raw: str, name: str) -> int:
+    """An integer from a query string: ASCII digits only (``str.isdigit`` also takes '²'), within 32 bits."""
+    if not _QUERY_INT.fullmatch(raw) or abs(int(raw)) > QUERY_INT_MAX:
+        raise BadQuery(f"{name} must be an integer of at most {QUERY_INT_MAX}")
+    return int(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    created: bool
+    agent_id: str
+    version: int
+    seq: int
+    log_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    receipt_id: str
+    log_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    seq: int
+    agent_id: str
+    kind: str
+    at: float
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "agent": self.agent_id, "kind": self.kind, "at": self.at, **self.data}
+
+
+def last_seq(value: Any) -> int:
+    """The change-feed position a write's result reached (0 when it appended nothing)."""
+    if isinstance(value, WriteResult):
+        return value.seq
+    if isinstance(value, list) and value and isinstance(value[-1], Change):
+        return value[-1].seq
+    return 0
+
+
+RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
+                  "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index")
+"""The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecord:
+    id: str
+    current_key: str
+    version: int
+    facts_text: str
+    jws: str
+    live: bool
+    last_seen: float
+    registered_at: float
+    updated_at: float
+    revoked: bool
+    revoked_at: float | None
+    log_index: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, now: float) -> AgentRecord:
+        """A row of :data:`RECORD_COLUMNS`; live means not revoked and not expired at ``now``."""
+        return cls(id=row[0], current_key=row[1], version=row[2], facts_text=row[3], jws=row[4],
+                   live=(not row[9]) and row[5] > now, last_seen=row[6], registered_at=row[7], updated_at=row[8],
+                   revoked=bool(row[9]), revoked_at=row[10], log_index=row[11])
+
+    def to_json_text(self, *, with_jws: bool) -> str:
+        """JSON for the API, splicing the stored facts text in as-is (no parse/re-serialise per hit)."""
+        meta = {
+            "id": self.id,
+            "current_key": self.current_key,
+            "version": self.version,
+            "live": self.live,
+            "last_seen": self.last_seen,
+            "registered_at": self.registered_at,
+            "updated_at": self.updated_at,
+            "revoked": self.revoked,
+        }
+        if self.revoked_at is not None:
+            meta["revoked_at"] = self.revoked_at
+        if self.log_index is not None:
+            meta["log_index"] = self.log_index
+        if with_jws:
+            meta["jws"] = self.jws
+        return '{"facts":' + self.facts_text + "," + json.dumps(meta, separators=(",", ":"))[1:]

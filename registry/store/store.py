@@ -1,0 +1,153 @@
+"""The registry store: every accepted write, the index it feeds, and the change feed.
+
+Writes go through one :class:`~.writer.GroupCommitWriter` (the transactions themselves are in
+:mod:`.writes`); reads go to their own connections: on SQLite plain sqlite3 connections on a few reader threads
+(WAL lets them run beside the writer; aiosqlite costs several thread hops per query, ~2.4 ms for a get by id),
+on PostgreSQL the async engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guildnet.protocols.receipts import ReceiptRefused
+from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
+
+from ..db import sync_twin
+from ..records import ParsedReceipt, parse_registration, parse_rotation, require_action
+from .results import RECORD_COLUMNS, AgentRecord, Change, NotFound, ReceiptResult, WriteResult, last_seq
+from .search import build_search
+from .writer import GroupCommitWriter
+from .writes import Writes
+
+READER_THREADS = 3
+_LAST_SEQ = text("SELECT max(seq) FROM changes")
+_GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a WHERE a.id = :id")
+_CHANGES_SINCE = text("SELECT seq, agent_id, kind, at, data FROM changes WHERE seq > :seq ORDER BY seq LIMIT :limit")
+
+
+class RegistryStore:
+    """Accepted writes and the reads the API serves; ``on_commit`` hears the change-feed position each committed
+    batch of writes reached (the watch hub wakes its watchers with it)."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time,
+                 on_commit: Callable[[int], None] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        postgres = engine.dialect.name == "postgresql"
+        self._writes = Writes(postgres=postgres, clock=clock)
+        self._on_commit = on_commit
+        self._writer = GroupCommitWriter(engine, None if postgres else sync_twin(engine), on_commit=self._committed)
+        self._reader_engine = None if postgres else sync_twin(engine, pool_size=READER_THREADS)
+        self._readers = None if postgres else ThreadPoolExecutor(READER_THREADS, thread_name_prefix="guildnet-reader")
+
+    async def close(self) -> None:
+        await self._writer.close()
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        if self._reader_engine is not None:
+            self._reader_engine.dispose()
+
+    def _committed(self, results: list[Any]) -> None:
+        position = max(map(last_seq, results))
+        if position and self._on_commit is not None:
+            self._on_commit(position)
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    async def register(self, write: SignedWrite) -> WriteResult:
+        """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
+        result: WriteResult = await self._writer.run(partial(self._writes.register,
+                                                             registration=parse_registration(write), write=write))
+        return result
+
+    async def heartbeat(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        require_action(write, "heartbeat", agent_id)
+        result: WriteResult = await self._writer.run(partial(self._writes.heartbeat, agent_id=agent_id, write=write))
+        return result
+
+    async def revoke(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        require_action(write, "revoke", agent_id)
+        result: WriteResult = await self._writer.run(partial(self._writes.revoke, agent_id=agent_id, write=write))
+        return result
+
+    async def rotate(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        new_key = parse_rotation(write, agent_id)
+        result: WriteResult = await self._writer.run(partial(self._writes.rotate, agent_id=agent_id,
+                                                             new_key=new_key, write=write))
+        return result
+
+    async def submit_receipt(self, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
+        if parsed.receipt.claim.ended_at / 1000.0 > self.clock() + CLOCK_WINDOW_SECONDS:
+            raise ReceiptRefused("the task ends in the future: a receipt is submitted after the work, and a "
+                                 "future date would escape the reputation's time decay")
+        result: ReceiptResult = await self._writer.run(partial(self._writes.receipt, parsed=parsed, write=write))
+        return result
+
+    async def sweep_liveness(self) -> list[Change]:
+        changes: list[Change] = await self._writer.run(self._writes.sweep_liveness)
+        return changes
+
+    async def purge_nonces(self) -> int:
+        count: int = await self._writer.run(self._writes.purge_nonces)
+        return count
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def read(self, query: Callable[[Connection], Any]) -> Any:
+        """Run a synchronous read on its own connection: a reader-thread sqlite3 connection, or asyncpg via
+        ``run_sync`` (the log, reputation and explorer modules read through here)."""
+        if self._readers is None:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(query)
+
+        def run() -> Any:
+            assert self._reader_engine is not None
+            with self._reader_engine.connect() as conn:
+                return query(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    async def get(self, agent_id: str) -> AgentRecord:
+        row = await self.read(lambda conn: conn.execute(_GET_AGENT, {"id": agent_id}).first())
+        if row is None:
+            raise NotFound(agent_id)
+        return AgentRecord.from_row(row, self.clock())
+
+    async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
+                     live: bool | None = None, limit: int = 20, cursor: str | None = None
+                     ) -> tuple[list[AgentRecord], str | None, int]:
+        """One page of matches, the cursor of the next page, and the change-feed position read first.
+
+        A cache that loads pages and then watches from that position misses nothing in between.
+        """
+        now = self.clock()
+        search = build_search(postgres=self._readers is None, now=now, skill=skill, q=q, org=org, live=live,
+                              limit=limit, cursor=cursor)
+        if search is None:
+            return [], None, await self.last_seq()
+
+        def query(conn: Connection) -> tuple[int, Sequence[Any]]:
+            return int(conn.execute(_LAST_SEQ).scalar() or 0), conn.execute(search.statement, search.params).all()
+
+        position, rows = await self.read(query)
+        page = list(rows[:limit])
+        next_cursor = search.next_cursor(page, limit) if len(rows) > limit else None
+        return [AgentRecord.from_row(row, now) for row in page], next_cursor, position
+
+    async def changes_since(self, seq: int, limit: int = 500) -> list[Change]:
+        rows = await self.read(lambda conn: conn.execute(_CHANGES_SINCE, {"seq": seq, "limit": limit}).all())
+        return [Change(r.seq, r.agent_id, r.kind, r.at, json.loads(r.data)) for r in rows]
+
+    async def last_seq(self) -> int:
+        return int(await self.read(lambda conn: conn.execute(_LAST_SEQ).scalar() or 0))

@@ -1,0 +1,224 @@
+"""The registry's write transactions, as plain synchronous SQL on one connection (the writer's batch).
+
+Each write also records its nonce and its change-feed entry, and appends its transparency-log leaf, in the same
+transaction: a refused write (bad version, revoked id, reused nonce) rolls back whole and leaves the store
+exactly as it was. Change-feed entries are numbered in commit order (on PostgreSQL an advisory lock serialises
+the append, on SQLite the database has a single writer), which is what lets a watcher resume from a sequence
+number. The statements are built once: constructing Core statements per call cost more than SQLite spent
+executing them (profiled: ~70% of the writer thread's time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, text, update
+from sqlalchemy.engine import Connection
+
+from guildnet.protocols.receipts import ReceiptRefused
+from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, ConflictingWrite, SignedWrite, UnauthorizedWrite
+
+from ..log import append_leaf
+from ..models import AgentRow, NonceRow
+from ..records import ParsedReceipt, Registration
+from .results import Change, NotFound, ReceiptResult, WriteResult
+
+AGENTS = cast(Table, AgentRow.__table__)
+NONCES = cast(Table, NonceRow.__table__)
+NOTIFY_CHANNEL = "guildnet_registry_changes"
+_CHANGE_LOCK_ID = 7_301_947_114
+
+_SELECT_FOR_REGISTER = text("SELECT pk, current_key, version, revoked FROM agents WHERE id = :id")
+_SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, version FROM agents WHERE id = :id")
+_INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
+                     "ON CONFLICT (nonce) DO NOTHING")
+_AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
+                 "updated_at", "last_seen", "expires_at", "live", "log_index")
+_INSERT_AGENT = text(
+    "INSERT INTO agents (id, current_key, registered_at, revoked, " + ", ".join(_AGENT_FIELDS) + ") "
+    "VALUES (:id, :current_key, :registered_at, false, " + ", ".join(f":{f}" for f in _AGENT_FIELDS) + ") "
+    "RETURNING pk")
+_UPDATE_AGENT = text("UPDATE agents SET " + ", ".join(f"{f} = :{f}" for f in _AGENT_FIELDS) + " WHERE pk = :pk")
+_DELETE_SKILLS = text("DELETE FROM agent_skills WHERE agent_pk = :pk")
+_INSERT_SKILL = text("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (:skill_id, :agent_pk)")
+_DELETE_FTS = text("DELETE FROM agents_fts WHERE rowid = :pk")
+_INSERT_FTS = text("INSERT INTO agents_fts (rowid, name, tags, description) VALUES (:pk, :name, :tags, :description)")
+_INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:agent_id, :kind, :at, :data) "
+                      "RETURNING seq")
+_CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
+_NOTIFY = text("SELECT pg_notify(:channel, :seq)")
+_HEARTBEAT = text("UPDATE agents SET last_seen = :now, expires_at = :expires_at, live = true WHERE pk = :pk")
+_SELECT_PARTIES = text("SELECT id, org_id, current_key, revoked FROM agents WHERE id IN (:caller, :callee)")
+_INSERT_RECEIPT = text(
+    "INSERT INTO receipts (receipt_id, log_index, caller, caller_org, callee, callee_org, skill, success, rating, "
+    "ended_at, accepted_at) VALUES (:receipt_id, :log_index, :caller, :caller_org, :callee, :callee_org, :skill, "
+    ":success, :rating, :ended_at, :accepted_at) ON CONFLICT (receipt_id) DO NOTHING")
+
+
+@dataclass(frozen=True, slots=True)
+class Writes:
+    """The write transactions of one back end (``postgres``: advisory locks, NOTIFY, a generated tsvector;
+    else SQLite: an FTS5 table kept by hand)."""
+
+    postgres: bool
+    clock: Callable[[], float]
+
+    # -- what every write shares --------------------------------------------------------------------
+
+    def _use_nonce(self, conn: Connection, write: SignedWrite) -> None:
+        inserted = conn.execute(_INSERT_NONCE, {"nonce": write.nonce,
+                                                "expires_at": self.clock() + 2 * CLOCK_WINDOW_SECONDS})
+        if inserted.rowcount != 1:
+            raise UnauthorizedWrite("nonce was used before: signed writes cannot be replayed")
+
+    def _append_log(self, conn: Connection, kind: str, agent_id: str, token: str) -> int:
+        """Append a transparency-log leaf; on PostgreSQL first take the lock that orders log and change feed."""
+        if self.postgres:
+            conn.execute(_CHANGE_LOCK, {"id": _CHANGE_LOCK_ID})
+        return append_leaf(conn, kind, agent_id, token)
+
+    def _append_change(self, conn: Connection, agent_id: str, kind: str, data: dict[str, Any], *,
+                       locked: bool = False) -> int:
+        if self.postgres and not locked:
+            conn.execute(_CHANGE_LOCK, {"id": _CHANGE_LOCK_ID})
+        seq = int(conn.execute(_INSERT_CHANGE, {"agent_id": agent_id, "kind": kind, "at": self.clock(),
+                                                "data": json.dumps(data, separators=(",", ":"))}).scalar_one())
+        if self.postgres:
+            conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "seq": str(seq)})
+        return seq
+
+    def _index_text(self, conn: Connection, pk: int, name: str, tags: str, description: str,
+                    *, replace: bool) -> None:
+        if self.postgres:
+            return  # the generated tsvector column follows the row
+        if replace:
+            conn.execute(_DELETE_FTS, {"pk": pk})
+        conn.execute(_INSERT_FTS, {"pk": pk, "name": name, "tags": tags, "description": description})
+
+    def _load_for_write(self, conn: Connection, agent_id: str, write: SignedWrite) -> Any:
+        row = conn.execute(_SELECT_FOR_WRITE, {"id": agent_id}).first()
+        if row is None:
+            raise NotFound(agent_id)
+        if row.revoked:
+            raise ConflictingWrite("this agent id is revoked")
+        if write.signer != row.current_key:
+            raise UnauthorizedWrite("the write is not signed by the agent's current key")
+        self._use_nonce(conn, write)
+        return row
+
+    # -- the writes ---------------------------------------------------------------------------------
+
+    def register(self, conn: Connection, registration: Registration, write: SignedWrite) -> WriteResult:
+        """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
+        facts = registration.facts
+        facts_text = json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False)
+        tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
+                               | {s.id for s in facts.skills}))
+        now = self.clock()
+        row = conn.execute(_SELECT_FOR_REGISTER, {"id": facts.id}).first()
+        values: dict[str, Any] = dict(
+            name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
+            description=facts.description, tags=tags, version=facts.version, facts=facts_text,
+            jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
+            expires_at=now + facts.ttl_seconds, live=True)
+        if row is None:
+            if write.signer != facts.id:
+                raise UnauthorizedWrite("a first registration must be signed by the key whose DID is facts.id")
+            self._use_nonce(conn, write)
+            values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
+            pk = conn.execute(_INSERT_AGENT, {"id": facts.id, "current_key": facts.id,
+                                              "registered_at": now, **values}).scalar_one()
+            created = True
+        else:
+            pk, current_key, stored_version, revoked = row
+            if revoked:
+                raise ConflictingWrite("this agent id was revoked and can never be registered again")
+            if write.signer != current_key:
+                raise UnauthorizedWrite("the write is not signed by the agent's current key")
+            self._use_nonce(conn, write)
+            if facts.version <= stored_version:
+                raise ConflictingWrite(
+                    f"version {facts.version} is not higher than the stored version {stored_version}")
+            values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
+            conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
+            conn.execute(_DELETE_SKILLS, {"pk": pk})
+            created = False
+        conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
+        self._index_text(conn, pk, facts.name, tags, facts.description, replace=not created)
+        seq = self._append_change(conn, facts.id, "registered" if created else "updated",
+                                  {"version": facts.version, "skills": [s.id for s in facts.skills]}, locked=True)
+        return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq,
+                           log_index=values["log_index"])
+
+    def heartbeat(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
+        row = self._load_for_write(conn, agent_id, write)
+        now = self.clock()
+        conn.execute(_HEARTBEAT, {"pk": row.pk, "now": now, "expires_at": now + row.ttl_seconds})
+        seq = 0
+        if not row.live:
+            seq = self._append_change(conn, agent_id, "live", {"live": True})
+        return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+
+    def revoke(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
+        row = self._load_for_write(conn, agent_id, write)
+        now = self.clock()
+        conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
+            revoked=True, revoked_at=now, live=False, expires_at=0.0))
+        conn.execute(_DELETE_SKILLS, {"pk": row.pk})
+        if not self.postgres:
+            conn.execute(_DELETE_FTS, {"pk": row.pk})
+        index = self._append_log(conn, "revoke", agent_id, write.token)
+        seq = self._append_change(conn, agent_id, "revoked", {}, locked=True)
+        return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
+
+    def rotate(self, conn: Connection, agent_id: str, new_key: str, write: SignedWrite) -> WriteResult:
+        row = self._load_for_write(conn, agent_id, write)
+        conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(current_key=new_key, updated_at=self.clock()))
+        index = self._append_log(conn, "rotate", agent_id, write.token)
+        seq = self._append_change(conn, agent_id, "rotated", {"current_key": new_key}, locked=True)
+        return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
+
+    def receipt(self, conn: Connection, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
+        """Count a countersigned receipt once: both parties registered (not revoked), of two organisations,
+        submitted by the caller's current key; logged in the same transaction."""
+        receipt = parsed.receipt
+        claim = receipt.claim
+        rows = {r.id: r for r in conn.execute(_SELECT_PARTIES, {"caller": claim.caller, "callee": claim.callee})}
+        for role, did in (("caller", claim.caller), ("callee", claim.callee)):
+            if did not in rows:
+                raise ReceiptRefused(f"the {role} {did} is not registered here")
+            if rows[did].revoked:
+                raise ReceiptRefused(f"the {role} {did} is revoked")
+        caller, callee = rows[claim.caller], rows[claim.callee]
+        if write.signer != caller.current_key:
+            raise UnauthorizedWrite("a receipt is submitted by the caller it names, signed with its current key")
+        if caller.org_id == callee.org_id:
+            raise ReceiptRefused("caller and callee belong to the same organisation: an organisation "
+                                 "cannot rate itself, so such receipts are refused, not stored")
+        self._use_nonce(conn, write)
+        index = self._append_log(conn, "receipt", claim.callee, write.token)
+        inserted = conn.execute(_INSERT_RECEIPT, {
+            "receipt_id": receipt.receipt_id, "log_index": index, "caller": claim.caller,
+            "caller_org": caller.org_id, "callee": claim.callee, "callee_org": callee.org_id,
+            "skill": claim.skill, "success": receipt.success, "rating": receipt.rating,
+            "ended_at": claim.ended_at / 1000.0, "accepted_at": self.clock()})
+        if inserted.rowcount != 1:
+            raise ConflictingWrite(f"receipt {receipt.receipt_id} was counted before (same task, caller, callee)")
+        return ReceiptResult(receipt_id=receipt.receipt_id, log_index=index)
+
+    def sweep_liveness(self, conn: Connection) -> list[Change]:
+        """Mark agents whose last heartbeat is older than their TTL stale, and announce it once."""
+        now = self.clock()
+        expired = conn.execute(update(AGENTS).where(AGENTS.c.live.is_(True), AGENTS.c.expires_at <= now)
+                               .values(live=False).returning(AGENTS.c.id)).scalars().all()
+        changes = []
+        for agent_id in sorted(expired):
+            seq = self._append_change(conn, agent_id, "live", {"live": False})
+            changes.append(Change(seq, agent_id, "live", now, {"live": False}))
+        return changes
+
+    def purge_nonces(self, conn: Connection) -> int:
+        return int(conn.execute(delete(NONCES).where(NONCES.c.expires_at < self.clock())).rowcount or 0)
