@@ -18,7 +18,7 @@ from guildnet.node import flywheel
 from guildnet.node.config import ConfigError, load_config, resolve_db_url
 from guildnet.node.flywheel.process_log import create_engine
 
-from .registry import check_db_url
+from .common import check_db_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 

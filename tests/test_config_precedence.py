@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 from registry_support import cli_process, free_port, key_path_for
 
+import guildnet.cli.common as common_cli
 import guildnet.cli.main as node_cli
+import guildnet.cli.node as node_commands
 import guildnet.cli.registry as registry_cli
 from guildnet.node.config import ConfigError, load_config
 from guildnet.node.node import Node
@@ -38,7 +40,7 @@ def started(monkeypatch: pytest.MonkeyPatch, no_guildnet_env: None) -> dict[str,
     captured: dict[str, Any] = {}
     monkeypatch.setattr("aiohttp.web.run_app", lambda app, **kw: captured.update(app=app, **kw))
     monkeypatch.setattr(registry_cli, "setup_logging", lambda *a: None)
-    monkeypatch.setattr(node_cli, "setup_logging", lambda *a: None)
+    monkeypatch.setattr(node_commands, "setup_logging", lambda *a: None)
     from_config = Node.from_config.__func__  # type: ignore[attr-defined]
 
     def spy(cls: type[Node], config: Any) -> Node:
@@ -137,7 +139,7 @@ SECRET = "s3cr3t-pw"
 def test_log_lines_are_json_and_never_carry_a_password_or_a_private_key() -> None:
     stream = io.StringIO()
     logger = logging.getLogger("guildnet.test.redaction")
-    logger.addHandler(registry_cli.log_handler("json", stream))
+    logger.addHandler(common_cli.log_handler("json", stream))
     logger.propagate = False
     pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA\n-----END PRIVATE KEY-----"
     try:

@@ -1,0 +1,134 @@
+"""What every ``guildnet`` command shares: logging (text or JSON, secrets masked), running a server, and the
+checks of URLs typed on a command line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
+
+import click
+
+DEFAULT_REGISTRY = "http://127.0.0.1:8400"
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+_SECRETS = (
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE), r"\1***@"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL),
+     "[private key redacted]"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` without URL passwords (``postgresql://user:***@host``) and PEM private keys."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactSecrets(logging.Filter):
+    """The last line of defence on the log handler: the code never logs keys or passphrases, and a database
+    URL's password or a PEM block that slips into a message or a traceback is masked before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def log_handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing ``json`` (one object per line: time, level, logger, message and any ``extra=``
+    fields) or ``text`` to ``stream`` (default stderr), secrets masked."""
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets())
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("{levelname}{name}{message}", style="{", timestamp="time",
+                                           rename_fields={"levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def setup_logging(log_format: str, level: str) -> None:
+    """Route every log record to one stderr :func:`log_handler`. The level applies to guildnet's own loggers;
+    libraries log warnings and errors only, so their chatter (and debug output, which can hold SQL
+    parameters) stays out."""
+    handler = log_handler(log_format)
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    logging.getLogger("guildnet").setLevel(numeric)
+
+
+def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> None:
+    """``run_app`` until stopped; a failure to start (port taken, database down) is one logged line and
+    exit status 1, not a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    async def finish_in_peace(_app: Any) -> None:
+        # a second SIGTERM (GNU timeout, a supervisor's retry) during cleanup cancelled the database pool's
+        # dispose mid-way: a traceback and exit 1 instead of a clean stop
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_IGN)
+
+    app.on_shutdown.append(finish_in_peace)
+    try:
+        # idle keep-alive connections close after 15 s (aiohttp's default is 75 s): a thousand idle sockets from
+        # one client must not be free to hold; slow headers need a reverse proxy (aiohttp has no timeout for them)
+        run_app(app, host=host, port=port, print=None, access_log=None, keepalive_timeout=15)
+    except (OSError, SQLAlchemyError) as exc:
+        log.error("stopped: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+
+
+def log_options(command: F) -> F:
+    """``--log-format`` and ``--log-level`` (env ``GUILDNET_LOG_FORMAT``, ``GUILDNET_LOG_LEVEL``)."""
+    command = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"],
+                                                            case_sensitive=False),
+                           default="info", show_default=True, envvar="GUILDNET_LOG_LEVEL",
+                           help="Least severe messages logged (env GUILDNET_LOG_LEVEL).")(command)
+    return click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                        envvar="GUILDNET_LOG_FORMAT",
+                        help="Log lines on stderr: text, or one JSON object per line (env GUILDNET_LOG_FORMAT)."
+                        )(command)
+
+
+def check_http_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An ``http(s)://host[:port]`` base URL, or a usage error (exit 2) naming what is wrong with it."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port outside 0-65535)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a URL: {exc}", ctx, param) from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL with a host", ctx, param)
+    return value
+
+
+def check_db_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A SQLite or PostgreSQL URL (the two back ends guildnet runs on), or a usage error (exit 2)."""
+    if value is None:
+        return None
+    scheme = value.split("://", 1)[0].split("+", 1)[0] if "://" in value else ""
+    if scheme not in ("sqlite", "postgresql", "postgres"):
+        raise click.BadParameter(f"{value!r}: use sqlite:///FILE or postgresql://USER@HOST/DB", ctx, param)
+    return value
+
+
+def registry_option() -> Callable[[F], F]:
+    return click.option("--registry", "registry_url", envvar="GUILDNET_REGISTRY", default=DEFAULT_REGISTRY,
+                        show_default=True, callback=check_http_url,
+                        help="Base URL of the registry (env GUILDNET_REGISTRY).")

@@ -1,0 +1,74 @@
+"""``guildnet keys ...``: create and inspect Ed25519 identity keys (did:key)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+import click
+
+from guildnet.protocols.keys import KeyFileError, SigningKey
+
+
+def _passphrase(env_name: str | None, prompt: bool, confirm: bool) -> str | None:
+    if env_name:
+        value = os.environ.get(env_name)
+        if value is None:
+            raise click.UsageError(f"environment variable {env_name} is not set")
+        return value
+    if prompt:
+        first = getpass.getpass("passphrase: ")
+        if confirm and getpass.getpass("again: ") != first:
+            raise click.UsageError("the passphrases differ")
+        return first
+    return None
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Create and inspect Ed25519 identity keys (did:key)."""
+
+
+@keys_group.command("new")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--passphrase-env", metavar="VAR", help="Encrypt the key with the passphrase in env VAR.")
+@click.option("--passphrase", "ask", is_flag=True, help="Prompt for a passphrase to encrypt the key.")
+@click.option("--force", is_flag=True, help="Overwrite an existing key file.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"did", "path"} as JSON.')
+def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool, as_json: bool) -> None:
+    """Create a key file (mode 0600) and print its did:key.
+
+    \b
+    Example:
+      guildnet keys new org.key
+      GUILDNET_PASS=... guildnet keys new agent.key --passphrase-env GUILDNET_PASS
+    """
+    key = SigningKey.generate()
+    try:
+        key.save(path, _passphrase(passphrase_env, ask, confirm=True), overwrite=force)
+    except (KeyFileError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
+
+
+@keys_group.command("show")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase in env VAR, for an encrypted key.")
+@click.option("--passphrase", "ask", is_flag=True, help="Prompt for the passphrase.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"did", "path"} as JSON.')
+def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -> None:
+    """Print the did:key of a key file (never the secret).
+
+    \b
+    Example:
+      guildnet keys show org.key
+    """
+    try:
+        key = SigningKey.load(path, _passphrase(passphrase_env, ask, confirm=False))
+    except (KeyFileError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)

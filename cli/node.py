@@ -1,0 +1,154 @@
+"""``guildnet node ...`` and ``guildnet doctor``: serve a node's agents, retire them, check a node's set-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import check_db_url, check_http_url, log_options, run_server, setup_logging
+
+if TYPE_CHECKING:
+    from guildnet.node.node import Node
+
+log = logging.getLogger(__name__)
+
+
+@click.group("node")
+def node_group() -> None:
+    """Run a node: publish an organisation's agents as A2A peers and MCP tools."""
+
+
+def load_node(config_path: str, *, host: str | None = None, port: int | None = None, public_url: str | None = None,
+              db: str | None = None, registry: str | None = None) -> Node:
+    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags."""
+    from guildnet.node.config import ConfigError, load_config, with_overrides
+    from guildnet.node.node import Node
+    from guildnet.protocols.keys import KeyFileError
+
+    try:
+        config = with_overrides(load_config(config_path), host=host, port=port, public_url=public_url, db=db,
+                                registry=registry)
+        return Node.from_config(config)
+    except (ConfigError, KeyFileError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@node_group.command("run")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--host", help="Override [node] host (env GUILDNET_NODE_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Override [node] port (env GUILDNET_NODE_PORT).")
+@click.option("--public-url", help="Override [node] public_url (env GUILDNET_NODE_PUBLIC_URL).")
+@click.option("--db", callback=check_db_url, help="Override [node] db (env GUILDNET_NODE_DB).")
+@click.option("--registry", "registry_url", callback=check_http_url,
+              help="Override [node] registry (env GUILDNET_REGISTRY).")
+@log_options
+def node_run(config: str, host: str | None, port: int | None, public_url: str | None, db: str | None,
+             registry_url: str | None, log_format: str, log_level: str) -> None:
+    """Serve every agent of CONFIG on one port (A2A, MCP at /mcp, /healthz, /readyz, /metrics).
+
+    Settings come from CONFIG, then GUILDNET_* environment variables, then these flags
+    (docs/configuration.md).
+
+    \b
+    Example:
+      guildnet node run examples/echo/node.toml
+      GUILDNET_REGISTRY=http://127.0.0.1:8400 guildnet node run node.toml --port 9101 --log-format json
+    """
+    from aiohttp import web
+
+    setup_logging(log_format, log_level)
+    node = load_node(config, host=host, port=port, public_url=public_url, db=db, registry=registry_url)
+    for published in node.agents:
+        log.info("agent %s is %s", published.agent.name, published.key.did)
+    log.info("node serving on http://%s:%d (public URL %s), %s", node.host, node.port, node.base_url,
+             f"publishing to {node.registry_url}" if node.registry_url else "no registry")
+    run_server(web.run_app, node.build_app(), node.host, node.port)
+
+
+@node_group.command("mcp-stdio")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+def node_mcp_stdio(config: str) -> None:
+    """Serve the agents of CONFIG as MCP tools over stdin/stdout (for desktop MCP clients).
+
+    \b
+    Example (from a shell, then as an MCP client's server entry):
+      guildnet node mcp-stdio examples/echo/node.toml
+      {"command": "guildnet", "args": ["node", "mcp-stdio", "/path/to/node.toml"]}
+    """
+    import asyncio
+
+    from guildnet.node.mcp.server import serve_stdio
+
+    node = load_node(config)
+    asyncio.run(serve_stdio(node.agent_list, name=f"guildnet-{node.org_name}"))
+
+
+@node_group.command("retire")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help='Print {"revoked": [ids]} as JSON.')
+def node_retire(config: str, as_json: bool) -> None:
+    """Revoke every agent of CONFIG in its registry (for ever: their ids cannot be registered again).
+
+    \b
+    Example:
+      guildnet node retire examples/echo/node.toml
+    """
+    import asyncio
+
+    node = load_node(config)
+    publisher = node.publisher()
+    if publisher is None:
+        click.echo("error: the config names no registry", err=True)
+        sys.exit(1)
+
+    async def go() -> list[str]:
+        try:
+            return await publisher.retire()
+        finally:
+            await publisher.stop()
+
+    from guildnet.registry.client import RegistryError
+
+    try:
+        revoked = asyncio.run(go())
+    except (RegistryError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"revoked": revoked}))
+        return
+    for agent_id in revoked:
+        click.echo(f"revoked {agent_id}")
+
+
+@click.command("doctor")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
+              help="Seconds to wait for each network check.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "checks": [{name, status, detail, fix}]}.')
+def doctor(config: str, timeout: float, as_json: bool) -> None:
+    """Check a node's setup and say what to fix: CONFIG parses, keys exist (0600) and load, agents import,
+    the registry answers and its log head verifies, and (if the node runs) its endpoints are healthy.
+    Exit 0 when every check passes, 1 when one fails.
+
+    \b
+    Example:
+      guildnet doctor examples/echo/node.toml
+      guildnet doctor node.toml --json
+    """
+    import asyncio
+
+    from guildnet.node.doctor import diagnose, render
+
+    checks = asyncio.run(diagnose(config, wait=timeout))
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [c.to_json() for c in checks]}, indent=2))
+    else:
+        render(checks, click.echo)
+    sys.exit(1 if failed else 0)
