@@ -25,13 +25,12 @@ def node_group() -> None:
 def load_node(config_path: str, *, host: str | None = None, port: int | None = None, public_url: str | None = None,
               db: str | None = None, registry: str | None = None) -> Node:
     """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags."""
-    from guildnet.node.config import ConfigError, load_config, with_overrides
+    from guildnet.node.config import ConfigError, load_config
     from guildnet.node.node import Node
     from guildnet.protocols.keys import KeyFileError
 
     try:
-        config = with_overrides(load_config(config_path), host=host, port=port, public_url=public_url, db=db,
-                                registry=registry)
+        config = load_config(config_path, host=host, port=port, public_url=public_url, db=db, registry=registry)
         return Node.from_config(config)
     except (ConfigError, KeyFileError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -18,9 +18,10 @@
     key = "keys/echo.key"           # created if missing
     ttl_seconds = 60
 
-Paths are relative to the TOML file's directory. Environment variables override the file, and the
-command line overrides both (docs/configuration.md): ``GUILDNET_NODE_HOST``, ``GUILDNET_NODE_PORT``,
-``GUILDNET_NODE_PUBLIC_URL``, ``GUILDNET_NODE_DB`` and ``GUILDNET_REGISTRY`` (the registry URL).
+Paths are relative to the TOML file's directory. Each ``[node]`` field can be overridden by the environment,
+``GUILDNET_NODE_<FIELD>`` (``GUILDNET_REGISTRY`` for the registry URL), and the command line overrides both
+(docs/configuration.md). Fields are checked by pydantic: a misspelt key or a value of the wrong type is an
+error naming the field, never silently ignored.
 """
 
 from __future__ import annotations
@@ -30,10 +31,19 @@ import importlib.util
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from guildnet.protocols.keys import SigningKey
 
@@ -45,92 +55,85 @@ class ConfigError(ValueError):
     """The node configuration cannot be used; the message says which field and why."""
 
 
-@dataclass
-class AgentConfig:
+class AgentConfig(BaseModel):
+    """One ``[[agents]]`` entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
     agent: str
     key: Path
-    ttl_seconds: int = 60
+    ttl_seconds: int = Field(60, ge=1)
 
 
-@dataclass
-class NodeConfig:
+class _NodeEnvironment(EnvSettingsSource):
+    """``GUILDNET_NODE_*`` (and ``GUILDNET_REGISTRY``) for the ``[node]`` fields; the agents and the folder
+    relative paths start from come from the file alone."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in ("agents", "base_dir"):
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("guildnet_node_config_file", default=None)
+"""The config file's values while :func:`load_config` builds a :class:`NodeConfig`: the lowest source."""
+
+
+class NodeConfig(BaseSettings):
+    """A node's configuration: the ``[node]`` table's fields, its ``[[agents]]``, and the folder the file's
+    relative paths are relative to.
+
+    Each ``[node]`` field can be overridden by the environment (``GUILDNET_NODE_<FIELD>``, and
+    ``GUILDNET_REGISTRY`` for the registry URL) and then by keyword arguments (command-line flags).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GUILDNET_NODE_", extra="forbid", validate_by_name=True)
+
     org_name: str
     org_key: Path
     host: str = "127.0.0.1"
-    port: int = 9100
+    port: int = Field(9100, ge=1, le=65535)
     public_url: str | None = None
     db: str = "sqlite:///guildnet-node.db"
-    registry: str | None = None
-    pii: str = "redact"
+    registry: str | None = Field(None, validation_alias="GUILDNET_REGISTRY")
+    pii: Literal["redact", "hash"] = "redact"
     pii_key_env: str = "GUILDNET_PII_KEY"
-    pii_names: str = "auto"
-    retention_days: int = 30
-    agents: list[AgentConfig] = field(default_factory=list)
-    base_dir: Path = field(default_factory=Path.cwd)
+    pii_names: Literal["auto", "on", "off"] = "auto"
+    retention_days: int = Field(30, ge=1)
+    agents: list[AgentConfig] = Field(min_length=1, exclude=True)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _NodeEnvironment(settings_cls), InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
 
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-NODE_KEYS = frozenset({"org_name", "org_key", "host", "port", "public_url", "db", "registry", "pii", "pii_key_env",
-                       "pii_names", "retention_days"})
-AGENT_KEYS = frozenset({"agent", "key", "ttl_seconds"})
-
-
-def _no_unknown_keys(table: dict[str, Any], known: frozenset[str], where: str) -> None:
-    """A misspelt key (``registy = ...``) would otherwise be ignored and the node run without it."""
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-
-
-def _field(table: dict[str, Any], name: str, kind: type, where: str, default: Any = ...) -> Any:
-    if name not in table:
-        if default is ...:
-            raise ConfigError(f"{where}: '{name}' is required")
-        return default
-    value = table[name]
-    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-        raise ConfigError(f"{where}: '{name}' must be a {kind.__name__}")
-    return value
-
-
-ENV_OVERRIDES = {"GUILDNET_NODE_HOST": "host", "GUILDNET_NODE_PORT": "port", "GUILDNET_NODE_PUBLIC_URL": "public_url",
-                 "GUILDNET_NODE_DB": "db", "GUILDNET_REGISTRY": "registry"}
-"""Environment variables that override a ``[node]`` field of the file."""
-
-
-def with_overrides(config: NodeConfig, *, host: str | None = None, port: int | None = None,
-                   public_url: str | None = None, db: str | None = None, registry: str | None = None) -> NodeConfig:
-    """``config`` with every given (non-None) field replaced; a relative SQLite ``db`` here is relative to the
-    working directory, as for any path typed on a command line."""
-    changes: dict[str, Any] = {name: value for name, value in (("host", host), ("port", port),
-                                                                ("public_url", public_url), ("registry", registry))
-                               if value is not None}
-    if db is not None:
-        changes["db"] = resolve_db_url(db, Path.cwd())
-    return replace(config, **changes)
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The ``[node]`` fields the environment sets (see :data:`ENV_OVERRIDES`), for :func:`with_overrides`."""
-    values: dict[str, Any] = {}
-    for variable, name in ENV_OVERRIDES.items():
-        raw = environ.get(variable)
-        if raw is None or raw == "":
-            continue
-        if name == "port":
-            if not raw.isdigit() or not 0 < int(raw) < 65536:
-                raise ConfigError(f"${variable} must be a port number, not {raw!r}")
-            values[name] = int(raw)
+def _describe(error: ValidationError, where: str) -> str:
+    """One line per problem, naming the field: ``node.toml [node]: 'port': Input should be a valid integer``."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(file)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key {location!r}")
+        elif item["type"] == "missing":
+            problems.append(f"{location!r} is required")
         else:
-            values[name] = raw
-    return values
+            problems.append(f"{location!r}: {item['msg']} (got {item['input']!r})")
+    return f"{where}: " + "; ".join(problems)
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> NodeConfig:
-    """Read the TOML file, then apply the environment's overrides (``environ``, default ``os.environ``)."""
+def load_config(path: str | Path, **flags: Any) -> NodeConfig:
+    """Read the TOML file, then the environment's overrides, then ``flags`` (those not None): each setting from
+    the last place that gives it. Relative paths in the file are relative to the file; a relative SQLite ``db``
+    from the environment or a flag is relative to the working directory."""
     source = Path(path)
     try:
         data = tomllib.loads(source.read_text())
@@ -139,39 +142,32 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> N
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from exc
     base = source.resolve().parent
-    node = data.get("node")
+    unknown = sorted(set(data) - {"node", "agents"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown tables {unknown}; a node config has [node] and [[agents]]")
+    node, agents = data.get("node"), data.get("agents", [])
     if not isinstance(node, dict):
         raise ConfigError(f"{source}: a [node] table is required")
-    agents_raw = data.get("agents", [])
-    if not isinstance(agents_raw, list) or not agents_raw:
+    if not isinstance(agents, list) or not agents:
         raise ConfigError(f"{source}: at least one [[agents]] entry is required")
-    agents = []
-    for index, entry in enumerate(agents_raw):
-        where = f"{source} [[agents]] #{index + 1}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: must be a table")
-        _no_unknown_keys(entry, AGENT_KEYS, where)
-        agents.append(AgentConfig(agent=_field(entry, "agent", str, where),
-                                  key=base / _field(entry, "key", str, where),
-                                  ttl_seconds=_field(entry, "ttl_seconds", int, where, 60)))
-    where = f"{source} [node]"
-    _no_unknown_keys(node, NODE_KEYS, where)
-    config = NodeConfig(
-        org_name=_field(node, "org_name", str, where),
-        org_key=base / _field(node, "org_key", str, where),
-        host=_field(node, "host", str, where, "127.0.0.1"),
-        port=_field(node, "port", int, where, 9100),
-        public_url=_field(node, "public_url", str, where, None),
-        db=resolve_db_url(_field(node, "db", str, where, "sqlite:///guildnet-node.db"), base),
-        registry=_field(node, "registry", str, where, None),
-        pii=_field(node, "pii", str, where, "redact"),
-        pii_key_env=_field(node, "pii_key_env", str, where, "GUILDNET_PII_KEY"),
-        pii_names=_field(node, "pii_names", str, where, "auto"),
-        retention_days=_field(node, "retention_days", int, where, 30),
-        agents=agents,
-        base_dir=base,
-    )
-    return with_overrides(config, **env_overrides(os.environ if environ is None else environ))
+    clash = sorted({"agents", "base_dir"} & set(node))
+    if clash:
+        raise ConfigError(f"{source} [node]: unknown keys {clash}")
+    values: dict[str, Any] = {**node, "agents": agents, "base_dir": base}
+    for key in ("org_key", "db"):
+        if isinstance(values.get(key), str):
+            values[key] = str(base / values[key]) if key == "org_key" else resolve_db_url(values[key], base)
+    for entry in agents:
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            entry["key"] = str(base / entry["key"])
+    token = _FILE_VALUES.set(values)
+    try:
+        config = NodeConfig(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, f"{source} (with GUILDNET_NODE_* and flags)")) from None
+    finally:
+        _FILE_VALUES.reset(token)
+    return config.model_copy(update={"db": resolve_db_url(config.db, Path.cwd())})
 
 
 def resolve_db_url(url: str, base: Path) -> str:
@@ -188,11 +184,7 @@ def resolve_db_url(url: str, base: Path) -> str:
 
 def scrubber_for(config: NodeConfig) -> Scrubber:
     """The PII scrubber the config asks for; a hashing scrubber needs its key in the environment."""
-    if config.pii not in ("redact", "hash"):
-        raise ConfigError(f"[node] pii must be 'redact' or 'hash', not {config.pii!r}")
-    if config.pii_names not in ("auto", "on", "off"):
-        raise ConfigError(f"[node] pii_names must be 'auto', 'on' or 'off', not {config.pii_names!r}")
-    names = cast(NamesSetting, config.pii_names)
+    names: NamesSetting = config.pii_names
     try:
         if config.pii == "hash":
             key = os.environ.get(config.pii_key_env, "")

@@ -14,7 +14,6 @@ Doctor only reads: it never creates keys, registers or writes anything.
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -185,11 +184,10 @@ async def check_running_node(config: NodeConfig, agents: list[tuple[Agent, Signi
     return checks
 
 
-async def diagnose(config_path: str | Path, *, wait: float = 5.0,
-                   environ: dict[str, str] | None = None) -> list[Check]:
+async def diagnose(config_path: str | Path, *, wait: float = 5.0) -> list[Check]:
     """Run every check (each network call waits at most ``wait`` seconds); see the module docstring."""
     try:
-        config = load_config(config_path, environ if environ is not None else dict(os.environ))
+        config = load_config(config_path)
     except ConfigError as exc:
         return [Check("config", "fail", str(exc), f"edit {config_path} (or the GUILDNET_NODE_* variable named)")]
     checks = [Check("config", "ok", f"{config_path}: organisation {config.org_name!r}, {len(config.agents)} "

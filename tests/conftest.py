@@ -34,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def no_guildnet_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test sees only the GUILDNET_* variables it sets: a developer's shell must not change a result."""
+    for name in list(os.environ):
+        if name.startswith("GUILDNET_") and name != "GUILDNET_TEST_PG":
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh registry database on each back end: every registry test runs on SQLite and PostgreSQL."""

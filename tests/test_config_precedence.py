@@ -28,14 +28,7 @@ ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "age
 
 
 @pytest.fixture
-def no_guildnet_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("GUILDNET_") and name != "GUILDNET_TEST_PG":
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch, no_guildnet_env: None) -> dict[str, Any]:
+def started(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """What ``web.run_app`` was called with (nothing is served) and the Node built, if any."""
     captured: dict[str, Any] = {}
     monkeypatch.setattr("aiohttp.web.run_app", lambda app, **kw: captured.update(app=app, **kw))
@@ -81,7 +74,7 @@ def test_registry_serve_file_then_env_then_flags(started: dict[str, Any], tmp_pa
     assert started["app"][CONFIG].db_url == normalise_url(expected)
 
 
-def test_registry_config_file_is_checked(tmp_path: Path, no_guildnet_env: None) -> None:
+def test_registry_config_file_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "registry.toml"
     path.write_text('[registry]\nprot = 1\n')
     result = CliRunner().invoke(node_cli.main, ["registry", "serve", "--config", str(path)])
@@ -111,19 +104,23 @@ def test_node_run_file_then_env_then_flags(started: dict[str, Any], tmp_path: Pa
     assert node.base_url == f"http://127.0.0.1:{port}"  # the advertised URL follows the port it serves on
 
 
-def test_load_config_applies_the_environment(tmp_path: Path) -> None:
+def test_load_config_applies_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = node_file(tmp_path)
-    assert load_config(path, {}).registry == "http://file.example:8400"
-    config = load_config(path, {"GUILDNET_REGISTRY": "http://env.example:1", "GUILDNET_NODE_DB": "sqlite:///n.db",
-                                "GUILDNET_NODE_PUBLIC_URL": "https://acme.example"})
+    assert load_config(path).registry == "http://file.example:8400"
+    for name, value in {"GUILDNET_REGISTRY": "http://env.example:1", "GUILDNET_NODE_DB": "sqlite:///n.db",
+                        "GUILDNET_NODE_PUBLIC_URL": "https://acme.example", "GUILDNET_NODE_PII": "hash"}.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(path)
     assert config.registry == "http://env.example:1" and config.base_url == "https://acme.example"
-    assert config.db == f"sqlite+aiosqlite:///{Path.cwd() / 'n.db'}"
-    with pytest.raises(ConfigError, match="GUILDNET_NODE_PORT must be a port number"):
-        load_config(path, {"GUILDNET_NODE_PORT": "http"})
+    assert config.db == f"sqlite+aiosqlite:///{Path.cwd() / 'n.db'}" and config.pii == "hash"
+    assert load_config(path, registry="http://flag.example:2").registry == "http://flag.example:2"
+    monkeypatch.setenv("GUILDNET_NODE_PORT", "http")
+    with pytest.raises(ConfigError, match=r"'port': Input should be a valid integer.*'http'"):
+        load_config(path)
 
 
 async def test_a_real_registry_process_listens_where_env_says_and_uses_the_flags_db(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_guildnet_env: None) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file_port, env_port = free_port(), free_port()
     (tmp_path / "registry.toml").write_text(f'[registry]\nport = {file_port}\ndb = "sqlite:///file.db"\n')
     monkeypatch.setenv("GUILDNET_REGISTRY_PORT", str(env_port))
@@ -159,7 +156,7 @@ def test_log_lines_are_json_and_never_carry_a_password_or_a_private_key() -> Non
 
 
 def test_a_registry_that_cannot_start_says_why_in_one_json_line_without_the_password(
-        tmp_path: Path, no_guildnet_env: None) -> None:
+        tmp_path: Path) -> None:
     env = {**os.environ, "GUILDNET_LOG_FORMAT": "json", "GUILDNET_LOG_LEVEL": "debug"}
     result = subprocess.run([sys.executable, "-m", "guildnet.cli", "registry", "serve", "--port",
                              str(free_port()), "--db", f"postgresql://guildnet:{SECRET}@127.0.0.1:1/registry",

@@ -43,7 +43,7 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 @contextlib.asynccontextmanager
 async def node_running(config_path: Path) -> AsyncIterator[Node]:
-    node = Node.from_config(load_config(config_path, {}))
+    node = Node.from_config(load_config(config_path))
     runner = web.AppRunner(node.build_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, node.host, node.port).start()
@@ -61,7 +61,7 @@ async def test_a_healthy_running_node_passes_every_check(tmp_path: Path) -> None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):  # until the publisher has registered the agent and knows it
                     while True:
-                        checks = by_name(await diagnose(path, environ={}))
+                        checks = by_name(await diagnose(path))
                         failing = [c for c in checks.values() if c.status != "ok"]
                         if not failing:
                             break
@@ -75,7 +75,7 @@ async def test_a_healthy_running_node_passes_every_check(tmp_path: Path) -> None
             report = json.loads(result.stdout)
             assert report["ok"] is True and len(report["checks"]) == len(checks)
         # the node stopped: its endpoint checks are skipped, not failed
-        stopped = by_name(await diagnose(path, environ={}))
+        stopped = by_name(await diagnose(path))
         assert stopped["node"].status == "skip" and "endpoints echo" not in stopped
         assert not [c for c in stopped.values() if c.status == "fail"]
 
@@ -85,14 +85,14 @@ async def test_each_broken_piece_is_named_with_its_fix(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
     SigningKey.generate().save(tmp_path / "keys" / "org.key")
     (tmp_path / "keys" / "org.key").chmod(0o644)
-    checks = by_name(await diagnose(path, environ={}))
+    checks = by_name(await diagnose(path))
     assert checks["org key"].status == "fail" and checks["org key"].fix == f"chmod 600 {tmp_path}/keys/org.key"
     assert checks["key echo.key"].status == "fail" and "guildnet keys new" in (checks["key echo.key"].fix or "")
     assert checks["registry"].status == "fail" and "cannot reach http://127.0.0.1:9" in checks["registry"].detail
     assert checks["node"].status == "skip"
 
     SigningKey.generate().save(tmp_path / "keys" / "echo.key", "a passphrase")
-    encrypted = by_name(await diagnose(path, environ={}))["key echo.key"]
+    encrypted = by_name(await diagnose(path))["key echo.key"]
     assert encrypted.status == "fail" and "encrypted" in encrypted.detail and "without a passphrase" in (
         encrypted.fix or "")
 
@@ -111,12 +111,13 @@ def test_a_config_that_does_not_parse_stops_the_checks(tmp_path: Path) -> None:
     assert "at least one [[agents]] entry is required" in report["checks"][0]["detail"]
 
 
-@pytest.mark.parametrize(("setting", "detail"), [
-    ('pii = "hash"\npii_key_env = "GUILDNET_TEST_UNSET_PII_KEY"', "needs a key of >= 16 characters"),
-    ('pii_names = "sometimes"', "pii_names must be 'auto', 'on' or 'off'"),
+@pytest.mark.parametrize(("setting", "name", "detail"), [
+    ('pii = "hash"\npii_key_env = "GUILDNET_TEST_UNSET_PII_KEY"', "pii", "needs a key of >= 16 characters"),
+    ('pii_names = "sometimes"', "config", "'pii_names': Input should be 'auto', 'on' or 'off'"),
 ])
-async def test_process_data_settings_that_cannot_work_are_named(tmp_path: Path, setting: str, detail: str) -> None:
+async def test_process_data_settings_that_cannot_work_are_named(tmp_path: Path, setting: str, name: str,
+                                                                detail: str) -> None:
     path = write_config(tmp_path, None, free_port())
     path.write_text(path.read_text().replace("[node]\n", f"[node]\n{setting}\n", 1))
-    check = by_name(await diagnose(path, environ={}))["pii"]
+    check = by_name(await diagnose(path))[name]
     assert check.status == "fail" and detail in check.detail and check.fix
