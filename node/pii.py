@@ -1,7 +1,8 @@
 """PII scrubbing for process data: applied inside the write path so raw PII never reaches a database.
 
 Detectors are deterministic and offline: e-mail addresses, phone numbers, payment card numbers (only
-Luhn-valid ones), IBANs (only mod-97-valid ones), IPv4/IPv6 addresses and US social security numbers.
+Luhn-valid ones), IBANs (only valid ones: country format and mod-97), IPv4/IPv6 addresses and US social security
+numbers. The checksums are python-stdnum's.
 Checksums keep ordinary numbers (order ids, amounts) readable, which the flywheel needs for clustering.
 Person names need NER: when spaCy and an English pipeline are installed (the ``pii`` extra), spaCy's
 ``PERSON`` entities are scrubbed too; otherwise names are not detected (:func:`spacy_name_detector` returns
@@ -25,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stdnum import iban, luhn
+
 Mode = Literal["redact", "hash"]
 NamesSetting = Literal["auto", "on", "off"]
 Span = tuple[int, int]
@@ -46,31 +49,11 @@ _IPV4 = re.compile(r"(?<!\w)(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?![\w:])")
 
 
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum every payment card number satisfies (ISO/IEC 7812)."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
-def iban_valid(iban: str) -> bool:
-    """ISO 13616 check: move the first four characters to the end, letters to numbers, mod 97 == 1."""
-    compact = iban.replace(" ", "").upper()
-    if not 15 <= len(compact) <= 34:
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
-
-
 def _iban_end(candidate: str) -> int:
     """Length of the longest valid IBAN at the start of ``candidate`` (the regex may run into the next
     words when the IBAN is written in groups), or 0."""
     ends = [len(candidate)] + [i for i in range(len(candidate) - 1, 14, -1) if candidate[i] == " "]
-    return next((end for end in ends if iban_valid(candidate[:end])), 0)
+    return next((end for end in ends if iban.is_valid(candidate[:end])), 0)
 
 
 def _digits(text: str) -> str:
@@ -98,7 +81,7 @@ def _regex_hits(text: str) -> list[_Hit]:
         digits = _digits(m.group())
         # A card-shaped number claims its span either way, so a Luhn-invalid one is left untouched
         # instead of being re-read as a phone number.
-        kind = "CARD" if luhn_valid(digits) else ""
+        kind = "CARD" if luhn.is_valid(digits) else ""
         hits.append(_Hit(m.start(), m.end(), kind, digits))
     for m in _SSN.finditer(text):
         hits.append(_Hit(m.start(), m.end(), "SSN", _digits(m.group())))

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
-from guildnet.node.pii import NameDetectionUnavailable, Scrubber, iban_valid, luhn_valid, spacy_name_detector
+from guildnet.node.pii import NameDetectionUnavailable, Scrubber, spacy_name_detector
 
 KEY = b"0123456789abcdef-test-key"
 
@@ -53,11 +53,6 @@ def test_each_type_is_redacted(redact: Scrubber, text: str, expected: str) -> No
 ])
 def test_checksum_invalid_and_ordinary_text_is_untouched(redact: Scrubber, text: str) -> None:
     assert redact.scrub_text(text) == text
-
-
-def test_checksums() -> None:
-    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
-    assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
 
 
 def test_keyed_hash_is_stable_keyed_and_format_independent() -> None:
