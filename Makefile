@@ -22,6 +22,7 @@ lint: $(VENV)/.installed
 	@mkdir -p build/typecheck/guildnet && touch build/typecheck/guildnet/__init__.py
 	@for package in protocols node registry cli; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
 	$(BIN)/mypy
+	PYTHONPATH=build/typecheck $(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q

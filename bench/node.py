@@ -115,7 +115,7 @@ class Server:
         return ""
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return float(cpu_seconds(self.process.pid))
 
 
 def cases() -> list[Case]:

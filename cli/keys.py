@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from guildnet.protocols import keyfile
 from guildnet.protocols.keys import KeyFileError, SigningKey
 
 
@@ -47,7 +48,7 @@ def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool, as_j
     """
     key = SigningKey.generate()
     try:
-        key.save(path, _passphrase(passphrase_env, ask, confirm=True), overwrite=force)
+        keyfile.save(key, path, _passphrase(passphrase_env, ask, confirm=True), overwrite=force)
     except (KeyFileError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -67,7 +68,7 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -
       guildnet keys show org.key
     """
     try:
-        key = SigningKey.load(path, _passphrase(passphrase_env, ask, confirm=False))
+        key = keyfile.load(path, _passphrase(passphrase_env, ask, confirm=False))
     except (KeyFileError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

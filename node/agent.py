@@ -34,7 +34,6 @@ class TaskContext:
     task_id: str
     skill_id: str
     traceparent: str | None = None
-    caller: str | None = None
     progress: ProgressCallback = _no_progress
     metadata: dict[str, Any] = field(default_factory=dict)
 

@@ -45,8 +45,6 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from guildnet.protocols.keys import SigningKey
-
 from .agent import Agent
 from .pii import NameDetectionUnavailable, NamesSetting, Scrubber
 
@@ -194,16 +192,6 @@ def scrubber_for(config: NodeConfig) -> Scrubber:
         return Scrubber("redact", names=names)
     except NameDetectionUnavailable as exc:
         raise ConfigError(f"[node] pii_names = 'on': {exc}") from None
-
-
-def load_or_create_key(path: Path) -> SigningKey:
-    """Load a key file, creating it (mode 0600) on first use so a new node needs no manual key step."""
-    if path.exists():
-        return SigningKey.load(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = SigningKey.generate()
-    key.save(path)
-    return key
 
 
 def load_agent(reference: str, base: Path) -> Agent:

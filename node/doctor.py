@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from guildnet.protocols import a2a
+from guildnet.protocols import a2a, keyfile
 from guildnet.protocols.keys import KeyFileError, SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError, UntrustworthyRecord
 
@@ -52,7 +52,7 @@ def check_key(name: str, path: Path) -> Check:
         return Check(name, "fail", f"{path} has mode {mode:04o}: other users can read the secret key",
                      f"chmod 600 {path}")
     try:
-        did = SigningKey.load(path).did
+        did = keyfile.load(path).did
     except KeyFileError as exc:
         return Check(name, "fail", str(exc),
                      "a node loads its keys without a passphrase: use an unencrypted key, or replace it with "
@@ -200,7 +200,7 @@ async def diagnose(config_path: str | Path, *, wait: float = 5.0) -> list[Check]
         agent_check, agent = _load_agent(entry, config)
         checks += [key_check, agent_check]
         if agent is not None and key_check.status == "ok":
-            loaded.append((agent, SigningKey.load(entry.key)))
+            loaded.append((agent, keyfile.load(entry.key)))
     if config.registry:
         checks.append(await check_registry(config.registry, wait))
     else:

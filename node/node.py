@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from sqlalchemy import text
 
+from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
 
@@ -25,7 +26,7 @@ from .a2a.client import A2AClient
 from .a2a.service import A2AService
 from .a2a.store import open_task_store
 from .agent import Agent
-from .config import NodeConfig, load_agent, load_or_create_key, scrubber_for
+from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
 from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
 from .delegation.discovery import PeerIndex
@@ -73,12 +74,12 @@ class Node:
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
-        published = [PublishedAgent(load_agent(entry.agent, config.base_dir), load_or_create_key(entry.key),
+        published = [PublishedAgent(load_agent(entry.agent, config.base_dir), keyfile.load_or_create(entry.key),
                                     entry.ttl_seconds) for entry in config.agents]
         names = [p.agent.name for p in published]
         if len(set(names)) != len(names):
             raise ValueError(f"agent names must be unique within a node: {names}")
-        return cls(org_name=config.org_name, org_key=load_or_create_key(config.org_key), agents=published,
+        return cls(org_name=config.org_name, org_key=keyfile.load_or_create(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days)
 

@@ -4,7 +4,7 @@ The signer's public key comes from the ``kid`` itself: a did:key needs no key di
 
 This is the hot path of every signed write, so it is written out here (RFC 7515 §7.1 is a few lines) and
 measured: PyJWT's ``PyJWS.decode`` plus ``get_unverified_header`` cost ~280 µs per token on this machine
-against ~170 µs for the Ed25519 verification alone; this module adds ~15 µs. ``tests/test_jws.py`` checks
+against ~170 µs for the Ed25519 verification alone; this module adds ~15 µs. ``tests/test_identity.py`` checks
 both directions against PyJWT (the library a2a-sdk verifies agent cards with), so the wire stays standard.
 """
 

@@ -1,13 +1,11 @@
-"""Ed25519 signing keys: generation, key files, and a repr that never shows the secret.
+"""Ed25519 signing keys: generation, PEM encoding, and a repr that never shows the secret.
 
-Key files are PKCS#8 PEM, written with mode 0600 (created that way, never chmod-ed after the fact), and
-optionally encrypted with a passphrase (``BestAvailableEncryption``).
+Reading and writing key files is :mod:`guildnet.protocols.keyfile`, the one module of ``protocols`` that
+touches the file system.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -24,14 +22,15 @@ from .did import did_from_public_key
 
 
 class KeyFileError(ValueError):
-    """A key file is missing, unreadable, of the wrong kind, or needs a different passphrase."""
+    """A key (file) is missing, unreadable, of the wrong kind, or needs a different passphrase."""
 
 
 class SigningKey:
     """An Ed25519 private key bound to its did:key identifier.
 
-    The private key material is reachable only through :meth:`sign` and :meth:`save`; ``repr`` and
-    ``str`` show the DID alone, so a key can be logged without leaking it.
+    The private key material leaves only through :meth:`sign`, :meth:`to_pem` and :attr:`private_key` (the
+    ``cryptography`` object, for libraries such as PyJWT that sign with it); ``repr`` and ``str`` show the DID
+    alone, so a key can be logged without leaking it, and it refuses to be pickled.
     """
 
     __slots__ = ("_did", "_private")
@@ -68,35 +67,22 @@ class SigningKey:
         """The `cryptography` key object, for libraries (PyJWT) that sign with it directly."""
         return self._private
 
-    def save(self, path: str | os.PathLike[str], passphrase: str | None = None, *, overwrite: bool = False) -> None:
-        """Write the key as PKCS#8 PEM with mode 0600; refuse to overwrite unless asked."""
+    def to_pem(self, passphrase: str | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted with ``passphrase`` when given (``BestAvailableEncryption``)."""
         encryption = BestAvailableEncryption(passphrase.encode()) if passphrase else NoEncryption()
-        pem = self._private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
-        target = Path(path)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-        try:
-            fd = os.open(target, flags, 0o600)
-        except FileExistsError as exc:
-            raise KeyFileError(f"{target} already exists; refusing to overwrite a key") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        os.chmod(target, 0o600)
+        return self._private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], passphrase: str | None = None) -> SigningKey:
-        target = Path(path)
-        try:
-            pem = target.read_bytes()
-        except OSError as exc:
-            raise KeyFileError(f"cannot read key file {target}: {exc.strerror}") from exc
+    def from_pem(cls, pem: bytes, passphrase: str | None = None, *, source: str = "the key") -> SigningKey:
+        """Read a PKCS#8 PEM Ed25519 key; ``source`` names it in errors (a file path, say)."""
         try:
             key = load_pem_private_key(pem, password=passphrase.encode() if passphrase else None)
         except TypeError as exc:
-            raise KeyFileError(f"{target}: the key is encrypted; give its passphrase") from exc
+            raise KeyFileError(f"{source}: the key is encrypted; give its passphrase") from exc
         except ValueError as exc:
-            raise KeyFileError(f"{target}: not a readable private key, or a wrong passphrase") from exc
+            raise KeyFileError(f"{source}: not a readable private key, or a wrong passphrase") from exc
         if not isinstance(key, Ed25519PrivateKey):
-            raise KeyFileError(f"{target}: not an Ed25519 key")
+            raise KeyFileError(f"{source}: not an Ed25519 key")
         return cls(key)
 
     def __repr__(self) -> str:
@@ -105,4 +91,4 @@ class SigningKey:
     __str__ = __repr__
 
     def __reduce__(self) -> str | tuple[Any, ...]:
-        raise TypeError("SigningKey is not picklable; save it with SigningKey.save()")
+        raise TypeError("SigningKey is not picklable; write it with guildnet.protocols.keyfile.save()")

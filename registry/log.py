@@ -20,8 +20,6 @@ an ``asyncio.Lock``, on the store's reader (a reader thread on SQLite, ``run_syn
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,19 +195,3 @@ def default_key_path(db_url: str) -> Path:
     return Path("registry.key")
 
 
-def load_or_create_key(path: str | os.PathLike[str]) -> SigningKey:
-    """Load the registry key, creating it (mode 0600) if missing; safe when replicas start together."""
-    target = Path(path)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=".registry-key-", dir=target.parent)
-        os.close(fd)
-        os.unlink(temporary)
-        SigningKey.generate().save(temporary)
-        try:
-            os.link(temporary, target)  # atomic: the first replica's key wins, the others load it
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    return SigningKey.load(target)

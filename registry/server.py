@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import WSMsgType, web
 from sqlalchemy import text
 
+from guildnet.protocols import keyfile
 from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
 from .explorer import add_explorer_routes
-from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path, load_or_create_key
+from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path
 from .metrics import RegistryMetrics
 from .openapi import openapi_document
 from .problems import problem
@@ -328,7 +329,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store = RegistryStore(engine, clock=config.clock, on_commit=lambda seq: hub.notify(seq))
     hub = ChangeHub(store, poll_interval=config.watch_poll_interval, queue_size=config.watch_queue_size)
     await hub.start()
-    key = await asyncio.to_thread(load_or_create_key, config.key_path or default_key_path(config.db_url))
+    key = await asyncio.to_thread(keyfile.load_or_create, config.key_path or default_key_path(config.db_url))
     transparency = TransparencyLog(key, store.read)
     await transparency.size()  # load the tree now, not on the first request
     service = ReputationService(config.db_url, config.pretrusted_orgs, interval=config.reputation_interval,

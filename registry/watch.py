@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -97,7 +97,7 @@ class ChangeHub:
                 subscriber.overflowed = True
                 self._subscribers.discard(subscriber)
 
-    async def subscribe(self, since: int) -> AsyncIterator[Change]:
+    async def subscribe(self, since: int) -> AsyncGenerator[Change, None]:
         """Yield every change with ``seq > since`` in order, then live changes as they commit.
 
         A subscriber that falls more than ``queue_size`` changes behind is detached from the live fan-out

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
-from guildnet.node.agent import FunctionAgent, SkillError
+from guildnet.node.agent import Agent, FunctionAgent, SkillError
 from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
 from guildnet.protocols.agentfacts import ModelFacts
@@ -51,7 +51,7 @@ class RunningNode:
 
 
 @contextlib.asynccontextmanager
-async def running_node(org_name: str, agent: FunctionAgent, registry_url: str, db_url: str,
+async def running_node(org_name: str, agent: Agent, registry_url: str, db_url: str,
                        org_key: SigningKey | None = None) -> AsyncIterator[RunningNode]:
     """A node process-equivalent on a real socket: registers its agent, serves A2A and MCP."""
     import socket

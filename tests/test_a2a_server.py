@@ -33,7 +33,7 @@ async def _rpc(http: aiohttp.ClientSession, url: str, method: str, params: dict[
 
 
 def _msg(data: dict[str, Any], skill: str | None = None) -> dict[str, Any]:
-    return cast(dict[str, Any], a2a.skill_request(data, skill))
+    return a2a.skill_request(data, skill)
 
 
 async def test_cards_are_signed_and_cacheable(node: tuple[str, A2AClient, aiohttp.ClientSession]) -> None:

@@ -15,11 +15,11 @@ import pytest
 from registry_support import free_port, live_registry, new_org, snapshot, start_cli
 from test_node import write_config
 
-from guildnet.protocols import jws, signed_write
+from guildnet.protocols import jws, keyfile, signed_write
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.receipts import TaskClaim, callee_sign, caller_countersign
 from guildnet.registry.client import RegistryClient, RegistryError
-from guildnet.registry.server import WATCHERS
+from guildnet.registry.state import WATCHERS
 
 
 async def post_jose(url: str, token: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -167,7 +167,7 @@ async def test_no_secret_reaches_logs_or_error_bodies(tmp_path: Path) -> None:
     keys = [tmp_path / "registry.key", *(tmp_path / "keys").glob("*.key")]
     assert len(keys) == 3 and "guildnet registry" in text  # the registry, the org and the agent keys; logs exist
     for path in keys:
-        secret = SigningKey.load(path).private_key.private_bytes_raw()
+        secret = keyfile.load(path).private_key.private_bytes_raw()
         pem_body = "".join(path.read_text().splitlines()[1:-1])
         for encoded in (secret.hex(), base64.b64encode(secret).decode(),
                         base64.urlsafe_b64encode(secret).decode().rstrip("="), pem_body):

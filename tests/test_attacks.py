@@ -28,7 +28,9 @@ async def register(client: RegistryClient, org: Org, name: str) -> SigningKey:
 
 async def rate(client: RegistryClient, caller: SigningKey, callee: SigningKey, verdicts: list[str],
                skill: str = "echo") -> None:
-    from test_registry_receipts import caller_countersign, claim_token
+    from test_registry_receipts import claim_token
+
+    from guildnet.protocols.receipts import caller_countersign
 
     for verdict in verdicts:
         task = f"task-{next(counter)}"

@@ -37,7 +37,8 @@ def started(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     from_config = Node.from_config.__func__  # type: ignore[attr-defined]
 
     def spy(cls: type[Node], config: Any) -> Node:
-        captured["node"] = node = from_config(cls, config)
+        node: Node = from_config(cls, config)
+        captured["node"] = node
         return node
 
     monkeypatch.setattr(Node, "from_config", classmethod(spy))

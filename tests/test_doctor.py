@@ -18,6 +18,7 @@ from registry_support import free_port, live_registry
 from guildnet.node.config import load_config
 from guildnet.node.doctor import Check, diagnose
 from guildnet.node.node import Node
+from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
 
 ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
@@ -83,7 +84,7 @@ async def test_a_healthy_running_node_passes_every_check(tmp_path: Path) -> None
 async def test_each_broken_piece_is_named_with_its_fix(tmp_path: Path) -> None:
     path = write_config(tmp_path, "http://127.0.0.1:9", free_port())
     (tmp_path / "keys").mkdir()
-    SigningKey.generate().save(tmp_path / "keys" / "org.key")
+    keyfile.save(SigningKey.generate(), tmp_path / "keys" / "org.key")
     (tmp_path / "keys" / "org.key").chmod(0o644)
     checks = by_name(await diagnose(path))
     assert checks["org key"].status == "fail" and checks["org key"].fix == f"chmod 600 {tmp_path}/keys/org.key"
@@ -91,7 +92,7 @@ async def test_each_broken_piece_is_named_with_its_fix(tmp_path: Path) -> None:
     assert checks["registry"].status == "fail" and "cannot reach http://127.0.0.1:9" in checks["registry"].detail
     assert checks["node"].status == "skip"
 
-    SigningKey.generate().save(tmp_path / "keys" / "echo.key", "a passphrase")
+    keyfile.save(SigningKey.generate(), tmp_path / "keys" / "echo.key", "a passphrase")
     encrypted = by_name(await diagnose(path))["key echo.key"]
     assert encrypted.status == "fail" and "encrypted" in encrypted.detail and "without a passphrase" in (
         encrypted.fix or "")

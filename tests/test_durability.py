@@ -94,9 +94,9 @@ async def test_kill_9_loses_no_acknowledged_write(kind: str, tmp_path: Any) -> N
                     entry = await client.get(agent_id, verify_inclusion=True)
                     assert entry.version == version and not entry.revoked
                 for index, token in acked_receipts.items():
-                    [entry] = await client.log_entries(index, index + 1)
-                    assert entry["kind"] == "receipt"
-                    assert jws.verify_json(json.loads(entry["data"])["jws"])[1]["receipt"] == token
+                    [leaf] = await client.log_entries(index, index + 1)
+                    assert leaf["kind"] == "receipt"
+                    assert jws.verify_json(json.loads(leaf["data"])["jws"])[1]["receipt"] == token
                 assert head.size >= len(callers) + 1 + len(acked_agents) + len(acked_receipts)
             print(f"\n{kind}: {len(acked_agents)} registrations and {len(acked_receipts)} receipts acknowledged "
                   f"before kill -9, {unknown} in flight; all acknowledged present after restart, "

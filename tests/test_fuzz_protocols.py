@@ -134,7 +134,7 @@ bodies = st.one_of(
         if depth < 1000 else "[" * depth + "]" * depth),
     st.sampled_from(["{", "[1,", '{"jsonrpc": "2.0"', "\ufeff{}", "null", "[]", '"str"']),
 )
-header_sets = st.one_of(
+header_sets: st.SearchStrategy[dict[str, str]] = st.one_of(
     st.just({}),
     st.fixed_dictionaries({}, optional={
         "Content-Type": st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",

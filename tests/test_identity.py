@@ -11,7 +11,7 @@ import base58
 import jwt
 import pytest
 
-from guildnet.protocols import jws, signed_write
+from guildnet.protocols import jws, keyfile, signed_write
 from guildnet.protocols.canonical import canonical_json
 from guildnet.protocols.did import InvalidDID, did_from_public_bytes, public_bytes_from_did
 from guildnet.protocols.keys import KeyFileError, SigningKey
@@ -87,12 +87,12 @@ def test_rfc8785_key_order_is_utf16() -> None:
 def test_key_file_is_0600_and_never_shows_the_secret(tmp_path: Path) -> None:
     key = SigningKey.generate()
     path = tmp_path / "agent.key"
-    key.save(path)
+    keyfile.save(key, path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert SigningKey.load(path).did == key.did
+    assert keyfile.load(path).did == key.did
     assert key.did in repr(key) and "PRIVATE" not in repr(key)
     with pytest.raises(KeyFileError):
-        key.save(path)  # never silently overwrite a key
+        keyfile.save(key, path)  # never silently overwrite a key
     with pytest.raises(TypeError):
         import pickle
 
@@ -102,12 +102,12 @@ def test_key_file_is_0600_and_never_shows_the_secret(tmp_path: Path) -> None:
 def test_passphrase_protected_key(tmp_path: Path) -> None:
     key = SigningKey.generate()
     path = tmp_path / "org.key"
-    key.save(path, passphrase="correct horse")
+    keyfile.save(key, path, passphrase="correct horse")
     assert b"ENCRYPTED" in path.read_bytes()
-    assert SigningKey.load(path, passphrase="correct horse").did == key.did
+    assert keyfile.load(path, passphrase="correct horse").did == key.did
     for wrong in (None, "wrong"):
         with pytest.raises(KeyFileError):
-            SigningKey.load(path, passphrase=wrong)
+            keyfile.load(path, passphrase=wrong)
 
 
 def test_jws_interoperates_with_pyjwt_both_ways() -> None:

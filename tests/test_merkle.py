@@ -118,9 +118,9 @@ def test_inclusion_vectors(index: int, size: int, path: list[bytes]) -> None:
         flipped = list(path)
         flipped[i] = bytes([flipped[i][0] ^ 8]) + flipped[i][1:]
         corrupt.append((index, size, LEAF_HASHES[index], flipped, root))
-    for args in corrupt:
+    for at, tree_size, leaf, proof, expected_root in corrupt:
         with pytest.raises(InvalidProof):
-            verify_inclusion(*args)
+            verify_inclusion(leaf, at, tree_size, proof, expected_root)
 
 
 @pytest.mark.parametrize(("old", "new", "path"), CONSISTENCY)

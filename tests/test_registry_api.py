@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -184,9 +185,10 @@ async def test_revocation_is_final(db_url: str) -> None:
         entry = await client.get(facts.id)
         assert entry.revoked and not entry.live
         before = await snapshot(registry)
-        for attempt in (lambda: client.register(bump(facts, version=9), key),
-                        lambda: client.heartbeat(facts.id, key),
-                        lambda: client.revoke(facts.id, key)):
+        attempts: list[Callable[[], Awaitable[dict[str, Any]]]] = [
+            lambda: client.register(bump(facts, version=9), key), lambda: client.heartbeat(facts.id, key),
+            lambda: client.revoke(facts.id, key)]
+        for attempt in attempts:
             with pytest.raises(RegistryError) as refused:
                 await attempt()
             assert refused.value.status == 409

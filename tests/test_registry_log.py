@@ -16,7 +16,7 @@ import pytest
 from registry_support import bump, database, key_path_for, live_registry, new_org, registry_process
 from sqlalchemy import text
 
-from guildnet.protocols import jws, merkle, signed_write
+from guildnet.protocols import jws, keyfile, merkle, signed_write
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.transparency import leaf_data, origin_for
 from guildnet.registry.client import LogForked, RegistryClient, RegistryError, UntrustworthyRecord
@@ -56,7 +56,7 @@ async def test_every_write_is_a_leaf_that_reverifies_and_proofs_check(db_url: st
 
         status, head = await get_json(registry.url + "/v1/log/head")
         assert status == 200 and head["size"] == 6
-        registry_key = SigningKey.load(key_path_for(db_url))
+        registry_key = keyfile.load(key_path_for(db_url))
         assert head["key"] == registry_key.did
         checkpoint = merkle.verify_checkpoint(head["checkpoint"], origin=origin_for(registry_key.did),
                                               signer=registry_key.did)
@@ -87,8 +87,8 @@ async def test_every_write_is_a_leaf_that_reverifies_and_proofs_check(db_url: st
                                       [bytes.fromhex(p) for p in proof["proof"]])
 
         # the agent record points at its registration now in force, and the client proves it is in the head
-        entry = await client.get(facts0.id, verify_inclusion=True)
-        assert entry.log_index == 3 and entry.version == 2
+        record = await client.get(facts0.id, verify_inclusion=True)
+        assert record.log_index == 3 and record.version == 2
         assert client.last_head is not None and client.last_head.size == 6
 
 
@@ -175,7 +175,7 @@ async def test_pinned_key_refuses_another_signer(db_url: str) -> None:
                 await client.log_head()
         async with RegistryClient(registry.url) as tofu:
             head = await tofu.log_head()
-            assert head.size == 0 and tofu.registry_key == SigningKey.load(key_path_for(db_url)).did
+            assert head.size == 0 and tofu.registry_key == keyfile.load(key_path_for(db_url)).did
 
 
 async def test_key_created_private_next_to_sqlite_file(tmp_path: Path) -> None:
@@ -183,7 +183,7 @@ async def test_key_created_private_next_to_sqlite_file(tmp_path: Path) -> None:
         path = tmp_path / "registry.key"
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         status, head = await get_json(registry.url + "/v1/log/head")
-        assert status == 200 and head["key"] == SigningKey.load(path).did
+        assert status == 200 and head["key"] == keyfile.load(path).did
 
 
 async def test_migration_starts_the_log_with_existing_agents(db_url: str) -> None:

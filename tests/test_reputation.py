@@ -238,6 +238,6 @@ def test_interval_brackets_the_mean_and_narrows_with_evidence() -> None:
 def test_params_are_checked() -> None:
     for bad in ({"a": 0.0}, {"a": 1.5}, {"half_life": 0.0}, {"per_rater_cap": -1.0}, {"max_iterations": 0}):
         with pytest.raises(ValueError):
-            Params(now=NOW, **bad)  # type: ignore[arg-type]
+            Params(now=NOW, **bad)
     with pytest.raises(ValueError):
         beta_ppf(1.5, 1.0, 1.0)
