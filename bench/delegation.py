@@ -30,6 +30,7 @@ from processes import free_port, guildnet_process
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import Delegator
 from guildnet.node.delegation.discovery import PeerIndex
+from guildnet.node.identity import StaticIdentity
 from guildnet.protocols import a2a
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
@@ -62,16 +63,15 @@ key = "echo.key"
             guildnet_process(["node", "run", str(tmp / "node.toml")], node_port, tmp / "node.log"):
         async with RegistryClient(registry_url) as registry, A2AClient() as client:
             org, caller = SigningKey.generate(), SigningKey.generate()
-            await registry.register(AgentFacts.model_validate({
-                "id": caller.did, "name": "caller", "version": 1,
-                "organisation": {"id": org.did, "name": "caller-org", "endorsement": endorse(org, caller.did)},
-                "skills": [{"id": "plan", "name": "Plan"}]}), caller)
+            await registry.register(AgentFacts.model_validate(endorse(org, {
+                "id": caller.did, "name": "caller", "version": 1, "organisation": {"id": org.did, "name": "caller-org"},
+                "skills": [{"id": "plan", "name": "Plan"}]})), caller)
             async with asyncio.timeout(15):  # the peer node registers its agent at start-up
                 async for change in registry.watch(0):
                     if change["kind"] == "registered" and change["agent"] != caller.did:
                         break
             index = PeerIndex(registry)
-            delegator = Delegator(registry, index, client, caller, org.did)
+            delegator = Delegator(registry, index, client, StaticIdentity(caller), org.did)
             endpoint = (await registry.search(skill="echo")).agents[0].facts.endpoints.a2a or ""
             bare: list[float] = []
             delegated: list[float] = []

@@ -186,11 +186,11 @@ class Writer:
         n = next(self.counter)
         facts = {"id": key.did, "name": f"load-{n}", "version": 1, "ttl_seconds": 5,
                  "description": f"load agent {n}",
-                 "organisation": {"id": self.org.did, "name": "load", "endorsement": endorse(self.org, key.did)},
+                 "organisation": {"id": self.org.did, "name": "load"},
                  "endpoints": {"a2a": f"http://127.0.0.1:9/agents/load-{n}/a2a"},
                  "skills": [{"id": "echo", "name": "Echo", "tags": ["load"]}],
                  "model": {"family": "none", "cost_per_1k_input": 0.0, "cost_per_1k_output": 0.0}}
-        return key, signed_write.make(key, {"action": "register", "facts": facts})
+        return key, signed_write.make(key, {"action": "register", "facts": endorse(self.org, facts)})
 
     async def _post(self, kind: str, path: str, token: str) -> bool:
         self.writes.sent[kind] += 1

@@ -32,8 +32,8 @@ def serve_node(store: str, port: int, db_path: str | None) -> None:
     from guildnet.node.a2a.service import A2AService
     from guildnet.node.a2a.store import InMemoryTaskStore, SqlTaskStore, TaskStore
     from guildnet.node.agent import FunctionAgent
+    from guildnet.node.identity import StaticIdentity
     from guildnet.node.mcp.server import setup_mcp
-    from guildnet.protocols.keys import SigningKey
 
     async def echo(data: EchoIn) -> EchoOut:
         return EchoOut(text=data.text)
@@ -44,7 +44,7 @@ def serve_node(store: str, port: int, db_path: str | None) -> None:
                              else SqlTaskStore(f"sqlite+aiosqlite:///{db_path}"))
     app = web.Application()
     setup_mcp(app, [agent])
-    A2AService([agent], task_store, f"http://127.0.0.1:{port}", {"echo": SigningKey.generate()}).add_routes(app)
+    A2AService([agent], task_store, f"http://127.0.0.1:{port}", {"echo": StaticIdentity.generate()}).add_routes(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 

@@ -68,14 +68,14 @@ def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, in
     facts = {
         "id": key.did, "name": f"agent-{index}", "version": 1, "ttl_seconds": 3600,
         "description": " ".join(words),
-        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, key.did)},
+        "organisation": {"id": org_key.did, "name": org_name},
         "endpoints": {"a2a": f"http://127.0.0.1:9/agents/agent-{index}/a2a"},
         "skills": [{"id": s, "name": s, "tags": [rng.choice(WORDS)],
                     "input_schema": {"type": "object"}, "output_schema": {"type": "object"}} for s in skills],
         "model": {"family": "SmolLM2", "parameters": 135000000, "cost_per_1k_input": 0.00002,
                   "cost_per_1k_output": 0.00004},
     }
-    return signed_write.make(key, {"action": "register", "facts": facts})
+    return signed_write.make(key, {"action": "register", "facts": endorse(org_key, facts)})
 
 
 async def register_all(url: str, agents: int, concurrency: int, chunk: int = 5000) -> tuple[float, int]:

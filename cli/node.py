@@ -63,7 +63,7 @@ def node_run(config: str, host: str | None, port: int | None, public_url: str | 
     setup_logging(log_format, log_level)
     node = load_node(config, host=host, port=port, public_url=public_url, db=db, registry=registry_url)
     for published in node.agents:
-        log.info("agent %s is %s", published.agent.name, published.key.did)
+        log.info("agent %s is %s (key %s)", published.agent.name, published.identity.id, published.identity.key.did)
     log.info("node serving on http://%s:%d (public URL %s), %s", node.host, node.port, node.base_url,
              f"publishing to {node.registry_url}" if node.registry_url else "no registry")
     run_server(web.run_app, node.build_app(), node.host, node.port)

@@ -41,16 +41,16 @@ CATALOGUE = {
 
 def make_facts(org_key: SigningKey, org_name: str, agent_key: SigningKey, name: str, description: str,
                skills: list[tuple[str, list[str]]]) -> AgentFacts:
-    return AgentFacts.model_validate({
+    return AgentFacts.model_validate(endorse(org_key, {
         "id": agent_key.did, "name": name, "description": description, "version": 1, "ttl_seconds": 120,
-        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, agent_key.did)},
+        "organisation": {"id": org_key.did, "name": org_name},
         "endpoints": {"a2a": f"http://127.0.0.1:9100/agents/{name}/a2a", "mcp": "http://127.0.0.1:9100/mcp"},
         "skills": [{"id": skill, "name": skill.replace("-", " ").title(), "description": description,
                     "tags": tags, "input_schema": {"type": "object"}, "output_schema": {"type": "object"}}
                    for skill, tags in skills],
         "model": {"family": "SmolLM2", "parameters": 135_000_000, "cost_per_1k_input": 0.00002,
                   "cost_per_1k_output": 0.00004},
-    })
+    }))
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:

@@ -35,6 +35,7 @@ from guildnet.node.agent import FunctionAgent, SkillError
 from guildnet.node.delegation.delegator import DelegationFailed, Delegator
 from guildnet.node.delegation.discovery import PeerIndex
 from guildnet.node.flywheel.process_log import ProcessCall
+from guildnet.node.identity import StaticIdentity
 from guildnet.node.node import PROCESS_LOG, Node
 from guildnet.node.publisher import PublishedAgent
 from guildnet.node.slm import ConfidencePolicy, ModelSkill, SLMAgent, Tier
@@ -137,9 +138,9 @@ def sentiment_rules(name: str) -> FunctionAgent:
 def node_app(org: str, agents: list[FunctionAgent], registry_url: str, db: str) -> tuple[web.Application, int, str]:
     port = free_port()
     node = Node(org_name=org, org_key=SigningKey.generate(),
-                agents=[PublishedAgent(agent, SigningKey.generate(), ttl_seconds=30) for agent in agents],
+                agents=[PublishedAgent(agent, StaticIdentity.generate(), ttl_seconds=30) for agent in agents],
                 base_url=f"http://127.0.0.1:{port}", db_url=db, registry_url=registry_url, port=port)
-    return node.build_app(), port, node.agents[0].key.did
+    return node.build_app(), port, node.agents[0].identity.id
 
 
 async def slm_first(org_a: SigningKey, registry_url: str, a2a_client: A2AClient, workdir: Path) -> None:
@@ -156,7 +157,7 @@ async def slm_first(org_a: SigningKey, registry_url: str, a2a_client: A2AClient,
                                                                        "negative?", max_tokens=32)],
                             Tier(embedded.backend(), ConfidencePolicy(min_mean_logprob=THRESHOLD)))
         port = free_port()
-        node = Node(org_name="org-a", org_key=org_a, agents=[PublishedAgent(helpdesk, SigningKey.generate())],
+        node = Node(org_name="org-a", org_key=org_a, agents=[PublishedAgent(helpdesk, StaticIdentity.generate())],
                     base_url=f"http://127.0.0.1:{port}", db_url=f"sqlite+aiosqlite:///{workdir}/a.db",
                     registry_url=registry_url, port=port)  # the node connects escalation to its delegation
         app = node.build_app()
@@ -198,10 +199,10 @@ async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
     async with serve(create_app(config), free_port()) as registry_url, RegistryClient(registry_url) as registry, \
             A2AClient() as a2a_client:
         print(f"registry  {registry_url}  (pre-trusted: organisation A)")
-        await registry.register(AgentFacts.model_validate({
+        await registry.register(AgentFacts.model_validate(endorse(org_a, {
             "id": planner.did, "name": "planner", "version": 1, "description": "A's planning agent",
-            "organisation": {"id": org_a.did, "name": "org-a", "endorsement": endorse(org_a, planner.did)},
-            "skills": [{"id": "plan", "name": "Plan"}], "endpoints": {"a2a": "http://127.0.0.1:9/agents/planner/a2a"}}),
+            "organisation": {"id": org_a.did, "name": "org-a"},
+            "skills": [{"id": "plan", "name": "Plan"}], "endpoints": {"a2a": "http://127.0.0.1:9/agents/planner/a2a"}})),
             planner)
         b_app, b_port, b_id = node_app("org-b", [translator("b-translator", fail_every=0, price=0.02),
                                                  sentiment_rules("b-sentiment")],
@@ -218,7 +219,7 @@ async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
                     if seen == 4:
                         break
             index = PeerIndex(registry)
-            delegator = Delegator(registry, index, a2a_client, planner, org_a.did, reputation_ttl=0.0)
+            delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org_a.did, reputation_ttl=0.0)
             print(f"{'round':>5}  {'chosen':<13} {'result':<8} {'B lower':>8} {'B n':>4} {'C lower':>8} {'C n':>4}  "
                   "attempts")
             for number in range(1, rounds + 1):

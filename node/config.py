@@ -98,6 +98,8 @@ class NodeConfig(BaseSettings):
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"
     retention_days: int = Field(30, ge=1)
+    admin_socket: Path = Path("node.sock")
+    """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
     agents: list[AgentConfig] = Field(min_length=1, exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -165,7 +167,8 @@ def load_config(path: str | Path, **flags: Any) -> NodeConfig:
         raise ConfigError(_describe(exc, f"{source} (with GUILDNET_NODE_* and flags)")) from None
     finally:
         _FILE_VALUES.reset(token)
-    return config.model_copy(update={"db": resolve_db_url(config.db, Path.cwd())})
+    return config.model_copy(update={"db": resolve_db_url(config.db, Path.cwd()),
+                                     "admin_socket": base / config.admin_socket})
 
 
 def resolve_db_url(url: str, base: Path) -> str:

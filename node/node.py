@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from guildnet.registry.client import RegistryClient
 from .a2a.client import A2AClient
 from .a2a.service import A2AService
 from .a2a.store import open_task_store
+from .admin import admin_app
 from .agent import Agent
 from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
@@ -34,6 +37,7 @@ from .delegation.ranking import Preference
 from .flywheel.process_log import ProcessLog
 from .flywheel.process_log import create_engine as create_process_engine
 from .flywheel.recording import RecordedAgent
+from .identity import AgentIdentity
 from .mcp.server import setup_mcp
 from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
@@ -71,17 +75,22 @@ class Node:
     _delegator: Delegator | None = field(default=None, repr=False)
     _process_log: ProcessLog | None = field(default=None, repr=False)
     _owns_process_log: bool = field(default=False, repr=False)
+    admin_socket: Path | None = None
+    """A Unix socket (mode 0600) where the node takes local commands (``guildnet node rotate``); None: none."""
+    _publisher: Publisher | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
-        published = [PublishedAgent(load_agent(entry.agent, config.base_dir), keyfile.load_or_create(entry.key),
-                                    entry.ttl_seconds) for entry in config.agents]
+        published = [PublishedAgent(load_agent(entry.agent, config.base_dir),
+                                    AgentIdentity.load_or_create(entry.key), entry.ttl_seconds)
+                     for entry in config.agents]
         names = [p.agent.name for p in published]
         if len(set(names)) != len(names):
             raise ValueError(f"agent names must be unique within a node: {names}")
         return cls(org_name=config.org_name, org_key=keyfile.load_or_create(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
-                   port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days)
+                   port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
+                   admin_socket=config.admin_socket)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -97,7 +106,7 @@ class Node:
                                                           retention_days=self.retention_days)
                 self._owns_process_log = True
             registry = RegistryClient(self.registry_url)
-            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.key, self.org_key.did,
+            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.identity, self.org_key.did,
                                         recorder=self._process_log.record)
         return self._delegator
 
@@ -158,10 +167,12 @@ class Node:
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
                          MeteredTaskStore(open_task_store(self.db_url), self.metrics), self.base_url,
-                         {p.agent.name: p.key for p in self.agents}, version=_version(),
+                         {p.agent.name: p.identity for p in self.agents}, version=_version(),
                          provider=(self.org_name, self.base_url))
         a2a.add_routes(app)
         app.cleanup_ctx.append(self._publishing)
+        if self.admin_socket is not None:
+            app.cleanup_ctx.append(self._admin)
         return app
 
     def _wire_model_agents(self, process_log: ProcessLog) -> None:
@@ -201,7 +212,7 @@ class Node:
                                      status=503)
         publisher = request.app.get(PUBLISHER)
         if publisher is not None:
-            waiting = [p.agent.name for p in self.agents if p.key.did not in publisher.registered]
+            waiting = [p.agent.name for p in self.agents if p.identity.id not in publisher.registered]
             if waiting:
                 return web.json_response({"status": "not ready", "reason": f"not yet registered in "
                                           f"{self.registry_url}: {', '.join(waiting)}"}, status=503)
@@ -214,10 +225,34 @@ class Node:
         publisher = self.publisher()
         if publisher is not None:
             app[PUBLISHER] = publisher
+            self._publisher = publisher
             await publisher.start()
         try:
             yield
         finally:
+            self._publisher = None
             if publisher is not None:
                 with contextlib.suppress(Exception):
                     await publisher.stop()
+
+    async def rotate(self, name: str) -> str:
+        """Rotate agent ``name``'s key while the node serves: its id stays, every signature from the registry's
+        acceptance on is the new key's, and tasks in flight go on. Returns the new key's did:key."""
+        if self._publisher is None:
+            raise ValueError("rotation needs the node to serve with a registry ([node] registry)")
+        return await self._publisher.rotate(name)
+
+    async def _admin(self, _app: web.Application) -> AsyncIterator[None]:
+        """Serve :mod:`.admin` on the node's Unix socket, for commands run on this machine."""
+        assert self.admin_socket is not None
+        runner = web.AppRunner(admin_app(self))
+        await runner.setup()
+        self.admin_socket.unlink(missing_ok=True)
+        site = web.UnixSite(runner, str(self.admin_socket))
+        await site.start()
+        os.chmod(self.admin_socket, 0o600)
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+            self.admin_socket.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
 
 from .agent import Agent
+from .identity import AgentIdentity, IdentityError, StaticIdentity
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +26,28 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PublishedAgent:
     agent: Agent
-    key: SigningKey
+    identity: AgentIdentity | StaticIdentity
     ttl_seconds: int = 60
 
 
 def build_facts(published: PublishedAgent, *, org_key: SigningKey, org_name: str, base_url: str,
                 version: int) -> AgentFacts:
     agent = published.agent
-    return AgentFacts.model_validate({
-        "id": published.key.did,
+    return AgentFacts.model_validate(endorse(org_key, {
+        "id": published.identity.id,
         "name": agent.name,
-        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, published.key.did)},
+        "organisation": {"id": org_key.did, "name": org_name},
         "description": agent.description,
         "version": version,
         "endpoints": {"a2a": f"{base_url}/agents/{agent.name}/a2a", "mcp": f"{base_url}/mcp"},
         "skills": [skill.model_dump() for skill in agent.skills],
         "model": agent.model.model_dump() if agent.model else None,
         "ttl_seconds": published.ttl_seconds,
-    })
+    }))
 
 
 class Publisher:
-    """Registers every agent at start, heartbeats at a third of its TTL, revokes on retire."""
+    """Registers every agent at start, heartbeats at a third of its TTL, rotates keys, revokes on retire."""
 
     def __init__(self, registry_url: str, agents: Sequence[PublishedAgent], *, org_key: SigningKey, org_name: str,
                  base_url: str) -> None:
@@ -64,12 +65,60 @@ class Publisher:
         return build_facts(published, org_key=self.org_key, org_name=self.org_name, base_url=self.base_url,
                            version=self.version)
 
+    def _next_version(self) -> None:
+        self.version = max(self.version + 1, int(time.time()))
+
     async def register_all(self) -> None:
         for published in self.agents:
+            identity = published.identity
+            if isinstance(identity, AgentIdentity) and identity.pending is not None:
+                await self._settle_pending(identity)
             facts = self.facts(published)
-            await self.client.register(facts, published.key)
+            inception = identity.inception if isinstance(identity, AgentIdentity) else None
+            await self.client.register(facts, identity.key, key_event=inception)
             self.registered.add(facts.id)
             log.info("registered %s as %s", published.agent.name, facts.id)
+
+    async def rotate(self, name: str) -> str:
+        """Rotate the agent ``name`` to its committed next key; return the new key's did:key.
+
+        The rotation is written down first (a crash leaves it pending, settled at the next start), then sent with
+        the facts re-registered under the new key; the node signs with the new key from the moment the registry
+        accepted it."""
+        published = next((p for p in self.agents if p.agent.name == name), None)
+        if published is None:
+            raise ValueError(f"this node has no agent named {name!r}")
+        identity = published.identity
+        if not isinstance(identity, AgentIdentity):
+            raise IdentityError(f"agent {name} has a fixed key; it cannot rotate")
+        pending = identity.begin_rotation()
+        self._next_version()
+        facts = self.facts(published)  # the same id; the new key signs this registration
+        try:
+            await self.client.rotate(identity.id, identity.key, pending.event, facts, pending.new_key)
+        except RegistryError as exc:
+            if exc.status < 500:
+                identity.abandon_rotation()
+            raise
+        identity.complete_rotation()
+        log.info("agent %s rotated to key %s (rotation %d)", name, identity.key.did, identity.state.seq)
+        return identity.key.did
+
+    async def _settle_pending(self, identity: AgentIdentity) -> None:
+        """A rotation left pending by a crash: complete it if the registry took it, else forget it."""
+        assert identity.pending is not None
+        try:
+            entry = await self.client.get(identity.id)
+        except RegistryError as exc:
+            if exc.status == 404:
+                identity.abandon_rotation()
+                return
+            raise
+        if identity.pending.event in entry.key_events:
+            identity.complete_rotation()
+            log.info("completed the rotation of %s the registry had accepted before a restart", identity.id)
+        else:
+            identity.abandon_rotation()
 
     async def _keep_alive(self) -> None:
         delay = 1.0
@@ -78,12 +127,13 @@ class Publisher:
                 if len(self.registered) < len(self.agents):
                     await self.register_all()
                 for published in self.agents:
+                    identity = published.identity
                     try:
-                        await self.client.heartbeat(published.key.did, published.key)
+                        await self.client.heartbeat(identity.id, identity.key)
                     except RegistryError as exc:
                         if exc.status != 404:
                             raise
-                        self.registered.discard(published.key.did)  # the registry lost it: register again
+                        self.registered.discard(identity.id)  # the registry lost it: register again
                 delay = 1.0
                 await asyncio.sleep(max(1.0, min(p.ttl_seconds for p in self.agents) / 3))
             except asyncio.CancelledError:
@@ -107,9 +157,10 @@ class Publisher:
         """Revoke every agent of this node; return the ids revoked."""
         revoked = []
         for published in self.agents:
+            identity = published.identity
             try:
-                await self.client.revoke(published.key.did, published.key)
-                revoked.append(published.key.did)
+                await self.client.revoke(identity.id, identity.key)
+                revoked.append(identity.id)
             except RegistryError as exc:
                 if exc.status not in (404, 409):
                     raise

@@ -3,13 +3,18 @@
 The shape follows the NANDA AgentFacts minimal schema (id, name, endpoints, usage format, capabilities)
 narrowed to what guildnet acts on. ``docs/agentfacts.md`` documents every field.
 
-The organisation is proven, not asserted: ``organisation.endorsement`` is a JWS by the organisation key
-naming this agent's DID, so no agent can borrow another organisation's trust.
+The organisation is proven, not asserted: ``organisation.endorsement`` is a JWS by the organisation key over
+the agent's id, a digest of everything else in the facts (endpoints, skills, prices...) and an expiry, so no
+agent can borrow another organisation's trust, and a stolen agent key cannot change what its organisation
+vouched for.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -19,6 +24,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import jws
+from .canonical import canonical_json, sha256_hex
 from .did import is_did_key
 from .keys import SigningKey
 
@@ -27,6 +33,10 @@ MAX_VERSION = 2**53 - 1
 MAX_SKILLS = 64
 MAX_TAGS = 32
 MAX_SCHEMA_BYTES = 32 * 1024
+
+ENDORSEMENT_TYP = "guildnet-endorsement+jws"
+ENDORSEMENT_LIFETIME = 30 * 24 * 3600
+"""Seconds an endorsement is valid by default; a node renews it when it re-registers, well before it expires."""
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4096)]
@@ -101,7 +111,8 @@ class ModelFacts(_Strict):
 class Organisation(_Strict):
     id: str
     name: Name
-    endorsement: str = Field(description="compact JWS by the organisation key: {'agent': <agent did>}")
+    endorsement: str = Field(description="compact JWS by the organisation key over the agent id, the facts digest "
+                                         "and an expiry")
 
     _did = field_validator("id")(_check_did)
 
@@ -134,28 +145,69 @@ class AgentFacts(_Strict):
 
 
 class EndorsementError(ValueError):
-    """The organisation endorsement is missing, forged, or names another agent."""
+    """The organisation endorsement is missing, forged, expired, or vouches for other facts or another agent."""
 
 
-def endorse(org_key: SigningKey, agent_did: str) -> str:
-    """The organisation's signature that ``agent_did`` belongs to it."""
-    return jws.sign({"agent": agent_did}, org_key, typ="guildnet-endorsement")
+def facts_digest(facts: AgentFacts) -> str:
+    """SHA-256 (hex) of the facts' canonical JSON without the endorsement: what the organisation vouches for."""
+    body = facts.to_json()
+    body["organisation"] = {k: v for k, v in body["organisation"].items() if k != "endorsement"}
+    return sha256_hex(canonical_json(body))
+
+
+def endorse(org_key: SigningKey, facts: Mapping[str, Any], *, now: float | None = None,
+            lifetime: int = ENDORSEMENT_LIFETIME) -> dict[str, Any]:
+    """``facts`` (a JSON object; any ``organisation.endorsement`` in it is ignored) with the organisation's
+    endorsement filled in: its signature over the agent id, the facts' digest, and when it expires."""
+    organisation = {k: v for k, v in facts["organisation"].items() if k != "endorsement"}
+    unsigned = AgentFacts.model_validate({**facts, "organisation": {**organisation, "endorsement": ""}})
+    issued = int(time.time() if now is None else now)
+    token = jws.sign({"agent": unsigned.id, "facts": facts_digest(unsigned), "iat": issued, "exp": issued + lifetime},
+                     org_key, typ=ENDORSEMENT_TYP)
+    return {**facts, "organisation": {**organisation, "endorsement": token}}
+
+
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    """A verified endorsement's content."""
+
+    organisation: str
+    agent: str
+    facts: str
+    issued_at: int
+    expires_at: int
 
 
 @lru_cache(maxsize=65536)
-def _endorsement_claim(token: str) -> tuple[str, object]:
-    """(signer, named agent) of a verified endorsement; cached because every update carries the same one."""
+def _endorsement(token: str) -> Endorsement:
+    """The content of an endorsement whose signature verified; cached because a record is checked again and again
+    with the same one (the signature is the expensive part)."""
     verified, body = jws.verify_json(token)
-    return verified.signer, body.get("agent")
+    if verified.header.get("typ") != ENDORSEMENT_TYP:
+        raise EndorsementError(f"the organisation endorsement is not one (typ {ENDORSEMENT_TYP!r})")
+    agent, digest, issued, expires = body.get("agent"), body.get("facts"), body.get("iat"), body.get("exp")
+    if not isinstance(agent, str) or not isinstance(digest, str):
+        raise EndorsementError("the organisation endorsement names no agent or facts digest")
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in (issued, expires)):
+        raise EndorsementError("the organisation endorsement has no integer iat and exp")
+    assert isinstance(issued, int) and isinstance(expires, int)
+    return Endorsement(verified.signer, agent, digest, issued, expires)
 
 
-def check_endorsement(facts: AgentFacts) -> None:
-    org = facts.organisation
+def check_endorsement(facts: AgentFacts, *, now: float | None = None) -> Endorsement:
+    """The endorsement of ``facts``, verified: signed by ``organisation.id``, naming this agent and exactly these
+    facts, and not expired at ``now`` (default: the current time)."""
     try:
-        signer, agent = _endorsement_claim(org.endorsement)
+        endorsement = _endorsement(facts.organisation.endorsement)
     except (jws.MalformedJWS, jws.BadSignature) as exc:
         raise EndorsementError(f"organisation endorsement does not verify: {exc}") from exc
-    if signer != org.id:
+    if endorsement.organisation != facts.organisation.id:
         raise EndorsementError("organisation endorsement is not signed by organisation.id")
-    if agent != facts.id:
+    if endorsement.agent != facts.id:
         raise EndorsementError("organisation endorsement names a different agent")
+    if endorsement.facts != facts_digest(facts):
+        raise EndorsementError("organisation endorsement vouches for other facts (endpoints, skills or prices "
+                               "changed without the organisation's signature)")
+    if endorsement.expires_at <= (time.time() if now is None else now):
+        raise EndorsementError("organisation endorsement has expired; the organisation must renew it")
+    return endorsement

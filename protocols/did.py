@@ -3,13 +3,25 @@
 A did:key is self-certifying: the identifier *is* the public key (multicodec ``ed25519-pub`` = 0xed01,
 multibase base58btc = ``z`` prefix), so nobody can claim an id without holding its private key.
 Spec: https://w3c-ccg.github.io/did-method-key/
+
+Only the canonical form is an identity here: no ``#fragment``, no other spelling of the same key (every id
+is re-encoded and compared), so one key is one id and cannot register as several.
+
+Signatures are verified with libsodium (PyNaCl, the pyca binding): measured here it verifies an Ed25519
+signature in about half the time OpenSSL takes through ``cryptography`` (178-237 µs against 362-441 µs on a
+busy 2-core machine), and every record, signed write and receipt is one or more verifications. libsodium is
+also the stricter verifier (it refuses small-order public keys and non-canonical signatures).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TypeGuard
 
 import base58
+import nacl.bindings
+import nacl.exceptions
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -34,11 +46,13 @@ def did_from_public_key(key: Ed25519PublicKey) -> str:
     return did_from_public_bytes(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
 
+@lru_cache(maxsize=65536)
 def public_bytes_from_did(did: str) -> bytes:
-    """Decode a did:key (optionally with a ``#fragment``) to the raw Ed25519 public key bytes."""
-    if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX):
-        raise InvalidDID("not a did:key identifier")
-    ident = did[len(DID_KEY_PREFIX):].split("#", 1)[0]
+    """Decode a canonical did:key to the raw Ed25519 public key bytes (a fragment or another spelling of the same
+    key is refused)."""
+    if not isinstance(did, str) or not did.startswith(DID_KEY_PREFIX) or len(did) != DID_KEY_ED25519_LENGTH:
+        raise InvalidDID("not a canonical Ed25519 did:key (did:key:z6Mk... with no fragment)")
+    ident = did[len(DID_KEY_PREFIX):]
     if not ident.startswith("z"):
         raise InvalidDID("did:key must use multibase base58btc ('z')")
     try:
@@ -47,7 +61,21 @@ def public_bytes_from_did(did: str) -> bytes:
         raise InvalidDID("did:key is not valid base58btc") from exc
     if len(decoded) != 34 or decoded[:2] != _ED25519_PUB_MULTICODEC:
         raise InvalidDID("did:key does not hold an Ed25519 public key")
+    if did_from_public_bytes(decoded[2:]) != did:
+        raise InvalidDID("did:key is not in its canonical form")
     return decoded[2:]
+
+
+def verify_signature(did: str, signature: bytes, message: bytes) -> None:
+    """Check an Ed25519 ``signature`` of ``message`` by the key ``did``; raise ``InvalidSignature`` (the
+    ``cryptography`` exception, so callers catch one type) if it does not verify, or :class:`InvalidDID`."""
+    public = public_bytes_from_did(did)
+    if len(signature) != 64:
+        raise InvalidSignature("an Ed25519 signature is 64 bytes")
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
+        raise InvalidSignature("Ed25519 signature does not verify") from exc
 
 
 def public_key_from_did(did: str) -> Ed25519PublicKey:

@@ -15,14 +15,12 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import bounded_json
-from .did import InvalidDID, public_key_from_did
+from .did import InvalidDID, public_bytes_from_did, verify_signature
 from .keys import SigningKey
 
 ALGORITHM = "EdDSA"
@@ -65,11 +63,6 @@ def _compact_json(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@lru_cache(maxsize=65536)
-def _key_for(kid: str) -> Ed25519PublicKey:
-    return public_key_from_did(kid)
-
-
 def sign(payload: bytes | Mapping[str, Any], key: SigningKey, *, typ: str | None = None,
          headers: Mapping[str, Any] | None = None, detached: bool = False) -> str:
     """Return a compact JWS (``header.payload.signature``; ``header..signature`` when detached)."""
@@ -109,7 +102,7 @@ def read_header(token: str) -> dict[str, Any]:
     if not isinstance(kid, str):
         raise MalformedJWS("JWS header needs a 'kid' with the signer's did:key")
     try:
-        _key_for(kid)
+        public_bytes_from_did(kid)
     except (InvalidDID, ValueError) as exc:
         raise MalformedJWS(f"JWS kid is not an Ed25519 did:key: {exc}") from exc
     if "crit" in header:
@@ -127,7 +120,7 @@ def verify(token: str, *, detached_payload: bytes | None = None) -> VerifiedJWS:
         encoded_body = b64url_encode(detached_payload)
     signature = b64url_decode(encoded_signature)
     try:
-        _key_for(header["kid"]).verify(signature, f"{protected}.{encoded_body}".encode("ascii"))
+        verify_signature(header["kid"], signature, f"{protected}.{encoded_body}".encode("ascii"))
     except InvalidSignature as exc:
         raise BadSignature("signature does not verify under the kid's key") from exc
     payload = detached_payload if detached_payload is not None else b64url_decode(encoded_body)

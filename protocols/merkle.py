@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 
-from .did import InvalidDID, public_bytes_from_did, public_key_from_did
+from .did import InvalidDID, public_bytes_from_did, verify_signature
 from .keys import SigningKey
 
 HASH_SIZE = 32
@@ -292,7 +292,6 @@ def open_note(note: str, *, signer: str, name: str) -> str:
     """
     try:
         public = public_bytes_from_did(signer)
-        verifier = public_key_from_did(signer)
     except InvalidDID as exc:
         raise InvalidCheckpoint(f"signer is not an Ed25519 did:key: {exc}") from exc
     if not isinstance(note, str) or len(note) > 64 * 1024:
@@ -313,7 +312,7 @@ def open_note(note: str, *, signer: str, name: str) -> str:
         if parts[1] != name or raw[:4] != wanted_id:
             continue
         try:
-            verifier.verify(raw[4:], text.encode())
+            verify_signature(signer, raw[4:], text.encode())
         except InvalidSignature as exc:
             raise InvalidCheckpoint("note signature does not verify") from exc
         return text

@@ -7,7 +7,10 @@ A receipt is two nested compact JWS (``guildnet.protocols.jws``, EdDSA, ``kid`` 
 2. the **caller** checks that token, then signs :class:`Verdict` = {the callee's token, its verdict, an optional
    rating and reason}, ``typ`` :data:`VERDICT_TYP`. That outer token is the receipt a registry accepts.
 
-So the caller cannot invent work the callee never signed, and the callee cannot grade itself. The distinct
+So the caller cannot invent work the callee never signed, and the callee cannot grade itself. Each half is
+signed by its party's key *in force* (its id's key until it rotates; see :mod:`.keyhistory`): the verifier,
+who knows the keys (a registry from its index, a node from the verified record), checks the signers against
+them with :meth:`Receipt.check_signers`; a key that was rotated away signs nothing that counts. The distinct
 ``typ`` values keep a receipt from being confused with any other guildnet signature (a signed write, an
 endorsement) and let a half-signed receipt be named for what it is.
 
@@ -112,7 +115,8 @@ class Verdict(_Strict):
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """A receipt whose both signatures, parties and fields were checked by :func:`verify_receipt`."""
+    """A receipt whose both signatures and fields were checked by :func:`verify_receipt`; who signed each half
+    is in :attr:`callee_signer` and :attr:`caller_signer`, for :meth:`check_signers`."""
 
     receipt_id: str
     claim: TaskClaim
@@ -120,10 +124,19 @@ class Receipt:
     rating: float | None
     reason: str | None
     token: str
+    callee_signer: str
+    caller_signer: str
 
     @property
     def success(self) -> bool:
         return self.verdict == "success"
+
+    def check_signers(self, *, callee_key: str, caller_key: str) -> None:
+        """Refuse unless the claim was signed by the callee's key in force and the verdict by the caller's."""
+        if self.callee_signer != callee_key:
+            raise WrongSigner("the task claim is not signed by the key in force of the callee it names")
+        if self.caller_signer != caller_key:
+            raise WrongSigner("the verdict is not signed by the key in force of the caller the claim names")
 
 
 def receipt_id(task_id: str, caller: str, callee: str) -> str:
@@ -131,7 +144,9 @@ def receipt_id(task_id: str, caller: str, callee: str) -> str:
     return sha256_hex(canonical_json({"task_id": task_id, "caller": caller, "callee": callee}))
 
 
-def _parse_claim(token: str) -> TaskClaim:
+def parse_claim(token: str) -> tuple[TaskClaim, str]:
+    """The callee's claim, its signature verified, and the did:key that signed it (for the reader to check
+    against the callee's key in force)."""
     try:
         verified, body = jws.verify_json(token)
     except jws.MalformedJWS as exc:
@@ -144,11 +159,9 @@ def _parse_claim(token: str) -> TaskClaim:
         claim = TaskClaim.model_validate(body)
     except ValidationError as exc:
         raise MalformedReceipt(f"task claim: {_first_error(exc)}") from exc
-    if verified.signer != claim.callee:
-        raise WrongSigner("the task claim must be signed by the callee it names")
     if claim.caller == claim.callee:
         raise SelfDealing("an agent cannot issue a receipt for work done for itself")
-    return claim
+    return claim, verified.signer
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -158,9 +171,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def callee_sign(claim: TaskClaim, key: SigningKey) -> str:
-    """The callee's half: sign the claim. Refuses a key that is not the claim's callee."""
-    if key.did != claim.callee:
-        raise ValueError("the claim must be signed with the callee's key")
+    """The callee's half: sign the claim with the callee's key in force."""
     if claim.caller == claim.callee:
         raise SelfDealing("an agent cannot issue a receipt for work done for itself")
     return jws.sign(canonical_json(claim.model_dump()), key, typ=CLAIM_TYP)
@@ -168,10 +179,9 @@ def callee_sign(claim: TaskClaim, key: SigningKey) -> str:
 
 def caller_countersign(claim_token: str, key: SigningKey, verdict: Literal["success", "failure"], *,
                        rating: float | None = None, reason: str | None = None) -> str:
-    """The caller's half: check the callee's token names this caller, then sign it with the verdict."""
-    claim = _parse_claim(claim_token)
-    if key.did != claim.caller:
-        raise WrongSigner("only the caller named in the claim can countersign it")
+    """The caller's half: check the callee's token, then sign it with the verdict (with the caller's key in
+    force; whoever counts the receipt checks both signers against the parties' keys)."""
+    claim, _ = parse_claim(claim_token)
     try:
         body = Verdict(receipt=claim_token, verdict=verdict, rating=rating, reason=reason)
     except ValidationError as exc:
@@ -188,9 +198,10 @@ def _check_verdict(claim: TaskClaim, body: Verdict) -> None:
 def verify_receipt(token: str) -> Receipt:
     """Check a countersigned receipt completely; raise a :class:`ReceiptRefused` subclass naming the fault.
 
-    Checks: both signatures; the inner signer is the callee and the outer signer the caller the claim names;
-    caller != callee; hashes are 64 lowercase hex digits; ended_at >= started_at; the verdict fits the status.
-    Whether both parties are registered, and whether ``receipt_id`` was seen before, is the registry's check.
+    Checks: both signatures; caller != callee; hashes are 64 lowercase hex digits; ended_at >= started_at; the
+    verdict fits the status. Whether each half is signed by its party's key in force
+    (:meth:`Receipt.check_signers`), whether both parties are registered, and whether ``receipt_id`` was seen
+    before, is the counting registry's check.
     """
     try:
         verified, body = jws.verify_json(token)
@@ -206,9 +217,8 @@ def verify_receipt(token: str) -> Receipt:
         outer = Verdict.model_validate(body)
     except ValidationError as exc:
         raise MalformedReceipt(f"verdict: {_first_error(exc)}") from exc
-    claim = _parse_claim(outer.receipt)
-    if verified.signer != claim.caller:
-        raise WrongSigner("the verdict must be signed by the caller the claim names")
+    claim, callee_signer = parse_claim(outer.receipt)
     _check_verdict(claim, outer)
     return Receipt(receipt_id=receipt_id(claim.task_id, claim.caller, claim.callee), claim=claim,
-                   verdict=outer.verdict, rating=outer.rating, reason=outer.reason, token=token)
+                   verdict=outer.verdict, rating=outer.rating, reason=outer.reason, token=token,
+                   callee_signer=callee_signer, caller_signer=verified.signer)

@@ -1,7 +1,9 @@
 """The async client for the registry API: the one way nodes and the CLI talk to a registry.
 
-It signs writes with the caller's key, and it does not take the registry's word for what it serves:
-every AgentFacts it returns has had its agent signature and organisation endorsement checked. It also audits
+It signs writes with the caller's key, and it does not take the registry's word for what it serves: every
+record it returns passed :func:`guildnet.protocols.records.verify_record` (the key in force rebuilt from the
+agent's own key history, the registration signed by it, the organisation's endorsement of exactly these facts);
+a search hit that fails is dropped and reported in :attr:`SearchPage.refused`, never returned. It also audits
 the registry's transparency log: each signed tree head must verify under the registry key (pinned, or
 remembered from the first head: trust on first use) and be consistent with the last head this client saw, and
 ``get(..., verify_inclusion=True)`` proves that the registration it returns is in that head. A registry that
@@ -20,8 +22,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from guildnet.protocols import jws, signed_write
-from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
+from guildnet.protocols import signed_write
+from guildnet.protocols.agentfacts import AgentFacts
 from guildnet.protocols.did import is_did_key
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.merkle import (
@@ -32,6 +34,7 @@ from guildnet.protocols.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from guildnet.protocols.records import AgentEntry, UntrustworthyRecord, verify_record
 from guildnet.protocols.transparency import leaf_data, origin_for
 
 JOSE = "application/jose"
@@ -45,10 +48,6 @@ class RegistryError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
-
-
-class UntrustworthyRecord(Exception):
-    """The registry served facts whose signature or endorsement does not verify, or that its log does not hold."""
 
 
 class LogForked(UntrustworthyRecord):
@@ -81,53 +80,13 @@ class ReputationReport:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentEntry:
-    facts: AgentFacts
-    live: bool
-    last_seen: float
-    revoked: bool
-    current_key: str
-    version: int
-    jws: str | None
-    log_index: int | None = None
-
-    @property
-    def id(self) -> str:
-        return str(self.facts.id)
-
-
-@dataclass(frozen=True, slots=True)
 class SearchPage:
     agents: list[AgentEntry]
     next: str | None
     seq: int = 0
     """The registry's change-feed position when the page was read: watch from here to miss nothing."""
-
-
-def verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
-    """An agent record as the registry serves it, checked: the facts are signed by a key of the agent (the
-    JWS, when present or ``require_jws``), match what was signed, and carry a valid organisation endorsement."""
-    facts = AgentFacts.model_validate(body["facts"])
-    token = body.get("jws")
-    if token is not None:
-        try:
-            verified, payload = jws.verify_json(token)
-        except (jws.MalformedJWS, jws.BadSignature) as exc:
-            raise UntrustworthyRecord(f"registration of {facts.id} does not verify: {exc}") from exc
-        if payload.get("facts") != body["facts"]:
-            raise UntrustworthyRecord(f"facts served for {facts.id} differ from the signed registration")
-        if verified.signer not in (facts.id, body.get("current_key")):
-            raise UntrustworthyRecord(f"registration of {facts.id} is signed by a key it does not own")
-    elif require_jws:
-        raise UntrustworthyRecord(f"the registry served no signed registration for {facts.id}")
-    try:
-        check_endorsement(facts)
-    except EndorsementError as exc:
-        raise UntrustworthyRecord(str(exc)) from exc
-    return AgentEntry(facts=facts, live=bool(body["live"]), last_seen=float(body["last_seen"]),
-                      revoked=bool(body.get("revoked", False)), current_key=str(body.get("current_key", facts.id)),
-                      version=int(body.get("version", facts.version)), jws=token,
-                      log_index=int(body["log_index"]) if body.get("log_index") is not None else None)
+    refused: tuple[tuple[str, str], ...] = ()
+    """(agent id as served, why) for each hit that did not verify and was dropped."""
 
 
 def _hashes(values: Any) -> list[bytes]:
@@ -194,9 +153,10 @@ class RegistryClient:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def register(self, facts: AgentFacts, key: SigningKey) -> dict[str, Any]:
-        """Register or update ``facts`` (signed by ``key``: the agent key, or its rotated successor)."""
-        return await self._signed_post("/v1/agents", key, {"action": "register", "facts": facts.to_json()})
+    async def register(self, facts: AgentFacts, key: SigningKey, *, key_event: str | None = None) -> dict[str, Any]:
+        """Register or update ``facts``, signed by the agent's key in force; a first registration may carry the
+        agent's inception ``key_event`` (committing to its next key: the only way it can ever rotate)."""
+        return await self._signed_post("/v1/agents", key, _registration(facts, key_event))
 
     async def heartbeat(self, agent_id: str, key: SigningKey) -> dict[str, Any]:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/heartbeat", key,
@@ -206,9 +166,14 @@ class RegistryClient:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/revoke", key,
                                        {"action": "revoke", "agent": agent_id})
 
-    async def rotate(self, agent_id: str, key: SigningKey, new_key_did: str) -> dict[str, Any]:
+    async def rotate(self, agent_id: str, key: SigningKey, key_event: str, facts: AgentFacts,
+                     new_key: SigningKey) -> dict[str, Any]:
+        """Rotate ``agent_id`` from ``key`` (in force, which signs ``key_event``) to ``new_key``, re-registering
+        ``facts`` (a higher version) signed by ``new_key`` in the same write."""
+        registration = signed_write.make(new_key, _registration(facts, None))
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/rotate", key,
-                                       {"action": "rotate", "agent": agent_id, "new_key": new_key_did})
+                                       {"action": "rotate", "agent": agent_id, "key_event": key_event,
+                                        "registration": registration})
 
     async def submit_receipt(self, receipt: str, key: SigningKey) -> dict[str, Any]:
         """Submit a caller-countersigned receipt; ``key`` is the caller's current key. Returns its log index."""
@@ -223,7 +188,7 @@ class RegistryClient:
     async def get(self, agent_id: str, *, verify_inclusion: bool = False) -> AgentEntry:
         """One agent, signatures checked; with ``verify_inclusion`` its registration is also proven to be in
         the registry's current (verified, consistent) log head, else :class:`UntrustworthyRecord`."""
-        entry = verify_entry(await self._get_json(f"/v1/agents/{quote(agent_id)}"), require_jws=True)
+        entry = verify_record(await self._get_json(f"/v1/agents/{quote(agent_id)}"))
         if verify_inclusion:
             await self._check_inclusion(entry)
         return entry
@@ -296,8 +261,13 @@ class RegistryClient:
             params["live"] = "true" if live else "false"
         async with self.session.get(self._url("/v1/agents"), params=params) as response:
             body = await self._check(response)
-        return SearchPage([verify_entry(entry, require_jws=False) for entry in body["agents"]], body["next"],
-                          int(body.get("seq", 0)))
+        agents, refused = [], []
+        for hit in body["agents"]:
+            try:
+                agents.append(verify_record(hit))
+            except UntrustworthyRecord as exc:
+                refused.append((str(hit.get("id", "?")) if isinstance(hit, dict) else "?", str(exc)))
+        return SearchPage(agents, body["next"], int(body.get("seq", 0)), tuple(refused))
 
     async def watch(self, since: int = 0, *, reconnect_delay: float = 0.5) -> AsyncIterator[dict[str, Any]]:
         """Yield index changes in sequence order for ever, reconnecting and resuming after a drop."""
@@ -314,3 +284,14 @@ class RegistryClient:
             except (aiohttp.ClientError, ConnectionError):
                 pass
             await asyncio.sleep(reconnect_delay)
+
+
+def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"action": "register", "facts": facts.to_json()}
+    if key_event is not None:
+        body["key_event"] = key_event
+    return body
+
+
+__all__ = ["AgentEntry", "LogForked", "LogHead", "RegistryClient", "RegistryError", "ReputationReport", "SearchPage",
+           "UntrustworthyRecord"]

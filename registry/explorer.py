@@ -36,10 +36,10 @@ from aiohttp import web
 
 from guildnet.protocols import jws
 from guildnet.protocols.merkle import InvalidCheckpoint, InvalidProof, leaf_hash, verify_checkpoint, verify_inclusion
+from guildnet.protocols.records import UntrustworthyRecord, verify_record
 from guildnet.protocols.reputation import DAY, Params, Score
 from guildnet.protocols.transparency import leaf_data
 
-from .client import UntrustworthyRecord, verify_entry
 from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
 from .log import LogRangeError, SignedHead, TransparencyLog
 from .state import CONFIG, LOG, REPUTATION, STORE
@@ -247,15 +247,17 @@ class RegistrationCheck:
 
 
 def check_registration(record: AgentRecord) -> RegistrationCheck:
-    """Re-verify the stored registration as a client would (:func:`client.verify_entry`): the JWS signature
-    under a key of the agent, the facts served equal to the facts signed, the organisation's endorsement."""
+    """Re-verify the stored record as a client does (:func:`~guildnet.protocols.records.verify_record`): the key in
+    force rebuilt from the agent's key history, the registration signed by it, the facts served equal to the facts
+    signed, the organisation's endorsement of exactly these facts."""
     try:
-        verify_entry(json.loads(record.to_json_text(with_jws=True)), require_jws=True)
-    except (UntrustworthyRecord, ValueError) as exc:
+        entry = verify_record(json.loads(record.to_json_text()))
+    except UntrustworthyRecord as exc:
         return RegistrationCheck(False, str(exc), None)
-    signer = str(jws.read_header(record.jws)["kid"])
-    role = "the agent's own key" if signer == record.id else "the agent's current (rotated) key"
-    return RegistrationCheck(True, f"Signed by {role}", signer)
+    rotations = entry.keys.seq if entry.keys.seq > 0 else 0
+    role = "the agent's own key" if entry.current_key == record.id else (
+        f"the agent's current key (after {rotations} rotation{'s' if rotations != 1 else ''})")
+    return RegistrationCheck(True, f"Signed by {role}", entry.current_key)
 
 
 @dataclass(frozen=True, slots=True)

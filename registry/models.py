@@ -41,6 +41,8 @@ class AgentRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """Transparency-log index of the registration now in force (migration 0002)."""
+    key_events: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    """The agent's signed key history, a JSON array of compact JWS (migration 0004)."""
 
 
 class AgentSkillRow(Base):

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from guildnet.protocols import keyhistory
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
-from guildnet.protocols.did import is_did_key
 from guildnet.protocols.receipts import Receipt, verify_receipt
-from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite
+from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite, open_write
 
 ACTIONS = ("register", "heartbeat", "revoke", "rotate", "receipt")
 
@@ -38,6 +38,8 @@ def _describe(error: ValidationError) -> str:
 class Registration:
     facts: AgentFacts
     facts_json: dict[str, Any]
+    inception: str | None = None
+    """The inception key event a first registration may carry (committing to the agent's next key)."""
 
 
 def parse_registration(write: SignedWrite) -> Registration:
@@ -50,21 +52,46 @@ def parse_registration(write: SignedWrite) -> Registration:
     except ValidationError as exc:
         raise MalformedWrite(_describe(exc)) from exc
     try:
-        check_endorsement(facts)
+        check_endorsement(facts, now=write.payload["iat"])  # valid when signed (iat is within the clock window)
     except EndorsementError as exc:
         raise UnauthorizedWrite(str(exc)) from exc
-    return Registration(facts=facts, facts_json=raw)
+    inception = write.payload.get("key_event")
+    if inception is not None:
+        if not isinstance(inception, str):
+            raise MalformedWrite("'key_event' must be the inception key event (a compact JWS)")
+        try:
+            keyhistory.replay(facts.id, [inception])
+        except keyhistory.KeyHistoryError as exc:
+            raise UnauthorizedWrite(f"the inception key event does not verify: {exc}") from exc
+    return Registration(facts=facts, facts_json=raw, inception=inception)
 
 
-def parse_rotation(write: SignedWrite, agent_id: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """A rotation write: the key event (signed by the key in force, checked against the stored history by the
+    store) and the re-registration of the agent's facts signed by the new key, applied together so the record
+    served is never signed by a retired key."""
+
+    event: str
+    registration_write: SignedWrite
+    registration: Registration
+
+
+def parse_rotation(write: SignedWrite, agent_id: str, *, now: float, window: int) -> Rotation:
     require_action(write, "rotate", agent_id)
-    new_key = write.payload.get("new_key")
-    if not is_did_key(new_key):
-        raise MalformedWrite("payload needs 'new_key' as an Ed25519 did:key")
-    assert isinstance(new_key, str)
-    if new_key == write.signer:
-        raise MalformedWrite("'new_key' is the key already in use")
-    return new_key
+    event, inner = write.payload.get("key_event"), write.payload.get("registration")
+    if not isinstance(event, str):
+        raise MalformedWrite("payload needs 'key_event': the rotation key event (a compact JWS)")
+    if not isinstance(inner, str):
+        raise MalformedWrite("payload needs 'registration': the agent's facts as a register write signed by the "
+                             "new key")
+    registration_write = open_write(inner, now=now, window=window)
+    registration = parse_registration(registration_write)
+    if registration.facts.id != agent_id:
+        raise MalformedWrite("the registration in a rotation must be of the rotating agent")
+    if registration.inception is not None:
+        raise MalformedWrite("a rotation's registration carries no inception event")
+    return Rotation(event, registration_write, registration)
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,7 +131,8 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def rotate(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    return _write_response(await store.rotate(request.match_info["agent_id"], write))
+    return _write_response(await store.rotate(request.match_info["agent_id"], write,
+                                              window=request.app[CONFIG].clock_window))
 
 
 async def submit_receipt(request: web.Request) -> web.Response:
@@ -205,7 +206,7 @@ async def log_entries(request: web.Request) -> web.Response:
 
 async def get_agent(request: web.Request) -> web.Response:
     record = await request.app[STORE].get(request.match_info["agent_id"])
-    return web.Response(text=record.to_json_text(with_jws=True), content_type="application/json")
+    return web.Response(text=record.to_json_text(), content_type="application/json")
 
 
 def _bool_param(value: str | None, name: str) -> bool | None:
@@ -235,7 +236,7 @@ async def search(request: web.Request) -> web.Response:
         skill=_bounded(query.get("skill"), "skill", 64), q=_bounded(query.get("q"), "q", 256),
         org=_bounded(query.get("org"), "org", 64), live=_bool_param(query.get("live"), "live"),
         limit=limit, cursor=_bounded(query.get("cursor"), "cursor", 512))
-    body = ('{"agents":[' + ",".join(r.to_json_text(with_jws=False) for r in records) + '],"next":'
+    body = ('{"agents":[' + ",".join(r.to_json_text() for r in records) + '],"next":'
             + json.dumps(next_cursor) + ',"seq":' + str(position) + "}")
     return web.Response(text=body, content_type="application/json")
 

@@ -14,6 +14,7 @@ from guildnet.node.a2a.executor import Executor
 from guildnet.node.a2a.service import A2AService
 from guildnet.node.a2a.store import TaskStore
 from guildnet.node.agent import Agent, FunctionAgent, SkillError, TaskContext
+from guildnet.node.identity import StaticIdentity
 from guildnet.protocols.keys import SigningKey
 
 
@@ -68,7 +69,8 @@ async def serve_a2a(store: TaskStore, agents: Sequence[Agent] | None = None,
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    service = A2AService(agents, store, base, keys, executors=executors)
+    service = A2AService(agents, store, base, {name: StaticIdentity(key) for name, key in keys.items()},
+                         executors=executors)
     app = web.Application()
     service.add_routes(app)
     runner = web.AppRunner(app, access_log=None)

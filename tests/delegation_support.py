@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from guildnet.node.agent import Agent, FunctionAgent, SkillError
+from guildnet.node.identity import StaticIdentity
 from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
 from guildnet.protocols.agentfacts import ModelFacts
@@ -47,7 +48,7 @@ class RunningNode:
 
     @property
     def agent_key(self) -> SigningKey:
-        return self.node.agents[0].key
+        return self.node.agents[0].identity.key
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +61,7 @@ async def running_node(org_name: str, agent: Agent, registry_url: str, db_url: s
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     node = Node(org_name=org_name, org_key=org_key or SigningKey.generate(),
-                agents=[PublishedAgent(agent, SigningKey.generate(), ttl_seconds=30)],
+                agents=[PublishedAgent(agent, StaticIdentity.generate(), ttl_seconds=30)],
                 base_url=f"http://127.0.0.1:{port}", db_url=db_url, registry_url=registry_url, port=port)
     runner = web.AppRunner(node.build_app(), access_log=None)
     await runner.setup()

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from guildnet.protocols import keyhistory
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.server import STORE, RegistryConfig, create_app
@@ -78,19 +79,61 @@ async def live_registry(db_url: str, **config: Any) -> AsyncIterator[LiveRegistr
         await runner.cleanup()
 
 
+class KeyChain:
+    """An agent's keys generated ahead for a test: the inception key, then each key it will rotate to, every one
+    committed to (by hash) in the event before it, as an agent's node keeps them."""
+
+    def __init__(self, rotations: int = 3) -> None:
+        self._keys = [SigningKey.generate() for _ in range(rotations + 2)]
+        self.events = [keyhistory.incept(self._keys[0], self._keys[1].did)]
+
+    @property
+    def id(self) -> str:
+        return self._keys[0].did
+
+    @property
+    def inception(self) -> str:
+        return self.events[0]
+
+    @property
+    def key(self) -> SigningKey:
+        """The key in force."""
+        return self._keys[len(self.events) - 1]
+
+    def retired(self) -> list[SigningKey]:
+        return self._keys[:len(self.events) - 1]
+
+    def next_rotation(self) -> tuple[str, SigningKey]:
+        """The event rotating to the committed next key (signed by the key in force), and that key."""
+        at = len(self.events) - 1
+        event = keyhistory.rotate(self._keys[at], keyhistory.replay(self.id, self.events), self._keys[at + 1].did,
+                                  self._keys[at + 2].did if at + 2 < len(self._keys) else None)
+        return event, self._keys[at + 1]
+
+    def rotated(self, event: str) -> None:
+        self.events.append(event)
+
+
+ORG_KEYS: dict[str, SigningKey] = {}
+"""Organisation keys by DID, so :func:`bump` can re-endorse the facts it changes, as their organisation would."""
+
+
 @dataclass
 class Org:
     name: str
     key: SigningKey
 
+    def __post_init__(self) -> None:
+        ORG_KEYS[self.key.did] = self.key
+
     def agent(self, name: str, *, skills: list[dict[str, Any]] | None = None, version: int = 1,
               description: str = "", ttl_seconds: int = 300, key: SigningKey | None = None,
               a2a: str | None = None) -> tuple[SigningKey, AgentFacts]:
         agent_key = key or SigningKey.generate()
-        facts = AgentFacts.model_validate({
+        facts = AgentFacts.model_validate(endorse(self.key, {
             "id": agent_key.did,
             "name": name,
-            "organisation": {"id": self.key.did, "name": self.name, "endorsement": endorse(self.key, agent_key.did)},
+            "organisation": {"id": self.key.did, "name": self.name},
             "description": description or f"{name} agent of {self.name}",
             "version": version,
             "endpoints": {"a2a": a2a or f"http://127.0.0.1:9/agents/{name}/a2a"},
@@ -98,8 +141,14 @@ class Org:
                                   "tags": ["text", "test"]}],
             "model": {"family": "none", "cost_per_1k_input": 0.0, "cost_per_1k_output": 0.0},
             "ttl_seconds": ttl_seconds,
-        })
+        }))
         return agent_key, facts
+
+    def rotating_agent(self, name: str, **fields: Any) -> tuple[KeyChain, AgentFacts]:
+        """An agent whose key can rotate: register it with ``key_event=chain.inception``, signed by ``chain.key``."""
+        chain = KeyChain()
+        _, facts = self.agent(name, key=chain.key, **fields)
+        return chain, facts
 
 
 STORE_TABLES = ("agents", "agent_skills", "nonces", "changes", "log_entries", "receipts")
@@ -119,9 +168,10 @@ def new_org(name: str) -> Org:
 
 
 def bump(facts: AgentFacts, **changes: Any) -> AgentFacts:
+    """``facts`` with ``changes``, endorsed again by its organisation (the old endorsement names the old facts)."""
     data = facts.to_json()
     data.update(changes)
-    return AgentFacts.model_validate(data)
+    return AgentFacts.model_validate(endorse(ORG_KEYS[facts.organisation.id], data))
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from registry_support import free_port, live_registry, new_org, snapshot, start_cli
+from registry_support import bump, free_port, live_registry, new_org, snapshot, start_cli
 from test_node import write_config
 
 from guildnet.protocols import jws, keyfile, signed_write
@@ -219,7 +219,7 @@ async def test_numbers_json_cannot_carry_are_refused_and_never_served(db_url: st
         too_new = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**53}})
         assert (await post_jose(registry.url + "/v1/agents", too_new))[0] == 400  # past exact JSON integers
         assert await snapshot(registry) == before
-        after_2038 = signed_write.make(key, {"action": "register", "facts": {**facts.to_json(), "version": 2**31}})
+        after_2038 = signed_write.make(key, {"action": "register", "facts": bump(facts, version=2**31).to_json()})
         assert (await post_jose(registry.url + "/v1/agents", after_2038))[0] == 201  # unix seconds in 2038
 
 

@@ -12,6 +12,7 @@ from registry_support import live_registry
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import DelegationFailed, Delegator
 from guildnet.node.delegation.discovery import PeerIndex
+from guildnet.node.identity import StaticIdentity
 from guildnet.protocols import receipts
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
@@ -21,10 +22,9 @@ from guildnet.registry.client import RegistryClient
 async def caller_identity(registry: RegistryClient) -> tuple[SigningKey, SigningKey]:
     """Organisation A and its registered 'planner' agent, the caller named in receipts."""
     org, agent = SigningKey.generate(), SigningKey.generate()
-    facts = AgentFacts.model_validate({
-        "id": agent.did, "name": "planner", "version": 1,
-        "organisation": {"id": org.did, "name": "org-a", "endorsement": endorse(org, agent.did)},
-        "skills": [{"id": "plan", "name": "Plan"}], "endpoints": {"a2a": "http://127.0.0.1:9/agents/planner/a2a"}})
+    facts = AgentFacts.model_validate(endorse(org, {
+        "id": agent.did, "name": "planner", "version": 1, "organisation": {"id": org.did, "name": "org-a"},
+        "skills": [{"id": "plan", "name": "Plan"}], "endpoints": {"a2a": "http://127.0.0.1:9/agents/planner/a2a"}}))
     await registry.register(facts, agent)
     return org, agent
 
@@ -40,16 +40,16 @@ async def test_reputation_shifts_choices_from_a_cheap_flaky_peer_to_a_reliable_o
                              reputation_interval=0.2) as registry_server, \
             RegistryClient(registry_server.url) as registry, A2AClient() as a2a_client:
         _, planner = await caller_identity(registry)  # org A's own agent is registered (needed for receipts)
-        await registry.register(AgentFacts.model_validate({
+        await registry.register(AgentFacts.model_validate(endorse(org_a, {
             **(await registry.get(planner.did)).facts.to_json(), "version": 2,
-            "organisation": {"id": org_a.did, "name": "org-a", "endorsement": endorse(org_a, planner.did)}}),
+            "organisation": {"id": org_a.did, "name": "org-a"}})),
             planner)
         async with running_node("org-b", translator("reliable", price=0.01), registry_server.url,
                                 f"sqlite+aiosqlite:///{tmp_path}/b.db") as b, \
                 running_node("org-c", translator("flaky", fail_every=2, price=0.001), registry_server.url,
                              f"sqlite+aiosqlite:///{tmp_path}/c.db") as c:
             index = PeerIndex(registry)
-            delegator = Delegator(registry, index, a2a_client, planner, org_a.did, reputation_ttl=0.0)
+            delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org_a.did, reputation_ttl=0.0)
             await wait_for_registrations(registry, 3)  # the planner and the two translators
             chosen = []
             for i in range(24):
@@ -85,7 +85,7 @@ async def test_timeouts_and_revoked_peers_fall_through_within_the_deadline(tmp_p
                              f"sqlite+aiosqlite:///{tmp_path}/g.db") as gone:
             await wait_for_registrations(registry, 4)
             index = PeerIndex(registry)
-            delegator = Delegator(registry, index, a2a_client, planner, "did:key:zOrgA")
+            delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), "did:key:zOrgA")
             await index.track("translate")
             revoked = await registry.revoke(gone.agent_key.did, gone.agent_key)
             async with asyncio.timeout(5):

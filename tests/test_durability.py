@@ -21,6 +21,7 @@ from guildnet.node.a2a.client import A2AClient
 from guildnet.node.a2a.store import RESTART_REASON
 from guildnet.node.delegation.delegator import Delegator
 from guildnet.node.delegation.discovery import PeerIndex
+from guildnet.node.identity import StaticIdentity
 from guildnet.protocols import a2a, jws, receipts
 from guildnet.registry.client import RegistryClient, RegistryError
 
@@ -164,7 +165,7 @@ ttl_seconds = 30
                                     f"sqlite+aiosqlite:///{tmp_path}/ok.db") as steady:
                 await wait_for_registrations(registry, 3)
                 index = PeerIndex(registry)
-                delegator = Delegator(registry, index, a2a_client, planner, org.did)
+                delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org.did)
                 await index.track("translate")
                 async with asyncio.timeout(5):
                     await index.wait_for_position((await registry.search(limit=1)).seq)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from markupsafe import escape
-from registry_support import LiveRegistry, database, live_registry, new_org
+from registry_support import LiveRegistry, bump, database, live_registry, new_org
 from sqlalchemy import text
 
 from guildnet.protocols.agentfacts import AgentFacts
@@ -71,7 +71,7 @@ class Scene:
         self.hostile_key, hostile = self.gamma.agent("hostile", description=HOSTILE_TEXT, skills=[
             {"id": "xss", "name": HOSTILE_NAME, "description": HOSTILE_TEXT, "tags": ["<b>bold</b>"],
              "input_schema": {"type": "object", "description": "</pre><script>alert('schema')</script>"}}])
-        self.hostile = AgentFacts.model_validate({**hostile.to_json(), "name": HOSTILE_NAME})
+        self.hostile = bump(hostile, name=HOSTILE_NAME)
         self.receipts = 0
 
     async def populate(self, registry: LiveRegistry, client: RegistryClient) -> None:
@@ -146,7 +146,7 @@ async def test_pages_show_checked_facts_receipts_history_and_escape_everything(d
                                {"id": scene.translator.id})
         page = await fetch(session, agent_url(registry, scene.translator))
         assert "✗ signature does not verify" in page and "✓ signature verified" not in page
-        assert "differ from the signed registration" in page and "Sloppy" in page
+        assert "differ from its signed registration" in page and "Sloppy" in page
 
         # revocation is shown as permanent; an unknown agent is an HTML 404
         await client.revoke(scene.cheap.id, scene.cheap_key)

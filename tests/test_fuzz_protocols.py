@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from guildnet.node.a2a.service import A2AService
 from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.node.agent import FunctionAgent
+from guildnet.node.identity import StaticIdentity
 from guildnet.node.mcp.server import setup_mcp
 from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
@@ -72,7 +73,7 @@ async def node(tmp_path: Path) -> AsyncIterator[LiveNode]:
     """The node's real aiohttp app (Node.build_app: A2A, MCP, process log, SQLite task store) on 127.0.0.1."""
     calls = Calls()
     built = Node(org_name="fuzz", org_key=SigningKey.generate(),
-                 agents=[PublishedAgent(counting_agent(calls), SigningKey.generate())],
+                 agents=[PublishedAgent(counting_agent(calls), StaticIdentity.generate())],
                  base_url="http://127.0.0.1", db_url=f"sqlite+aiosqlite:///{tmp_path}/node.db")
     runner = web.AppRunner(built.build_app(), access_log=None)
     await runner.setup()
@@ -245,7 +246,7 @@ async def test_a_slow_body_is_cut_off_with_408_on_both_endpoints(tmp_path: Path)
     agent = counting_agent(Calls())
     app = web.Application()
     setup_mcp(app, [agent], body_timeout=0.5)
-    A2AService([agent], InMemoryTaskStore(), "http://127.0.0.1", {"echo": SigningKey.generate()},
+    A2AService([agent], InMemoryTaskStore(), "http://127.0.0.1", {"echo": StaticIdentity.generate()},
                body_timeout=0.5).add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

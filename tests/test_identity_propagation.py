@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from registry_support import live_registry, new_org
+from registry_support import bump, live_registry, new_org
 
 from guildnet.node.delegation.discovery import PeerIndex
-from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
 
 WATCHERS = 50
@@ -24,19 +23,21 @@ async def seen_by_all(indexes: list[PeerIndex], started: float, seq: int) -> flo
 
 async def test_revocation_and_rotation_reach_every_watcher_within_a_second(db_url: str) -> None:
     acme = new_org("acme")
-    key, facts = acme.agent("peer")
+    chain, facts = acme.rotating_agent("peer")
+    key = chain.key
     async with live_registry(db_url, write_rate_per_ip=None) as registry, \
             RegistryClient(registry.url) as writer:
-        await writer.register(facts, key)
+        await writer.register(facts, key, key_event=chain.inception)
         clients = [RegistryClient(registry.url) for _ in range(WATCHERS)]
         indexes = [PeerIndex(client) for client in clients]
         try:
             await asyncio.gather(*(index.track("echo") for index in indexes))
             assert all(index.get(facts.id) is not None for index in indexes)
 
-            new_key = SigningKey.generate()
+            event, new_key = chain.next_rotation()
             started = time.perf_counter()
-            rotation = await seen_by_all(indexes, started, (await writer.rotate(facts.id, key, new_key.did))["seq"])
+            rotated = await writer.rotate(facts.id, key, event, bump(facts, version=2), new_key)
+            rotation = await seen_by_all(indexes, started, rotated["seq"])
             assert all(getattr(index.get(facts.id), "current_key", None) == new_key.did for index in indexes)
 
             started = time.perf_counter()

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from registry_support import LiveRegistry, bump, live_registry, new_org, snapshot
 
-from guildnet.protocols import jws, signed_write
+from guildnet.protocols import jws, keyhistory, signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
@@ -112,8 +112,8 @@ async def test_refused_registrations_change_nothing(db_url: str, case: str) -> N
         elif case == "invalid-facts":
             body, expected = _registration(key, {**good, "skills": []}), 400
         elif case == "forged-endorsement":
-            forged = {**good, "organisation": {**good["organisation"],
-                                               "endorsement": endorse(SigningKey.generate(), key.did)}}
+            forged = {**good, "organisation": {**good["organisation"], "endorsement": endorse(
+                SigningKey.generate(), good)["organisation"]["endorsement"]}}
             body, expected = _registration(key, forged), 401
         elif case == "wrong-content-type":
             body, expected, content_type = _registration(key, good), 415, "application/json"
@@ -195,23 +195,36 @@ async def test_revocation_is_final(db_url: str) -> None:
         assert await snapshot(registry) == before
 
 
-async def test_rotation_moves_authority_to_the_new_key(db_url: str) -> None:
+async def test_rotation_moves_authority_to_the_committed_next_key(db_url: str) -> None:
     acme = new_org("acme")
-    old_key, facts = acme.agent("a")
-    new_key = SigningKey.generate()
+    chain, facts = acme.rotating_agent("a")
+    old_key = chain.key
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        await client.register(facts, old_key)
-        with pytest.raises(RegistryError):  # a stranger cannot rotate
-            await client.rotate(facts.id, SigningKey.generate(), new_key.did)
-        await client.rotate(facts.id, old_key, new_key.did)
-        assert (await client.get(facts.id)).current_key == new_key.did
+        await client.register(facts, chain.key, key_event=chain.inception)
+        event, new_key = chain.next_rotation()
+        stranger = SigningKey.generate()
+        before = await snapshot(registry)
+        with pytest.raises(RegistryError) as refused:  # a stranger cannot rotate, even with the right event
+            await client.rotate(facts.id, stranger, event, bump(facts, version=2), new_key)
+        assert refused.value.status == 401
+        # a thief of the key in force cannot hand the identity to a key of its own: it was never committed to
+        pretended = keyhistory.KeyState(facts.id, old_key.did, keyhistory.commitment(stranger.did), 0,
+                                        keyhistory.event_digest(chain.inception))
+        stolen = keyhistory.rotate(old_key, pretended, stranger.did, None)
+        with pytest.raises(RegistryError) as refused:
+            await client.rotate(facts.id, old_key, stolen, bump(facts, version=2), stranger)
+        assert refused.value.status == 401 and "never committed to" in refused.value.detail
+        assert await snapshot(registry) == before  # refused rotations change nothing
+        await client.rotate(facts.id, old_key, event, bump(facts, version=2), new_key)
+        chain.rotated(event)
+        entry = await client.get(facts.id)  # verified from the id alone: the history proves the new key
+        assert entry.current_key == new_key.did and entry.version == 2 and entry.id == old_key.did
         with pytest.raises(RegistryError) as old_refused:
             await client.heartbeat(facts.id, old_key)
         assert old_refused.value.status == 401
         await client.heartbeat(facts.id, new_key)
-        await client.register(bump(facts, version=2), new_key)
-        entry = await client.get(facts.id)
-        assert entry.version == 2 and entry.current_key == new_key.did
+        await client.register(bump(facts, version=3), new_key)
+        assert (await client.get(facts.id)).version == 3
 
 
 async def test_liveness_follows_heartbeats_and_ttl(db_url: str) -> None:

@@ -40,56 +40,59 @@ async def execute(db_url: str, sql: str, **params: Any) -> None:
 
 async def test_every_write_is_a_leaf_that_reverifies_and_proofs_check(db_url: str) -> None:
     acme = new_org("acme")
-    agents = [acme.agent(f"a{i}") for i in range(3)]
+    (key0, facts0), (key2, facts2) = acme.agent("a0"), acme.agent("a2")
+    chain1, facts1 = acme.rotating_agent("a1")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        results = [await client.register(facts, key) for key, facts in agents]
+        results = [await client.register(facts0, key0),
+                   await client.register(facts1, chain1.key, key_event=chain1.inception),
+                   await client.register(facts2, key2)]
         assert [r["log_index"] for r in results] == [0, 1, 2]
-        (key0, facts0), (key1, facts1), (key2, facts2) = agents
         updated = await client.register(bump(facts0, version=2), key0)
-        new_key = SigningKey.generate()
-        rotated = await client.rotate(facts1.id, key1, new_key.did)
+        event, new_key = chain1.next_rotation()
+        rotated = await client.rotate(facts1.id, chain1.key, event, bump(facts1, version=2), new_key)
         revoked = await client.revoke(facts2.id, key2)
-        assert (updated["log_index"], rotated["log_index"], revoked["log_index"]) == (3, 4, 5)
+        # a rotation is two leaves: the key event's write, then the facts registered under the new key
+        assert (updated["log_index"], rotated["log_index"], revoked["log_index"]) == (3, 4, 6)
         # a refused write (stale version) appends nothing
         with pytest.raises(RegistryError):
             await client.register(bump(facts0, version=2), key0)
 
         status, head = await get_json(registry.url + "/v1/log/head")
-        assert status == 200 and head["size"] == 6
+        assert status == 200 and head["size"] == 7
         registry_key = keyfile.load(key_path_for(db_url))
         assert head["key"] == registry_key.did
         checkpoint = merkle.verify_checkpoint(head["checkpoint"], origin=origin_for(registry_key.did),
                                               signer=registry_key.did)
-        assert checkpoint.size == 6 and checkpoint.root.hex() == head["root"]
+        assert checkpoint.size == 7 and checkpoint.root.hex() == head["root"]
 
         entries = await client.log_entries(0, 100)
-        assert [e["kind"] for e in entries] == ["register"] * 4 + ["rotate", "revoke"]
+        assert [e["kind"] for e in entries] == ["register"] * 4 + ["rotate", "register", "revoke"]
         leaves = []
         for entry in entries:  # each leaf stands alone: its JWS verifies and names the agent and action
             data = json.loads(entry["data"])
             verified, payload = jws.verify_json(data["jws"])
-            assert verified.signer in {facts.id for _, facts in agents}
+            assert verified.signer in {facts0.id, facts1.id, facts2.id, new_key.did}
             assert payload["action"] == entry["kind"] == data["kind"] and data["agent"] == entry["agent"]
             assert entry["leaf_hash"] == merkle.leaf_hash(entry["data"].encode()).hex()
             leaves.append(bytes.fromhex(entry["leaf_hash"]))
         assert merkle.root(leaves) == checkpoint.root  # recomputed by us, not taken from the registry
 
-        for index in range(6):
-            status, proof = await get_json(registry.url + "/v1/log/inclusion", {"index": str(index), "size": "6"})
-            merkle.verify_inclusion(leaves[index], index, 6, [bytes.fromhex(p) for p in proof["proof"]],
+        for index in range(7):
+            status, proof = await get_json(registry.url + "/v1/log/inclusion", {"index": str(index), "size": "7"})
+            merkle.verify_inclusion(leaves[index], index, 7, [bytes.fromhex(p) for p in proof["proof"]],
                                     checkpoint.root)
         status, by_hash = await get_json(registry.url + "/v1/log/inclusion", {"leaf_hash": leaves[4].hex()})
-        assert status == 200 and by_hash["index"] == 4 and by_hash["size"] == 6
-        for old in range(7):
-            status, proof = await get_json(registry.url + "/v1/log/consistency", {"old": str(old), "new": "6"})
+        assert status == 200 and by_hash["index"] == 4 and by_hash["size"] == 7
+        for old in range(8):
+            status, proof = await get_json(registry.url + "/v1/log/consistency", {"old": str(old), "new": "7"})
             assert status == 200
-            merkle.verify_consistency(old, 6, merkle.root(leaves[:old]), checkpoint.root,
+            merkle.verify_consistency(old, 7, merkle.root(leaves[:old]), checkpoint.root,
                                       [bytes.fromhex(p) for p in proof["proof"]])
 
         # the agent record points at its registration now in force, and the client proves it is in the head
         record = await client.get(facts0.id, verify_inclusion=True)
         assert record.log_index == 3 and record.version == 2
-        assert client.last_head is not None and client.last_head.size == 6
+        assert client.last_head is not None and client.last_head.size == 7
 
 
 @pytest.mark.parametrize("params", [

@@ -34,12 +34,13 @@ class ServedCard:
     body: bytes
     etag: str
     last_modified: str
+    signer: str
 
     @classmethod
     def sign(cls, card: JSON, key: SigningKey, *, since: float) -> ServedCard:
         signed = a2a.sign_agent_card(card, key)
         body = json.dumps(signed, separators=(",", ":"), ensure_ascii=False).encode()
-        return cls(signed, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', formatdate(since, usegmt=True))
+        return cls(signed, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"', formatdate(since, usegmt=True), key.did)
 
     def response(self, request: web.Request) -> web.Response:
         headers = {"ETag": self.etag, "Cache-Control": "public, max-age=300", "Last-Modified": self.last_modified}

@@ -13,9 +13,9 @@ from guildnet.protocols import a2a, receipts
 from guildnet.protocols.a2a import JSON
 from guildnet.protocols.canonical import content_hash
 from guildnet.protocols.did import is_did_key
-from guildnet.protocols.keys import SigningKey
 
 from ..agent import Agent, InvalidInput, InvalidOutput, SkillError, TaskContext
+from ..identity import Signer
 
 if TYPE_CHECKING:
     from .tasks import TaskRun
@@ -52,14 +52,14 @@ class SkillExecutor:
     """Runs an :class:`Agent` skill: input from the message's first JSON ``data`` part (else its text),
     output as one artifact with a ``data`` part and a ``text`` part.
 
-    With the agent's key, a task whose message names its caller (``metadata["guildnet.caller"]``, a did:key)
-    ends with a receipt the callee signed (task ids, parties, skill, SHA-256 of canonical input and output,
-    times, status) in ``task.metadata["guildnet.receipt"]``, for the caller to countersign.
+    With the agent's identity, a task whose message names its caller (``metadata["guildnet.caller"]``, a did:key)
+    ends with a receipt the callee signed with its key in force (task ids, parties, skill, SHA-256 of canonical
+    input and output, times, status) in ``task.metadata["guildnet.receipt"]``, for the caller to countersign.
     """
 
-    def __init__(self, agent: Agent, key: SigningKey | None = None) -> None:
+    def __init__(self, agent: Agent, identity: Signer | None = None) -> None:
         self.agent = agent
-        self.key = key
+        self.identity = identity
         self._skill_ids = [s.id for s in agent.skills]
 
     def accept(self, message: JSON, task: JSON | None) -> Invocation:
@@ -97,10 +97,10 @@ class SkillExecutor:
     async def _sign_receipt(self, run: TaskRun, skill_id: str, arguments: Any, output: Any, started: int,
                             status: Literal["completed", "failed"]) -> None:
         caller = (run.message.get("metadata") or {}).get(CALLER_KEY)
-        if self.key is None or not is_did_key(caller) or caller == self.key.did:
+        if self.identity is None or not is_did_key(caller) or caller == self.identity.id:
             return
-        claim = receipts.TaskClaim(task_id=run.task_id, caller=caller, callee=self.key.did, skill=skill_id,
+        claim = receipts.TaskClaim(task_id=run.task_id, caller=caller, callee=self.identity.id, skill=skill_id,
                                    input_sha256=content_hash(arguments), output_sha256=content_hash(output),
                                    started_at=started, ended_at=max(started, int(time.time() * 1000)),
                                    status=status)
-        await run.annotate(RECEIPT_KEY, receipts.callee_sign(claim, self.key))
+        await run.annotate(RECEIPT_KEY, receipts.callee_sign(claim, self.identity.key))

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from aiohttp import web
 
 from guildnet.protocols.a2a import JSON
-from guildnet.protocols.keys import SigningKey
 
 from ..agent import Agent
+from ..identity import Signer
 from . import jsonrpc
 from .cards import ServedCard, build_card
 from .executor import Executor, SkillExecutor
@@ -42,37 +42,46 @@ class A2AService:
     """
 
     def __init__(self, agents: Sequence[Agent], store: TaskStore, base_url: str,
-                 agent_keys: Mapping[str, SigningKey], *, version: str = "0.1.0",
+                 identities: Mapping[str, Signer], *, version: str = "0.1.0",
                  provider: tuple[str, str] | None = None, executors: Mapping[str, Executor] | None = None,
                  body_timeout: float = BODY_TIMEOUT) -> None:
         if not agents:
             raise ValueError("an A2A service needs at least one agent")
-        missing = [a.name for a in agents if a.name not in agent_keys]
+        missing = [a.name for a in agents if a.name not in identities]
         if missing:
-            raise ValueError(f"no signing key for agents {missing}")
+            raise ValueError(f"no identity for agents {missing}")
         self.body_timeout = body_timeout
         self.store = store
         self.base_url = base_url.rstrip("/")
         self.agents = list(agents)
         overrides = dict(executors or {})
-        self.tasks = {a.name: AgentTasks(a.name, overrides.get(a.name) or SkillExecutor(a, agent_keys[a.name]), store)
+        self.tasks = {a.name: AgentTasks(a.name, overrides.get(a.name) or SkillExecutor(a, identities[a.name]), store)
                       for a in agents}
-        started = time.time()
-        self._cards = {a.name: ServedCard.sign(build_card(a, f"{self.base_url}/agents/{a.name}/a2a", version, provider),
-                                               agent_keys[a.name], since=started) for a in agents}
-        first = self.agents[0]
-        self._root_card = ServedCard.sign(build_card(first, f"{self.base_url}/", version, provider),
-                                          agent_keys[first.name], since=started)
+        self._identities = dict(identities)
+        self._unsigned = {a.name: build_card(a, f"{self.base_url}/agents/{a.name}/a2a", version, provider)
+                          for a in agents}
+        self._unsigned_root = build_card(self.agents[0], f"{self.base_url}/", version, provider)
+        self._signed: dict[str, ServedCard] = {}
+
+    def _served(self, name: str, *, root: bool = False) -> ServedCard:
+        """The agent's card signed by its key in force: signed again after a rotation, else from cache."""
+        key = self._identities[name].key
+        slot = "/" if root else name
+        served = self._signed.get(slot)
+        if served is None or served.signer != key.did:
+            unsigned = self._unsigned_root if root else self._unsigned[name]
+            served = self._signed[slot] = ServedCard.sign(unsigned, key, since=time.time())
+        return served
 
     @property
     def cards(self) -> dict[str, JSON]:
         """Each agent's signed card, by agent name."""
-        return {name: served.card for name, served in self._cards.items()}
+        return {name: self._served(name).card for name in self._unsigned}
 
     @property
     def root_card(self) -> JSON:
         """The first agent's card as served at the node's root (its interface URL is the node's)."""
-        return self._root_card.card
+        return self._served(self.agents[0].name, root=True).card
 
     # ---- wiring --------------------------------------------------------------------------------------------
     def add_routes(self, app: web.Application, *, manage_store: bool = True) -> None:
@@ -113,13 +122,13 @@ class A2AService:
 
     # ---- handlers ------------------------------------------------------------------------------------------
     async def _root_card_handler(self, request: web.Request) -> web.Response:
-        return self._root_card.response(request)
+        return self._served(self.agents[0].name, root=True).response(request)
 
     async def _card_handler(self, request: web.Request) -> web.Response:
-        card = self._cards.get(request.match_info["name"])
-        if card is None:
+        name = request.match_info["name"]
+        if name not in self._unsigned:
             raise web.HTTPNotFound(text="no such agent")
-        return card.response(request)
+        return self._served(name).response(request)
 
     async def _root_rpc(self, request: web.Request) -> web.StreamResponse:
         return await jsonrpc.handle(request, self.tasks[self.agents[0].name], body_timeout=self.body_timeout)

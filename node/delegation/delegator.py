@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,21 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
-from pydantic import ValidationError
 
-from guildnet.protocols import a2a, jws, receipts
+from guildnet.protocols import a2a, receipts
 from guildnet.protocols.canonical import content_hash
-from guildnet.protocols.keys import SigningKey
-from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError
+from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
 
 from ..a2a.client import A2AClient
 from ..a2a.executor import CALLER_KEY, RECEIPT_KEY
 from ..flywheel.process_log import CallRecord, Outcome
+from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex
 from .ranking import Candidate, Decision, Preference, rank
 
 log = logging.getLogger(__name__)
+_SIGNED_BY_ANOTHER_KEY = "receipt is not signed by the called agent's key in force"
 
 
 class DelegationFailed(Exception):
@@ -75,8 +76,8 @@ class Delegator:
     registry: RegistryClient
     index: PeerIndex
     a2a: A2AClient
-    key: SigningKey
-    """The calling agent's key: its DID is the caller named in receipts."""
+    identity: Signer
+    """The calling agent: its id is the caller named in receipts, its key in force countersigns them."""
     organisation: str
     """The caller's organisation DID: peers of the same organisation are not candidates."""
     expected_tokens: tuple[int, int] = (500, 500)
@@ -167,7 +168,7 @@ class Delegator:
             return Attempt(entry.id, entry.facts.name, outcome, detail, latency)
 
         message = a2a.skill_request(arguments, skill)
-        message["metadata"] = {CALLER_KEY: self.key.did, "traceparent": trace, "skill": skill}
+        message["metadata"] = {CALLER_KEY: self.identity.id, "traceparent": trace, "skill": skill}
         try:
             async with asyncio.timeout(within):
                 result = await self.a2a.send_message(entry.facts.endpoints.a2a or "", message)
@@ -182,6 +183,10 @@ class Delegator:
         output = a2a.artifact_output(task)
         token = (task.get("metadata") or {}).get(RECEIPT_KEY)
         problem = self._check_receipt(token, entry, skill, arguments, output, task)
+        if problem == _SIGNED_BY_ANOTHER_KEY:  # the callee may have rotated since we read its record: read it again
+            with contextlib.suppress(RegistryError, UntrustworthyRecord, OSError):
+                entry = await self.registry.get(entry.id)
+                problem = self._check_receipt(token, entry, skill, arguments, output, task)
         if problem is not None:
             return attempt("bad-receipt", problem), None
         assert isinstance(token, str)
@@ -214,17 +219,19 @@ class Delegator:
 
     def _check_receipt(self, token: Any, entry: AgentEntry, skill: str, arguments: dict[str, Any],
                        output: dict[str, Any] | None, task: dict[str, Any]) -> str | None:
-        """Is this the called agent's signed statement about exactly this task, input and output?"""
+        """Is this the called agent's statement, signed by its key in force, about exactly this task, input and
+        output?"""
         if not isinstance(token, str):
             return "the peer returned no signed receipt"
         try:
-            verified, body = jws.verify_json(token)
-            claim = receipts.TaskClaim.model_validate(body)
-        except (jws.MalformedJWS, jws.BadSignature, ValidationError) as exc:
-            return f"receipt does not verify: {exc}"
-        if verified.signer != claim.callee or claim.callee not in (entry.id, entry.current_key):
-            return "receipt is not signed by the agent that was called"
-        if claim.caller != self.key.did:
+            claim, signer = receipts.parse_claim(token)
+        except receipts.ReceiptRefused as exc:
+            return f"receipt does not verify: {exc.detail}"
+        if claim.callee != entry.id:
+            return "receipt names another callee"
+        if signer != entry.current_key:
+            return _SIGNED_BY_ANOTHER_KEY
+        if claim.caller != self.identity.id:
             return "receipt names another caller"
         if claim.skill != skill or claim.task_id != task.get("id"):
             return "receipt names another task or skill"
@@ -243,11 +250,11 @@ class Delegator:
 
     def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
         """Countersign now; submit in the background so feedback never delays the caller."""
-        receipt: str = receipts.caller_countersign(token, self.key, verdict, reason=reason)
+        receipt: str = receipts.caller_countersign(token, self.identity.key, verdict, reason=reason)
 
         async def submit() -> None:
             try:
-                await self.registry.submit_receipt(receipt, self.key)
+                await self.registry.submit_receipt(receipt, self.identity.key)
             except (RegistryError, OSError) as exc:
                 log.warning("receipt not accepted by the registry: %s", exc)
                 self.refused_receipts.append(str(exc))

@@ -6,12 +6,20 @@ feed position of that load: registrations and updates of agents offering a track
 their signatures checked by the client), revocations drop an agent at once, liveness changes flip it. When
 the stream breaks, the client resumes from the last sequence it saw, so a peer revoked while the node was
 cut off is dropped as soon as the stream is back, before any further change is applied.
+
+Nothing here takes the registry's word: every record comes through :meth:`RegistryClient.get` or ``search``,
+which verify it against the agent's own key history and its organisation's endorsement; a change event is only
+a hint to fetch and verify again (a ``rotated`` event's key is never used as such). A record that fails, or that
+is older than one this index already verified for the agent (a registry rolling an agent back to a previous
+registration), is dropped, logged with the reason, and reported through ``on_refused`` (the node counts it in
+``/metrics``). The stream's follower survives any error: it logs it, waits, and resumes from where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,10 +31,16 @@ log = logging.getLogger(__name__)
 
 
 class PeerIndex:
-    def __init__(self, client: RegistryClient, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: RegistryClient, *, clock: Callable[[], float] = time.time,
+                 on_refused: Callable[[str, str], None] | None = None, reconnect_delay: float = 0.5) -> None:
         self.client = client
         self.clock = clock  # stamps last_seen when the stream says an agent is live again
+        self.on_refused = on_refused
+        self.reconnect_delay = reconnect_delay
+        self.refused: dict[str, str] = {}
+        """The last reason each refused agent was dropped for (also logged and counted)."""
         self._entries: dict[str, AgentEntry] = {}
+        self._versions: dict[str, int] = {}
         self._skills: set[str] = set()
         self._revoked: set[str] = set()
         self._position = 0
@@ -48,9 +62,11 @@ class PeerIndex:
             page = await self.client.search(skill=skill, live=True, limit=100, cursor=cursor)
             if first_position is None:
                 first_position = page.seq
+            for agent_id, reason in page.refused:
+                self._refuse(agent_id, reason)
             for entry in page.agents:
                 if entry.id not in self._revoked:
-                    self._entries[entry.id] = entry
+                    self._accept(entry)
             if page.next is None:
                 break
             cursor = page.next
@@ -83,14 +99,42 @@ class PeerIndex:
             self._changed.clear()
             await self._changed.wait()
 
+    def _accept(self, entry: AgentEntry) -> None:
+        """Keep a verified record, unless it is older than one already verified (a rollback)."""
+        seen = self._versions.get(entry.id, 0)
+        if entry.version < seen:
+            self._refuse(entry.id, f"the registry served version {entry.version} after version {seen} was "
+                                   "verified here (rolled back)")
+            return
+        self._versions[entry.id] = entry.version
+        self._entries[entry.id] = entry
+
+    def _refuse(self, agent_id: str, reason: str) -> None:
+        self.refused[agent_id] = reason
+        log.warning("registry record of %s refused: %s", agent_id, reason)
+        if self.on_refused is not None:
+            self.on_refused(agent_id, reason)
+
     async def _follow(self) -> None:
-        async for change in self.client.watch(self._position):
+        """Apply the change stream for ever: any failure is logged and the stream resumed where it was."""
+        while True:
             try:
-                await self._apply(change)
-            except (RegistryError, UntrustworthyRecord, OSError) as exc:
-                log.warning("could not apply change %s for %s: %s", change.get("seq"), change.get("agent"), exc)
-            self._position = int(change["seq"])
-            self._changed.set()
+                async for change in self.client.watch(self._position):
+                    seq = int(change["seq"])
+                    try:
+                        await self._apply(change)
+                    except UntrustworthyRecord as exc:
+                        self._refuse(str(change.get("agent")), str(exc))
+                    except (RegistryError, OSError) as exc:
+                        log.warning("could not apply change %s for %s: %s", seq, change.get("agent"), exc)
+                    self._position = seq
+                    self._changed.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a malformed event, a broken stream: never stop following
+                log.warning("the registry's change stream failed (%s: %s); resuming from %d", type(exc).__name__,
+                            exc, self._position)
+            await asyncio.sleep(self.reconnect_delay)
 
     async def _apply(self, change: dict[str, Any]) -> None:
         agent_id = str(change["agent"])
@@ -98,23 +142,19 @@ class PeerIndex:
         if kind == "revoked":
             self._revoked.add(agent_id)
             self._entries.pop(agent_id, None)
-        elif kind in ("registered", "updated"):
-            if self._skills.intersection(change.get("skills", ())) or agent_id in self._entries:
-                entry = await self.client.get(agent_id)
+        elif kind in ("registered", "updated", "rotated"):
+            skills = change.get("skills", ())
+            if agent_id in self._entries or (isinstance(skills, list) and self._skills.intersection(skills)):
+                entry = await self.client.get(agent_id)  # verified: the event itself proves nothing
                 if entry.revoked or not self._skills.intersection(s.id for s in entry.facts.skills):
                     self._entries.pop(agent_id, None)
                 else:
-                    self._entries[agent_id] = entry
-        elif kind in ("live", "rotated") and agent_id in self._entries:
+                    self._accept(entry)
+        elif kind == "live" and agent_id in self._entries:
             old = self._entries[agent_id]
-            if kind == "live":
-                live = bool(change.get("live"))
-                last_seen = self.clock() if live else old.last_seen
-                self._entries[agent_id] = AgentEntry(old.facts, live, last_seen, old.revoked, old.current_key,
-                                                     old.version, old.jws)
-            else:
-                self._entries[agent_id] = AgentEntry(old.facts, old.live, old.last_seen, old.revoked,
-                                                     str(change["current_key"]), old.version, old.jws)
+            live = bool(change.get("live"))
+            self._entries[agent_id] = dataclasses.replace(old, live=live,
+                                                          last_seen=self.clock() if live else old.last_seen)
 
     async def close(self) -> None:
         if self._watcher is not None:

@@ -66,7 +66,7 @@ def last_seq(value: Any) -> int:
 
 
 RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
-                  "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index")
+                  "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index, a.key_events")
 """The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order."""
 
 
@@ -84,16 +84,20 @@ class AgentRecord:
     revoked: bool
     revoked_at: float | None
     log_index: int | None = None
+    key_events_text: str = "[]"
 
     @classmethod
     def from_row(cls, row: Any, now: float) -> AgentRecord:
         """A row of :data:`RECORD_COLUMNS`; live means not revoked and not expired at ``now``."""
         return cls(id=row[0], current_key=row[1], version=row[2], facts_text=row[3], jws=row[4],
                    live=(not row[9]) and row[5] > now, last_seen=row[6], registered_at=row[7], updated_at=row[8],
-                   revoked=bool(row[9]), revoked_at=row[10], log_index=row[11])
+                   revoked=bool(row[9]), revoked_at=row[10], log_index=row[11], key_events_text=row[12])
 
-    def to_json_text(self, *, with_jws: bool) -> str:
-        """JSON for the API, splicing the stored facts text in as-is (no parse/re-serialise per hit)."""
+    def to_json_text(self) -> str:
+        """JSON for the API, splicing the stored facts and key history in as-is (no parse/re-serialise per hit).
+
+        Every record carries what a reader needs to verify it without trusting the registry: the registration
+        (``jws``) and the agent's key history (``key_events``)."""
         meta = {
             "id": self.id,
             "current_key": self.current_key,
@@ -108,6 +112,6 @@ class AgentRecord:
             meta["revoked_at"] = self.revoked_at
         if self.log_index is not None:
             meta["log_index"] = self.log_index
-        if with_jws:
-            meta["jws"] = self.jws
-        return '{"facts":' + self.facts_text + "," + json.dumps(meta, separators=(",", ":"))[1:]
+        meta["jws"] = self.jws
+        return ('{"facts":' + self.facts_text + ',"key_events":' + self.key_events_text + ","
+                + json.dumps(meta, separators=(",", ":"))[1:])

@@ -81,10 +81,11 @@ class RegistryStore:
         result: WriteResult = await self._writer.run(partial(self._writes.revoke, agent_id=agent_id, write=write))
         return result
 
-    async def rotate(self, agent_id: str, write: SignedWrite) -> WriteResult:
-        new_key = parse_rotation(write, agent_id)
+    async def rotate(self, agent_id: str, write: SignedWrite, *, window: int = CLOCK_WINDOW_SECONDS) -> WriteResult:
+        """Rotate the agent's key (the event signed by the key in force) and store its facts signed by the new one."""
+        rotation = parse_rotation(write, agent_id, now=self.clock(), window=window)
         result: WriteResult = await self._writer.run(partial(self._writes.rotate, agent_id=agent_id,
-                                                             new_key=new_key, write=write))
+                                                             rotation=rotation, write=write))
         return result
 
     async def submit_receipt(self, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:

@@ -18,12 +18,13 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, text, update
 from sqlalchemy.engine import Connection
 
+from guildnet.protocols import keyhistory
 from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, ConflictingWrite, SignedWrite, UnauthorizedWrite
 
 from ..log import append_leaf
 from ..models import AgentRow, NonceRow
-from ..records import ParsedReceipt, Registration
+from ..records import ParsedReceipt, Registration, Rotation
 from .results import Change, NotFound, ReceiptResult, WriteResult
 
 AGENTS = cast(Table, AgentRow.__table__)
@@ -31,17 +32,20 @@ NONCES = cast(Table, NonceRow.__table__)
 NOTIFY_CHANNEL = "guildnet_registry_changes"
 _CHANGE_LOCK_ID = 7_301_947_114
 
-_SELECT_FOR_REGISTER = text("SELECT pk, current_key, version, revoked FROM agents WHERE id = :id")
-_SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, version FROM agents WHERE id = :id")
+_SELECT_FOR_REGISTER = text("SELECT pk, current_key, version, revoked, key_events FROM agents WHERE id = :id")
+_ADOPT_INCEPTION = text("UPDATE agents SET key_events = :key_events WHERE pk = :pk")
+_SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, version, key_events FROM agents "
+                         "WHERE id = :id")
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
                  "updated_at", "last_seen", "expires_at", "live", "log_index")
 _INSERT_AGENT = text(
-    "INSERT INTO agents (id, current_key, registered_at, revoked, " + ", ".join(_AGENT_FIELDS) + ") "
-    "VALUES (:id, :current_key, :registered_at, false, " + ", ".join(f":{f}" for f in _AGENT_FIELDS) + ") "
-    "RETURNING pk")
+    "INSERT INTO agents (id, current_key, registered_at, revoked, key_events, " + ", ".join(_AGENT_FIELDS) + ") "
+    "VALUES (:id, :current_key, :registered_at, false, :key_events, " + ", ".join(f":{f}" for f in _AGENT_FIELDS)
+    + ") RETURNING pk")
 _UPDATE_AGENT = text("UPDATE agents SET " + ", ".join(f"{f} = :{f}" for f in _AGENT_FIELDS) + " WHERE pk = :pk")
+_ROTATE_AGENT = text("UPDATE agents SET current_key = :current_key, key_events = :key_events WHERE pk = :pk")
 _DELETE_SKILLS = text("DELETE FROM agent_skills WHERE agent_pk = :pk")
 _INSERT_SKILL = text("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (:skill_id, :agent_pk)")
 _DELETE_FTS = text("DELETE FROM agents_fts WHERE rowid = :pk")
@@ -114,43 +118,53 @@ class Writes:
     def register(self, conn: Connection, registration: Registration, write: SignedWrite) -> WriteResult:
         """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
         facts = registration.facts
+        row = conn.execute(_SELECT_FOR_REGISTER, {"id": facts.id}).first()
+        if row is None:
+            if write.signer != facts.id:
+                raise UnauthorizedWrite("a first registration must be signed by the key whose DID is facts.id")
+            self._use_nonce(conn, write)
+            return self._store_facts(conn, None, registration, write)
+        if row.revoked:
+            raise ConflictingWrite("this agent id was revoked and can never be registered again")
+        if write.signer != row.current_key:
+            raise UnauthorizedWrite("the write is not signed by the agent's current key")
+        history = json.loads(row.key_events)
+        if registration.inception is not None and history[:1] != [registration.inception]:
+            if history:
+                raise ConflictingWrite("this agent already has a key history with another inception")
+            # An agent registered without one adopts it (its key, the id, signed the write and the event).
+            conn.execute(_ADOPT_INCEPTION, {"pk": row.pk, "key_events": json.dumps([registration.inception])})
+        self._use_nonce(conn, write)
+        return self._store_facts(conn, row.pk, registration, write, stored_version=row.version)
+
+    def _store_facts(self, conn: Connection, pk: int | None, registration: Registration, write: SignedWrite, *,
+                     stored_version: int = 0) -> WriteResult:
+        """Write the facts of a registration (signer and nonce already checked): a new row when ``pk`` is None."""
+        facts = registration.facts
+        if pk is not None and facts.version <= stored_version:
+            raise ConflictingWrite(f"version {facts.version} is not higher than the stored version {stored_version}")
         facts_text = json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False)
         tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
                                | {s.id for s in facts.skills}))
         now = self.clock()
-        row = conn.execute(_SELECT_FOR_REGISTER, {"id": facts.id}).first()
         values: dict[str, Any] = dict(
             name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
             description=facts.description, tags=tags, version=facts.version, facts=facts_text,
             jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
             expires_at=now + facts.ttl_seconds, live=True)
-        if row is None:
-            if write.signer != facts.id:
-                raise UnauthorizedWrite("a first registration must be signed by the key whose DID is facts.id")
-            self._use_nonce(conn, write)
-            values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
-            pk = conn.execute(_INSERT_AGENT, {"id": facts.id, "current_key": facts.id,
-                                              "registered_at": now, **values}).scalar_one()
-            created = True
+        values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
+        if pk is None:
+            events = [registration.inception] if registration.inception else []
+            pk = conn.execute(_INSERT_AGENT, {"id": facts.id, "current_key": facts.id, "registered_at": now,
+                                              "key_events": json.dumps(events), **values}).scalar_one()
         else:
-            pk, current_key, stored_version, revoked = row
-            if revoked:
-                raise ConflictingWrite("this agent id was revoked and can never be registered again")
-            if write.signer != current_key:
-                raise UnauthorizedWrite("the write is not signed by the agent's current key")
-            self._use_nonce(conn, write)
-            if facts.version <= stored_version:
-                raise ConflictingWrite(
-                    f"version {facts.version} is not higher than the stored version {stored_version}")
-            values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
             conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
             conn.execute(_DELETE_SKILLS, {"pk": pk})
-            created = False
         conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
-        self._index_text(conn, pk, facts.name, tags, facts.description, replace=not created)
-        seq = self._append_change(conn, facts.id, "registered" if created else "updated",
+        self._index_text(conn, pk, facts.name, tags, facts.description, replace=stored_version > 0)
+        seq = self._append_change(conn, facts.id, "updated" if stored_version else "registered",
                                   {"version": facts.version, "skills": [s.id for s in facts.skills]}, locked=True)
-        return WriteResult(created=created, agent_id=facts.id, version=facts.version, seq=seq,
+        return WriteResult(created=not stored_version, agent_id=facts.id, version=facts.version, seq=seq,
                            log_index=values["log_index"])
 
     def heartbeat(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
@@ -174,12 +188,25 @@ class Writes:
         seq = self._append_change(conn, agent_id, "revoked", {}, locked=True)
         return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
 
-    def rotate(self, conn: Connection, agent_id: str, new_key: str, write: SignedWrite) -> WriteResult:
+    def rotate(self, conn: Connection, agent_id: str, rotation: Rotation, write: SignedWrite) -> WriteResult:
+        """Hand the agent over to the key its history committed to, and store its facts signed by that key, in
+        one transaction: the record is never served signed by a key that is no longer in force."""
         row = self._load_for_write(conn, agent_id, write)
-        conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(current_key=new_key, updated_at=self.clock()))
+        history = json.loads(row.key_events)
+        try:
+            state = keyhistory.replay(agent_id, [*history, rotation.event])
+        except keyhistory.KeyHistoryError as exc:
+            raise UnauthorizedWrite(f"the rotation does not follow the agent's key history: {exc}") from exc
+        if state.seq != len(history) or rotation.registration_write.signer != state.key:
+            raise UnauthorizedWrite("the rotation's registration must be signed by the new key")
+        self._use_nonce(conn, rotation.registration_write)
         index = self._append_log(conn, "rotate", agent_id, write.token)
-        seq = self._append_change(conn, agent_id, "rotated", {"current_key": new_key}, locked=True)
-        return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
+        conn.execute(_ROTATE_AGENT, {"pk": row.pk, "current_key": state.key,
+                                     "key_events": json.dumps([*history, rotation.event])})
+        self._append_change(conn, agent_id, "rotated", {"key_event": rotation.event, "seq": state.seq}, locked=True)
+        result = self._store_facts(conn, row.pk, rotation.registration, rotation.registration_write,
+                                   stored_version=row.version)
+        return WriteResult(created=False, agent_id=agent_id, version=result.version, seq=result.seq, log_index=index)
 
     def receipt(self, conn: Connection, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
         """Count a countersigned receipt once: both parties registered (not revoked), of two organisations,
@@ -195,6 +222,7 @@ class Writes:
         caller, callee = rows[claim.caller], rows[claim.callee]
         if write.signer != caller.current_key:
             raise UnauthorizedWrite("a receipt is submitted by the caller it names, signed with its current key")
+        receipt.check_signers(callee_key=callee.current_key, caller_key=caller.current_key)
         if caller.org_id == callee.org_id:
             raise ReceiptRefused("caller and callee belong to the same organisation: an organisation "
                                  "cannot rate itself, so such receipts are refused, not stored")

@@ -14,13 +14,13 @@ from tck_agent import TckAgent, TckExecutor
 
 from guildnet.node.a2a.service import A2AService
 from guildnet.node.a2a.store import open_task_store
-from guildnet.protocols.keys import SigningKey
+from guildnet.node.identity import StaticIdentity
 
 
 async def serve(port: int, db: str | None) -> None:
     agent = TckAgent()
-    service = A2AService([agent], open_task_store(db), f"http://127.0.0.1:{port}", {agent.name: SigningKey.generate()},
-                         version="1.0.0", provider=("guildnet", "https://example.invalid/guildnet"),
+    service = A2AService([agent], open_task_store(db), f"http://127.0.0.1:{port}",
+                         {agent.name: StaticIdentity.generate()}, version="1.0.0", provider=("guildnet", "https://example.invalid/guildnet"),
                          executors={agent.name: TckExecutor()})
     app = web.Application()
     service.add_routes(app)

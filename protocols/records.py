@@ -1,0 +1,110 @@
+"""An agent record as a registry serves it, verified by whoever receives it: the registry itself is not trusted.
+
+One function, :func:`verify_record`, shared by the registry's client, the explorer, the CLI and the node. It
+believes nothing the registry says about keys: it rebuilds the key in force from the agent's id and its signed
+key events (:mod:`.keyhistory`), checks that the registration (the facts) was signed by exactly that key, and
+that the organisation endorsed exactly these facts and has not let the endorsement expire. What is left of the
+registry's word is what it cannot sign: liveness, and whether it revoked the agent (a revocation only ever
+hides an agent).
+
+The signature checks are cached by token: a node sees the same registration in every search page and watch
+refetch, and an Ed25519 verification is most of a record's cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import jws
+from .agentfacts import AgentFacts, Endorsement, EndorsementError, check_endorsement
+from .keyhistory import KeyHistoryError, KeyState, key_in_force
+
+
+class UntrustworthyRecord(Exception):
+    """The registry served a record that does not verify, or that its log does not hold: never act on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEntry:
+    """An agent record whose signatures, key history and endorsement were verified here."""
+
+    facts: AgentFacts
+    keys: KeyState
+    live: bool
+    last_seen: float
+    revoked: bool
+    jws: str
+    """The registration: a signed write by the key in force, whose ``facts`` are :attr:`facts`."""
+    key_events: tuple[str, ...] = ()
+    log_index: int | None = None
+    endorsement: Endorsement | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.facts.id)
+
+    @property
+    def current_key(self) -> str:
+        """The key in force, as the agent's own key history proves it."""
+        return self.keys.key
+
+    @property
+    def version(self) -> int:
+        return self.facts.version
+
+
+@lru_cache(maxsize=16384)
+def _registration(token: str) -> tuple[str, dict[str, Any]]:
+    """(signer, payload) of a registration whose signature verified."""
+    verified, payload = jws.verify_json(token)
+    return verified.signer, payload
+
+
+@lru_cache(maxsize=16384)
+def _history(agent: str, events: tuple[str, ...]) -> KeyState:
+    return key_in_force(agent, events)
+
+
+def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> AgentEntry:
+    """``body`` as ``GET /v1/agents/{id}`` (or one search hit) serves it, or :class:`UntrustworthyRecord`."""
+    try:
+        facts = AgentFacts.model_validate(body["facts"])
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise UntrustworthyRecord(f"the registry served facts that are not AgentFacts: {exc}") from exc
+    events = body.get("key_events") or []
+    if not isinstance(events, Sequence) or isinstance(events, str):
+        raise UntrustworthyRecord(f"the key events served for {facts.id} are not a list")
+    try:
+        keys = _history(facts.id, tuple(events))
+    except (KeyHistoryError, TypeError) as exc:
+        raise UntrustworthyRecord(f"the key history of {facts.id} does not verify: {exc}") from exc
+    token = body.get("jws")
+    if not isinstance(token, str):
+        raise UntrustworthyRecord(f"the registry served no signed registration for {facts.id}")
+    try:
+        signer, payload = _registration(token)
+    except (jws.MalformedJWS, jws.BadSignature) as exc:
+        raise UntrustworthyRecord(f"the registration of {facts.id} does not verify: {exc}") from exc
+    if payload.get("action") != "register" or payload.get("facts") != body["facts"]:
+        raise UntrustworthyRecord(f"the facts served for {facts.id} differ from its signed registration")
+    if signer != keys.key:
+        raise UntrustworthyRecord(f"the registration of {facts.id} is not signed by the key in force per its key "
+                                  f"history ({keys.key})")
+    served_key = body.get("current_key")
+    if served_key is not None and served_key != keys.key:
+        raise UntrustworthyRecord(f"the registry names {served_key} as the key of {facts.id}; its key history "
+                                  f"proves {keys.key}")
+    try:
+        endorsement = check_endorsement(facts, now=time.time() if now is None else now)
+    except EndorsementError as exc:
+        raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
+    log_index = body.get("log_index")
+    return AgentEntry(facts=facts, keys=keys, live=bool(body.get("live")), last_seen=float(body.get("last_seen", 0)),
+                      revoked=bool(body.get("revoked", False)), jws=token, key_events=tuple(events),
+                      log_index=int(log_index) if isinstance(log_index, int) else None, endorsement=endorsement)
