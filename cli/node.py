@@ -125,6 +125,72 @@ def node_retire(config: str, as_json: bool) -> None:
         click.echo(f"revoked {agent_id}")
 
 
+@node_group.command("rotate")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--agent", "name", required=True, help="The agent (its name in the node) whose key to rotate.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"agent", "key", "via"} as JSON.')
+def node_rotate(config: str, name: str, as_json: bool) -> None:
+    """Rotate an agent's signing key to the next key it committed to, keeping its id.
+
+    If the node of CONFIG is running, it rotates in place (through its admin socket): tasks in flight go on, and
+    every signature from the registry's acceptance on is the new key's. Otherwise the key files and the registry
+    are updated directly. The old key signs nothing that counts from then on.
+
+    \b
+    Example:
+      guildnet node rotate examples/echo/node.toml --agent echo
+    """
+    import asyncio
+
+    from guildnet.node.identity import IdentityError
+    from guildnet.registry.client import RegistryError
+
+    node = load_node(config)
+    running = asyncio.run(_rotate_running(str(node.admin_socket), name)) if node.admin_socket else None
+    if running is not None:
+        via, outcome = "running node", running
+    else:
+        publisher = node.publisher()
+        if publisher is None:
+            click.echo("error: the config names no registry, where a rotation must be published", err=True)
+            sys.exit(1)
+
+        async def offline() -> dict[str, str]:
+            try:
+                key = await publisher.rotate(name)
+            finally:
+                await publisher.stop()
+            agent = next(p for p in node.agents if p.agent.name == name)
+            return {"agent": agent.identity.id, "key": key}
+
+        try:
+            via, outcome = "key files", asyncio.run(offline())
+        except (ValueError, IdentityError) as exc:
+            outcome = {"error": str(exc)}
+        except (RegistryError, OSError) as exc:
+            outcome = {"error": f"the registry did not take the rotation: {exc}"}
+    if "error" in outcome:
+        click.echo(f"error: {outcome['error']}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({**outcome, "via": via}))
+    else:
+        click.echo(f"agent {name} ({outcome['agent']}) now signs with {outcome['key']} (rotated by the {via})")
+
+
+async def _rotate_running(socket_path: str, name: str) -> dict[str, str] | None:
+    """Ask the running node to rotate; None when no node listens on its admin socket."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path)) as session, \
+                session.post(f"http://node/agents/{name}/rotate", timeout=aiohttp.ClientTimeout(total=60)) as response:
+            body: dict[str, str] = await response.json()
+            return body
+    except (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError):
+        return None
+
+
 @click.command("doctor")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),

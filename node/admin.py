@@ -51,6 +51,7 @@ async def _rotate(request: web.Request) -> web.Response:
     except (ValueError, IdentityError) as exc:
         return web.json_response({"error": str(exc)}, status=409)
     except (RegistryError, OSError) as exc:
-        return web.json_response({"error": f"the registry did not take the rotation: {exc}"}, status=502)
+        return web.json_response({"error": f"the registry did not take the rotation: {type(exc).__name__}: {exc}"},
+                                 status=502)
     published = next(p for p in _node(request).agents if p.agent.name == name)
     return web.json_response({"agent": published.identity.id, "key": key})

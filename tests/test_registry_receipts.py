@@ -30,10 +30,11 @@ from guildnet.registry.server import REPUTATION
 
 
 def claim_token(caller: str, callee_key: SigningKey, task_id: str, *, status: str = "completed",
-                skill: str = "echo") -> str:
+                skill: str = "echo", callee: str | None = None) -> str:
+    """The callee's claim, signed by ``callee_key`` (for a rotated callee, ``callee`` is its id)."""
     now = int(time.time() * 1000)
     claim = TaskClaim.model_validate({
-        "task_id": task_id, "caller": caller, "callee": callee_key.did, "skill": skill,
+        "task_id": task_id, "caller": caller, "callee": callee or callee_key.did, "skill": skill,
         "input_sha256": hashlib.sha256(b"in").hexdigest(), "output_sha256": hashlib.sha256(b"out").hexdigest(),
         "started_at": now - 20, "ended_at": now, "status": status})
     return callee_sign(claim, callee_key)
