@@ -94,6 +94,9 @@ class NodeConfig(BaseSettings):
     public_url: str | None = None
     db: str = "sqlite:///guildnet-node.db"
     registry: str | None = Field(None, validation_alias="GUILDNET_REGISTRY")
+    registry_key: str | None = None
+    """The did:key of the registry's log key (``guildnet registry key`` prints it): pinned, every head must be signed
+    by it. Without it the node trusts the first key it sees and keeps it (in its database)."""
     pii: Literal["redact", "hash"] = "redact"
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"

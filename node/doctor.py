@@ -14,6 +14,7 @@ Doctor only reads: it never creates keys, registers or writes anything.
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,13 +22,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guildnet.protocols import a2a, keyfile
-from guildnet.protocols.keys import KeyFileError, SigningKey
-from guildnet.registry.client import RegistryClient, RegistryError, UntrustworthyRecord
+from guildnet.protocols.keys import KeyFileError
+from guildnet.registry.client import (
+    AuditState,
+    HeadStore,
+    LogForked,
+    RegistryClient,
+    RegistryError,
+    UntrustworthyRecord,
+)
 
 from .agent import Agent
 from .config import AgentConfig, ConfigError, NodeConfig, load_agent, load_config, scrubber_for
+from .delegation.heads import SqlHeadStore
+from .identity import AgentIdentity, Signer
 
 Status = Literal["ok", "fail", "skip"]
 
@@ -82,13 +93,55 @@ def check_pii(config: NodeConfig) -> Check:
                               f"(pii_names = {config.pii_names!r}; pip install 'guildnet[pii]' to detect them)")
 
 
-async def check_registry(url: str, wait: float) -> Check:
-    fix_url = "start it (guildnet registry serve), or correct [node] registry / $GUILDNET_REGISTRY"
+class _ReadOnlyHeads:
+    """The node's stored log heads, read but never written: doctor changes nothing."""
+
+    def __init__(self, inner: HeadStore) -> None:
+        self.inner = inner
+
+    async def load(self, registry: str) -> AuditState | None:
+        return await self.inner.load(registry)
+
+    async def save(self, registry: str, state: AuditState) -> None:
+        return None
+
+
+async def _stored_heads(db_url: str) -> tuple[HeadStore | None, AsyncEngine | None]:
+    """The node's head store when its database already exists and has the table; else nothing."""
+    from sqlalchemy import inspect
+
+    from .db import create_engine
+
+    if db_url.startswith("sqlite") and not os.path.exists(db_url.split(":///", 1)[-1]):  # noqa: ASYNC240
+        return None, None
+    engine = create_engine(db_url)
     try:
-        async with RegistryClient(url, timeout=wait) as client:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+    except Exception:
+        await engine.dispose()
+        return None, None
+    if "registry_heads" not in tables:
+        await engine.dispose()
+        return None, None
+    return _ReadOnlyHeads(SqlHeadStore(engine)), engine
+
+
+async def check_registry(url: str, wait: float, *, registry_key: str | None = None, db_url: str | None = None) -> Check:
+    """The registry answers, its log head verifies under the pinned key (or the key this node saw first), and
+    it extends every head this node verified before."""
+    fix_url = "start it (guildnet registry serve), or correct [node] registry / $GUILDNET_REGISTRY"
+    heads, engine = await _stored_heads(db_url) if db_url else (None, None)
+    try:
+        async with RegistryClient(url, timeout=wait, registry_key=registry_key, heads=heads) as client:
             head = await client.log_head()
-            return Check("registry", "ok", f"{url} answers; its log head verifies (size {head.size}, "
-                                           f"signed by {client.registry_key})")
+            pinned = "pinned" if registry_key else "not pinned: set [node] registry_key to it"
+            return Check("registry", "ok", f"{url} answers; its log head verifies (size {head.size}, signed by "
+                                           f"{client.registry_key}, {pinned}) and extends every head seen before")
+    except LogForked as exc:
+        return Check("registry", "fail", f"{url}: its log is not the one this node saw before: {exc}; delegation "
+                                         "through it is stopped", "ask the registry's operator what happened; "
+                                         "only then clear the stored head (DELETE FROM registry_heads)")
     except UntrustworthyRecord as exc:
         return Check("registry", "fail", f"{url}: the log head does not verify: {exc}",
                      "do not use this registry until its operator explains: its log is forged or its key changed")
@@ -96,6 +149,9 @@ async def check_registry(url: str, wait: float) -> Check:
         return Check("registry", "fail", f"{url} refused the log head: {exc.status} {exc.title}", fix_url)
     except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return Check("registry", "fail", f"cannot reach {url}: {type(exc).__name__}: {exc}", fix_url)
+    finally:
+        if engine is not None:
+            await engine.dispose()
 
 
 def local_url(config: NodeConfig) -> str:
@@ -104,7 +160,7 @@ def local_url(config: NodeConfig) -> str:
     return f"http://[{host}]:{config.port}" if ":" in host else f"http://{host}:{config.port}"
 
 
-async def _agent_endpoints(session: aiohttp.ClientSession, url: str, agent: Agent, key: SigningKey,
+async def _agent_endpoints(session: aiohttp.ClientSession, url: str, agent: Agent, identity: Signer,
                            tools: set[str] | None) -> Check:
     name = f"endpoints {agent.name}"
     card_url = f"{url}/agents/{agent.name}/.well-known/agent-card.json"
@@ -113,7 +169,7 @@ async def _agent_endpoints(session: aiohttp.ClientSession, url: str, agent: Agen
             if response.status != 200:
                 return Check(name, "fail", f"{card_url} answered {response.status}",
                              "is the running node using this config? restart it: guildnet node run CONFIG")
-            a2a.verify_agent_card(await response.json(), key.did)
+            a2a.verify_agent_card(await response.json(), identity.key.did)
     except a2a.CardSignatureError as exc:
         return Check(name, "fail", f"{card_url}: {exc}", "the running node uses other keys than this config "
                      "names: restart it with this config")
@@ -125,27 +181,32 @@ async def _agent_endpoints(session: aiohttp.ClientSession, url: str, agent: Agen
     missing = [s.id for s in agent.skills if s.id not in tools and f"{agent.name}.{s.id}" not in tools]
     if missing:
         return Check(name, "fail", f"skills missing from the MCP tools: {missing}", "restart the node")
-    return Check(name, "ok", f"A2A card signed by {key.did}; MCP tools listed")
+    return Check(name, "ok", f"A2A card signed by {identity.key.did}; MCP tools listed")
 
 
-async def _registered(client: RegistryClient, agent: Agent, key: SigningKey) -> Check:
+async def _registered(client: RegistryClient, agent: Agent, identity: Signer) -> Check:
     name = f"registered {agent.name}"
     try:
-        entry = await client.get(key.did)
+        entry = await client.get(identity.id)
     except RegistryError as exc:
         if exc.status == 404:
-            return Check(name, "fail", f"{key.did} is not in the registry",
+            return Check(name, "fail", f"{identity.id} is not in the registry",
                          "the node registers at start and retries: see its log for the registry's refusal")
         return Check(name, "fail", f"the registry refused: {exc.status} {exc.title}: {exc.detail}", None)
     except (UntrustworthyRecord, OSError, aiohttp.ClientError, TimeoutError) as exc:
         return Check(name, "fail", f"{type(exc).__name__}: {exc}", "see the registry check above")
     if entry.revoked:
-        return Check(name, "fail", f"{key.did} is revoked (for ever)",
-                     "give the agent a new identity: move its key file away; the node creates a new key")
+        return Check(name, "fail", f"{identity.id} is revoked (for ever)",
+                     "give the agent a new identity: move its key files away; the node creates new ones")
     if not entry.live:
-        return Check(name, "fail", f"{key.did} is registered but not live: heartbeats are not arriving",
+        return Check(name, "fail", f"{identity.id} is registered but not live: heartbeats are not arriving",
                      "see the node's log for registry errors")
-    return Check(name, "ok", f"live in the registry as version {entry.version}")
+    if entry.current_key != identity.key.did:
+        return Check(name, "fail", f"the registry's record proves key {entry.current_key}, but this node signs with "
+                                   f"{identity.key.did}", "a rotation did not finish: restart the node (it settles "
+                                   "rotations at start), or see its log")
+    return Check(name, "ok", f"live in the registry as version {entry.version}, key {entry.keys.seq + 1 or 1} of its "
+                             "history" if entry.keys.seq > 0 else f"live in the registry as version {entry.version}")
 
 
 async def _list_tools(url: str, wait: float) -> set[str] | None:
@@ -158,7 +219,7 @@ async def _list_tools(url: str, wait: float) -> set[str] | None:
         return None
 
 
-async def check_running_node(config: NodeConfig, agents: list[tuple[Agent, SigningKey]],
+async def check_running_node(config: NodeConfig, agents: list[tuple[Agent, Signer]],
                              wait: float) -> list[Check]:
     url = local_url(config)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait)) as session:
@@ -175,12 +236,12 @@ async def check_running_node(config: NodeConfig, agents: list[tuple[Agent, Signi
                       Check("node", "fail", f"running at {url}, not ready: {body.get('reason', response.status)}",
                             "see the failing checks below, or the node's log")]
         tools = await _list_tools(url, wait)
-        for agent, key in agents:
-            checks.append(await _agent_endpoints(session, url, agent, key, tools))
+        for agent, identity in agents:
+            checks.append(await _agent_endpoints(session, url, agent, identity, tools))
     if config.registry:
-        async with RegistryClient(config.registry, timeout=wait) as client:
-            for agent, key in agents:
-                checks.append(await _registered(client, agent, key))
+        async with RegistryClient(config.registry, timeout=wait, registry_key=config.registry_key) as client:
+            for agent, identity in agents:
+                checks.append(await _registered(client, agent, identity))
     return checks
 
 
@@ -194,15 +255,15 @@ async def diagnose(config_path: str | Path, *, wait: float = 5.0) -> list[Check]
                                     f"agent(s), registry {config.registry or 'none'}")]
     checks.append(check_key("org key", config.org_key))
     checks.append(check_pii(config))
-    loaded: list[tuple[Agent, SigningKey]] = []
+    loaded: list[tuple[Agent, Signer]] = []
     for entry in config.agents:
         key_check = check_key(f"key {entry.key.name}", entry.key)
         agent_check, agent = _load_agent(entry, config)
         checks += [key_check, agent_check]
         if agent is not None and key_check.status == "ok":
-            loaded.append((agent, keyfile.load(entry.key)))
+            loaded.append((agent, AgentIdentity.load(entry.key)))
     if config.registry:
-        checks.append(await check_registry(config.registry, wait))
+        checks.append(await check_registry(config.registry, wait, registry_key=config.registry_key, db_url=config.db))
     else:
         checks.append(Check("registry", "skip", "no registry configured: the node serves A2A and MCP only"))
     checks += await check_running_node(config, loaded, wait)

@@ -116,15 +116,22 @@ class AgentIdentity:
         return sidecar_path(self.key_path)
 
     @classmethod
+    def load(cls, key_path: Path) -> AgentIdentity:
+        """Load an existing identity (its sidecar, or a key file from before key histories); create nothing."""
+        key_path = Path(key_path)
+        sidecar = sidecar_path(key_path)
+        if sidecar.exists():
+            return cls._load(key_path, sidecar, repair=False)
+        return cls(key_path, [], keyfile.load(key_path), None)
+
+    @classmethod
     def load_or_create(cls, key_path: Path) -> AgentIdentity:
         """Load the agent's identity; a new agent gets a key, a next key and an inception event committing to it.
         An agent whose key file predates key histories keeps its key as its id and cannot rotate."""
         key_path = Path(key_path)
         sidecar = sidecar_path(key_path)
-        if sidecar.exists():
-            return cls._load(key_path, sidecar)
-        if key_path.exists():
-            return cls(key_path, [], keyfile.load(key_path), None)
+        if sidecar.exists() or key_path.exists():
+            return cls.load(key_path) if not sidecar.exists() else cls._load(key_path, sidecar, repair=True)
         key, next_key = SigningKey.generate(), SigningKey.generate()
         identity = cls(key_path, [keyhistory.incept(key, next_key.did)], key, next_key)
         key_path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,7 @@ class AgentIdentity:
         return identity
 
     @classmethod
-    def _load(cls, key_path: Path, sidecar: Path) -> AgentIdentity:
+    def _load(cls, key_path: Path, sidecar: Path, *, repair: bool) -> AgentIdentity:
         try:
             data = json.loads(sidecar.read_text())
             events = list(data["events"])
@@ -150,7 +157,7 @@ class AgentIdentity:
             identity = cls(key_path, events, key, next_key, pending)
         except (keyhistory.KeyHistoryError, MalformedJWS, ValueError) as exc:
             raise IdentityError(f"{sidecar}: {exc}") from exc
-        if not key_path.exists() or keyfile.load(key_path).did != key.did:
+        if repair and (not key_path.exists() or keyfile.load(key_path).did != key.did):
             identity._write_key_file()  # a crash between the sidecar and the key file: the sidecar is the truth
         return identity
 

@@ -28,6 +28,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -57,6 +58,11 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+_REFUSALS = (("key history", "key-history"), ("key in force", "key-history"), ("endorsement", "endorsement"),
+             ("rolled back", "rollback"), ("differ", "facts-mismatch"), ("does not verify", "signature"),
+             ("not in the log", "not-in-log"), ("not AgentFacts", "malformed"))
+
+
 def escalation_reason(text: str | None) -> str:
     return ESCALATION_REASONS.get((text or "").split(":", 1)[0].strip(), "other")
 
@@ -78,6 +84,14 @@ class NodeMetrics:
                                  ["agent", "state"], registry=self.registry)
         self.mcp_tool_calls = Counter("guildnet_node_mcp_tool_calls", "MCP tool calls, by agent, skill and "
                                       "outcome", ["agent", "skill", "outcome"], registry=self.registry)
+        self.records_refused = Counter("guildnet_node_registry_records_refused", "Registry records dropped because "
+                                       "they did not verify (signature, key history, endorsement, rollback)",
+                                       ["reason"], registry=self.registry)
+        self.registry_log_consistent = Gauge("guildnet_node_registry_log_consistent", "1 while every head of the "
+                                             "registry's log this node saw extends the one before; 0 once a fork or "
+                                             "rollback was seen (delegation through it stops)", registry=self.registry)
+        self.registry_log_size = Gauge("guildnet_node_registry_log_size", "Size of the last verified head of the "
+                                       "registry's log", registry=self.registry)
         self._last_escalation: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
 
     def middleware(self) -> Middleware:
@@ -108,6 +122,11 @@ class NodeMetrics:
         self.delegations.labels(outcome).inc()
         for attempt in attempt_outcomes:
             self.delegation_attempts.labels(attempt).inc()
+
+    def record_refused(self, _agent: str, reason: str) -> None:
+        """Count a refused registry record under the kind of failure (not the text: it names the agent)."""
+        kind = next((label for needle, label in _REFUSALS if needle in reason), "other")
+        self.records_refused.labels(kind).inc()
 
     def task_settled(self, agent: str, state: str) -> None:
         self.a2a_tasks.labels(agent, state.removeprefix("TASK_STATE_").lower()).inc()

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
-from guildnet.registry.client import RegistryClient
+from guildnet.registry.client import LogForked, RegistryClient
 
 from .a2a.client import A2AClient
 from .a2a.service import A2AService
@@ -33,6 +33,7 @@ from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
 from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
 from .delegation.discovery import PeerIndex
+from .delegation.heads import SqlHeadStore
 from .delegation.ranking import Preference
 from .flywheel.process_log import ProcessLog
 from .flywheel.process_log import create_engine as create_process_engine
@@ -75,6 +76,10 @@ class Node:
     _delegator: Delegator | None = field(default=None, repr=False)
     _process_log: ProcessLog | None = field(default=None, repr=False)
     _owns_process_log: bool = field(default=False, repr=False)
+    registry_key: str | None = None
+    """The registry's log key, pinned (see :class:`~guildnet.node.config.NodeConfig`)."""
+    audit_interval: float = 30.0
+    """Seconds between checks of the registry's log head (consistency with every head seen before)."""
     admin_socket: Path | None = None
     """A Unix socket (mode 0600) where the node takes local commands (``guildnet node rotate``); None: none."""
     _publisher: Publisher | None = field(default=None, repr=False)
@@ -90,7 +95,7 @@ class Node:
         return cls(org_name=config.org_name, org_key=keyfile.load_or_create(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
-                   admin_socket=config.admin_socket)
+                   admin_socket=config.admin_socket, registry_key=config.registry_key)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -105,8 +110,10 @@ class Node:
                 self._process_log = await ProcessLog.open(self.db_url, self.scrubber,
                                                           retention_days=self.retention_days)
                 self._owns_process_log = True
-            registry = RegistryClient(self.registry_url)
-            self._delegator = Delegator(registry, PeerIndex(registry), A2AClient(), caller.identity, self.org_key.did,
+            registry = RegistryClient(self.registry_url, registry_key=self.registry_key,
+                                      heads=SqlHeadStore(self._process_log.engine))
+            index = PeerIndex(registry, on_refused=self.metrics.record_refused)
+            self._delegator = Delegator(registry, index, A2AClient(), caller.identity, self.org_key.did,
                                         recorder=self._process_log.record)
         return self._delegator
 
@@ -210,6 +217,10 @@ class Node:
             reason = f"no answer within {READY_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else type(exc).__name__
             return web.json_response({"status": "not ready", "reason": f"database unreachable: {reason}"},
                                      status=503)
+        if self._delegator is not None and self._delegator.registry.forked is not None:
+            return web.json_response({"status": "not ready", "reason": "delegation stopped: the registry's log "
+                                      f"is not the one this node saw before ({self._delegator.registry.forked})"},
+                                     status=503)
         publisher = request.app.get(PUBLISHER)
         if publisher is not None:
             waiting = [p.agent.name for p in self.agents if p.identity.id not in publisher.registered]
@@ -227,13 +238,36 @@ class Node:
             app[PUBLISHER] = publisher
             self._publisher = publisher
             await publisher.start()
+        audit = asyncio.create_task(self._audit(), name="guildnet-registry-audit") if self.registry_url else None
         try:
             yield
         finally:
+            if audit is not None:
+                audit.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await audit
             self._publisher = None
             if publisher is not None:
                 with contextlib.suppress(Exception):
                     await publisher.stop()
+
+    async def _audit(self) -> None:
+        """Check the registry's log head every :attr:`audit_interval` seconds: a fork or a rollback is caught even
+        when nobody delegates, and shows in ``/readyz``, ``/metrics`` and ``guildnet doctor``."""
+        registry = (await self.delegator()).registry
+        while True:
+            try:
+                head = await registry.log_head()
+                self.metrics.registry_log_size.set(head.size)
+                self.metrics.registry_log_consistent.set(1)
+            except LogForked as exc:
+                self.metrics.registry_log_consistent.set(0)
+                log.error("the registry's log is not the one this node saw before: %s; delegation through %s is "
+                          "stopped", exc, self.registry_url)
+                return
+            except Exception as exc:  # unreachable, or a head that does not verify: try again later
+                log.warning("could not check the registry's log head: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.audit_interval)
 
     async def rotate(self, name: str) -> str:
         """Rotate agent ``name``'s key while the node serves: its id stays, every signature from the registry's

@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -98,11 +98,30 @@ def _hashes(values: Any) -> list[bytes]:
         raise UntrustworthyRecord("a proof is a list of hex hashes") from exc
 
 
+class HeadStore(Protocol):
+    """Where a client keeps what it learnt of a registry's log across restarts (a node: its own database)."""
+
+    async def load(self, registry: str) -> AuditState | None: ...
+
+    async def save(self, registry: str, state: AuditState) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditState:
+    """The last verified head of one registry's log, the key that signed it, and, once a fork was seen, why."""
+
+    key: str
+    head: LogHead
+    forked: str | None = None
+
+
 class RegistryClient:
     def __init__(self, base_url: str, *, session: aiohttp.ClientSession | None = None,
-                 timeout: float = 10.0, registry_key: str | None = None) -> None:
+                 timeout: float = 10.0, registry_key: str | None = None, heads: HeadStore | None = None) -> None:
         """``registry_key`` pins the did:key that must sign the log's heads; without it the first head's key
-        is remembered (trust on first use) and every later head must be signed by the same key."""
+        is remembered (trust on first use) and every later head must be signed by the same key. With ``heads``,
+        the last verified head (and a fork, once seen) survives restarts: a registry cannot roll a restarted
+        node back to an earlier or different history."""
         if registry_key is not None and not is_did_key(registry_key):
             raise ValueError("registry_key must be an Ed25519 did:key")
         self.base_url = base_url.rstrip("/")
@@ -111,6 +130,11 @@ class RegistryClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.registry_key = registry_key
         self.last_head: LogHead | None = None
+        self.forked: str | None = None
+        """Why this registry's log was found forked or rolled back; from then on every head is refused."""
+        self.heads = heads
+        self._loaded = heads is None
+        self._included: set[tuple[str, int, str]] = set()
         self._head_lock = asyncio.Lock()
 
     async def __aenter__(self) -> RegistryClient:
@@ -193,6 +217,16 @@ class RegistryClient:
             await self._check_inclusion(entry)
         return entry
 
+    async def check_inclusion(self, entry: AgentEntry) -> None:
+        """Prove that the registration ``entry`` was served with is in the registry's log, under a head verified
+        and consistent with every head seen before; else :class:`UntrustworthyRecord`. Proven once per record:
+        the log only grows, so a later consistent head still holds it."""
+        proven = (entry.id, entry.log_index or -1, entry.jws)
+        if proven in self._included:
+            return
+        await self._check_inclusion(entry)
+        self._included.add(proven)
+
     async def _check_inclusion(self, entry: AgentEntry) -> None:
         if entry.log_index is None or entry.jws is None:
             raise UntrustworthyRecord(f"the registry gave no log index for the registration of {entry.id}")
@@ -205,9 +239,27 @@ class RegistryClient:
             raise UntrustworthyRecord(f"the registration of {entry.id} served is not in the log at index "
                                       f"{entry.log_index} of the head of size {head.size}: {exc}") from exc
 
+    async def _load_audit(self) -> None:
+        if self._loaded:
+            return
+        assert self.heads is not None
+        state = await self.heads.load(self.base_url)
+        if state is not None:
+            if self.registry_key is not None and state.key != self.registry_key:
+                raise UntrustworthyRecord(f"the pinned registry key {self.registry_key} is not the key {state.key} "
+                                          f"whose heads this node verified before; remove the stored head to re-pin")
+            self.registry_key = self.registry_key or state.key
+            self.last_head, self.forked = state.head, state.forked
+        self._loaded = True
+
     async def log_head(self) -> LogHead:
-        """The registry's current signed tree head, verified and checked consistent with the last one seen."""
+        """The registry's current signed tree head, verified and checked consistent with the last one seen (in
+        this process, or persisted in ``heads``). A head that is not consistent marks the registry forked for
+        good (:attr:`forked`, persisted): from then on :class:`LogForked` is raised without asking it again."""
         async with self._head_lock:
+            await self._load_audit()
+            if self.forked is not None:
+                raise LogForked(self.forked)
             body = await self._get_json("/v1/log/head")
             key = self.registry_key or str(body.get("key", ""))
             if not is_did_key(key):
@@ -219,9 +271,18 @@ class RegistryClient:
             head = LogHead(checkpoint.origin, checkpoint.size, checkpoint.root, str(body["checkpoint"]))
             last = self.last_head
             if last is not None:
-                await self._check_consistent(last, head)
+                try:
+                    await self._check_consistent(last, head)
+                except LogForked as exc:
+                    self.forked = str(exc)
+                    if self.heads is not None:
+                        await self.heads.save(self.base_url, AuditState(key, last, self.forked))
+                    raise
             self.registry_key = key
-            self.last_head = head
+            if last is None or head.size > last.size:
+                self.last_head = head
+                if self.heads is not None:
+                    await self.heads.save(self.base_url, AuditState(key, head))
             return head
 
     async def _check_consistent(self, last: LogHead, head: LogHead) -> None:
@@ -293,5 +354,6 @@ def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
     return body
 
 
-__all__ = ["AgentEntry", "LogForked", "LogHead", "RegistryClient", "RegistryError", "ReputationReport", "SearchPage",
+__all__ = ["AgentEntry", "AuditState", "HeadStore", "LogForked", "LogHead", "RegistryClient", "RegistryError",
+           "ReputationReport", "SearchPage",
            "UntrustworthyRecord"]

@@ -29,7 +29,7 @@ from jsonschema import Draft202012Validator
 
 from guildnet.protocols import a2a, receipts
 from guildnet.protocols.canonical import content_hash
-from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
+from guildnet.registry.client import AgentEntry, LogForked, RegistryClient, RegistryError, UntrustworthyRecord
 
 from ..a2a.client import A2AClient
 from ..a2a.executor import CALLER_KEY, RECEIPT_KEY
@@ -56,7 +56,7 @@ class DelegationFailed(Exception):
 class Attempt:
     agent_id: str
     name: str
-    outcome: Literal["success", "failure", "timeout", "invalid-output", "bad-receipt", "error"]
+    outcome: Literal["success", "failure", "timeout", "invalid-output", "bad-receipt", "unverified", "error"]
     detail: str
     latency_ms: float
 
@@ -133,6 +133,7 @@ class Delegator:
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         trace = child_traceparent(traceparent) if traceparent else new_traceparent()
+        self._stop_if_forked()
         decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer)
         attempts: list[Attempt] = []
         order = decision.order
@@ -145,6 +146,10 @@ class Delegator:
                 continue  # revoked or gone since ranking
             # a fair share of what is left, so a stuck peer cannot eat the time of the ones after it
             share = remaining / min(len(order) - position, self.max_attempts - len(attempts))
+            problem = await self._in_log(entry, share)
+            if problem is not None:  # never call a registration the registry's own log does not hold
+                attempts.append(Attempt(entry.id, entry.facts.name, "unverified", problem, 0.0))
+                continue
             attempt, result = await self._try(entry, skill, dict(arguments), trace, share)
             attempts.append(attempt)
             await self._record(entry, skill, arguments, result[0] if result else None, attempt, trace,
@@ -156,6 +161,26 @@ class Delegator:
                 break
         raise DelegationFailed(f"no candidate for skill {skill!r} completed the task "
                                f"({len(attempts)} tried, {len(decision.order)} ranked)", attempts, decision)
+
+    def _stop_if_forked(self) -> None:
+        if self.registry.forked is not None:
+            raise DelegationFailed(f"delegation through {self.registry.base_url} is stopped: its log is not the one "
+                                   f"this node saw before ({self.registry.forked})", [], None)
+
+    async def _in_log(self, entry: AgentEntry, within: float) -> str | None:
+        """Why ``entry`` cannot be called (its registration is not proven to be in the registry's log), or None.
+        Proven once per record; a fork found on the way stops the whole delegation."""
+        try:
+            async with asyncio.timeout(within):
+                await self.registry.check_inclusion(entry)
+        except LogForked:
+            self._stop_if_forked()
+            raise
+        except UntrustworthyRecord as exc:
+            return str(exc)
+        except (RegistryError, OSError) as exc:  # TimeoutError is an OSError
+            return f"its registration could not be proven in the registry's log: {type(exc).__name__}: {exc}"
+        return None
 
     async def _try(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], trace: str,
                    within: float) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
