@@ -9,7 +9,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -152,7 +152,7 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     run_server(web.run_app, app, host, port)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 
@@ -209,6 +209,43 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
                    f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
     if page.next:
         click.echo(f"more: add --cursor {page.next}")
+
+
+@registry_group.command("key")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_read_config_file, envvar="GUILDNET_REGISTRY_CONFIG",
+              help="The registry's TOML file (its [registry] key and db), as for `registry serve`.")
+@click.option("--db", "db_url", default="sqlite:///guildnet-registry.db", show_default=True,
+              envvar="GUILDNET_REGISTRY_DB", callback=check_db_url, help="The registry's database URL.")
+@click.option("--key", "key_path", envvar="GUILDNET_REGISTRY_KEY", type=click.Path(dir_okay=False),
+              help="The registry's key file. Default: as `registry serve` chooses it.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"key", "origin", "path"} as JSON.')
+def key(db_url: str, key_path: str | None, as_json: bool) -> None:
+    """Print the did:key that signs this registry's log heads, for nodes to pin ([node] registry_key).
+
+    Read from the registry's own key file, on the registry's machine: a key learnt from the network is
+    exactly what pinning must not trust. Give it to node operators out of band.
+
+    \b
+    Example:
+      guildnet registry key --db sqlite:///registry.db
+      guildnet registry key --config registry.toml --json
+    """
+    from guildnet.protocols import keyfile
+    from guildnet.protocols.keys import KeyFileError
+    from guildnet.protocols.transparency import origin_for
+    from guildnet.registry.db import normalise_url
+    from guildnet.registry.log import default_key_path
+
+    path = key_path or str(default_key_path(normalise_url(db_url)))
+    try:
+        did = keyfile.load(path).did
+    except KeyFileError as exc:
+        _fail(f"{exc} (a registry creates its key when it first serves: guildnet registry serve)")
+    if as_json:
+        click.echo(json.dumps({"key": did, "origin": origin_for(did), "path": path}))
+    else:
+        click.echo(did)
 
 
 @registry_group.command("show")

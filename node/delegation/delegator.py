@@ -280,9 +280,9 @@ class Delegator:
         async def submit() -> None:
             try:
                 await self.registry.submit_receipt(receipt, self.identity.key)
-            except (RegistryError, OSError) as exc:
-                log.warning("receipt not accepted by the registry: %s", exc)
-                self.refused_receipts.append(str(exc))
+            except Exception as exc:  # refused, or the registry unreachable: a background task must not leak it
+                log.warning("receipt not accepted by the registry: %s: %s", type(exc).__name__, exc)
+                self.refused_receipts.append(str(exc) or type(exc).__name__)
 
         task = asyncio.create_task(submit())
         self._submissions.add(task)
