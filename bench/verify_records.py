@@ -1,0 +1,116 @@
+"""How many registry records a node verifies per second on one core: what every search page costs it.
+
+Each record is what ``GET /v1/agents`` serves for an agent: its facts, its signed registration, its key history
+(an inception event) and its organisation's endorsement. :func:`guildnet.protocols.records.verify_record`
+rebuilds the key in force from the id alone and checks both signatures; nothing of the registry's word is used.
+
+Three figures, in one process pinned to one core (``taskset`` where available):
+
+* **new records**: every record different (a node meeting agents for the first time): two Ed25519
+  verifications each (registration, endorsement), plus canonical JSON and a digest of the facts;
+* **seen again**: the same page verified again (a refetch after a watch event): signatures come from the cache;
+* **the ceiling**: Ed25519 verifications per second in the same process, with libsodium (what guildnet uses)
+  and with OpenSSL through ``cryptography`` (what it used before), side by side.
+
+    python bench/verify_records.py [--records 2000]
+
+Goal (issue 12): at least 5,000 record verifications per second per core for search pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from guildnet.protocols import keyhistory, signed_write
+from guildnet.protocols.agentfacts import endorse
+from guildnet.protocols.did import verify_signature
+from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.records import verify_record
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def served_record(org: SigningKey, index: int) -> dict[str, Any]:
+    """One agent's record as the registry serves it (the facts spliced in as stored)."""
+    key, nxt = SigningKey.generate(), SigningKey.generate()
+    facts = endorse(org, {
+        "id": key.did, "name": f"agent-{index}", "version": 1, "organisation": {"id": org.did, "name": "org"},
+        "description": "Extracts line items and totals from supplier invoices",
+        "endpoints": {"a2a": f"https://agents.example/agents/agent-{index}/a2a"},
+        "skills": [{"id": "extract-invoice", "name": "Extract invoice", "tags": ["finance", "documents"],
+                    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+                    "output_schema": {"type": "object"}}],
+        "model": {"family": "SmolLM2", "parameters": 135000000, "cost_per_1k_input": 0.00002,
+                  "cost_per_1k_output": 0.00004}})
+    token = signed_write.make(key, {"action": "register", "facts": facts})
+    return {"facts": facts, "key_events": [keyhistory.incept(key, nxt.did)], "id": key.did, "current_key": key.did,
+            "version": 1, "live": True, "last_seen": time.time(), "registered_at": time.time(),
+            "updated_at": time.time(), "revoked": False, "log_index": index, "jws": token}
+
+
+def per_second(work: Any, count: int) -> float:
+    started = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - started)
+
+
+def verify_all(records: list[dict[str, Any]]) -> None:
+    for record in records:
+        verify_record(record)
+
+
+def ceiling(count: int) -> tuple[float, float]:
+    key = SigningKey.generate()
+    message = b"x" * 600
+    signature = key.sign(message)
+    openssl = key.public_key  # cryptography's Ed25519PublicKey: OpenSSL
+
+    def sodium() -> None:
+        for _ in range(count):
+            verify_signature(key.did, signature, message)
+
+    def ossl() -> None:
+        for _ in range(count):
+            openssl.verify(signature, message)
+
+    return per_second(sodium, count), per_second(ossl, count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=2000, help="distinct records to verify")
+    parser.add_argument("--out", type=Path, default=RESULTS / "verify_records.json")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    org = SigningKey.generate()
+    print(f"building {args.records} records...", flush=True)
+    records = [served_record(org, i) for i in range(args.records)]
+    fresh = per_second(lambda: verify_all(records), len(records))
+    again = per_second(lambda: verify_all(records), len(records))
+    sodium, openssl = ceiling(max(2000, args.records))
+    rows = [("new records (2 signatures each)", fresh), ("seen again (signatures cached)", again),
+            ("Ed25519 verifications, libsodium", sodium), ("Ed25519 verifications, OpenSSL", openssl)]
+    print(f"\n{'one core, ' + platform.machine():<40} {'per second':>12}")
+    for name, value in rows:
+        print(f"{name:<40} {value:>12,.0f}")
+    goal = 5000
+    print(f"\ngoal: {goal:,} record verifications/s per core for search pages: "
+          f"{'met' if fresh >= goal else 'MISSED'} for new records ({fresh:,.0f}/s), "
+          f"{'met' if again >= goal else 'MISSED'} for records seen again ({again:,.0f}/s)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"records": args.records, "new_records_per_s": fresh, "seen_again_per_s": again,
+                                    "ed25519_libsodium_per_s": sodium, "ed25519_openssl_per_s": openssl,
+                                    "goal_per_s": goal, "machine": platform.machine(), "cpus": os.cpu_count()},
+                                   indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
