@@ -87,7 +87,8 @@ class Refusal(WitnessError):
         self.size = size
 
 
-def _check_key_name(name: str, what: str) -> None:
+def check_key_name(name: str, what: str) -> None:
+    """A signed-note key name: non-empty, no spaces, no '+', no control characters."""
     if not isinstance(name, str) or not name or "+" in name or any(ch.isspace() for ch in name) or \
             any(ch < " " for ch in name):
         raise WitnessError(f"{what} {name!r} must be non-empty, without spaces or '+'")
@@ -107,7 +108,7 @@ class Witness:
     public: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_key_name(self.name, "a witness name")
+        check_key_name(self.name, "a witness name")
         try:
             object.__setattr__(self, "public", public_bytes_from_did(self.key))
         except InvalidDID as exc:
@@ -166,7 +167,7 @@ def cosignature_message(body: str, timestamp: int) -> bytes:
 
 def cosign(body: str, key: SigningKey, name: str, timestamp: int) -> str:
     """One cosignature/v1 line (ending in a newline) by ``key`` under ``name`` on the checkpoint ``body``."""
-    _check_key_name(name, "a witness name")
+    check_key_name(name, "a witness name")
     if timestamp <= 0:
         raise WitnessError("a witness's cosignature carries a non-zero time")
     signature = key.sign(cosignature_message(body, timestamp))

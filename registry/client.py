@@ -33,6 +33,7 @@ from guildnet.protocols.merkle import (
     verify_inclusion,
 )
 from guildnet.protocols.transparency import leaf_data, origin_for
+from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witnessed
 
 JOSE = "application/jose"
 
@@ -240,16 +241,20 @@ class RegistryClient:
             raise UntrustworthyRecord(f"the registration of {entry.id} served is not in the log at index "
                                       f"{entry.log_index} of the head of size {head.size}: {exc}") from exc
 
-    async def log_head(self) -> LogHead:
-        """The registry's current signed tree head, verified and checked consistent with the last one seen."""
+    async def log_head(self, witnesses: WitnessPolicy | None = None) -> LogHead:
+        """The registry's current signed tree head, verified and checked consistent with the last one seen; with
+        ``witnesses``, also cosigned by at least their quorum (docs/witness.md), else :class:`UntrustworthyRecord`
+        naming the witnesses missing."""
         async with self._head_lock:
             body = await self._get_json("/v1/log/head")
             key = self.registry_key or str(body.get("key", ""))
             if not is_did_key(key):
                 raise UntrustworthyRecord("the log head names no Ed25519 did:key as its signer")
             try:
-                checkpoint = verify_checkpoint(str(body.get("checkpoint", "")), origin=origin_for(key), signer=key)
-            except InvalidCheckpoint as exc:
+                note = str(body.get("checkpoint", ""))
+                checkpoint = (verify_checkpoint(note, origin=origin_for(key), signer=key) if witnesses is None
+                              else verify_witnessed(note, log_key=key, policy=witnesses).checkpoint)
+            except (InvalidCheckpoint, WitnessError) as exc:
                 raise UntrustworthyRecord(f"the log head does not verify under {key}: {exc}") from exc
             head = LogHead(checkpoint.origin, checkpoint.size, checkpoint.root, str(body["checkpoint"]))
             last = self.last_head

@@ -71,7 +71,8 @@ SPEC_REQUEST = (
 # transparency-dev/formats note/note_cosigv1_test.go: a native cosignature/v1 (type 0x04) verifier key, and a
 # cosignature whose timestamp is 1727964367.
 REMORA_VKEY = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2"
-FORMATS_COSIGNATURE = "ZGhGuQAAAABm/qTPeyKXD+R2rzyQsxPiP8mXum7qq/iF0u4vanlqJyocWODBt97w9uL+8qT7S5gxEHWWOworDcFiEBYJXORmnFBOBA=="
+FORMATS_COSIGNATURE = ("ZGhGuQAAAABm/qTPeyKXD+R2rzyQsxPiP8mXum7qq/iF0u4vanlqJyocWODBt97w9uL+8qT7S5gxEHWWOwo"
+                       "rDcFiEBYJXORmnFBOBA==")
 # c2sp.org/signed-note: an Ed25519 (type 0x01) verifier key and the note it verifies.
 NOTE_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
 NOTE = ("This is an example message.\n\n\u2014 example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Zt"
