@@ -76,7 +76,7 @@ async def test_split_view_is_refused_by_a_client_requiring_two_of_two_witnesses(
             # The fork: the same first three leaves, then the attacker's registration, signed with the registry key.
             async with RegistryClient(registry) as client:
                 entries = await client.log_entries(0, 4)
-            attacker_key, attacker_facts = org.agent("impostor", a2a="http://127.0.0.1:9/attacker")
+            attacker_key = SigningKey.generate()
             forged = leaf_hash(leaf_data("register", attacker_key.did, "forged.registration.token"))
             tree = MerkleTree.from_leaf_hashes([bytes.fromhex(e["leaf_hash"]) for e in entries[:3]] + [forged])
             fork = sign_checkpoint(Checkpoint(honest["origin"], 4, tree.root()), registry_key)

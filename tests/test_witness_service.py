@@ -124,10 +124,10 @@ async def test_a_head_short_of_the_clients_quorum_is_refused_naming_the_missing_
             async with RegistryClient(registry.url, registry_key=log_key) as client:
                 # before any cosignature the plain head is served: fine without witnesses, refused with them
                 assert (await client.log_head()).size == 0
-                with pytest.raises(UntrustworthyRecord, match="witness.test/w1"):
+                with pytest.raises(UntrustworthyRecord, match=r"witness\.test/w1"):
                     await client.log_head(witnesses=WitnessPolicy((w1.witness,), 1))
                 await register_agents(registry.url, 2)
                 await wait_for_head(registry.url, lambda b: b["size"] == 2 and b["witnesses"] == ["witness.test/w1"])
                 assert (await client.log_head(witnesses=WitnessPolicy((w1.witness, down.witness), 1))).size == 2
-                with pytest.raises(UntrustworthyRecord, match="missing: witness.test/down"):
+                with pytest.raises(UntrustworthyRecord, match=r"missing: witness\.test/down"):
                     await client.log_head(witnesses=WitnessPolicy((w1.witness, down.witness), 2))
