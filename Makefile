@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	@mkdir -p build/typecheck/guildnet && touch build/typecheck/guildnet/__init__.py
-	@for package in protocols node registry cli; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
+	@for package in protocols node registry witness cli; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
 	$(BIN)/mypy
 	PYTHONPATH=build/typecheck $(BIN)/lint-imports
 

@@ -13,6 +13,7 @@ from .flywheel import flywheel_group
 from .keys import keys_group
 from .node import doctor, node_group
 from .registry import registry_group
+from .witness import witness_group
 
 
 @click.group()
@@ -25,5 +26,5 @@ def main() -> None:
     """
 
 
-for command in (keys_group, registry_group, node_group, delegate, doctor, flywheel_group):
+for command in (keys_group, registry_group, node_group, delegate, doctor, flywheel_group, witness_group):
     main.add_command(command)

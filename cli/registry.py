@@ -9,7 +9,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -18,6 +18,9 @@ from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, 
 
 from .common import check_db_url, log_options, registry_option, run_server, setup_logging
 
+if TYPE_CHECKING:
+    from guildnet.registry.cosigning import WitnessEndpoint
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +28,8 @@ _FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path",
               "watch_poll_interval": "watch_poll_interval", "reputation_interval": "reputation_interval",
               "log_format": "log_format", "log_level": "log_level", "write_rate_per_ip": "write_rate_per_ip",
               "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage",
-              "max_watchers_per_ip": "max_watchers_per_ip"}
+              "max_watchers_per_ip": "max_watchers_per_ip", "witnesses": "witnesses",
+              "witness_quorum": "witness_quorum", "cosign_interval": "cosign_interval"}
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -65,6 +69,19 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not a rate like 100/second or 6000/minute", ctx, param) from exc
     return value
+
+
+def _witnesses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[WitnessEndpoint, ...]:
+    from guildnet.protocols.witness import WitnessError
+    from guildnet.registry.cosigning import WitnessEndpoint
+
+    try:
+        endpoints = tuple(WitnessEndpoint.parse(value) for value in values)
+    except WitnessError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    if len({e.witness.name for e in endpoints}) != len(endpoints):
+        raise click.BadParameter("each witness once (one name each)", ctx, param)
+    return endpoints
 
 
 @click.group("registry")
@@ -110,11 +127,21 @@ def registry_group() -> None:
 @click.option("--rate-limit-storage", default="memory://", show_default=True,
               envvar="GUILDNET_REGISTRY_RATE_LIMIT_STORAGE",
               help="Where write counts live: memory:// (per replica) or redis://HOST:6379 (shared by replicas).")
+@click.option("--witness", "witnesses", multiple=True, metavar="NAME,DID,URL", callback=_witnesses,
+              envvar="GUILDNET_REGISTRY_WITNESSES",
+              help="A witness that cosigns the log's checkpoints (C2SP tlog-witness): its name, did:key and URL; "
+                   "repeatable (env GUILDNET_REGISTRY_WITNESSES, space-separated). See docs/witness.md.")
+@click.option("--witness-quorum", type=click.IntRange(1), envvar="GUILDNET_REGISTRY_WITNESS_QUORUM",
+              help="Cosignatures a checkpoint needs before /v1/log/head serves it. Default: every --witness.")
+@click.option("--cosign-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              envvar="GUILDNET_REGISTRY_COSIGN_INTERVAL",
+              help="Seconds between submissions of a grown log's checkpoint to the witnesses.")
 @log_options
 def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
           pretrusted: tuple[str, ...], reputation_interval: float, write_rate_per_ip: str | None,
-          write_rate_per_key: str | None, max_watchers_per_ip: int, rate_limit_storage: str, log_format: str,
-          log_level: str) -> None:
+          write_rate_per_key: str | None, max_watchers_per_ip: int, rate_limit_storage: str,
+          witnesses: tuple[WitnessEndpoint, ...], witness_quorum: int | None, cosign_interval: float,
+          log_format: str, log_level: str) -> None:
     """Serve the registry API (also /healthz, /readyz and Prometheus /metrics).
 
     \b
@@ -123,6 +150,7 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
       guildnet registry serve --config registry.toml --log-format json
       guildnet registry serve --db postgresql://postgres@127.0.0.1/test --key /etc/guildnet/registry.key
       guildnet registry serve --pretrusted did:key:z6Mk... --pretrusted did:key:z6Mk...
+      guildnet registry serve --witness w1.example.org/w,did:key:z6Mk...,http://w1.example.org:8500
     """
     from aiohttp import web
 
@@ -138,6 +166,9 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     for did in pretrusted:
         if not is_did_key(did):
             raise click.BadParameter(f"{did!r} is not an Ed25519 did:key", param_hint="--pretrusted")
+    if witness_quorum is not None and witness_quorum > len(witnesses):
+        raise click.BadParameter(f"{witness_quorum} is more than the {len(witnesses)} --witness given",
+                                 param_hint="--witness-quorum")
     from limits.errors import ConfigurationError
 
     try:
@@ -145,7 +176,8 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                                         key_path=key_path, pretrusted_orgs=pretrusted,
                                         reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
                                         write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage,
-                                        max_watchers_per_ip=max_watchers_per_ip))
+                                        max_watchers_per_ip=max_watchers_per_ip, witnesses=witnesses,
+                                        witness_quorum=witness_quorum, cosign_interval=cosign_interval))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
     log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])

@@ -45,6 +45,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from guildnet.protocols.witness import Witness, WitnessPolicy
+
 from .agent import Agent
 from .pii import NameDetectionUnavailable, NamesSetting, Scrubber
 
@@ -61,6 +63,15 @@ class AgentConfig(BaseModel):
     agent: str
     key: Path
     ttl_seconds: int = Field(60, ge=1)
+
+
+class WitnessConfig(BaseModel):
+    """A ``[[node.witnesses]]`` entry: a witness of the registry's log this node requires."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    key: str
 
 
 class _NodeEnvironment(EnvSettingsSource):
@@ -97,6 +108,12 @@ class NodeConfig(BaseSettings):
     registry_key: str | None = None
     """The did:key of the registry's log key (``guildnet registry key`` prints it): pinned, every head must be signed
     by it. Without it the node trusts the first key it sees and keeps it (in its database)."""
+    witnesses: list[WitnessConfig] = []
+    """Witnesses of the registry's log (``guildnet witness id`` prints each one's name and key): a head counts only
+    when ``witness_quorum`` of them cosigned it, which defeats a registry showing different trees to different
+    nodes (docs/witness.md)."""
+    witness_quorum: int | None = None
+    """How many of ``witnesses`` must cosign each head (default: all of them)."""
     pii: Literal["redact", "hash"] = "redact"
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"
@@ -117,6 +134,13 @@ class NodeConfig(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def witness_policy(self) -> WitnessPolicy | None:
+        """The witnesses every head must be cosigned by, and how many (None: no witnesses required)."""
+        if not self.witnesses:
+            return None
+        return WitnessPolicy(tuple(Witness(w.name, w.key) for w in self.witnesses),
+                             self.witness_quorum or len(self.witnesses))
 
 
 def _describe(error: ValidationError, where: str) -> str:

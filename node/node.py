@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.witness import WitnessPolicy
 from guildnet.registry.client import LogForked, RegistryClient
 
 from .a2a.client import A2AClient
@@ -78,6 +79,8 @@ class Node:
     _owns_process_log: bool = field(default=False, repr=False)
     registry_key: str | None = None
     """The registry's log key, pinned (see :class:`~guildnet.node.config.NodeConfig`)."""
+    witnesses: WitnessPolicy | None = None
+    """The witnesses, and their quorum, every head of the registry's log must be cosigned by."""
     audit_interval: float = 30.0
     """Seconds between checks of the registry's log head (consistency with every head seen before)."""
     admin_socket: Path | None = None
@@ -95,7 +98,8 @@ class Node:
         return cls(org_name=config.org_name, org_key=keyfile.load_or_create(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
-                   admin_socket=config.admin_socket, registry_key=config.registry_key)
+                   admin_socket=config.admin_socket, registry_key=config.registry_key,
+                   witnesses=config.witness_policy())
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -111,7 +115,7 @@ class Node:
                                                           retention_days=self.retention_days)
                 self._owns_process_log = True
             registry = RegistryClient(self.registry_url, registry_key=self.registry_key,
-                                      heads=SqlHeadStore(self._process_log.engine))
+                                      heads=SqlHeadStore(self._process_log.engine), witnesses=self.witnesses)
             index = PeerIndex(registry, on_refused=self.metrics.record_refused)
             self._delegator = Delegator(registry, index, A2AClient(), caller.identity, self.org_key.did,
                                         recorder=self._process_log.record)

@@ -340,3 +340,34 @@ def verify_checkpoint(note: str, *, origin: str, signer: str, key_name: str | No
     if len(tree_root) != HASH_SIZE:
         raise InvalidCheckpoint("root hash is not 32 bytes")
     return Checkpoint(origin=origin, size=int(lines[1]), root=tree_root)
+
+
+MAX_NOTE_BYTES = 64 * 1024
+"""Largest signed note read: room for a checkpoint and well over the 16 signatures C2SP verifiers must accept."""
+
+
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """A C2SP signed note's text (with its final newline) and its signature lines as ``(key name, raw bytes)``,
+    nothing verified: callers pick the lines whose name and key ID they know and check those. The text ends at
+    the note's *last* blank line, as the spec says; control characters other than newline are refused."""
+    if not isinstance(note, str) or len(note.encode("utf-8", "surrogatepass")) > MAX_NOTE_BYTES:
+        raise InvalidCheckpoint(f"a signed note is a text of at most {MAX_NOTE_BYTES} bytes")
+    if any(ch < " " and ch != "\n" for ch in note) or any("\ud800" <= ch <= "\udfff" for ch in note):
+        raise InvalidCheckpoint("a signed note is UTF-8 without control characters other than newline")
+    cut = note.rfind("\n\n")
+    if cut < 0 or not note.endswith("\n") or cut + 2 == len(note):
+        raise InvalidCheckpoint("not a signed note: text, blank line, signature lines")
+    signatures: list[tuple[str, bytes]] = []
+    for line in note[cut + 2:-1].split("\n"):
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != "\u2014" or not parts[1] or "+" in parts[1]:
+            raise InvalidCheckpoint("malformed signature line")
+        try:
+            raw = base64.b64decode(parts[2], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidCheckpoint("signature is not base64") from exc
+        if len(raw) < 5:
+            raise InvalidCheckpoint("a signature is a 4-byte key ID and the signature bytes")
+        signatures.append((parts[1], raw))
+    return note[:cut + 1], signatures
+

@@ -36,6 +36,7 @@ from guildnet.protocols.merkle import (
 )
 from guildnet.protocols.records import AgentEntry, UntrustworthyRecord, verify_record
 from guildnet.protocols.transparency import leaf_data, origin_for
+from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witnessed
 
 JOSE = "application/jose"
 
@@ -117,11 +118,14 @@ class AuditState:
 
 class RegistryClient:
     def __init__(self, base_url: str, *, session: aiohttp.ClientSession | None = None,
-                 timeout: float = 10.0, registry_key: str | None = None, heads: HeadStore | None = None) -> None:
+                 timeout: float = 10.0, registry_key: str | None = None, heads: HeadStore | None = None,
+                 witnesses: WitnessPolicy | None = None) -> None:
         """``registry_key`` pins the did:key that must sign the log's heads; without it the first head's key
         is remembered (trust on first use) and every later head must be signed by the same key. With ``heads``,
         the last verified head (and a fork, once seen) survives restarts: a registry cannot roll a restarted
-        node back to an earlier or different history."""
+        node back to an earlier or different history. With ``witnesses``, a head counts only when at least their
+        quorum cosigned it (C2SP cosignature/v1): a registry showing two clients two different trees cannot get
+        both cosigned by honest witnesses."""
         if registry_key is not None and not is_did_key(registry_key):
             raise ValueError("registry_key must be an Ed25519 did:key")
         self.base_url = base_url.rstrip("/")
@@ -133,6 +137,7 @@ class RegistryClient:
         self.forked: str | None = None
         """Why this registry's log was found forked or rolled back; from then on every head is refused."""
         self.heads = heads
+        self.witnesses = witnesses
         self._loaded = heads is None
         self._included: set[tuple[str, int, str]] = set()
         self._head_lock = asyncio.Lock()
@@ -254,8 +259,10 @@ class RegistryClient:
 
     async def log_head(self) -> LogHead:
         """The registry's current signed tree head, verified and checked consistent with the last one seen (in
-        this process, or persisted in ``heads``). A head that is not consistent marks the registry forked for
-        good (:attr:`forked`, persisted): from then on :class:`LogForked` is raised without asking it again."""
+        this process, or persisted in ``heads``); with :attr:`witnesses`, also cosigned by at least their quorum
+        (docs/witness.md), else :class:`UntrustworthyRecord` naming the witnesses missing. A head that is not
+        consistent marks the registry forked for good (:attr:`forked`, persisted): from then on
+        :class:`LogForked` is raised without asking it again."""
         async with self._head_lock:
             await self._load_audit()
             if self.forked is not None:
@@ -265,8 +272,10 @@ class RegistryClient:
             if not is_did_key(key):
                 raise UntrustworthyRecord("the log head names no Ed25519 did:key as its signer")
             try:
-                checkpoint = verify_checkpoint(str(body.get("checkpoint", "")), origin=origin_for(key), signer=key)
-            except InvalidCheckpoint as exc:
+                note = str(body.get("checkpoint", ""))
+                checkpoint = (verify_checkpoint(note, origin=origin_for(key), signer=key) if self.witnesses is None
+                              else verify_witnessed(note, log_key=key, policy=self.witnesses).checkpoint)
+            except (InvalidCheckpoint, WitnessError) as exc:
                 raise UntrustworthyRecord(f"the log head does not verify under {key}: {exc}") from exc
             head = LogHead(checkpoint.origin, checkpoint.size, checkpoint.root, str(body["checkpoint"]))
             last = self.last_head

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from guildnet.protocols import keyfile
 from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_write
 
+from .cosigning import CosignatureCollector
 from .db import create_engine, migrate
 from .explorer import add_explorer_routes
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path
@@ -29,7 +30,7 @@ from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
-from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
+from .state import CONFIG, COSIGNING, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
@@ -165,6 +166,8 @@ def _int_param(request: web.Request, name: str, default: int | None = None) -> i
 
 
 async def log_head(request: web.Request) -> web.Response:
+    if COSIGNING in request.app:
+        return web.json_response(await request.app[COSIGNING].served_head())
     return web.json_response((await request.app[LOG].head()).to_json())
 
 
@@ -340,6 +343,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[HUB] = hub
     app[LOG] = transparency
     app[REPUTATION] = service
+    collector = None
+    if config.witnesses:
+        collector = app[COSIGNING] = CosignatureCollector(transparency, store, config.witnesses,
+                                                          quorum=config.witness_quorum, interval=config.cosign_interval)
+        await collector.start()
     sweeper = asyncio.create_task(_sweeper(app))
     try:
         yield
@@ -347,6 +355,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        if collector is not None:
+            await collector.stop()
         await service.stop()
         await hub.stop()
         await store.close()

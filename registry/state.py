@@ -15,6 +15,7 @@ from aiohttp import web
 
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS
 
+from .cosigning import CosignatureCollector, WitnessEndpoint
 from .log import TransparencyLog
 from .metrics import RegistryMetrics
 from .ratelimit import WriteLimits
@@ -50,6 +51,12 @@ class RegistryConfig:
     """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
     rate_limit_storage: str = "memory://"
     """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
+    witnesses: tuple[WitnessEndpoint, ...] = ()
+    """Witnesses that cosign the log's checkpoints (registry/cosigning.py); none: heads are served uncosigned."""
+    witness_quorum: int | None = None
+    """How many of them must cosign a checkpoint before ``/v1/log/head`` serves it; ``None``: all of them."""
+    cosign_interval: float = 1.0
+    """Seconds between looks at the log's head for a checkpoint to submit to the witnesses."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -59,5 +66,7 @@ LOG = web.AppKey("log", TransparencyLog)
 REPUTATION = web.AppKey("reputation", ReputationService)
 METRICS = web.AppKey("metrics", RegistryMetrics)
 LIMITS = web.AppKey("limits", WriteLimits)
+COSIGNING = web.AppKey("cosigning", CosignatureCollector)
+"""Present when witnesses are configured."""
 WATCHERS = web.AppKey("watchers", Counter[str])
 """Open watch sockets per client address."""

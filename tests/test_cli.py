@@ -48,7 +48,7 @@ def test_encrypted_key_needs_its_passphrase(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [[], ["keys"], ["keys", "new"], ["registry"], ["registry", "serve"],
                                      ["registry", "search"], ["registry", "show"], ["node"], ["node", "run"],
-                                     ["node", "retire"]])
+                                     ["node", "retire"], ["witness"], ["witness", "serve"], ["witness", "id"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = guildnet(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
@@ -85,6 +85,9 @@ async def test_registry_serve_search_show(tmp_path: Path) -> None:
     assert unreachable.returncode == 1 and "cannot reach" in unreachable.stderr
 
 
+SOME_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+
 @pytest.mark.parametrize(("args", "code"), [
     (["keys", "new", "/nonexistent/dir/x.key"], 1),
     (["registry", "search", "--registry", "not-a-url"], 2),
@@ -94,6 +97,13 @@ async def test_registry_serve_search_show(tmp_path: Path) -> None:
     (["registry", "serve", "--port", "70000"], 2),
     (["registry", "serve", "--db", "mysql://x"], 2),
     (["registry", "serve", "--rate-limit-storage", "bogus://x"], 2),
+    (["registry", "serve", "--witness", "w,did:key:z6MkNope,http://127.0.0.1:1"], 2),
+    (["registry", "serve", "--witness", "w,not-a-did,http://127.0.0.1:1"], 2),
+    (["registry", "serve", "--witness", f"w,{SOME_DID},ftp://x"], 2),
+    (["witness", "serve", "--name", "has space", "--follow", SOME_DID], 2),
+    (["witness", "serve", "--name", "w"], 2),
+    (["witness", "serve", "--name", "w", "--follow", "not-a-did"], 2),
+    (["witness", "id", "--name", "w", "--key", "/nonexistent/witness.key"], 1),
     (["flywheel", "report", "--db", "not-a-url"], 2),
     (["flywheel", "report", "--db", "sqlite:////nonexistent/x.db"], 1),
 ])

@@ -103,6 +103,11 @@ class RegistryStore:
         count: int = await self._writer.run(self._writes.purge_nonces)
         return count
 
+    async def write(self, work: Callable[[Connection], Any]) -> Any:
+        """Run a synchronous write in the next group-commit transaction (on SQLite the database has one writer:
+        a second connection writing beside it could make the writer's transactions fail as busy)."""
+        return await self._writer.run(work)
+
     # -- reads --------------------------------------------------------------------------------------
 
     async def read(self, query: Callable[[Connection], Any]) -> Any:
