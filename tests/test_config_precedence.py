@@ -21,6 +21,7 @@ import guildnet.cli.node as node_commands
 import guildnet.cli.registry as registry_cli
 from guildnet.node.config import ConfigError, load_config
 from guildnet.node.node import Node
+from guildnet.protocols.keys import SigningKey
 from guildnet.registry.db import normalise_url
 from guildnet.registry.server import CONFIG
 
@@ -166,3 +167,16 @@ def test_a_registry_that_cannot_start_says_why_in_one_json_line_without_the_pass
     assert result.returncode == 1 and SECRET not in result.stdout + result.stderr
     lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON: no traceback
     assert lines[-1]["level"] == "ERROR" and lines[-1]["message"].startswith("stopped: ConnectionRefusedError")
+
+
+def test_the_node_requires_the_witnesses_its_config_names(tmp_path: Path) -> None:
+    path = node_file(tmp_path)
+    w1, w2 = SigningKey.generate().did, SigningKey.generate().did
+    path.write_text(path.read_text().replace("[[agents]]", f'[[node.witnesses]]\nname = "w.test/1"\nkey = "{w1}"\n\n'
+                                                           f'[[node.witnesses]]\nname = "w.test/2"\nkey = "{w2}"\n\n'
+                                                           "[[agents]]"))
+    policy = load_config(path).witness_policy()
+    assert policy is not None and policy.quorum == 2 and [w.key for w in policy.witnesses] == [w1, w2]
+    path.write_text(path.read_text().replace("[[agents]]", "[node.extra]\n[[agents]]", 1))
+    with pytest.raises(ConfigError, match="extra"):
+        load_config(path)
