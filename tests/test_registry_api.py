@@ -79,8 +79,8 @@ def _tamper_signature(token: str) -> str:
 
 @pytest.mark.parametrize("case", [
     "not-jws", "bad-json-payload", "bad-signature", "kid-not-facts-id", "stale-iat", "future-iat", "short-nonce",
-    "invalid-facts", "forged-endorsement", "wrong-content-type", "too-large", "wrong-action",
-    "too-many-skills", "schema-too-large", "description-too-long",
+    "invalid-facts", "forged-endorsement", "endorsement-of-other-facts", "expired-endorsement",
+    "wrong-content-type", "too-large", "wrong-action", "too-many-skills", "schema-too-large", "description-too-long",
 ])
 async def test_refused_registrations_change_nothing(db_url: str, case: str) -> None:
     acme = new_org("acme")
@@ -115,6 +115,12 @@ async def test_refused_registrations_change_nothing(db_url: str, case: str) -> N
             forged = {**good, "organisation": {**good["organisation"], "endorsement": endorse(
                 SigningKey.generate(), good)["organisation"]["endorsement"]}}
             body, expected = _registration(key, forged), 401
+        elif case == "endorsement-of-other-facts":  # a stolen agent key moves the endpoint; the org never signed it
+            moved = {**good, "endpoints": {"a2a": "https://attacker.example/a2a"}}
+            body, expected = _registration(key, moved), 401
+        elif case == "expired-endorsement":
+            stale = endorse(acme.key, good, now=time.time() - 100, lifetime=60)
+            body, expected = _registration(key, stale), 401
         elif case == "wrong-content-type":
             body, expected, content_type = _registration(key, good), 415, "application/json"
         elif case == "too-large":
