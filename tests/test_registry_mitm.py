@@ -109,6 +109,7 @@ async def test_a_record_resigned_with_another_key_is_refused_and_never_called(tm
         assert "not signed by the key in force" in w.caller.index.refused[w.callee_id] \
             or "names" in w.caller.index.refused[w.callee_id]
         w.mitm.honest()
+        await w.caller.index.close()
         w.caller.index = PeerIndex(w.caller.registry)  # a fresh view: the honest path works through the same hop
         assert (await delegate(w)).agent.id == w.callee_id
 
@@ -228,3 +229,18 @@ async def test_a_head_signed_by_another_key_is_refused_against_the_pinned_key(tm
         w.mitm.head = resign
         with pytest.raises(UntrustworthyRecord, match="does not verify"):
             await w.caller.registry.log_head()
+
+
+async def test_a_registration_the_log_does_not_hold_is_never_called(tmp_path: Path) -> None:
+    """The registry serves a genuine record but points it at another leaf: its inclusion cannot be proven, so the
+    node does not call it (attempt 'unverified'), and calls it once the proof holds again."""
+    async with world(tmp_path) as w:
+        w.mitm.record = lambda record: {**record, "log_index": 0} if record["facts"]["id"] == w.callee_id else record
+        with pytest.raises(DelegationFailed) as failed:
+            await delegate(w)
+        assert [a.outcome for a in failed.value.attempts] == ["unverified"]
+        assert "is not in the log" in failed.value.attempts[0].detail
+        w.mitm.honest()
+        await w.caller.index.close()
+        w.caller.index = PeerIndex(w.caller.registry)
+        assert (await delegate(w)).agent.id == w.callee_id
