@@ -36,6 +36,12 @@ class TaskContext:
     traceparent: str | None = None
     progress: ProgressCallback = _no_progress
     metadata: dict[str, Any] = field(default_factory=dict)
+    """What the caller sent with the request: its word, never the node's."""
+    caller: str | None = None
+    """The calling agent's id, as its signed request proved it (None: an anonymous caller)."""
+    annotations: dict[str, Any] = field(default_factory=dict)
+    """What the node itself notes about the call (which model answered, why it escalated): filled by the node's
+    agents, read by the process log; the caller's metadata never lands here."""
 
 
 class SkillError(Exception):

@@ -118,6 +118,9 @@ class NodeConfig(BaseSettings):
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"
     retention_days: int = Field(30, ge=1)
+    anonymous: Literal["off", "loopback", "on"] = "loopback"
+    """Who may call without signing: nobody (``off``), this machine (``loopback``), or anyone (``on``). Callers
+    from other organisations sign every request with their agent key (docs/trust-model.md)."""
     admin_socket: Path = Path("node.sock")
     """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
     agents: list[AgentConfig] = Field(min_length=1, exclude=True)

@@ -183,5 +183,5 @@ class MeteredTaskStore(TaskStore):
     async def get(self, agent: str, task_id: str) -> TaskRecord | None:
         return await self.inner.get(agent, task_id)
 
-    async def list(self, agent: str, query: a2a.ListQuery) -> TaskPage:
-        return await self.inner.list(agent, query)
+    async def list(self, agent: str, query: a2a.ListQuery, *, owner: str | None) -> TaskPage:
+        return await self.inner.list(agent, query, owner=owner)

@@ -30,6 +30,7 @@ from .a2a.service import A2AService
 from .a2a.store import open_task_store
 from .admin import admin_app
 from .agent import Agent
+from .callers import AnonymousPolicy, Authenticator
 from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
 from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
@@ -81,6 +82,8 @@ class Node:
     """The registry's log key, pinned (see :class:`~guildnet.node.config.NodeConfig`)."""
     witnesses: WitnessPolicy | None = None
     """The witnesses, and their quorum, every head of the registry's log must be cosigned by."""
+    anonymous: AnonymousPolicy = "loopback"
+    """Who may call without signing (see :mod:`guildnet.node.callers`)."""
     audit_interval: float = 30.0
     """Seconds between checks of the registry's log head (consistency with every head seen before)."""
     admin_socket: Path | None = None
@@ -99,7 +102,7 @@ class Node:
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
                    admin_socket=config.admin_socket, registry_key=config.registry_key,
-                   witnesses=config.witness_policy())
+                   witnesses=config.witness_policy(), anonymous=config.anonymous)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -117,7 +120,8 @@ class Node:
             registry = RegistryClient(self.registry_url, registry_key=self.registry_key,
                                       heads=SqlHeadStore(self._process_log.engine), witnesses=self.witnesses)
             index = PeerIndex(registry, on_refused=self.metrics.record_refused)
-            self._delegator = Delegator(registry, index, A2AClient(), caller.identity, self.org_key.did,
+            self._delegator = Delegator(registry, index, A2AClient(signer=caller.identity), caller.identity,
+                                        self.org_key.did,
                                         recorder=self._process_log.record)
         return self._delegator
 
@@ -174,12 +178,15 @@ class Node:
         self._process_log = process_log
         app.cleanup_ctx.append(self._process_log_lifespan)
         self._wire_model_agents(process_log)
+        authenticator = Authenticator(self.base_url, anonymous=self.anonymous,
+                                      keys=self._key_in_force if self.registry_url else None)
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
-                  allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version())
+                  allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
+                  authenticator=authenticator)
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
                          MeteredTaskStore(open_task_store(self.db_url), self.metrics), self.base_url,
                          {p.agent.name: p.identity for p in self.agents}, version=_version(),
-                         provider=(self.org_name, self.base_url))
+                         provider=(self.org_name, self.base_url), authenticator=authenticator)
         a2a.add_routes(app)
         app.cleanup_ctx.append(self._publishing)
         if self.admin_socket is not None:
@@ -195,6 +202,10 @@ class Node:
                     agent.recorder = process_log.record
                 if agent.peer_fallback is None and self.registry_url:
                     agent.peer_fallback = self._peer_fallback
+
+    async def _key_in_force(self, agent: str) -> str:
+        """A calling agent's key in force, from its record verified through the node's registry client."""
+        return (await (await self.delegator()).registry.get(agent)).current_key
 
     async def _peer_fallback(self, skill: str, arguments: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
         return (await self.delegate(skill, arguments, traceparent=traceparent)).output

@@ -48,14 +48,18 @@ def test_a_new_message_gets_fresh_task_and_context_ids() -> None:
 
 
 @pytest.mark.parametrize(("record", "running", "fields", "code"), [
-    (None, True, {}, a2a.UNSUPPORTED_OPERATION),
+    ("waiting", True, {}, a2a.UNSUPPORTED_OPERATION),
     (None, False, {}, a2a.TASK_NOT_FOUND),
+    ("another caller's", False, {}, a2a.TASK_NOT_FOUND),
     ("completed", False, {}, a2a.UNSUPPORTED_OPERATION),
     ("waiting", False, {"contextId": "another"}, a2a.INVALID_PARAMS),
 ])
 def test_follow_ups_that_cannot_continue_a_task_are_refused(record: str | None, running: bool,
                                                             fields: dict[str, str], code: int) -> None:
     existing = _waiting() if record else None
+    if record == "another caller's":
+        assert existing is not None
+        existing.owner = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
     if record == "completed":
         assert existing is not None
         existing.task["status"] = a2a.new_status(a2a.COMPLETED)

@@ -142,7 +142,7 @@ async def test_valid_output_is_accepted_priced_and_recorded(server: ScriptedServ
     assert (row.tokens_in, row.tokens_out) == (120, 8)
     assert row.cost == pytest.approx(120 / 1000 * 0.1 + 8 / 1000 * 0.2)
     assert row.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert context.metadata["slm"] == {"model": "small-1b", "tier": 0, "escalations": []}
+    assert context.annotations["slm"] == {"model": "small-1b", "tier": 0, "escalations": []}
 
 
 async def test_schema_failure_escalates_to_the_larger_model(server: ScriptedServer) -> None:

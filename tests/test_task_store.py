@@ -78,7 +78,7 @@ async def test_concurrent_writes_share_commits_and_failures_reach_every_waiter(d
     try:
         records = [_record(a2a.COMPLETED, updated=float(i)) for i in range(40)]
         await asyncio.gather(*(store.put(r, new=True) for r in records))
-        page = await store.list("echo", a2a.ListQuery(page_size=100))
+        page = await store.list("echo", a2a.ListQuery(page_size=100), owner=None)
         assert page.total_size == 40 and [r.id for r in page.records] == [r.id for r in reversed(records)]
 
         records[0].task["status"] = a2a.new_status(a2a.CANCELED)
@@ -106,17 +106,17 @@ async def test_list_filters_and_pages(db_url: str) -> None:
         seen = []
         token = None
         while True:
-            page = await store.list("echo", a2a.ListQuery(context_id="c1", page_size=2, page_token=token))
+            page = await store.list("echo", a2a.ListQuery(context_id="c1", page_size=2, page_token=token), owner=None)
             assert page.total_size == 5
             seen += [r.updated for r in page.records]
             token = page.next_page_token or None
             if token is None:
                 break
         assert seen == [104.0, 103.0, 102.0, 101.0, 100.0]
-        done = await store.list("echo", a2a.ListQuery(status=a2a.COMPLETED))
+        done = await store.list("echo", a2a.ListQuery(status=a2a.COMPLETED), owner=None)
         assert sorted(r.updated for r in done.records) == [101.0, 103.0, 105.0]
         from datetime import UTC, datetime
-        recent = await store.list("echo", a2a.ListQuery(status_after=datetime.fromtimestamp(105.0, UTC)))
+        recent = await store.list("echo", a2a.ListQuery(status_after=datetime.fromtimestamp(105.0, UTC)), owner=None)
         assert [r.updated for r in recent.records] == [106.0, 105.0]
     finally:
         await store.close()

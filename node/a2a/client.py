@@ -6,18 +6,29 @@ the official SDK. Results are plain JSON values in ProtoJSON shape (see :mod:`gu
 
 Errors: a JSON-RPC error from the peer raises :class:`~guildnet.protocols.a2a.A2AError` with the peer's code;
 a transport failure or a reply that is not A2A raises :class:`A2AClientError`.
+
+The peer is another organisation's server, so nothing it sends is trusted to be small or sane: a reply larger
+than ``max_response_bytes`` (or an SSE event larger than it) is refused without being read further, JSON is
+parsed with a nesting bound, and redirects are never followed (a 3xx would make the client send the task, and
+the caller's signature, to a third host). With a ``signer``, every request carries the calling agent's proof
+(:mod:`guildnet.protocols.callerauth`): ``Authorization: Bearer <token>`` bound to this method, URL and body.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 
-from guildnet.protocols import a2a
+from guildnet.protocols import a2a, bounded_json
 from guildnet.protocols.a2a import JSON
+from guildnet.protocols.callerauth import sign_call
+
+from ..identity import Signer
+
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+"""Default cap on one reply (or one streamed event) from a peer: a task result, not a download."""
 
 CARD_PATH = "/.well-known/agent-card.json"
 
@@ -42,11 +53,14 @@ class A2AClient:
     as an async context manager or call :meth:`close`).
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(self, session: aiohttp.ClientSession | None = None, *, timeout: float = 60.0,
+                 signer: Signer | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = 0
+        self.signer = signer
+        self.max_response_bytes = max_response_bytes
 
     async def __aenter__(self) -> A2AClient:
         return self
@@ -74,11 +88,12 @@ class A2AClient:
         """
         card_url = url if url.endswith(".json") else url.rstrip("/") + CARD_PATH
         try:
-            async with self.session.get(card_url, headers={a2a.VERSION_HEADER: a2a.PROTOCOL_VERSION}) as resp:
+            async with self.session.get(card_url, headers={a2a.VERSION_HEADER: a2a.PROTOCOL_VERSION},
+                                        allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise A2AClientError(f"GET {card_url}: HTTP {resp.status}")
-                card = await resp.json(content_type=None)
-        except (aiohttp.ClientError, json.JSONDecodeError, TimeoutError) as exc:
+                card = bounded_json.loads(await self._read(resp, f"GET {card_url}"))
+        except (aiohttp.ClientError, ValueError, UnicodeDecodeError, TimeoutError) as exc:
             raise A2AClientError(f"GET {card_url}: {exc}") from exc
         if not isinstance(card, dict):
             raise A2AClientError(f"GET {card_url}: the agent card is not a JSON object")
@@ -148,26 +163,49 @@ class A2AClient:
         body: bytes = a2a.request_body(self._ids, method, params)
         return body
 
+    def _headers(self, url: str, body: bytes, *, stream: bool = False) -> dict[str, str]:
+        headers = {**_HEADERS, "Accept": "text/event-stream"} if stream else dict(_HEADERS)
+        if self.signer is not None:
+            token = sign_call(self.signer.id, self.signer.key, method="POST", url=url, body=body)
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def _read(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        """The whole reply, or :class:`A2AClientError` as soon as it passes the cap."""
+        if resp.content_length is not None and resp.content_length > self.max_response_bytes:
+            raise A2AClientError(f"{what}: the reply is {resp.content_length} bytes, more than the "
+                                 f"{self.max_response_bytes} this client reads")
+        raw = await resp.content.read(self.max_response_bytes + 1)
+        if len(raw) > self.max_response_bytes:
+            raise A2AClientError(f"{what}: the reply is larger than the {self.max_response_bytes} bytes this client "
+                                 "reads")
+        return raw
+
     async def _call(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> JSON:
         url = self._url(endpoint)
+        body = self._body(method, params)
+        what = f"{method} {url}"
         try:
-            async with self.session.post(url, data=self._body(method, params), headers=_HEADERS) as resp:
-                raw = await resp.read()
+            async with self.session.post(url, data=body, headers=self._headers(url, body),
+                                         allow_redirects=False) as resp:
+                raw = await self._read(resp, what)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise A2AClientError(f"{method} {url}: {exc}") from exc
-        return _result(raw, f"{method} {url}", status)
+            raise A2AClientError(f"{what}: {exc}") from exc
+        return _result(raw, what, status)
 
     async def _stream(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> AsyncIterator[JSON]:
         url = self._url(endpoint)
-        headers = {**_HEADERS, "Accept": "text/event-stream"}
+        body = self._body(method, params)
+        what = f"{method} {url}"
         try:
-            async with self.session.post(url, data=self._body(method, params), headers=headers) as resp:
+            async with self.session.post(url, data=body, headers=self._headers(url, body, stream=True),
+                                         allow_redirects=False) as resp:
                 if "text/event-stream" not in resp.headers.get("Content-Type", "").lower():
                     # An error before the stream opened comes back as one JSON-RPC response.
-                    yield _result(await resp.read(), f"{method} {url}", resp.status)
+                    yield _result(await self._read(resp, what), what, resp.status)
                     return
-                async for kind, data in _sse_events(resp.content):
+                async for kind, data in _sse_events(resp.content, self.max_response_bytes):
                     if kind == "error":
                         _result(data, f"{method} {url}", 200)  # raises the peer's A2AError
                     yield _result(data, f"{method} {url}", 200)
@@ -191,10 +229,12 @@ def _send_params(message: JSON, return_immediately: bool, history_length: int | 
 
 
 def _result(raw: bytes, what: str, status: int) -> JSON:
+    if 300 <= status < 400:
+        raise A2AClientError(f"{what}: HTTP {status}: the peer redirects, and a task is never sent elsewhere")
     try:
-        doc = json.loads(raw)
+        doc = bounded_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response") from exc
+        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response ({exc})") from exc
     if not isinstance(doc, dict):
         raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response")
     if "error" in doc:
@@ -205,22 +245,27 @@ def _result(raw: bytes, what: str, status: int) -> JSON:
     return result
 
 
-async def _sse_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, bytes]]:
+async def _sse_events(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[tuple[str, bytes]]:
     """Server-sent events as ``(event type, data)``; multi-line data is joined with newlines (per the spec).
 
-    Lines are split from raw chunks, not with ``readline``, so an event of any size is read whole.
+    Lines are split from raw chunks, not with ``readline``, so an event up to ``limit`` bytes is read whole; a
+    larger one ends the stream with :class:`A2AClientError`.
     """
     kind, buffer = "message", b""
     data: list[bytes] = []
+    pending = 0
     async for chunk in content.iter_any():
         buffer += chunk
+        pending += len(chunk)
+        if pending > limit and b"\n\n" not in buffer:
+            raise A2AClientError(f"a streamed event is larger than the {limit} bytes this client reads")
         *lines, buffer = buffer.split(b"\n")
         for raw_line in lines:
             line = raw_line.rstrip(b"\r")
             if not line:
                 if data:
                     yield kind, b"\n".join(data)
-                kind, data = "message", []
+                kind, data, pending = "message", [], len(buffer)
             elif line.startswith(b"data:"):
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif line.startswith(b"event:"):

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from guildnet.protocols import a2a, receipts
 from guildnet.protocols.a2a import JSON
 from guildnet.protocols.canonical import content_hash
-from guildnet.protocols.did import is_did_key
 
 from ..agent import Agent, InvalidInput, InvalidOutput, SkillError, TaskContext
 from ..identity import Signer
@@ -24,8 +23,6 @@ log = logging.getLogger(__name__)
 
 RECEIPT_KEY = "guildnet.receipt"
 """``task.metadata`` key of the callee's signed claim about the task (the first half of a receipt)."""
-CALLER_KEY = "guildnet.caller"
-"""``message.metadata`` key naming the calling agent's did:key, whom the claim names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +49,10 @@ class SkillExecutor:
     """Runs an :class:`Agent` skill: input from the message's first JSON ``data`` part (else its text),
     output as one artifact with a ``data`` part and a ``text`` part.
 
-    With the agent's identity, a task whose message names its caller (``metadata["guildnet.caller"]``, a did:key)
-    ends with a receipt the callee signed with its key in force (task ids, parties, skill, SHA-256 of canonical
+    With the agent's identity, a task of an authenticated caller (its signed request proved which agent it is)
+    ends with a claim the callee signed with its key in force (task ids, parties, skill, SHA-256 of canonical
     input and output, times, status) in ``task.metadata["guildnet.receipt"]``, for the caller to countersign.
+    Nothing the caller merely says (in its metadata) is named in a claim.
     """
 
     def __init__(self, agent: Agent, identity: Signer | None = None) -> None:
@@ -76,7 +74,7 @@ class SkillExecutor:
         metadata = dict(run.message.get("metadata") or {})
         traceparent = metadata.get("traceparent")
         ctx = TaskContext(task_id=run.task_id, skill_id=skill_id, progress=run.working, metadata=metadata,
-                          traceparent=traceparent if isinstance(traceparent, str) else None)
+                          traceparent=traceparent if isinstance(traceparent, str) else None, caller=run.caller)
         started = int(time.time() * 1000)
         try:
             # call(), not run(): wrappers such as the node's process-data recorder hook in there
@@ -96,8 +94,8 @@ class SkillExecutor:
 
     async def _sign_receipt(self, run: TaskRun, skill_id: str, arguments: Any, output: Any, started: int,
                             status: Literal["completed", "failed"]) -> None:
-        caller = (run.message.get("metadata") or {}).get(CALLER_KEY)
-        if self.identity is None or not is_did_key(caller) or caller == self.identity.id:
+        caller = run.caller
+        if self.identity is None or caller is None or caller == self.identity.id:
             return
         claim = receipts.TaskClaim(task_id=run.task_id, caller=caller, callee=self.identity.id, skill=skill_id,
                                    input_sha256=content_hash(arguments), output_sha256=content_hash(output),

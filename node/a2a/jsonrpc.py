@@ -18,6 +18,7 @@ from aiohttp import web
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON, A2AError
 
+from ..callers import Authenticator, Unauthenticated
 from .tasks import AgentTasks
 
 log = logging.getLogger(__name__)
@@ -26,30 +27,30 @@ _JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
                 "X-Accel-Buffering": "no"}
 
-Method = Callable[[AgentTasks, a2a.RpcRequest], Awaitable[Any]]
+Method = Callable[[AgentTasks, a2a.RpcRequest, str | None], Awaitable[Any]]
 
 
-async def _send_message(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
-    return await tasks.send(a2a.parse_send_params(rpc.params))
+async def _send_message(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
+    return await tasks.send(a2a.parse_send_params(rpc.params), caller)
 
 
-async def _get_task(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
-    return await tasks.get(a2a.parse_task_query(rpc.params))
+async def _get_task(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
+    return await tasks.get(a2a.parse_task_query(rpc.params), caller)
 
 
-async def _list_tasks(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
-    return await tasks.list(a2a.parse_list_query(rpc.params))
+async def _list_tasks(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
+    return await tasks.list(a2a.parse_list_query(rpc.params), caller)
 
 
-async def _cancel_task(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
-    return await tasks.cancel(a2a.parse_task_query(rpc.params))
+async def _cancel_task(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
+    return await tasks.cancel(a2a.parse_task_query(rpc.params), caller)
 
 
-async def _extended_card(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
+async def _extended_card(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
     raise A2AError(a2a.UNSUPPORTED_OPERATION, "This agent declares no extended agent card")
 
 
-async def _push_config(tasks: AgentTasks, rpc: a2a.RpcRequest) -> JSON:
+async def _push_config(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
     raise A2AError(a2a.PUSH_NOT_SUPPORTED)
 
 
@@ -66,8 +67,10 @@ METHODS: dict[str, Method] = {
 }
 
 
-async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float) -> web.StreamResponse:
-    """Answer one JSON-RPC request for the agent whose tasks are ``tasks``."""
+async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float,
+                 authenticator: Authenticator) -> web.StreamResponse:
+    """Answer one JSON-RPC request for the agent whose tasks are ``tasks``, on behalf of the caller the request
+    proves (401, before anything is read into a task, when it proves none the node accepts)."""
     try:
         async with asyncio.timeout(body_timeout):
             body = await request.read()
@@ -75,6 +78,14 @@ async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float
         timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
         timed_out.force_close()  # Connection: close; aiohttp drops the unread rest within its lingering time
         return timed_out
+    try:
+        caller = await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
+                                            method=request.method, path=request.path_qs, body=body)
+    except Unauthenticated as exc:
+        refusal = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
+        return web.Response(body=a2a.error_response(a2a.request_id_of(body), refusal), status=401,
+                            content_type="application/json",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     try:
         content_type = request.headers.get("Content-Type")
         if content_type is not None and request.content_type not in _JSON_TYPES:
@@ -86,15 +97,15 @@ async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float
     try:
         a2a.check_version(request.headers.get(a2a.VERSION_HEADER) or request.query.get(a2a.VERSION_HEADER))
         if rpc.method == "SendStreamingMessage":
-            events = await tasks.stream(a2a.parse_send_params(rpc.params))
+            events = await tasks.stream(a2a.parse_send_params(rpc.params), caller)
             return await _sse(request, rpc.id, events)
         if rpc.method == "SubscribeToTask":
-            events = await tasks.subscribe(a2a.parse_task_query(rpc.params))
+            events = await tasks.subscribe(a2a.parse_task_query(rpc.params), caller)
             return await _sse(request, rpc.id, events)
         method = METHODS.get(rpc.method)
         if method is None:
             raise A2AError(a2a.METHOD_NOT_FOUND, f"Method not found: {rpc.method}")
-        result = await method(tasks, rpc)
+        result = await method(tasks, rpc, caller)
     except A2AError as exc:
         return _json(a2a.error_response(rpc.id, exc))
     except Exception:

@@ -19,6 +19,7 @@ from aiohttp import web
 from guildnet.protocols.a2a import JSON
 
 from ..agent import Agent
+from ..callers import Authenticator
 from ..identity import Signer
 from . import jsonrpc
 from .cards import ServedCard, build_card
@@ -37,6 +38,8 @@ class A2AService:
     """One JSON-RPC endpoint and one signed card per agent, over one task store.
 
     ``executors`` overrides the default :class:`SkillExecutor` per agent name (the TCK's test agent uses it).
+    ``authenticator`` says which callers are accepted (default: signed callers, and anonymous ones from this
+    machine; see :mod:`guildnet.node.callers`).
     Request bodies are limited by the app's ``client_max_size`` (413 above it) and must arrive within
     ``body_timeout`` seconds (408 otherwise).
     """
@@ -44,7 +47,7 @@ class A2AService:
     def __init__(self, agents: Sequence[Agent], store: TaskStore, base_url: str,
                  identities: Mapping[str, Signer], *, version: str = "0.1.0",
                  provider: tuple[str, str] | None = None, executors: Mapping[str, Executor] | None = None,
-                 body_timeout: float = BODY_TIMEOUT) -> None:
+                 body_timeout: float = BODY_TIMEOUT, authenticator: Authenticator | None = None) -> None:
         if not agents:
             raise ValueError("an A2A service needs at least one agent")
         missing = [a.name for a in agents if a.name not in identities]
@@ -53,6 +56,7 @@ class A2AService:
         self.body_timeout = body_timeout
         self.store = store
         self.base_url = base_url.rstrip("/")
+        self.authenticator = authenticator or Authenticator(self.base_url)
         self.agents = list(agents)
         overrides = dict(executors or {})
         self.tasks = {a.name: AgentTasks(a.name, overrides.get(a.name) or SkillExecutor(a, identities[a.name]), store)
@@ -131,10 +135,11 @@ class A2AService:
         return self._served(name).response(request)
 
     async def _root_rpc(self, request: web.Request) -> web.StreamResponse:
-        return await jsonrpc.handle(request, self.tasks[self.agents[0].name], body_timeout=self.body_timeout)
+        return await jsonrpc.handle(request, self.tasks[self.agents[0].name], body_timeout=self.body_timeout,
+                                    authenticator=self.authenticator)
 
     async def _agent_rpc(self, request: web.Request) -> web.StreamResponse:
         tasks = self.tasks.get(request.match_info["name"])
         if tasks is None:
             raise web.HTTPNotFound(text="no such agent")
-        return await jsonrpc.handle(request, tasks, body_timeout=self.body_timeout)
+        return await jsonrpc.handle(request, tasks, body_timeout=self.body_timeout, authenticator=self.authenticator)

@@ -59,8 +59,9 @@ class TaskStore(ABC):
     async def get(self, agent: str, task_id: str) -> TaskRecord | None: ...
 
     @abstractmethod
-    async def list(self, agent: str, query: a2a.ListQuery) -> TaskPage:
-        """Tasks of ``agent``, newest update first, filtered and paged as ListTasks asks."""
+    async def list(self, agent: str, query: a2a.ListQuery, *, owner: str | None) -> TaskPage:
+        """Tasks of ``agent`` that belong to ``owner`` (None: anonymous callers), newest update first, filtered
+        and paged as ListTasks asks."""
 
 
 def _page(records: list[TaskRecord], page_size: int, total: int) -> TaskPage:
@@ -71,7 +72,8 @@ def _page(records: list[TaskRecord], page_size: int, total: int) -> TaskPage:
 
 
 def _copy(record: TaskRecord) -> TaskRecord:
-    return TaskRecord(record.agent, copy.deepcopy(record.task), record.skill, record.created, record.updated)
+    return TaskRecord(record.agent, copy.deepcopy(record.task), record.skill, record.created, record.updated,
+                      record.owner)
 
 
 class InMemoryTaskStore(TaskStore):
@@ -88,9 +90,9 @@ class InMemoryTaskStore(TaskStore):
         record = self._tasks.get((agent, task_id))
         return _copy(record) if record is not None else None
 
-    async def list(self, agent: str, query: a2a.ListQuery) -> TaskPage:
+    async def list(self, agent: str, query: a2a.ListQuery, *, owner: str | None) -> TaskPage:
         after = query.status_after.timestamp() if query.status_after else None
-        matching = [r for (a, _), r in self._tasks.items() if a == agent
+        matching = [r for (a, _), r in self._tasks.items() if a == agent and r.owner == owner
                     and (query.context_id is None or r.context_id == query.context_id)
                     and (query.status is None or r.state == query.status)
                     and (after is None or r.updated >= after)]
@@ -120,9 +122,12 @@ class TaskRow(Base):
     task_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The authenticated caller whose task it is (migration 0004); NULL for anonymous callers."""
 
     __table_args__ = (
         Index("ix_a2a_tasks_agent_updated", "agent", "updated"),
+        Index("ix_a2a_tasks_agent_owner_updated", "agent", "owner", "updated"),
         Index("ix_a2a_tasks_context", "context_id"),
         Index("ix_a2a_tasks_state", "state"),
     )
@@ -136,7 +141,7 @@ def _row_values(record: TaskRecord) -> dict[str, Any]:
     return {"id": record.id, "agent": record.agent, "context_id": record.context_id, "skill": record.skill,
             "state": record.state, "status": task["status"], "history": task.get("history") or [],
             "artifacts": task.get("artifacts") or [], "metadata": task.get("metadata"),
-            "created": record.created, "updated": record.updated}
+            "created": record.created, "updated": record.updated, "owner": record.owner}
 
 
 def _record_from_row(row: Any) -> TaskRecord:
@@ -148,7 +153,7 @@ def _record_from_row(row: Any) -> TaskRecord:
     metadata = row._mapping["metadata"]
     if metadata:
         task["metadata"] = metadata
-    return TaskRecord(row.agent, task, row.skill, row.created, row.updated)
+    return TaskRecord(row.agent, task, row.skill, row.created, row.updated, row.owner)
 
 
 _UPDATE = (update(_T).where(_T.c.id == bindparam("b_id"))
@@ -226,8 +231,8 @@ class SqlTaskStore(TaskStore):
             row = (await conn.execute(select(_T).where(_T.c.id == task_id, _T.c.agent == agent))).first()
         return _record_from_row(row) if row is not None else None
 
-    async def list(self, agent: str, query: a2a.ListQuery) -> TaskPage:
-        filters = [_T.c.agent == agent]
+    async def list(self, agent: str, query: a2a.ListQuery, *, owner: str | None) -> TaskPage:
+        filters = [_T.c.agent == agent, _T.c.owner == owner if owner is not None else _T.c.owner.is_(None)]
         if query.context_id is not None:
             filters.append(_T.c.context_id == query.context_id)
         if query.status is not None:
@@ -257,7 +262,7 @@ def _runs(batch: Sequence[tuple[dict[str, Any], bool, asyncio.Future[None]]]
     for is_insert, rows in runs:
         if not is_insert:
             for row in rows:
-                for key in ("agent", "context_id", "created"):
+                for key in ("agent", "context_id", "created", "owner"):
                     row.pop(key, None)
     return runs
 

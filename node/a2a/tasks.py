@@ -46,6 +46,11 @@ class TaskRun:
         return self.machine.message
 
     @property
+    def caller(self) -> str | None:
+        """The authenticated caller whose task this is (None: anonymous)."""
+        return self.machine.owner
+
+    @property
     def task_id(self) -> str:
         return self.machine.task_id
 
@@ -146,17 +151,22 @@ class AgentTasks:
                     run.settled.set()
 
     # ---- running -------------------------------------------------------------------------------------------
-    async def find(self, task_id: str) -> TaskRecord:
+    async def _lookup(self, task_id: str) -> TaskRecord | None:
         run = self.live.get(task_id)
         if run is not None and run.record is not None:
             return run.record
-        record = await self.store.get(self.name, task_id)
-        if record is None:
+        return await self.store.get(self.name, task_id)
+
+    async def find(self, task_id: str, caller: str | None) -> TaskRecord:
+        """The task ``task_id`` of ``caller``; another caller's task is answered as not found (never revealed)."""
+        record = await self._lookup(task_id)
+        if record is None or record.owner != caller:
             raise A2AError(a2a.TASK_NOT_FOUND, f"Task not found: {task_id}")
         return record
 
-    async def start(self, params: a2a.SendParams, *, reveal: bool, subscriber: Subscriber | None = None) -> TaskRun:
-        """Admit the message and start its executor; ``subscriber`` hears every event of the run."""
+    async def start(self, params: a2a.SendParams, caller: str | None, *, reveal: bool,
+                    subscriber: Subscriber | None = None) -> TaskRun:
+        """Admit ``caller``'s message and start its executor; ``subscriber`` hears every event of the run."""
         message = params.message
         existing: TaskRecord | None = None
         running = False
@@ -164,15 +174,11 @@ class AgentTasks:
         if task_id is not None:
             live = self.live.get(task_id)
             running = live is not None and not live.settled.is_set()
-            if not running:
-                try:
-                    existing = await self.find(task_id)
-                except A2AError:
-                    existing = None
-        admission = a2a.admit(message, existing, running=running)
+            existing = await self._lookup(task_id)
+        admission = a2a.admit(message, existing, running=running, caller=caller)
         invocation = self.executor.accept(admission.message, existing.task if existing else None)
         skill = invocation.skill_id or (existing.skill if existing else None)
-        run = TaskRun(self, TaskMachine(self.name, admission, skill, reveal=reveal))
+        run = TaskRun(self, TaskMachine(self.name, admission, skill, reveal=reveal, owner=caller))
         if existing is not None:
             self.live[run.task_id] = run
         elif params.return_immediately:  # the caller gets the task at once, so it must exist (and be stored)
@@ -218,10 +224,10 @@ class AgentTasks:
         await asyncio.gather(*runners, return_exceptions=True)
 
     # ---- the operations every binding offers ---------------------------------------------------------------
-    async def send(self, params: a2a.SendParams) -> JSON:
+    async def send(self, params: a2a.SendParams, caller: str | None) -> JSON:
         """SendMessage: ``{"task": ...}`` (when it settles, or at once with ``returnImmediately``), or
         ``{"message": ...}`` when the agent answered without a task."""
-        run = await self.start(params, reveal=params.return_immediately)
+        run = await self.start(params, caller, reveal=params.return_immediately)
         if not params.return_immediately:
             await run.settled.wait()
         if run.machine.reply is not None:
@@ -232,17 +238,17 @@ class AgentTasks:
             raise A2AError(a2a.INTERNAL_ERROR, "the task result could not be stored")
         return {"task": a2a.with_history_length(run.record.task, params.history_length)}
 
-    async def stream(self, params: a2a.SendParams) -> AsyncGenerator[JSON, None]:
+    async def stream(self, params: a2a.SendParams, caller: str | None) -> AsyncGenerator[JSON, None]:
         """SendStreamingMessage: the run's events, up to the one that settles it."""
         queue: Subscriber = asyncio.Queue()
-        run = await self.start(params, reveal=True, subscriber=queue)
+        run = await self.start(params, caller, reveal=True, subscriber=queue)
         if run.record is not None:  # a follow-up: the stream starts with the task as it stands
             queue.put_nowait({"task": _snapshot(run.record.task, params.history_length)})
         return self._drain(run.task_id, queue)
 
-    async def subscribe(self, query: a2a.TaskQuery) -> AsyncGenerator[JSON, None]:
+    async def subscribe(self, query: a2a.TaskQuery, caller: str | None) -> AsyncGenerator[JSON, None]:
         """SubscribeToTask: the task as it stands, then its events until it settles."""
-        record = await self.find(query.id)
+        record = await self.find(query.id, caller)
         if record.state in a2a.TERMINAL_STATES:
             raise A2AError(a2a.UNSUPPORTED_OPERATION,
                            f"Task {query.id} is in terminal state {record.state}; there is nothing to subscribe to")
@@ -259,12 +265,13 @@ class AgentTasks:
         finally:
             self._unsubscribe(task_id, queue)
 
-    async def get(self, query: a2a.TaskQuery) -> JSON:
-        record = await self.find(query.id)
+    async def get(self, query: a2a.TaskQuery, caller: str | None) -> JSON:
+        record = await self.find(query.id, caller)
         return a2a.with_history_length(record.task, query.history_length)
 
-    async def list(self, query: a2a.ListQuery) -> JSON:
-        page = await self.store.list(self.name, query)
+    async def list(self, query: a2a.ListQuery, caller: str | None) -> JSON:
+        """ListTasks: ``caller``'s tasks only."""
+        page = await self.store.list(self.name, query, owner=caller)
         tasks = []
         for stored in page.records:
             live = self.live.get(stored.id)
@@ -274,17 +281,15 @@ class AgentTasks:
         return {"tasks": tasks, "nextPageToken": page.next_page_token, "pageSize": query.page_size,
                 "totalSize": page.total_size}
 
-    async def cancel(self, query: a2a.TaskQuery) -> JSON:
+    async def cancel(self, query: a2a.TaskQuery, caller: str | None) -> JSON:
+        record = await self.find(query.id, caller)
         run = self.live.get(query.id)
         if run is not None and run.runner is not None and not run.settled.is_set():
             run.runner.cancel()
             await asyncio.gather(run.runner, return_exceptions=True)
-            if run.record is None:
-                raise A2AError(a2a.TASK_NOT_FOUND, f"Task not found: {query.id}")
             if run.state != a2a.CANCELED:
                 raise A2AError(a2a.TASK_NOT_CANCELABLE, f"Task {query.id} finished as {run.state} first")
-            return a2a.with_history_length(run.record.task, query.history_length)
-        record = await self.find(query.id)
+            return a2a.with_history_length(record.task, query.history_length)
         await self.carry_out(record.id, a2a.cancel_waiting(record))  # nothing runs: cancelling is a state change
         return a2a.with_history_length(record.task, query.history_length)
 

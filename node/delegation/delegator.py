@@ -32,7 +32,7 @@ from guildnet.protocols.canonical import content_hash
 from guildnet.registry.client import AgentEntry, LogForked, RegistryClient, RegistryError, UntrustworthyRecord
 
 from ..a2a.client import A2AClient
-from ..a2a.executor import CALLER_KEY, RECEIPT_KEY
+from ..a2a.executor import RECEIPT_KEY
 from ..flywheel.process_log import CallRecord, Outcome
 from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
@@ -91,6 +91,14 @@ class Delegator:
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
     _validators: dict[tuple[str, int, str], Draft202012Validator | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every call proves its caller (the callee's claim names only an authenticated caller): the A2A client
+        # signs with this delegator's identity.
+        if self.a2a.signer is None:
+            self.a2a.signer = self.identity
+        elif self.a2a.signer.id != self.identity.id:
+            raise ValueError("the A2A client signs as another agent than the delegator's identity")
 
     def price(self, entry: AgentEntry) -> float:
         model = entry.facts.model
@@ -193,7 +201,7 @@ class Delegator:
             return Attempt(entry.id, entry.facts.name, outcome, detail, latency)
 
         message = a2a.skill_request(arguments, skill)
-        message["metadata"] = {CALLER_KEY: self.identity.id, "traceparent": trace, "skill": skill}
+        message["metadata"] = {"traceparent": trace, "skill": skill}
         try:
             async with asyncio.timeout(within):
                 result = await self.a2a.send_message(entry.facts.endpoints.a2a or "", message)

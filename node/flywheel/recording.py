@@ -2,8 +2,8 @@
 
 A :class:`RecordedAgent` wraps an agent for one transport (MCP, A2A); the transports call it like the agent
 itself. The record is written after the call, with its outcome, latency, trace id and, for model-backed
-agents, which model answered and why it escalated (``ctx.metadata["slm"]``). Recording never changes a
-call's result: a failure to write is logged, not raised.
+agents, which model answered and why it escalated (``ctx.annotations["slm"]``, which only the node writes).
+Recording never changes a call's result: a failure to write is logged, not raised.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class RecordedAgent(Agent):
 
     async def _record(self, skill_id: str, arguments: dict[str, Any], ctx: TaskContext, outcome: Outcome,
                       output: dict[str, Any] | None, error: str | None, started: float) -> None:
-        slm = ctx.metadata.get("slm") or {}
+        slm = ctx.annotations.get("slm") or {}
         escalations = slm.get("escalations") or []
         record = CallRecord(
             direction="in", transport=self.transport, skill=skill_id, agent=self.inner.name, outcome=outcome,

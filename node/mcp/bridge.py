@@ -70,8 +70,10 @@ def _scope(request: web.Request) -> Scope:
 class _Exchange:
     """One request/response pair between aiohttp and the ASGI application."""
 
-    def __init__(self, request: web.Request, poll_interval: float, body_timeout: float) -> None:
+    def __init__(self, request: web.Request, poll_interval: float, body_timeout: float,
+                 body: bytes | None = None) -> None:
         self.request = request
+        self.body = body
         self.poll_interval = poll_interval
         self.body_deadline = asyncio.get_running_loop().time() + body_timeout
         self.body_timed_out = False
@@ -87,6 +89,9 @@ class _Exchange:
         return transport is None or transport.is_closing()
 
     async def receive(self) -> Message:
+        if not self.body_done and self.body is not None:  # read (and checked) before the application started
+            self.body_done = True
+            return {"type": "http.request", "body": self.body, "more_body": False}
         if not self.body_done:
             try:
                 async with asyncio.timeout_at(self.body_deadline):
@@ -151,17 +156,35 @@ class _Exchange:
         return web.Response(status=500, text="ASGI application returned no response")
 
 
+Authorize = Callable[[web.Request, bytes], Awaitable[web.StreamResponse | None]]
+"""Looks at a request and its whole body before the application does: a response refuses it, None lets it in."""
+
+
 def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route.
 
-    The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408.
+    The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408. With
+    ``authorize``, the body is read whole first (within the app's ``client_max_size``) and shown to it.
     """
     if poll_interval <= 0 or body_timeout <= 0:
         raise ValueError("poll_interval and body_timeout must be positive")
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        exchange = _Exchange(request, poll_interval, body_timeout)
+        body = None
+        if authorize is not None:
+            try:
+                async with asyncio.timeout(body_timeout):
+                    body = await request.read()
+            except TimeoutError:
+                timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
+                timed_out.force_close()
+                return timed_out
+            refusal = await authorize(request, body)
+            if refusal is not None:
+                return refusal
+        exchange = _Exchange(request, poll_interval, body_timeout, body)
         await app(_scope(request), exchange.receive, exchange.send)
         return exchange.result()
 

@@ -50,7 +50,8 @@ from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, Transpo
 from mcp.shared.exceptions import MCPError
 
 from ..agent import Agent, InvalidInput, SkillError, TaskContext
-from .bridge import DEFAULT_BODY_TIMEOUT, asgi_handler
+from ..callers import Authenticator, Unauthenticated
+from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +207,16 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
               allowed_hosts: Iterable[str] = DEFAULT_ALLOWED_HOSTS, server: Server[Any] | None = None,
               name: str = "guildnet-node", version: str = "", instructions: str | None = None,
               max_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE, event_store: EventStore | None = None,
-              retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT
-              ) -> StreamableHTTPSessionManager:
+              retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
+              authenticator: Authenticator | None = None) -> StreamableHTTPSessionManager:
     """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
 
     ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
     public name when it runs behind one. ``server`` is an optional base server (see :func:`build_server`).
     ``max_body_size`` bytes (413 above) must arrive within ``body_timeout`` seconds (408 otherwise).
     ``event_store``/``retry_interval_ms`` enable 2025-era SSE resumption (``Last-Event-ID``); the
-    stateless 2026-07-28 revision has no resumption and ignores them.
+    stateless 2026-07-28 revision has no resumption and ignores them. With ``authenticator``, a request proving no
+    caller the node accepts is refused (401) before the SDK sees it.
     The SDK's session manager runs from app startup to app shutdown; shutting down cancels open MCP
     streams and calls so the aiohttp server does not wait on 2025-era clients' idle event streams.
     """
@@ -228,7 +230,9 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
         retry_interval=retry_interval_ms,
     )
     app[MANAGER_KEY] = manager
-    app.router.add_route("*", path, asgi_handler(manager.handle_request, body_timeout=body_timeout))
+    authorize = _authorize(authenticator) if authenticator is not None else None
+    app.router.add_route("*", path, asgi_handler(manager.handle_request, body_timeout=body_timeout,
+                                                 authorize=authorize))
     stop = asyncio.Event()
 
     async def run_manager(started: asyncio.Future[None]) -> None:
@@ -256,6 +260,20 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(on_shutdown)
     return manager
+
+
+def _authorize(authenticator: Authenticator) -> Authorize:
+    async def authorize(request: web.Request, body: bytes) -> web.StreamResponse | None:
+        try:
+            await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
+                                       method=request.method, path=request.path_qs, body=body)
+        except Unauthenticated as exc:
+            return web.json_response({"jsonrpc": "2.0", "id": None,
+                                      "error": {"code": -32600, "message": f"Unauthenticated: {exc}"}},
+                                     status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return None
+
+    return authorize
 
 
 async def serve_stdio(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",

@@ -249,13 +249,13 @@ class SLMAgent(Agent):
             last = index == len(self.tiers) - 1 and self.peer_fallback is None
             verdict = await self._attempt(tier, spec, messages, last, trace, arguments)
             if verdict.reason is None and verdict.output is not None:
-                ctx.metadata["slm"] = {"model": tier.backend.model, "tier": index, "escalations": reasons}
+                ctx.annotations["slm"] = {"model": tier.backend.model, "tier": index, "escalations": reasons}
                 return verdict.output
             reasons.append(f"{tier.backend.model}: {verdict.reason}")
         if self.peer_fallback is not None:
             output = await self._ask_peer(self.peer_fallback, skill_id, arguments, ctx)
             if output is not None:
-                ctx.metadata["slm"] = {"model": None, "tier": "peer", "escalations": reasons}
+                ctx.annotations["slm"] = {"model": None, "tier": "peer", "escalations": reasons}
                 return output
             reasons.append("peer: delegation failed")
         raise SkillError(f"no acceptable answer for {skill_id!r}: " + "; ".join(reasons))

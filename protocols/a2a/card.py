@@ -28,6 +28,11 @@ class CardSkill:
     examples: tuple[str, ...] = ()
 
 
+CALLER_SCHEME: Final = "guildnet-agent"
+"""The card's name for guildnet's caller proof: ``Authorization: Bearer <guildnet-call+jws>``, a short-lived JWS
+by the calling agent's key over the request (:mod:`guildnet.protocols.callerauth`)."""
+
+
 def build_agent_card(*, name: str, description: str, version: str, url: str, skills: Iterable[CardSkill],
                      provider: tuple[str, str] | None = None, documentation_url: str | None = None) -> JSON:
     """A 1.0 card: one JSON-RPC interface at ``url``, streaming on, JSON and text in and out.
@@ -45,6 +50,11 @@ def build_agent_card(*, name: str, description: str, version: str, url: str, ski
         "defaultInputModes": ["application/json", "text/plain"],
         "defaultOutputModes": ["application/json", "text/plain"],
         "skills": [_card_skill(s) for s in skills],
+        "securitySchemes": {CALLER_SCHEME: {"httpAuthSecurityScheme": {
+            "scheme": "bearer", "bearerFormat": "guildnet-call+jws",
+            "description": "A JWS by the calling agent's key in force over this request's method, URL and body "
+                           "digest (iss: the caller's did:key id; at most 120 s; one use)"}}},
+        "securityRequirements": [{"schemes": {CALLER_SCHEME: {"list": ["agent"]}}}],
     }
     if provider is not None:
         card["provider"] = {"organization": provider[0], "url": provider[1]}

@@ -61,6 +61,8 @@ class TaskRecord:
     skill: str | None = None
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    owner: str | None = None
+    """The authenticated caller whose task it is (None: an anonymous caller's); nobody else sees it."""
 
     @property
     def id(self) -> str:
@@ -111,18 +113,19 @@ class Admission:
     record: TaskRecord | None
 
 
-def admit(message: JSON, existing: TaskRecord | None, *, running: bool) -> Admission:
-    """Decide what ``message`` does. When it names a task (``taskId``), ``existing`` is that task (None: the node
-    has no such task) and ``running`` says whether an executor still works on it."""
+def admit(message: JSON, existing: TaskRecord | None, *, running: bool, caller: str | None = None) -> Admission:
+    """Decide what ``message`` from ``caller`` does. When it names a task (``taskId``), ``existing`` is that task
+    (None: the node has no such task) and ``running`` says whether an executor still works on it. Another
+    caller's task is answered as no task at all: its existence is not revealed."""
     task_id = message.get("taskId")
     if task_id is None:
         context_id = message.get("contextId") or new_id()
         task_id = new_id()
         return Admission(task_id, context_id, {**message, "taskId": task_id, "contextId": context_id}, None)
+    if existing is None or existing.owner != caller:
+        raise A2AError(TASK_NOT_FOUND, f"Task not found: {task_id}")
     if running:
         raise A2AError(UNSUPPORTED_OPERATION, f"Task {task_id} is still running; wait or subscribe")
-    if existing is None:
-        raise A2AError(TASK_NOT_FOUND, f"Task not found: {task_id}")
     if existing.state in TERMINAL_STATES:
         raise A2AError(UNSUPPORTED_OPERATION,
                        f"Task {task_id} is in terminal state {existing.state} and accepts no more messages")
@@ -164,7 +167,7 @@ class TaskMachine:
     """
 
     def __init__(self, agent: str, admission: Admission, skill: str | None, *, reveal: bool,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, owner: str | None = None) -> None:
         self.agent = agent
         self.message = admission.message
         self.task_id = admission.task_id
@@ -172,6 +175,7 @@ class TaskMachine:
         self.skill = skill
         self.reveal = reveal
         self.clock = clock
+        self.owner = owner
         self.record = admission.record
         self.is_stored = admission.record is not None
         self._inserting = False
@@ -204,7 +208,8 @@ class TaskMachine:
             if self.reply is not None:
                 raise RuntimeError("a run that replied with a message cannot also report task events")
             task = new_task(self.task_id, self.context_id, [self.message])
-            self.record = TaskRecord(self.agent, task, self.skill, created=self.clock(), updated=self.clock())
+            self.record = TaskRecord(self.agent, task, self.skill, created=self.clock(), updated=self.clock(),
+                                     owner=self.owner)
             if self.reveal:
                 effects.append(self._store(self.record))
             effects.append(Emit({"task": copy.deepcopy(task)}))

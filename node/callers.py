@@ -1,0 +1,97 @@
+"""Who calls this node: each A2A and MCP request's caller, proven by a token its agent key signed
+(:mod:`guildnet.protocols.callerauth`), or an anonymous caller where the node allows one.
+
+The token's key must be the calling agent's key in force: the id's own key for an agent that never rotated, or
+the key its verified key history proves (looked up in the registry through the node's verified client, and
+cached for a minute). Each token is good for one request: its ``jti`` is remembered until it expires.
+
+Anonymous access (``[node] anonymous``): ``"loopback"`` (the default) lets requests from this machine in without
+a token (MCP clients on the desktop, local tools, the operator), ``"off"`` refuses every unsigned request,
+``"on"`` accepts anyone. Tasks of anonymous callers belong to "anonymous": they are visible to every anonymous
+caller, never to a signed one, and a signed caller's tasks are visible to that caller alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from guildnet.protocols.callerauth import CallRefused, verify_call
+
+AnonymousPolicy = Literal["off", "loopback", "on"]
+KeyResolver = Callable[[str], Awaitable[str]]
+"""The key in force of an agent id (raises when it cannot be verified)."""
+MAX_REMEMBERED = 100_000
+KEY_CACHE_SECONDS = 60.0
+
+
+class Unauthenticated(Exception):
+    """The request proves no caller the node accepts; the message says what is missing."""
+
+
+class Authenticator:
+    def __init__(self, base_url: str, *, anonymous: AnonymousPolicy = "loopback", keys: KeyResolver | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.anonymous = anonymous
+        self.keys = keys
+        self.clock = clock
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._key_cache: dict[str, tuple[float, str]] = {}
+
+    def allows_anonymous(self, remote: str | None) -> bool:
+        if self.anonymous == "on":
+            return True
+        if self.anonymous == "off" or not remote:
+            return False
+        try:
+            return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
+
+    async def caller(self, *, authorization: str | None, remote: str | None, method: str, path: str,
+                     body: bytes) -> str | None:
+        """The verified caller's agent id, None for an allowed anonymous caller, else :class:`Unauthenticated`."""
+        if authorization is None:
+            if self.allows_anonymous(remote):
+                return None
+            raise Unauthenticated("this node serves signed callers only: sign the request with your agent's key "
+                                  "(Authorization: Bearer <guildnet-call+jws>, see docs/trust-model.md)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        try:
+            call = verify_call(token.strip(), method=method, url=self.base_url + path, body=body, now=self.clock())
+        except CallRefused as exc:
+            raise Unauthenticated(str(exc)) from exc
+        if call.key != call.agent and call.key != await self._key_in_force(call.agent):
+            raise Unauthenticated(f"the request is signed by {call.key}, which is not the key in force of "
+                                  f"{call.agent}")
+        self._remember(call.jti, call.expires)
+        return call.agent
+
+    async def _key_in_force(self, agent: str) -> str:
+        cached = self._key_cache.get(agent)
+        now = self.clock()
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        if self.keys is None:
+            raise Unauthenticated(f"the request is signed by a rotated key of {agent}, and this node has no registry "
+                                  "to verify its key history")
+        try:
+            key = await self.keys(agent)
+        except Exception as exc:
+            raise Unauthenticated(f"the key history of {agent} could not be verified: {exc}") from exc
+        self._key_cache[agent] = (now, key)
+        return key
+
+    def _remember(self, jti: str, expires: int) -> None:
+        now = self.clock()
+        while self._seen and (next(iter(self._seen.values())) < now - 60 or len(self._seen) >= MAX_REMEMBERED):
+            self._seen.popitem(last=False)
+        if jti in self._seen:
+            raise Unauthenticated("this token was used before: a token is good for one request")
+        self._seen[jti] = expires
