@@ -4,6 +4,10 @@
 ``[`` deep; and what parses still feeds code that recurses again (``copy.deepcopy``, schema validation, JCS).
 So every document that arrives from the network is parsed here and refused, as a value error, when it nests
 arrays and objects deeper than a limit no honest document reaches.
+
+An object with the same key twice is refused too (:class:`DuplicateKey`): readers disagree on which one counts
+(Python keeps the last), so a signed ``{"verdict": "failure", "verdict": "success"}`` could be read one way by
+the signer and another by whoever counts it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,21 @@ class TooDeep(ValueError):
 class NotFinite(ValueError):
     """``NaN``, ``Infinity`` or a number too large for a double: Python's json accepts them, JSON does not, and
     whoever reads them back from us (a browser, Node.js, a strict parser) would fail on every later read."""
+
+
+class DuplicateKey(ValueError):
+    """An object names the same key twice."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return document
 
 
 def _constant(name: str) -> Any:
@@ -66,10 +85,11 @@ def contains_nul(value: Any) -> bool:
 
 def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Strict ``json.loads``: :class:`TooDeep` for documents nested past ``max_depth``, :class:`NotFinite` for
-    ``NaN``/``Infinity``/overflowing numbers (both ``ValueError``); malformed JSON raises
-    ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError`` as usual."""
+    ``NaN``/``Infinity``/overflowing numbers, :class:`DuplicateKey` for a key twice in one object (all
+    ``ValueError``); malformed JSON raises ``json.JSONDecodeError`` and undecodable bytes ``UnicodeDecodeError``
+    as usual."""
     try:
-        value = json.loads(data, parse_constant=_constant, parse_float=_finite_float)
+        value = json.loads(data, parse_constant=_constant, parse_float=_finite_float, object_pairs_hook=_unique)
     except RecursionError as exc:
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
     if isinstance(value, dict | list) and deeper_than(value, max_depth):

@@ -13,7 +13,6 @@ rewrites its history, or shows one client a record it keeps out of the log, is c
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,7 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from guildnet.protocols import signed_write
+from guildnet.protocols import bounded_json, signed_write
 from guildnet.protocols.agentfacts import AgentFacts
 from guildnet.protocols.did import is_did_key
 from guildnet.protocols.keys import SigningKey
@@ -39,6 +38,8 @@ from guildnet.protocols.transparency import leaf_data, origin_for
 from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witnessed
 
 JOSE = "application/jose"
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The most a client reads of one reply: a search page of 100 records with their key histories fits many times."""
 
 
 class RegistryError(Exception):
@@ -165,14 +166,22 @@ class RegistryClient:
 
     @staticmethod
     async def _check(response: aiohttp.ClientResponse) -> Any:
-        text = await response.text()
+        """The reply's JSON (at most :data:`MAX_RESPONSE_BYTES`, nesting bounded), or :class:`RegistryError`."""
+        raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+        if len(raw) > MAX_RESPONSE_BYTES:
+            raise UntrustworthyRecord(f"the registry's reply is larger than the {MAX_RESPONSE_BYTES} bytes a client "
+                                      "reads")
+        text = raw.decode("utf-8", errors="replace")
         if response.status >= 400:
             try:
-                problem = json.loads(text)
+                problem = bounded_json.loads(text)
                 raise RegistryError(response.status, str(problem.get("title", "")), str(problem.get("detail", "")))
-            except (json.JSONDecodeError, AttributeError):
+            except (ValueError, AttributeError):
                 raise RegistryError(response.status, response.reason or "", text[:200]) from None
-        return json.loads(text)
+        try:
+            return bounded_json.loads(text)
+        except ValueError as exc:
+            raise UntrustworthyRecord(f"the registry's reply is not JSON: {exc}") from exc
 
     async def _signed_post(self, path: str, key: SigningKey, body: Mapping[str, Any]) -> dict[str, Any]:
         token = signed_write.make(key, body)
@@ -348,7 +357,7 @@ class RegistryClient:
                     async for message in ws:
                         if message.type != aiohttp.WSMsgType.TEXT:
                             break
-                        change: dict[str, Any] = json.loads(message.data)
+                        change: dict[str, Any] = bounded_json.loads(message.data)
                         last = int(change["seq"])
                         yield change
             except (aiohttp.ClientError, ConnectionError):

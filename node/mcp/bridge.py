@@ -156,17 +156,27 @@ class _Exchange:
         return web.Response(status=500, text="ASGI application returned no response")
 
 
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes (``read(n)`` may return less than n before the end: loop)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await request.content.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 Authorize = Callable[[web.Request, bytes], Awaitable[web.StreamResponse | None]]
 """Looks at a request and its whole body before the application does: a response refuses it, None lets it in."""
 
 
 def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
-                 body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None
-                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+                 body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None,
+                 max_body_size: int = 4 * 1024 * 1024) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route.
 
     The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408. With
-    ``authorize``, the body is read whole first (within the app's ``client_max_size``) and shown to it.
+    ``authorize``, the body is read whole first (at most ``max_body_size`` bytes, else 413) and shown to it.
     """
     if poll_interval <= 0 or body_timeout <= 0:
         raise ValueError("poll_interval and body_timeout must be positive")
@@ -176,11 +186,15 @@ def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
         if authorize is not None:
             try:
                 async with asyncio.timeout(body_timeout):
-                    body = await request.read()
+                    body = await _read_at_most(request, max_body_size + 1)
             except TimeoutError:
                 timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
                 timed_out.force_close()
                 return timed_out
+            if len(body) > max_body_size:
+                too_large = web.Response(status=413, text=f"request bodies are limited to {max_body_size} bytes")
+                too_large.force_close()
+                return too_large
             refusal = await authorize(request, body)
             if refusal is not None:
                 return refusal

@@ -49,9 +49,12 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
+from guildnet.protocols import bounded_json
+
 from ..agent import Agent, InvalidInput, SkillError, TaskContext
 from ..callers import Authenticator, Unauthenticated
 from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler
+from .sessions import SessionQuota
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
               name: str = "guildnet-node", version: str = "", instructions: str | None = None,
               max_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE, event_store: EventStore | None = None,
               retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-              authenticator: Authenticator | None = None) -> StreamableHTTPSessionManager:
+              authenticator: Authenticator | None = None, quota: SessionQuota | None = None
+              ) -> StreamableHTTPSessionManager:
     """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
 
     ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
@@ -216,7 +220,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     ``max_body_size`` bytes (413 above) must arrive within ``body_timeout`` seconds (408 otherwise).
     ``event_store``/``retry_interval_ms`` enable 2025-era SSE resumption (``Last-Event-ID``); the
     stateless 2026-07-28 revision has no resumption and ignores them. With ``authenticator``, a request proving no
-    caller the node accepts is refused (401) before the SDK sees it.
+    caller the node accepts is refused (401) before the SDK sees it. 2025-era sessions idle out after
+    ``quota.idle`` seconds, and one address holds at most ``quota.per_address`` (:mod:`.sessions`).
     The SDK's session manager runs from app startup to app shutdown; shutting down cancels open MCP
     streams and calls so the aiohttp server does not wait on 2025-era clients' idle event streams.
     """
@@ -228,11 +233,18 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
         max_request_body_size=max_body_size,
         event_store=event_store,
         retry_interval=retry_interval_ms,
+        session_idle_timeout=(quota := quota or SessionQuota()).idle,
     )
     app[MANAGER_KEY] = manager
-    authorize = _authorize(authenticator) if authenticator is not None else None
-    app.router.add_route("*", path, asgi_handler(manager.handle_request, body_timeout=body_timeout,
-                                                 authorize=authorize))
+    handler = asgi_handler(manager.handle_request, body_timeout=body_timeout,
+                           authorize=_authorize(authenticator, quota), max_body_size=max_body_size)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        quota.observe(request, response)
+        return response
+
+    app.router.add_route("*", path, handle)
     stop = asyncio.Event()
 
     async def run_manager(started: asyncio.Future[None]) -> None:
@@ -262,18 +274,30 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     return manager
 
 
-def _authorize(authenticator: Authenticator) -> Authorize:
+def _authorize(authenticator: Authenticator | None, quota: SessionQuota) -> Authorize:
+    """Before the SDK sees a request: its caller (when the node authenticates), and the address's session quota."""
     async def authorize(request: web.Request, body: bytes) -> web.StreamResponse | None:
-        try:
-            await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                       method=request.method, path=request.path_qs, body=body)
-        except Unauthenticated as exc:
-            return web.json_response({"jsonrpc": "2.0", "id": None,
-                                      "error": {"code": -32600, "message": f"Unauthenticated: {exc}"}},
-                                     status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        return None
+        if authenticator is not None:
+            try:
+                await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
+                                           method=request.method, path=request.path_qs, body=body)
+            except Unauthenticated as exc:
+                return web.json_response({"jsonrpc": "2.0", "id": None,
+                                          "error": {"code": -32600, "message": f"Unauthenticated: {exc}"}},
+                                         status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        return quota.refuse(request, opens_session=_is_initialize(body))
 
     return authorize
+
+
+def _is_initialize(body: bytes) -> bool:
+    if b"initialize" not in body:  # the common case, without parsing
+        return False
+    try:
+        message = bounded_json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize"
 
 
 async def serve_stdio(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",
