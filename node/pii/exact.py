@@ -35,7 +35,7 @@ _IBAN_MAX = 34
 _IBAN = re2.compile(r"[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,30}")
 _IPV4 = re2.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _IPV6 = re2.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
-_NUMBER = re2.compile(r"\+?\(?[0-9]+(?:[ .\-/()]{1,3}[0-9]+)*")
+_NUMBER = re2.compile(r"\+?\(?[0-9]+(?:[ .\-/_()]{1,3}[0-9]+)*")
 """A run of digit groups joined by short separators: every SSN, card and phone number is a window of one."""
 _GROUP = re2.compile(r"[0-9]+")
 

@@ -91,7 +91,7 @@ class Scrubber:
         are never scanned nor stored. ``names=False`` for identifiers (skill ids, model names, trace ids):
         NER reads a hex trace id or a model called "Llama" as a person, and scrubbing those would break
         grouping, not protect anyone."""
-        cut = len(text)
+        cut = length = len(text)
         if cut > self.max_field_chars:
             cut = self.max_field_chars
             text = text[:cut + _LOOKAHEAD]
@@ -104,7 +104,7 @@ class Scrubber:
             start, end = view.span(hit.start, hit.end)
             if all(end <= s or start >= e for s, e, _ in taken):
                 taken.append((start, end, hit))
-        if cut < len(text):
+        if cut < length:
             cut = min([cut] + [start for start, end, _ in taken if start < cut < end])
         out: list[str] = []
         cursor = 0
@@ -115,8 +115,8 @@ class Scrubber:
             out.append(self._token(hit.kind, hit.normalised))
             cursor = end
         out.append(text[cursor:cut])
-        if cut < len(text):
-            out.append(f"<TRUNCATED {len(text) - cut}>")
+        if cut < length:
+            out.append(f"<TRUNCATED {length - cut}>")
         return "".join(out)
 
     def scrub(self, value: Any) -> Any:
