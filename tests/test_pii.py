@@ -15,19 +15,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import pytest
 from registry_support import free_port, start_cli
 from sqlalchemy import func, select
 
-from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
 from guildnet.node.a2a.client import A2AClient
+from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
 from guildnet.node.pii import NameDetectionUnavailable, Scrubber, spacy_name_detector
 from guildnet.protocols import a2a
 
 KEY = b"0123456789abcdef-test-key"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -375,7 +376,7 @@ key = "echo.key"
         await asyncio.wait_for(node.wait(), 20)
 
 
-async def worst_healthz_ms(url: str, attack: Awaitable[object]) -> tuple[float, object]:
+async def worst_healthz_ms(url: str, attack: Awaitable[T]) -> tuple[float, T]:
     """The slowest ``/healthz`` answer (ms), polled every 10 ms while ``attack`` runs: the event loop's stall."""
     worst = 0.0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
@@ -401,7 +402,7 @@ async def test_hostile_messages_do_not_stall_a_real_node(tmp_path: Path) -> None
         texts = [":" * 3000, *(text[:90_000] for text in ADVERSARIAL.values())]
         worst, replies = await worst_healthz_ms(url, asyncio.gather(*(
             client.send_message(endpoint, a2a.skill_request({"text": text}, "echo")) for text in texts)))
-        assert all(a2a.artifact_output(r["task"]) == {"text": t} for r, t in zip(replies, texts, strict=True))  # type: ignore[attr-defined]
+        assert all(a2a.artifact_output(r["task"]) == {"text": t} for r, t in zip(replies, texts, strict=True))
     print(f"\nworst /healthz while loading the name models: {first:.0f} ms; during {len(texts)} hostile "
           f"SendMessages at once: {worst:.0f} ms")
     assert worst < 1000
@@ -410,7 +411,8 @@ async def test_hostile_messages_do_not_stall_a_real_node(tmp_path: Path) -> None
 @pytest.mark.slow
 async def test_issue_strings_never_reach_the_process_log_or_train_jsonl(tmp_path: Path) -> None:
     """Through the real path: SendMessage to a node process, its process log, `guildnet flywheel export`."""
-    text = ("Hallo, hier ist Khai. Mail: jürgen.müller@example.de, josé@correo.es oder ＪＯＨＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ. "
+    text = ("Hallo, hier ist Khai. Mail: jürgen.müller@example.de, josé@correo.es oder "
+            "ＪＯＨＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ. "
             "Telefon 0171 1234567, 415 555 0132, 4155550132 oder 13812345678. IBAN de89 3704 0044 0532 0130 00, "
             "SSN 123 45 6789, Karte 4111.1111.1111.1111. Grüße an 王伟 und Иван.")
     async with echo_node(tmp_path) as (url, config), A2AClient() as client:
@@ -425,7 +427,8 @@ async def test_issue_strings_never_reach_the_process_log_or_train_jsonl(tmp_path
     train = (out / "train.jsonl").read_text(encoding="utf-8")
     example = json.loads(train)
     assert "Telefon" in train and "Karte" in train  # the text around the PII is there
-    assert sorted(ISSUE_17.values()) == sorted(re.findall(r"<[A-Z]+>", json.loads(example["prompt"][1]["content"])["text"]))
+    prompt = json.loads(example["prompt"][1]["content"])["text"]
+    assert sorted(ISSUE_17.values()) == sorted(re.findall(r"<[A-Z]+>", prompt))
     with contextlib.closing(sqlite3.connect(tmp_path / "node.db")) as db:  # the task store shares the file
         rows = json.dumps(db.execute("SELECT * FROM process_calls").fetchall(), ensure_ascii=False)
     assert "Telefon" in rows
