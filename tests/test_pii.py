@@ -73,6 +73,7 @@ def test_pii_as_people_write_it(value: str, token: str) -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("tel ０１７１ １２３４５６７ bitte", "tel <PHONE> bitte"),  # full-width digits
     ("kart ٤١١١ ١١١١ ١١١١ ١١١١", "kart <CARD>"),  # Arabic-Indic digits
+    ("卡号4111 1111 1111 1111，电话13812345678。", "卡号<CARD>，电话<PHONE>。"),  # numbers against Han words
     ("iban DE89\u00a03704\u00a00044\u00a00532\u00a00130\u00a000", "iban <IBAN>"),  # no-break spaces
     ("iban de89-3704-0044-0532-0130-00", "iban <IBAN>"),
     ("card 4111_1111_1111_1111 / 4111/1111/1111/1111", "card <CARD> / <CARD>"),
@@ -126,15 +127,15 @@ def test_a_json_value_has_a_budget_of_characters() -> None:
 
 
 ADVERSARIAL = {
-    "colons": ":" * 32_768, "digits and spaces": "1 " * 16_384, "digit pairs": "12 " * 10_922,
-    "dotted digits": "1." * 16_384, "IBAN-like words": "AB12 " * 6_553, "at signs": "a@" * 16_384,
-    "IPv4 runs": "1.1.1.1 " * 4096, "hex and colons": "a:" * 16_384, "phones": "0171 1234568 " * 2520,
+    "colons": ":" * 8192, "digits and spaces": "1 " * 4096, "digit pairs": "12 " * 2731,
+    "dotted digits": "1." * 4096, "IBAN-like words": "AB12 " * 1639, "at signs": "a@" * 4096,
+    "IPv4 runs": "1.1.1.1 " * 1024, "hex and colons": "a:" * 4096, "phones": "0171 1234568 " * 630,
 }
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 def test_hostile_text_costs_bounded_time(redact: Scrubber, text: str) -> None:
-    """Each pattern of bench/pii_multilingual.py's worst cases at the 32 KiB cap; main's IPv6 regex took
+    """Each pattern of bench/pii_multilingual.py's worst cases at the field cap; main's IPv6 regex took
     0.05 s on 200 colons and 3.5 s on 800. The bound is loose (a shared 2-core machine); the figures are in
     docs/privacy.md."""
     started = time.perf_counter()
@@ -411,7 +412,7 @@ async def test_hostile_messages_do_not_stall_a_real_node(tmp_path: Path) -> None
         endpoint = f"{url}/agents/echo/a2a"
         first, _ = await worst_healthz_ms(url, client.send_message(endpoint, a2a.skill_request(
             {"text": "Warm-up from Jane Doe, Иван and 王伟"}, "echo")))  # loads the name models in the node
-        texts = [":" * 3000, *(text[:90_000] for text in ADVERSARIAL.values())]
+        texts = [":" * 3000, *(text * 4 for text in ADVERSARIAL.values())]  # 4x the cap: cut, not scanned
         worst, replies = await worst_healthz_ms(url, asyncio.gather(*(
             client.send_message(endpoint, a2a.skill_request({"text": text}, "echo")) for text in texts)))
         assert all(a2a.artifact_output(r["task"]) == {"text": t} for r, t in zip(replies, texts, strict=True))

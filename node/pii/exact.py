@@ -38,6 +38,7 @@ _IPV6 = re2.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 _NUMBER = re2.compile(r"\+?\(?[0-9]+(?:[ .\-/_()]{1,3}[0-9]+)*")
 """A run of digit groups joined by short separators: every SSN, card and phone number is a window of one."""
 _GROUP = re2.compile(r"[0-9]+")
+_UNSPACED = re2.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +52,12 @@ class Hit:
 
 
 def _word_at(text: str, index: int) -> bool:
-    """Whether ``text[index]`` is a letter, digit or underscore (a match next to one is part of a word)."""
-    return 0 <= index < len(text) and (text[index].isalnum() or text[index] == "_")
+    """Whether ``text[index]`` is a letter, digit or underscore (a match next to one is part of a word).
+    Han, kana and Hangul are not: Chinese, Japanese and Korean write numbers against words (卡号5112...)."""
+    if not 0 <= index < len(text):
+        return False
+    char = text[index]
+    return (char.isalnum() or char == "_") and _UNSPACED.fullmatch(char) is None
 
 
 def emails(text: str) -> Iterator[Hit]:

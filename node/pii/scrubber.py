@@ -15,10 +15,11 @@ from .normalise import normalise
 Mode = Literal["redact", "hash"]
 NamesSetting = Literal["auto", "on", "off"]
 
-MAX_FIELD_CHARS = 32_768
-"""Characters of one string that are scanned and stored; the rest is cut (see :meth:`Scrubber.scrub_text`)."""
+MAX_FIELD_CHARS = 8_192
+"""Characters of one string that are scanned and stored; the rest is cut (see :meth:`Scrubber.scrub_text`).
+Name models cost the most: about a second per 8,192 characters of hostile, token-dense text here."""
 
-MAX_VALUE_CHARS = 262_144
+MAX_VALUE_CHARS = 32_768
 """Characters scanned in one JSON value (every string and key, plus 16 per string for its fixed costs);
 strings past this are replaced by ``<OMITTED>`` unscanned (see :meth:`Scrubber.scrub`)."""
 
