@@ -2,7 +2,8 @@
 
 On templated support tickets signed with a known full name (bench/tickets.py), measures per text: spaCy's
 detector alone (``spacy_name_detector``, tokenizer + NER), the whole ``Scrubber.scrub_text`` with names on
-(spaCy and Rampart on these English texts; bench/pii_multilingual.py measures the other languages) and off, and, when ``presidio-analyzer`` is importable, Presidio's analyzer for ``PERSON`` on the same spaCy
+(spaCy and Rampart on these English texts; bench/pii_multilingual.py measures the other languages) and
+off, and, when ``presidio-analyzer`` is importable, Presidio's analyzer for ``PERSON`` on the same spaCy
 pipeline (the alternative we did not take). Recall = the signed name is inside a detected span.
 
     python bench/pii_names.py [--texts 200]

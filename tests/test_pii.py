@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from registry_support import free_port, start_cli
 from sqlalchemy import func, select
+from test_node import write_config
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
@@ -361,25 +362,11 @@ async def test_identifiers_are_not_read_as_names(tmp_path: Path) -> None:
     assert row.error == "agent mail: <EMAIL>"  # where an exact detector matches, it wins
 
 
-ECHO_AGENT = Path(__file__).resolve().parent.parent / "examples" / "echo" / "agent.py"
-
-
 @contextlib.asynccontextmanager
 async def echo_node(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     """A real ``guildnet node run`` process serving the example echo agent; yields its URL and config."""
     port = free_port()
-    config = tmp_path / "node.toml"
-    config.write_text(f"""
-[node]
-org_name = "pii-org"
-org_key = "org.key"
-port = {port}
-db = "sqlite:///node.db"
-
-[[agents]]
-agent = "{ECHO_AGENT}:agent"
-key = "echo.key"
-""")
+    config = write_config(tmp_path, port, None)
     url = f"http://127.0.0.1:{port}"
     node = await start_cli("node", "run", str(config), url=url)
     try:
