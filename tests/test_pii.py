@@ -79,6 +79,7 @@ def test_pii_as_people_write_it(value: str, token: str) -> None:
     ("iban de89-3704-0044-0532-0130-00", "iban <IBAN>"),
     ("card 4111_1111_1111_1111 / 4111/1111/1111/1111", "card <CARD> / <CARD>"),
     ("XX12 DE89 3704 0044 0532 0130 00", "XX12 <IBAN>"),  # a failed candidate does not hide the next one
+    ("de89 3704 0044 0532 0130 00 GB82 WEST 1234 5698 7654 32", "<IBAN> <IBAN>"),  # nor does a valid one
     ("ssn 078 05 1120 and 078-05-1120", "ssn <SSN> and <SSN>"),
     ("+49 171 1234567, (415) 555-0132, 020 7946 0958, 06 12 34 56 78", "<PHONE>, <PHONE>, <PHONE>, <PHONE>"),
     ("Ｆｕｌｌ－ｗｉｄｔｈ text stays as written: ｏｋ", "Ｆｕｌｌ－ｗｉｄｔｈ text stays as written: ｏｋ"),
@@ -125,6 +126,16 @@ def test_a_json_value_has_a_budget_of_characters() -> None:
     assert scrubbed["many"][:8] == ["x" * 100] * 8 and scrubbed["many"][-1] == "<OMITTED>"
     assert list(scrubbed) == ["first", "many", "<OMITTED>"]  # past the budget: keys too are not scanned,
     assert scrubbed["<OMITTED>"] == "<OMITTED>"  # and not kept either
+
+
+def test_past_the_validation_budget_candidates_are_scrubbed_unchecked(redact: Scrubber) -> None:
+    """Hundreds of candidates in one string (only hostile input has them) exhaust the validation budget: the
+    rest are scrubbed without a check, so the budget bounds the work and never lets a value through."""
+    phones = "; ".join(f"0171 1234{i:03d}" for i in range(500))  # 3 regions tried each: 1,500 matcher runs
+    ibans = " ".join(["DE89 3704 0044 0532 0130 00 ok"] * 260)  # 2 checks each: 520
+    assert len(phones) < redact.max_field_chars and len(ibans) < redact.max_field_chars
+    assert redact.scrub_text(phones) == "; ".join(["<PHONE>"] * 500)
+    assert "DE89" not in redact.scrub_text(ibans) and redact.scrub_text(ibans).startswith("<IBAN> ok <IBAN> ok")
 
 
 ADVERSARIAL = {

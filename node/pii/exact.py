@@ -19,20 +19,21 @@ from stdnum import iban, luhn
 
 PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "CN")
 """Where numbers written without ``+country`` are read as national numbers, in this order. A number with a
-``+`` prefix is read in any country. Each region costs a parse per candidate and lets more ordinary digit
-runs pass as phone numbers (a bare 10-digit number is a valid US number more often than not), so the list
-is short and deliberate: NANP (US and Canada), the largest European numbering plans, and China (11-digit
+``+`` prefix is read in any country. Each region costs a matcher run per candidate and lets more ordinary
+digit runs pass as phone numbers (a bare 10-digit number such as 4155550132 is a valid US number), so the
+list is short and deliberate: NANP (US and Canada), the largest European numbering plans, and China (11-digit
 mobiles such as 13812345678). Pass ``phone_regions`` to :class:`~guildnet.node.pii.Scrubber` to change it."""
 
 VALIDATIONS = 512
 """IBAN checks and phone-number matcher runs (one per region) per string. Real text needs a handful; past
 this many (only a hostile input has them), each remaining candidate is scrubbed without being validated:
-more is scrubbed, and the work stays bounded (about 60 ms of matcher runs at most)."""
+more is scrubbed, and the work stays bounded (tens of milliseconds of matcher runs at most)."""
 
 _LETTER = r"\p{L}\p{M}\p{N}"
 _EMAIL = re2.compile(rf"[{_LETTER}._%+\-]+@[{_LETTER}\-]+(?:\.[{_LETTER}\-]+)+")
 _IBAN_MAX = 34
 _IBAN = re2.compile(r"[A-Za-z]{2}[0-9]{2}(?:[ \-]?[A-Za-z0-9]){11,30}")
+_IBAN_START = re2.compile(r"[A-Za-z]{2}[0-9]{2}")
 _IPV4 = re2.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _IPV6 = re2.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 _NUMBER = re2.compile(r"\+?\(?[0-9]+(?:[ .\-/_()]{1,3}[0-9]+)*")
@@ -49,6 +50,18 @@ class Hit:
     """``EMAIL``, ``PHONE``, ...; ``""`` claims a span that is not PII so no later detector reads it again."""
     normalised: str
     """The value the keyed hash is taken of: one person, one token, however the value was written."""
+
+
+class Budget:
+    """Checksum and phone-number validations left for one string (see :data:`VALIDATIONS`)."""
+
+    def __init__(self) -> None:
+        self.left = VALIDATIONS
+
+    def spend(self) -> bool:
+        """``False`` once the budget is spent: the caller then scrubs the candidate without validating it."""
+        self.left -= 1
+        return self.left >= 0
 
 
 def _word_at(text: str, index: int) -> bool:
@@ -68,16 +81,16 @@ def emails(text: str) -> Iterator[Hit]:
 
 
 def ibans(text: str, budget: Budget) -> Iterator[Hit]:
-    """Any case, spaces or hyphens between characters. The candidate may run into the next words, so the
-    longest valid prefix ending at a separator wins; when none is valid, the words inside the candidate are
-    tried as starts too (``XX12 DE89 3704 ...``)."""
-    for m in _IBAN.finditer(text):
-        starts = [m.start()] + [m.start() + k + 1 for k, c in enumerate(m.group()) if c in " -"]
-        for start in starts:
-            hit = _iban_at(text, start, budget)
+    """Any case, spaces or hyphens between characters. Every word that starts like an IBAN (two letters, two
+    digits) is a candidate; the candidate may run into the next words, so the longest valid prefix ending at
+    a separator wins."""
+    after = 0
+    for m in _IBAN_START.finditer(text):
+        if m.start() >= after:
+            hit = _iban_at(text, m.start(), budget)
             if hit is not None:
+                after = hit.end
                 yield hit
-                break
 
 
 def _iban_at(text: str, start: int, budget: Budget) -> Hit | None:
@@ -122,18 +135,6 @@ class _Group:
     start: int
     end: int
     digits: str
-
-
-class Budget:
-    """Checksum and phone-number validations left for one string (see :data:`VALIDATIONS`)."""
-
-    def __init__(self, validations: int = 0) -> None:
-        self.left = validations or VALIDATIONS
-
-    def spend(self, n: int = 1) -> bool:
-        """``False`` once the budget is spent: the caller then scrubs the candidate without validating it."""
-        self.left -= n
-        return self.left >= 0
 
 
 def _phone(candidate: str, regions: Sequence[str], budget: Budget) -> str | None:
