@@ -1,8 +1,9 @@
-"""Person-name scrubbing: what the node's spaCy detector finds and what it costs, beside Presidio.
+"""English person names: what spaCy's detector finds and what it costs, beside the whole scrubber and Presidio.
 
-On templated support tickets signed with a known full name (bench/tickets.py), measures per text: the
+On templated support tickets signed with a known full name (bench/tickets.py), measures per text: spaCy's
 detector alone (``spacy_name_detector``, tokenizer + NER), the whole ``Scrubber.scrub_text`` with names on
-and off, and, when ``presidio-analyzer`` is importable, Presidio's analyzer for ``PERSON`` on the same spaCy
+(spaCy and Rampart on these English texts; bench/pii_multilingual.py measures the other languages) and
+off, and, when ``presidio-analyzer`` is importable, Presidio's analyzer for ``PERSON`` on the same spaCy
 pipeline (the alternative we did not take). Recall = the signed name is inside a detected span.
 
     python bench/pii_names.py [--texts 200]
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> None:
     load_s = time.perf_counter() - started
     if spacy is None:
         sys.exit("spaCy or an English pipeline is missing: pip install 'guildnet[pii]'")
-    rows = [timed("spaCy NER (node/pii.py)", spacy, texts)]
+    rows = [timed("spaCy NER alone (node/pii/names.py)", spacy, texts)]
     for names in ("on", "off"):
         rows.append(timed(f"Scrubber.scrub_text, names {names}", scrubbed_names(Scrubber(names=names)), texts))
     presidio = presidio_detector()

@@ -10,7 +10,7 @@
     registry = "http://127.0.0.1:8400"      # optional: without it the node serves A2A and MCP only
     pii = "redact"                          # process data: "redact" PII, or "hash" it with a key ...
     pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
-    pii_names = "auto"                      # person names: "auto" if spaCy is installed, "on" (required), "off"
+    pii_names = "auto"                      # person names: "auto" (the installed models), "on" (all required), "off"
     retention_days = 30                     # process data older than this is deleted
 
     [[agents]]

@@ -88,7 +88,8 @@ def check_pii(config: NodeConfig) -> Check:
     except ConfigError as exc:
         return Check("pii", "fail", str(exc), "set the key variable, install guildnet[pii], or change [node] pii*")
     if scrubber.detects_names:
-        return Check("pii", "ok", f"process data: {scrubber.mode}; person names detected (spaCy)")
+        return Check("pii", "ok", f"process data: {scrubber.mode}; person names detected "
+                                  f"({', '.join(scrubber.name_models)})")
     return Check("pii", "ok", f"process data: {scrubber.mode}; person names NOT detected "
                               f"(pii_names = {config.pii_names!r}; pip install 'guildnet[pii]' to detect them)")
 

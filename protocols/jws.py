@@ -132,7 +132,7 @@ def verify_json(token: str) -> tuple[VerifiedJWS, dict[str, Any]]:
     verified = verify(token)
     try:
         body = bounded_json.loads(verified.payload)
-    except (bounded_json.TooDeep, bounded_json.NotFinite) as exc:
+    except (bounded_json.TooDeep, bounded_json.NotFinite, bounded_json.DuplicateKey) as exc:
         raise MalformedJWS(f"JWS payload: {exc}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedJWS("JWS payload is not JSON") from exc
