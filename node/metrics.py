@@ -150,8 +150,8 @@ class MeteredProcessLog(ProcessLog):
     """The node's process log, counting each call it records (before the write, so a failed write still counts)."""
 
     def __init__(self, engine: AsyncEngine, scrubber: Scrubber, metrics: NodeMetrics, *,
-                 retention_days: float | None = None) -> None:
-        super().__init__(engine, scrubber, retention_days=retention_days)
+                 retention_days: float | None = None, pending: int = 0) -> None:
+        super().__init__(engine, scrubber, retention_days=retention_days, pending=pending)
         self.metrics = metrics
 
     async def record_many(self, records: Iterable[CallRecord]) -> None:

@@ -49,6 +49,8 @@ from .slm.agent import SLMAgent
 
 log = logging.getLogger(__name__)
 PROCESS_LOG = web.AppKey("process_log", ProcessLog)
+PROCESS_DATA_PENDING = 4096
+"""Calls a serving node records in the background before a new call waits for the writer."""
 PUBLISHER = web.AppKey("publisher", Publisher)
 READY_TIMEOUT = 2.0
 
@@ -173,7 +175,7 @@ class Node:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         process_log = MeteredProcessLog(create_process_engine(self.db_url), self.scrubber, self.metrics,
-                                        retention_days=self.retention_days)
+                                        retention_days=self.retention_days, pending=PROCESS_DATA_PENDING)
         app[PROCESS_LOG] = process_log
         self._process_log = process_log
         app.cleanup_ctx.append(self._process_log_lifespan)

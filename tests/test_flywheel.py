@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from sqlalchemy import func, select
 
 from guildnet.node import flywheel
-from guildnet.node.flywheel.process_log import CallRecord, ProcessLog
+from guildnet.node.flywheel.process_log import CallRecord, ProcessCall, ProcessLog
 from guildnet.node.pii import Scrubber
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -199,3 +202,33 @@ async def test_export_command_by_skill(log: ProcessLog, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "t" / "manifest.json").read_text())["skill"] == "translate"
     neither = await asyncio.to_thread(export, "--out", str(tmp_path / "n"))
     assert neither.returncode == 2 and "give a CLUSTER" in neither.stderr and not (tmp_path / "n").exists()
+
+
+async def test_a_serving_node_records_in_the_background(tmp_path: Path) -> None:
+    """With ``pending``, handing a record over never waits for the write: here the database is locked by
+    another writer, the call returns at once, and the row lands once the lock goes; ``close`` writes the rest."""
+    path = tmp_path / "p.db"
+    process_log = await ProcessLog.open(f"sqlite+aiosqlite:///{path}", Scrubber(names="off"), pending=16)
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    started = time.perf_counter()
+    await process_log.record(CallRecord(direction="in", transport="a2a", skill="s", agent="a", outcome="ok",
+                                        input={"q": "mail me at ann@example.org"}))
+    assert time.perf_counter() - started < 0.5  # the sqlite busy timeout is 5 s: this did not wait for it
+    with pytest.raises(ValueError, match="direction must be one of"):  # still checked when handed over
+        await process_log.record(CallRecord(direction=cast(Any, "sideways"), transport="mcp", skill="s",
+                                            agent="a", outcome="ok"))
+    blocker.rollback()
+    blocker.close()
+    await process_log.flush()
+    async with process_log.engine.connect() as connection:
+        [stored] = (await connection.execute(select(ProcessCall.input))).scalars().all()
+    assert "ann@example.org" not in json.dumps(stored)  # scrubbed on the way, as in the direct mode
+    for n in range(40):  # more than the queue holds: handing over waits for room, nothing is dropped
+        await process_log.record(CallRecord(direction="in", transport="mcp", skill="s", agent="a", outcome="ok",
+                                            input={"n": n}))
+    await process_log.close()
+    reopened = await ProcessLog.open(f"sqlite+aiosqlite:///{path}", Scrubber(names="off"))
+    async with reopened.engine.connect() as connection:
+        assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 41
+    await reopened.close()

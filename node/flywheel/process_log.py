@@ -6,11 +6,17 @@ had to escalate). Every free-text field passes through :class:`~guildnet.node.pi
 
 SQLite (WAL) by default, PostgreSQL by URL (``postgresql+asyncpg://``), in the node's one database; the table
 comes from the node's migrations (:mod:`guildnet.node.db`).
+
+A serving node records in the background (``pending`` > 0): scrubbing a text for names takes tens of
+milliseconds of CPU, and no caller should wait for it. Records are checked when handed over, queued (the queue
+is bounded, so a node under load slows down instead of growing), scrubbed and written in batches; ``close``
+writes what is queued. A crash loses at most what was queued (process data, never acknowledged to anyone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +30,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from ..db import create_engine as create_db_engine
 from ..db import migrate
 from ..pii import Scrubber
+
+log = logging.getLogger(__name__)
+_BATCH = 256
 
 Direction = Literal["in", "out", "model"]
 Transport = Literal["a2a", "mcp", "delegation", "model"]
@@ -107,18 +116,32 @@ def create_engine(url: str) -> AsyncEngine:
 class ProcessLog:
     """Writes :class:`CallRecord` rows, scrubbed, and applies the retention period."""
 
-    def __init__(self, engine: AsyncEngine, scrubber: Scrubber, *, retention_days: float | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, scrubber: Scrubber, *, retention_days: float | None = None,
+                 pending: int = 0) -> None:
         self.engine = engine
         self.scrubber = scrubber
         self.retention_days = retention_days
+        self._queue: asyncio.Queue[CallRecord] | None = asyncio.Queue(pending) if pending > 0 else None
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None) -> ProcessLog:
+    async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None,
+                   pending: int = 0) -> ProcessLog:
         engine = create_engine(url)
         await migrate(engine)
-        return cls(engine, scrubber, retention_days=retention_days)
+        return cls(engine, scrubber, retention_days=retention_days, pending=pending)
+
+    async def flush(self) -> None:
+        """Wait until every record handed over so far is written (or its write failed and was logged)."""
+        if self._queue is not None and self._writer is not None:
+            await self._queue.join()
 
     async def close(self) -> None:
+        await self.flush()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
         await self.engine.dispose()
 
     def _row(self, record: CallRecord) -> dict[str, Any]:
@@ -147,10 +170,36 @@ class ProcessLog:
         await self.record_many([record])
 
     async def record_many(self, records: Iterable[CallRecord]) -> None:
+        """Store ``records`` scrubbed; a record that breaks the row's rules raises ``ValueError`` here and
+        nothing of the batch is stored. In the background mode this returns once they are queued."""
         batch = list(records)
+        if self._queue is None:
+            await self._write(batch)
+            return
+        for record in batch:
+            record.check()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_queued(self._queue), name="process-log writer")
+        for record in batch:
+            await self._queue.put(record)
+
+    async def _write_queued(self, queue: asyncio.Queue[CallRecord]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < _BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception:
+                log.exception("could not write %d process-data records", len(batch))
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _write(self, batch: list[CallRecord]) -> None:
         # Scrub (and validate) all before opening a transaction; name detection is milliseconds of CPU per
-        # string, so it runs off the event loop.
-        if self.scrubber.detects_names:
+        # string and a batch is many strings, so either runs off the event loop.
+        if self.scrubber.detects_names or len(batch) > 1:
             rows = await asyncio.to_thread(lambda: [self._row(r) for r in batch])
         else:
             rows = [self._row(r) for r in batch]
