@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 from pydantic import BaseModel, ValidationError
 
+from guildnet.protocols import schema_check
 from guildnet.protocols.agentfacts import ModelFacts, Skill
 
 ProgressCallback = Callable[[str], Awaitable[None]]
@@ -56,14 +57,6 @@ class InvalidOutput(RuntimeError):
     """The handler's output does not match the skill's output schema."""
 
 
-def _first_error(validator: Draft202012Validator, value: Any) -> str | None:
-    error = next(iter(sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))), None)
-    if error is None:
-        return None
-    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return f"{where}: {error.message}"
-
-
 class Agent(ABC):
     """An agent: a name, one or more skills, and :meth:`run`.
 
@@ -75,7 +68,7 @@ class Agent(ABC):
         self.name = name
         self.description = description
         self.model = model
-        self._validators: dict[str, tuple[Draft202012Validator, Draft202012Validator]] = {}
+        self._validators: dict[str, tuple[Validator, Validator]] = {}
 
     @property
     @abstractmethod
@@ -92,23 +85,23 @@ class Agent(ABC):
                 return skill
         raise KeyError(skill_id)
 
-    def _validators_for(self, skill_id: str) -> tuple[Draft202012Validator, Draft202012Validator]:
+    def _validators_for(self, skill_id: str) -> tuple[Validator, Validator]:
         if skill_id not in self._validators:
             skill = self.skill(skill_id)
-            self._validators[skill_id] = (Draft202012Validator(skill.input_schema),
-                                          Draft202012Validator(skill.output_schema))
+            self._validators[skill_id] = (schema_check.checker(skill.input_schema),
+                                          schema_check.checker(skill.output_schema))
         return self._validators[skill_id]
 
     def check_input(self, skill_id: str, arguments: Any) -> None:
         """Raise :class:`InvalidInput` (or ``KeyError`` for an unknown skill) before any work starts."""
         input_validator, _ = self._validators_for(skill_id)
-        problem = _first_error(input_validator, arguments)
+        problem = schema_check.first_error(input_validator, arguments)
         if problem is not None:
             raise InvalidInput(f"input does not match skill {skill_id!r}: {problem}")
 
     def check_output(self, skill_id: str, output: Any) -> None:
         _, output_validator = self._validators_for(skill_id)
-        problem = _first_error(output_validator, output)
+        problem = schema_check.first_error(output_validator, output)
         if problem is not None:
             raise InvalidOutput(f"output of skill {skill_id!r} does not match its schema: {problem}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import tomllib
@@ -45,6 +46,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from guildnet.protocols import schema_check
 from guildnet.protocols.witness import Witness, WitnessPolicy
 
 from .agent import Agent
@@ -121,6 +123,9 @@ class NodeConfig(BaseSettings):
     anonymous: Literal["off", "loopback", "on"] = "loopback"
     """Who may call without signing: nobody (``off``), this machine (``loopback``), or anyone (``on``). Callers
     from other organisations sign every request with their agent key (docs/trust-model.md)."""
+    pinned_schemas: dict[str, Path] = {}
+    """Skill id -> a JSON Schema file (relative to the config file): the output schema this node checks results
+    of that skill against when it delegates it, whatever the callee declares (docs/trust-model.md)."""
     admin_socket: Path = Path("node.sock")
     """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
     agents: list[AgentConfig] = Field(min_length=1, exclude=True)
@@ -137,6 +142,24 @@ class NodeConfig(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def read_pinned_schemas(self) -> dict[str, dict[str, Any]]:
+        """The schemas ``pinned_schemas`` names, read and parsed (:class:`ConfigError` naming the file if not)."""
+        schemas = {}
+        for skill, path in self.pinned_schemas.items():
+            source = path if path.is_absolute() else self.base_dir / path
+            try:
+                schema = json.loads(source.read_text())
+            except OSError as exc:
+                raise ConfigError(f"[node.pinned_schemas] {skill}: cannot read {source}: {exc.strerror}") from None
+            except ValueError as exc:
+                raise ConfigError(f"[node.pinned_schemas] {skill}: {source} is not JSON: {exc}") from None
+            try:
+                schema_check.checker(schema)
+            except schema_check.UnsafeSchema as exc:
+                raise ConfigError(f"[node.pinned_schemas] {skill}: {source}: {exc}") from None
+            schemas[skill] = schema
+        return schemas
 
     def witness_policy(self) -> WitnessPolicy | None:
         """The witnesses every head must be cosigned by, and how many (None: no witnesses required)."""

@@ -92,6 +92,9 @@ class NodeMetrics:
                                              "rollback was seen (delegation through it stops)", registry=self.registry)
         self.registry_log_size = Gauge("guildnet_node_registry_log_size", "Size of the last verified head of the "
                                        "registry's log", registry=self.registry)
+        self.schema_mismatches = Counter("guildnet_node_delegation_schema_mismatches", "Peers that declare another "
+                                         "output schema for a skill than the one this node pinned (their results "
+                                         "are checked against the pin), by skill", ["skill"], registry=self.registry)
         self._last_escalation: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
 
     def middleware(self) -> Middleware:
@@ -127,6 +130,9 @@ class NodeMetrics:
         """Count a refused registry record under the kind of failure (not the text: it names the agent)."""
         kind = next((label for needle, label in _REFUSALS if needle in reason), "other")
         self.records_refused.labels(kind).inc()
+
+    def schema_mismatch(self, skill: str, _agent: str) -> None:
+        self.schema_mismatches.labels(skill).inc()
 
     def task_settled(self, agent: str, state: str) -> None:
         self.a2a_tasks.labels(agent, state.removeprefix("TASK_STATE_").lower()).inc()

@@ -37,6 +37,7 @@ from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
 from .delegation.discovery import PeerIndex
 from .delegation.heads import SqlHeadStore
 from .delegation.ranking import Preference
+from .delegation.schemas import SchemaPins
 from .flywheel.process_log import ProcessLog
 from .flywheel.process_log import create_engine as create_process_engine
 from .flywheel.recording import RecordedAgent
@@ -88,6 +89,9 @@ class Node:
     """Who may call without signing (see :mod:`guildnet.node.callers`)."""
     audit_interval: float = 30.0
     """Seconds between checks of the registry's log head (consistency with every head seen before)."""
+    pinned_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The output schema this node holds each delegated skill to, by skill id (see
+    :mod:`guildnet.node.delegation.schemas`); skills not named here use this node's own schema, or the first seen."""
     admin_socket: Path | None = None
     """A Unix socket (mode 0600) where the node takes local commands (``guildnet node rotate``); None: none."""
     _publisher: Publisher | None = field(default=None, repr=False)
@@ -104,7 +108,8 @@ class Node:
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
                    admin_socket=config.admin_socket, registry_key=config.registry_key,
-                   witnesses=config.witness_policy(), anonymous=config.anonymous)
+                   witnesses=config.witness_policy(), anonymous=config.anonymous,
+                   pinned_schemas=config.read_pinned_schemas())
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -122,9 +127,11 @@ class Node:
             registry = RegistryClient(self.registry_url, registry_key=self.registry_key,
                                       heads=SqlHeadStore(self._process_log.engine), witnesses=self.witnesses)
             index = PeerIndex(registry, on_refused=self.metrics.record_refused)
+            own = {skill.id: skill.output_schema for agent in self.agent_list for skill in agent.skills}
+            pins = SchemaPins(self._process_log.engine, configured=self.pinned_schemas, own=own,
+                              on_mismatch=self.metrics.schema_mismatch)
             self._delegator = Delegator(registry, index, A2AClient(signer=caller.identity), caller.identity,
-                                        self.org_key.did,
-                                        recorder=self._process_log.record)
+                                        self.org_key.did, recorder=self._process_log.record, pins=pins)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,

@@ -44,6 +44,8 @@ class AgentEntry:
     key_events: tuple[str, ...] = ()
     log_index: int | None = None
     endorsement: Endorsement | None = None
+    registered_at: float = 0.0
+    """When the registry says the agent first registered (its word, unsigned; 0 when it does not say)."""
 
     @property
     def id(self) -> str:
@@ -105,6 +107,13 @@ def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> Agent
     except EndorsementError as exc:
         raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
     log_index = body.get("log_index")
-    return AgentEntry(facts=facts, keys=keys, live=bool(body.get("live")), last_seen=float(body.get("last_seen", 0)),
-                      revoked=bool(body.get("revoked", False)), jws=token, key_events=tuple(events),
-                      log_index=int(log_index) if isinstance(log_index, int) else None, endorsement=endorsement)
+    return AgentEntry(facts=facts, keys=keys, live=body.get("live") is True, last_seen=_seconds(body, "last_seen"),
+                      revoked=body.get("revoked") is True, jws=token, key_events=tuple(events),
+                      log_index=log_index if isinstance(log_index, int) and not isinstance(log_index, bool) else None,
+                      endorsement=endorsement, registered_at=_seconds(body, "registered_at"))
+
+
+def _seconds(body: Mapping[str, Any], name: str) -> float:
+    """A timestamp the registry states (unsigned): a number, else 0."""
+    value = body.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

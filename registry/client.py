@@ -13,7 +13,7 @@ rewrites its history, or shows one client a record it keeps out of the log, is c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witne
 
 JOSE = "application/jose"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+REPUTATION_BATCH = 64
 """The most a client reads of one reply: a search page of 100 records with their key histories fits many times."""
 
 
@@ -82,6 +83,16 @@ class ReputationReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Standing:
+    """One agent's score for one skill, as ``GET /v1/reputation`` reports it (the registry's computation)."""
+
+    score: float
+    lower_bound: float
+    evidence: float
+    receipts: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchPage:
     agents: list[AgentEntry]
     next: str | None
@@ -89,6 +100,19 @@ class SearchPage:
     """The registry's change-feed position when the page was read: watch from here to miss nothing."""
     refused: tuple[tuple[str, str], ...] = ()
     """(agent id as served, why) for each hit that did not verify and was dropped."""
+
+
+def _standing(value: Any) -> Standing | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        score, lower, evidence = (float(value[name]) for name in ("score", "lower_bound", "evidence"))
+        receipts = int(value["receipts"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (0.0 <= lower <= score <= 1.0 and evidence >= 0.0 and receipts >= 0):
+        return None
+    return Standing(score, lower, evidence, receipts)
 
 
 def _hashes(values: Any) -> list[bytes]:
@@ -329,6 +353,23 @@ class RegistryClient:
                                 lower_bound=float(body["lower_bound"]), interval=(float(low), float(high)),
                                 evidence=float(body["evidence"]), receipts=int(body["receipts"]),
                                 log_size=int(body["log_size"]), raw=body)
+
+    async def reputations(self, agent_ids: Sequence[str], skill: str | None = None) -> dict[str, Standing]:
+        """Many agents' scores for ``skill``, 64 per request; an agent the reply omits or garbles is left out."""
+        standings: dict[str, Standing] = {}
+        ids = list(dict.fromkeys(agent_ids))
+        for start in range(0, len(ids), REPUTATION_BATCH):
+            params = [("agent", agent) for agent in ids[start:start + REPUTATION_BATCH]]
+            if skill:
+                params.append(("skill", skill))
+            async with self.session.get(self._url("/v1/reputation"), params=params) as response:
+                body = await self._check(response)
+            agents = body.get("agents") if isinstance(body, dict) else None
+            for agent in ids[start:start + REPUTATION_BATCH]:
+                standing = _standing(agents.get(agent) if isinstance(agents, dict) else None)
+                if standing is not None:
+                    standings[agent] = standing
+        return standings
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
                      live: bool | None = None, limit: int = 20, cursor: str | None = None) -> SearchPage:

@@ -74,6 +74,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": [_AGENT_ID, {"name": "skill", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "the score and what it was computed from"}, "400": _PROBLEM,
                               "404": _PROBLEM, "503": _PROBLEM}}},
+            "/v1/reputation": {"get": {
+                "summary": "Scores of up to 64 agents for one skill: score, lower bound, evidence, receipts",
+                "parameters": [{"name": "agent", "in": "query", "required": True, "style": "form", "explode": True,
+                                "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                           "maxItems": 64}},
+                               {"name": "skill", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "agents: id -> score"}, "400": _PROBLEM, "503": _PROBLEM}}},
             "/v1/receipts": {"post": {
                 "summary": "Submit a countersigned receipt (action 'receipt'), signed by the caller's current key",
                 "requestBody": _SIGNED_BODY,

@@ -32,7 +32,7 @@ from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
 from .state import CONFIG, COSIGNING, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
-from .trust import ReputationService, inputs_query, report
+from .trust import ReputationService, inputs_query, report, summaries
 from .watch import ChangeHub
 
 __all__ = ["CONFIG", "HUB", "LIMITS", "LOG", "METRICS", "REPUTATION", "STORE", "RegistryConfig", "create_app"]
@@ -40,6 +40,8 @@ __all__ = ["CONFIG", "HUB", "LIMITS", "LOG", "METRICS", "REPUTATION", "STORE", "
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+MAX_BATCH_AGENTS = 64
+"""Agents per ``GET /v1/reputation`` (64 did:key ids fit well within a request line)."""
 JOSE_TYPES = ("application/jose", "application/jose+json")
 VERSION = "0.1.0"
 
@@ -156,6 +158,25 @@ async def reputation(request: web.Request) -> web.Response:
         return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
     listed, by_org = await store.read(inputs_query(agent_id, skill, snapshot))
     return web.json_response(report(snapshot, agent_id, skill, listed, by_org))
+
+
+async def reputations(request: web.Request) -> web.Response:
+    """Scores of many agents for one skill in one request (a delegating node ranks all its candidates at once):
+    the score, lower bound and evidence of each, from the current snapshot; unknown agents have no evidence."""
+    skill = _bounded(request.query.get("skill"), "skill", 64)
+    agents = list(dict.fromkeys(request.query.getall("agent", [])))
+    if not agents or len(agents) > MAX_BATCH_AGENTS:
+        raise BadQuery(f"give 1 to {MAX_BATCH_AGENTS} 'agent' parameters")
+    for agent in agents:
+        _bounded(agent, "agent", 256)
+    service = request.app[REPUTATION]
+    if not service.pretrusted:
+        return problem(503, "Reputation not configured",
+                       "this registry names no pre-trusted organisations (--pretrusted), so it computes no trust")
+    snapshot = service.current
+    if snapshot is None:
+        return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
+    return web.json_response(summaries(snapshot, agents, skill))
 
 
 def _int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
@@ -378,6 +399,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
     app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
     app.router.add_get("/v1/agents/{agent_id}/reputation", reputation)
+    app.router.add_get("/v1/reputation", reputations)
     app.router.add_post("/v1/receipts", submit_receipt)
     app.router.add_get("/v1/log/head", log_head)
     app.router.add_get("/v1/log/inclusion", log_inclusion)

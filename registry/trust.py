@@ -163,6 +163,19 @@ def inputs_query(agent: str, skill: str | None, snapshot: Snapshot) -> Callable[
     return query
 
 
+def summaries(snapshot: Snapshot, agents: Sequence[str], skill: str | None) -> dict[str, Any]:
+    """The JSON of ``GET /v1/reputation``: each agent's score, lower bound and evidence for ``skill``."""
+    rep = snapshot.reputation
+    scores = {}
+    for agent in agents:
+        score = rep.score(agent, skill) if skill else rep.agent_score(agent)
+        low, _ = score.interval()
+        scores[agent] = {"score": score.mean, "lower_bound": low, "evidence": score.evidence,
+                         "receipts": score.receipts}
+    return {"skill": skill or "*", "computed_at": snapshot.computed_at, "log_size": snapshot.log_size,
+            "agents": scores}
+
+
 def report(snapshot: Snapshot, agent: str, skill: str | None, listed: Sequence[Any],
            by_org: Sequence[Any]) -> dict[str, Any]:
     """The JSON of ``GET /v1/agents/{id}/reputation``: the score, its interval, and what it was computed from."""

@@ -3,16 +3,20 @@
 ``Delegator.delegate(skill, input)``:
 
 1. candidates for the skill come from the node's :class:`~guildnet.node.discovery.PeerIndex` (kept fresh by
-   the registry's watch stream; revoked and stale agents are never among them), other organisations only;
-2. each gets its reputation lower bound for the skill (from the registry, cached for ``reputation_ttl``),
-   its price for the expected tokens, and its recent latency; :func:`~guildnet.node.ranking.rank` orders
-   them and says why;
-3. the best is called over A2A with the caller's DID and a W3C ``traceparent`` in the message metadata,
-   within what is left of the deadline; its output is validated against the skill's output schema, and its
-   signed receipt (callee, caller, skill, hashes of this input and this output) is checked;
+   the registry's watch stream; revoked and stale agents are never among them), other organisations only, at
+   most ``max_per_org`` per organisation and ``max_candidates`` in all (the longest registered first), so a
+   flood of registrations cannot make ranking slow;
+2. each gets its reputation lower bound for the skill (from the registry, all in one batched request, cached
+   for ``reputation_ttl``), its price for the expected tokens, its recent latency and its age;
+   :func:`~guildnet.node.ranking.rank` orders them and says why;
+3. the best is called over A2A (the call signed by the calling agent, a W3C ``traceparent`` in the message
+   metadata) within a fair share of what is left of the deadline; its output is checked against the schema
+   *this node* pinned for the skill (:mod:`~guildnet.node.delegation.schemas`), and its signed receipt
+   (callee, caller, skill, hashes of this input and this output) is checked;
 4. the caller countersigns the receipt with its verdict and submits it to the registry in the background
-   (reputation moves only on receipts both sides signed); on failure, timeout or invalid output the next
-   candidate is tried, until the deadline.
+   (reputation moves only on receipts both sides signed); on any failure of an attempt (timeout, refusal,
+   invalid output, a malformed or oversized reply) the next candidate is tried, until the deadline, which
+   holds for the whole delegation, ranking included.
 """
 
 from __future__ import annotations
@@ -20,16 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-
 from guildnet.protocols import a2a, receipts
 from guildnet.protocols.canonical import content_hash
-from guildnet.registry.client import AgentEntry, LogForked, RegistryClient, RegistryError, UntrustworthyRecord
+from guildnet.registry.client import (
+    AgentEntry,
+    LogForked,
+    RegistryClient,
+    RegistryError,
+    Standing,
+    UntrustworthyRecord,
+)
 
 from ..a2a.client import A2AClient
 from ..a2a.executor import RECEIPT_KEY
@@ -38,9 +48,11 @@ from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex
 from .ranking import Candidate, Decision, Preference, rank
+from .schemas import NoUsableSchema, Pin, SchemaPins
 
 log = logging.getLogger(__name__)
 _SIGNED_BY_ANOTHER_KEY = "receipt is not signed by the called agent's key in force"
+_NO_EVIDENCE = Standing(score=0.5, lower_bound=0.0, evidence=0.0, receipts=0)
 
 
 class DelegationFailed(Exception):
@@ -83,14 +95,21 @@ class Delegator:
     expected_tokens: tuple[int, int] = (500, 500)
     reputation_ttl: float = 30.0
     max_attempts: int = 3
+    max_candidates: int = 64
+    """Candidates considered per delegation, whatever the registry lists."""
+    max_per_org: int = 4
+    """Candidates of one organisation considered per delegation."""
+    min_age: float = 86400.0
+    """Seconds an agent must have been registered before a reputation that clears the bar makes it preferred."""
+    pins: SchemaPins = field(default_factory=SchemaPins)
+    """The output schema each skill's results are checked against (never the callee's own word)."""
     recorder: Callable[[CallRecord], Awaitable[None]] | None = None
     """Where outbound calls go as process data (the node's process log); None records nothing."""
     refused_receipts: list[str] = field(default_factory=list)
     """Why the registry refused receipts this delegator submitted (see :meth:`flush`)."""
-    _reputation: dict[tuple[str, str], tuple[float, float, float, float]] = field(default_factory=dict)
+    _reputation: dict[tuple[str, str], tuple[float, Standing]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
-    _validators: dict[tuple[str, int, str], Draft202012Validator | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every call proves its caller (the callee's claim names only an authenticated caller): the A2A client
@@ -107,33 +126,51 @@ class Delegator:
         tokens_in, tokens_out = self.expected_tokens
         return float(model.cost_per_1k_input * tokens_in / 1000 + model.cost_per_1k_output * tokens_out / 1000)
 
-    async def _reputation_of(self, agent_id: str, skill: str) -> tuple[float, float, float]:
-        cached = self._reputation.get((agent_id, skill))
+    async def _reputations(self, agent_ids: list[str], skill: str) -> list[Standing]:
+        """Each agent's standing for ``skill``: cached for ``reputation_ttl``, the rest in one batched request;
+        an agent the registry has no score for (or a registry that does not answer) has no evidence."""
         now = time.monotonic()
-        if cached is not None and now - cached[0] < self.reputation_ttl:
-            return cached[1], cached[2], cached[3]
-        try:
-            report = await self.registry.reputation(agent_id, skill)
-            value = (report.lower_bound, report.score, report.evidence)
-        except (RegistryError, OSError) as exc:  # no reputation yet, or the registry is down: no evidence
-            log.debug("no reputation for %s/%s: %s", agent_id, skill, exc)
-            value = cached[1:] if cached is not None else (0.0, 0.5, 0.0)
-        self._reputation[(agent_id, skill)] = (now, *value)
-        return value
+        stale = [a for a in agent_ids if now - self._reputation.get((a, skill), (-math.inf, _NO_EVIDENCE))[0]
+                 >= self.reputation_ttl]
+        if stale:
+            try:
+                fetched = await self.registry.reputations(stale, skill)
+            except (RegistryError, OSError, ValueError) as exc:  # no reputation computed, or the registry is down
+                log.debug("no reputations for %s: %s", skill, exc)
+            else:
+                for agent in stale:
+                    self._reputation[(agent, skill)] = (now, fetched.get(agent, _NO_EVIDENCE))
+        return [self._reputation.get((a, skill), (now, _NO_EVIDENCE))[1] for a in agent_ids]
+
+    def _considered(self, entries: list[AgentEntry]) -> list[AgentEntry]:
+        """At most ``max_per_org`` per organisation and ``max_candidates`` in all, the longest registered first."""
+        per_org: dict[str, int] = {}
+        kept = []
+        for entry in sorted(entries, key=lambda e: (e.registered_at or math.inf, e.id)):
+            org = entry.facts.organisation.id
+            if per_org.get(org, 0) < self.max_per_org:
+                per_org[org] = per_org.get(org, 0) + 1
+                kept.append(entry)
+                if len(kept) == self.max_candidates:
+                    break
+        return kept
 
     async def candidates(self, skill: str) -> list[Candidate]:
         await self.index.track(skill)
-        entries = self.index.candidates(skill, exclude_org=self.organisation)
-        reputations = await asyncio.gather(*(self._reputation_of(e.id, skill) for e in entries))
+        entries = self._considered(self.index.candidates(skill, exclude_org=self.organisation))
+        standings = await self._reputations([e.id for e in entries], skill)
+        now = time.time()
         return [Candidate(agent_id=e.id, name=e.facts.name, organisation=e.facts.organisation.name,
-                          endpoint=e.facts.endpoints.a2a or "", live=e.live, reputation_lower=lower,
-                          reputation_score=score, evidence=evidence, price=self.price(e),
-                          recent_latency_ms=self._latency.get(e.id))
-                for e, (lower, score, evidence) in zip(entries, reputations, strict=True)]
+                          endpoint=e.facts.endpoints.a2a or "", live=e.live, reputation_lower=standing.lower_bound,
+                          reputation_score=standing.score, evidence=standing.evidence, price=self.price(e),
+                          recent_latency_ms=self._latency.get(e.id),
+                          age_seconds=max(0.0, now - e.registered_at) if e.registered_at else 0.0)
+                for e, standing in zip(entries, standings, strict=True)]
 
     async def explain(self, skill: str, *, min_reputation: float = 0.5, budget: float | None = None,
                       prefer: Preference = "cost") -> Decision:
-        return rank(await self.candidates(skill), min_reputation=min_reputation, budget=budget, prefer=prefer)
+        return rank(await self.candidates(skill), min_reputation=min_reputation, budget=budget, prefer=prefer,
+                    min_age=self.min_age)
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
@@ -142,7 +179,12 @@ class Delegator:
         ends = loop.time() + deadline
         trace = child_traceparent(traceparent) if traceparent else new_traceparent()
         self._stop_if_forked()
-        decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer)
+        try:
+            async with asyncio.timeout_at(ends):
+                decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer)
+        except TimeoutError:
+            raise DelegationFailed(f"ranking the candidates for {skill!r} took longer than the {deadline:.1f} s "
+                                   f"deadline", [], None) from None
         attempts: list[Attempt] = []
         order = decision.order
         for position, candidate in enumerate(order):
@@ -155,10 +197,16 @@ class Delegator:
             # a fair share of what is left, so a stuck peer cannot eat the time of the ones after it
             share = remaining / min(len(order) - position, self.max_attempts - len(attempts))
             problem = await self._in_log(entry, share)
-            if problem is not None:  # never call a registration the registry's own log does not hold
+            if problem is None:
+                try:
+                    pin = await self.pins.pin_for(skill, entry)
+                except NoUsableSchema as exc:
+                    problem = f"no output schema to check its results against: {exc}"
+            if problem is not None:  # never call an agent whose registration or results cannot be verified
                 attempts.append(Attempt(entry.id, entry.facts.name, "unverified", problem, 0.0))
                 continue
-            attempt, result = await self._try(entry, skill, dict(arguments), trace, share)
+            attempt, result = await self._try(entry, skill, dict(arguments), trace, min(share, ends - loop.time()),
+                                              pin)
             attempts.append(attempt)
             await self._record(entry, skill, arguments, result[0] if result else None, attempt, trace,
                                candidate.price)
@@ -191,7 +239,9 @@ class Delegator:
         return None
 
     async def _try(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], trace: str,
-                   within: float) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+                   within: float, pin: Pin) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+        """One call: whatever the callee sends back (a timeout, a refusal, a malformed or hostile reply) ends
+        as an :class:`Attempt`, never as an exception, so the next candidate is tried."""
         started = time.perf_counter()
 
         def attempt(outcome: Any, detail: str) -> Attempt:
@@ -205,16 +255,22 @@ class Delegator:
         try:
             async with asyncio.timeout(within):
                 result = await self.a2a.send_message(entry.facts.endpoints.a2a or "", message)
-            task = result.get("task")
-            if task is None:
-                return attempt("error", "the peer answered with a message, not a task"), None
+                return await self._settle(entry, skill, arguments, result, pin, attempt)
         except TimeoutError:
             return attempt("timeout", f"no answer within {within:.1f} s"), None
         except Exception as exc:
-            return attempt("error", f"{type(exc).__name__}: {exc}"), None
-        state = task.get("status", {}).get("state")
+            return attempt("error", f"{type(exc).__name__}: {str(exc)[:300]}"), None
+
+    async def _settle(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], result: Any, pin: Pin,
+                      attempt: Callable[[Any, str], Attempt]) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+        task = result.get("task") if isinstance(result, dict) else None
+        if not isinstance(task, dict):
+            return attempt("error", "the peer answered without a task object"), None
+        status = task.get("status")
+        state = status.get("state") if isinstance(status, dict) else None
         output = a2a.artifact_output(task)
-        token = (task.get("metadata") or {}).get(RECEIPT_KEY)
+        metadata = task.get("metadata")
+        token = metadata.get(RECEIPT_KEY) if isinstance(metadata, dict) else None
         problem = self._check_receipt(token, entry, skill, arguments, output, task)
         if problem == _SIGNED_BY_ANOTHER_KEY:  # the callee may have rotated since we read its record: read it again
             with contextlib.suppress(RegistryError, UntrustworthyRecord, OSError):
@@ -226,11 +282,10 @@ class Delegator:
         if state != "TASK_STATE_COMPLETED" or output is None:
             self._submit(token, "failure", f"task ended {state}")
             return attempt("failure", f"task ended {state}"), None
-        validator = self._output_validator(entry, skill)
-        schema_errors = list(validator.iter_errors(output)) if validator is not None else []
-        if schema_errors:
+        schema_problem = await pin.problem_with(output)
+        if schema_problem is not None:
             self._submit(token, "failure", "output does not match the skill's output schema")
-            return attempt("invalid-output", schema_errors[0].message), None
+            return attempt("invalid-output", f"{schema_problem} (schema pinned from {pin.source})"), None
         receipt = self._submit(token, "success", None)
         return attempt("success", "completed"), (output, receipt)
 
@@ -273,13 +328,6 @@ class Delegator:
         if claim.status == "completed" and claim.output_sha256 != content_hash(output):
             return "receipt hashes another output"
         return None
-
-    def _output_validator(self, entry: AgentEntry, skill: str) -> Draft202012Validator | None:
-        key = (entry.id, entry.version, skill)
-        if key not in self._validators:
-            facts = entry.facts.skill(skill)
-            self._validators[key] = Draft202012Validator(facts.output_schema) if facts else None
-        return self._validators[key]
 
     def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
         """Countersign now; submit in the background so feedback never delays the caller."""

@@ -5,6 +5,10 @@ clears the bar, take the cheapest expected cost; break ties by the higher lower 
 latency. Candidates below the bar are kept as a fallback, best lower bound first, so a task still finds a
 peer when nobody has earned trust yet (a new federation), but never ahead of a trusted one.
 ``prefer="reputation"`` ranks by lower bound first and ``prefer="latency"`` by recent latency first.
+
+An agent registered less than ``min_age`` seconds ago is not preferred even when its reputation clears the
+bar: it comes after every older candidate that clears it (a reputation bought quickly through colluding
+receipts has to last before it leads). When all candidates are young they rank among themselves as usual.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Candidate:
     price: float
     """Expected cost of one task, from the AgentFacts price per 1k tokens and the task's expected tokens."""
     recent_latency_ms: float | None = None
+    age_seconds: float = float("inf")
+    """Since the agent first registered (as the registry states it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +81,7 @@ def _key(c: Candidate, prefer: Preference) -> tuple[float, ...]:
 
 
 def rank(candidates: Sequence[Candidate], *, min_reputation: float = 0.5, budget: float | None = None,
-         prefer: Preference = "cost") -> Decision:
+         prefer: Preference = "cost", min_age: float = 0.0) -> Decision:
     excluded: list[tuple[Candidate, str]] = []
     eligible: list[Candidate] = []
     for c in candidates:
@@ -85,12 +91,16 @@ def rank(candidates: Sequence[Candidate], *, min_reputation: float = 0.5, budget
             excluded.append((c, f"price {c.price:.5f} over budget {budget:.5f}"))
         else:
             eligible.append(c)
-    trusted = sorted((c for c in eligible if c.reputation_lower >= min_reputation), key=lambda c: _key(c, prefer))
+    trusted = sorted((c for c in eligible if c.reputation_lower >= min_reputation),
+                     key=lambda c: (c.age_seconds < min_age, *_key(c, prefer)))
     untrusted = sorted((c for c in eligible if c.reputation_lower < min_reputation),
                        key=lambda c: (-c.reputation_lower, c.price))
     ranked: list[Ranked] = []
+    mature = sum(1 for c in trusted if c.age_seconds >= min_age)
     for c in trusted:
-        if not ranked:
+        if mature and c.age_seconds < min_age:
+            why = f"clears the bar but registered {c.age_seconds:.0f} s ago (< {min_age:.0f} s): after older ones"
+        elif not ranked:
             why = {"cost": "cheapest whose reputation lower bound clears the bar",
                    "reputation": "highest reputation lower bound", "latency": "fastest recently"}[prefer]
         else:
