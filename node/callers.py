@@ -1,9 +1,12 @@
 """Who calls this node: each A2A and MCP request's caller, proven by a token its agent key signed
 (:mod:`guildnet.protocols.callerauth`), or an anonymous caller where the node allows one.
 
-The token's key must be the calling agent's key in force: the id's own key for an agent that never rotated, or
-the key its verified key history proves (looked up in the registry through the node's verified client, and
-cached for a minute). Each token is good for one request: its ``jti`` is remembered until it expires.
+The token's key must be the calling agent's key in force, as the agent's verified key history proves it (looked
+up in the registry through the node's verified client, cached for a minute): a key the agent rotated away from,
+its first one included, no longer speaks for it, and a revoked agent is refused. An id the registry does not
+know has no history: its own key proves it. If the registry cannot be reached, a token by the id's own key is
+accepted (the node keeps serving) and one by any other key is refused. Each token is good for one request: its
+``jti`` is remembered until it expires.
 
 Anonymous access (``[node] anonymous``): ``"loopback"`` (the default) lets requests from this machine in without
 a token (MCP clients on the desktop, local tools, the operator), ``"off"`` refuses every unsigned request,
@@ -14,6 +17,7 @@ caller, never to a signed one, and a signed caller's tasks are visible to that c
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -22,8 +26,10 @@ from typing import Literal
 from guildnet.protocols.callerauth import CallRefused, verify_call
 
 AnonymousPolicy = Literal["off", "loopback", "on"]
-KeyResolver = Callable[[str], Awaitable[str]]
-"""The key in force of an agent id (raises when it cannot be verified)."""
+KeyResolver = Callable[[str], Awaitable[str | None]]
+"""The key in force of an agent id, None for an id the registry does not know; raises :class:`Unauthenticated`
+for a revoked agent, anything else when the history cannot be verified."""
+log = logging.getLogger(__name__)
 MAX_REMEMBERED = 100_000
 KEY_CACHE_SECONDS = 60.0
 
@@ -67,24 +73,34 @@ class Authenticator:
             call = verify_call(token.strip(), method=method, url=self.base_url + path, body=body, now=self.clock())
         except CallRefused as exc:
             raise Unauthenticated(str(exc)) from exc
-        if call.key != call.agent and call.key != await self._key_in_force(call.agent):
+        if call.key != await self._key_in_force(call.agent, own_key=call.key == call.agent):
             raise Unauthenticated(f"the request is signed by {call.key}, which is not the key in force of "
                                   f"{call.agent}")
         self._remember(call.jti, call.expires)
         return call.agent
 
-    async def _key_in_force(self, agent: str) -> str:
+    async def _key_in_force(self, agent: str, *, own_key: bool) -> str:
         cached = self._key_cache.get(agent)
         now = self.clock()
         if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
         if self.keys is None:
+            if own_key:
+                return agent
             raise Unauthenticated(f"the request is signed by a rotated key of {agent}, and this node has no registry "
                                   "to verify its key history")
         try:
             key = await self.keys(agent)
+        except Unauthenticated:
+            raise
         except Exception as exc:
+            if own_key:  # the registry is out of reach: the id's own key still proves the id
+                log.warning("the key history of %s could not be checked (%s): accepting its own key", agent, exc)
+                return agent
             raise Unauthenticated(f"the key history of {agent} could not be verified: {exc}") from exc
+        key = agent if key is None else key
+        if len(self._key_cache) >= MAX_REMEMBERED:
+            self._key_cache.clear()
         self._key_cache[agent] = (now, key)
         return key
 

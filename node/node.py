@@ -23,14 +23,14 @@ from sqlalchemy import text
 from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.witness import WitnessPolicy
-from guildnet.registry.client import LogForked, RegistryClient
+from guildnet.registry.client import LogForked, RegistryClient, RegistryError
 
 from .a2a.client import A2AClient
 from .a2a.service import A2AService
 from .a2a.store import open_task_store
 from .admin import admin_app
 from .agent import Agent
-from .callers import AnonymousPolicy, Authenticator
+from .callers import AnonymousPolicy, Authenticator, Unauthenticated
 from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
 from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
@@ -212,9 +212,18 @@ class Node:
                 if agent.peer_fallback is None and self.registry_url:
                     agent.peer_fallback = self._peer_fallback
 
-    async def _key_in_force(self, agent: str) -> str:
-        """A calling agent's key in force, from its record verified through the node's registry client."""
-        return (await (await self.delegator()).registry.get(agent)).current_key
+    async def _key_in_force(self, agent: str) -> str | None:
+        """A calling agent's key in force, from its record verified through the node's registry client (None for
+        an id the registry does not know)."""
+        try:
+            entry = await (await self.delegator()).registry.get(agent)
+        except RegistryError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if entry.revoked:
+            raise Unauthenticated(f"{agent} is revoked")
+        return entry.current_key
 
     async def _peer_fallback(self, skill: str, arguments: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
         return (await self.delegate(skill, arguments, traceparent=traceparent)).output

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 MAX_DEPTH: Final = 100
 
@@ -95,3 +95,19 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     if isinstance(value, dict | list) and deeper_than(value, max_depth):
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels")
     return value
+
+
+class ByteSource(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+async def read_at_most(source: ByteSource, limit: int) -> bytes:
+    """The first ``limit`` bytes of ``source`` (all of it when shorter). A stream's ``read(n)`` returns what has
+    arrived, possibly less than ``n`` before the end, so this reads until ``limit`` or the end; read
+    ``limit + 1`` to tell an over-long body from one of exactly ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await source.read(limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

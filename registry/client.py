@@ -39,8 +39,8 @@ from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witne
 
 JOSE = "application/jose"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-REPUTATION_BATCH = 64
 """The most a client reads of one reply: a search page of 100 records with their key histories fits many times."""
+REPUTATION_BATCH = 64
 
 
 class RegistryError(Exception):
@@ -191,7 +191,7 @@ class RegistryClient:
     @staticmethod
     async def _check(response: aiohttp.ClientResponse) -> Any:
         """The reply's JSON (at most :data:`MAX_RESPONSE_BYTES`, nesting bounded), or :class:`RegistryError`."""
-        raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+        raw = await bounded_json.read_at_most(response.content, MAX_RESPONSE_BYTES + 1)
         if len(raw) > MAX_RESPONSE_BYTES:
             raise UntrustworthyRecord(f"the registry's reply is larger than the {MAX_RESPONSE_BYTES} bytes a client "
                                       "reads")

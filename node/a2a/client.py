@@ -175,7 +175,7 @@ class A2AClient:
         if resp.content_length is not None and resp.content_length > self.max_response_bytes:
             raise A2AClientError(f"{what}: the reply is {resp.content_length} bytes, more than the "
                                  f"{self.max_response_bytes} this client reads")
-        raw = await resp.content.read(self.max_response_bytes + 1)
+        raw = await bounded_json.read_at_most(resp.content, self.max_response_bytes + 1)
         if len(raw) > self.max_response_bytes:
             raise A2AClientError(f"{what}: the reply is larger than the {self.max_response_bytes} bytes this client "
                                  "reads")

@@ -33,6 +33,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from guildnet.protocols import bounded_json
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -156,16 +158,6 @@ class _Exchange:
         return web.Response(status=500, text="ASGI application returned no response")
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    """The body, or its first ``limit`` bytes (``read(n)`` may return less than n before the end: loop)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit and (chunk := await request.content.read(limit - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 Authorize = Callable[[web.Request, bytes], Awaitable[web.StreamResponse | None]]
 """Looks at a request and its whole body before the application does: a response refuses it, None lets it in."""
 
@@ -186,7 +178,7 @@ def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
         if authorize is not None:
             try:
                 async with asyncio.timeout(body_timeout):
-                    body = await _read_at_most(request, max_body_size + 1)
+                    body = await bounded_json.read_at_most(request.content, max_body_size + 1)
             except TimeoutError:
                 timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
                 timed_out.force_close()
