@@ -28,6 +28,12 @@ MAX_SKILLS = 64
 MAX_TAGS = 32
 MAX_SCHEMA_BYTES = 32 * 1024
 
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+"""A lower-case DNS name of at least two labels (internationalised names in their ``xn--`` form)."""
+MAX_DOMAIN_LENGTH = 243
+"""253 (a DNS name's limit) less ``_guildnet.``, where the domain's TXT proof lives. Bounded as ``max_length``:
+pydantic's regex engine has no look-ahead to bound it in the pattern."""
+
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4096)]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -101,6 +107,7 @@ class ModelFacts(_Strict):
 class Organisation(_Strict):
     id: str
     name: Name
+    domain: Annotated[str, Field(pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)] | None = None
     endorsement: str = Field(description="compact JWS by the organisation key: {'agent': <agent did>}")
 
     _did = field_validator("id")(_check_did)

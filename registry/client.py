@@ -23,6 +23,7 @@ import aiohttp
 from guildnet.protocols import jws, signed_write
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.did import is_did_key
+from guildnet.protocols.domain import DomainMark, served_mark
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.merkle import (
     InvalidCheckpoint,
@@ -33,6 +34,11 @@ from guildnet.protocols.merkle import (
     verify_inclusion,
 )
 from guildnet.protocols.transparency import leaf_data, origin_for
+
+# The node may import this module alone of the registry package, and re-checks domain proofs itself: the look-up
+# adapter the registry uses is re-exported here so that both use one (see registry/domain_lookup.py).
+from .domain_lookup import DomainLookupSettings as DomainLookupSettings
+from .domain_lookup import DomainResolver as DomainResolver
 
 JOSE = "application/jose"
 
@@ -90,6 +96,8 @@ class AgentEntry:
     version: int
     jws: str | None
     log_index: int | None = None
+    domain: DomainMark | None = None
+    """What the registry says it verified of ``organisation.domain`` (its word, not a proof: see docs/domains.md)."""
 
     @property
     def id(self) -> str:
@@ -127,7 +135,9 @@ def verify_entry(body: Mapping[str, Any], *, require_jws: bool) -> AgentEntry:
     return AgentEntry(facts=facts, live=bool(body["live"]), last_seen=float(body["last_seen"]),
                       revoked=bool(body.get("revoked", False)), current_key=str(body.get("current_key", facts.id)),
                       version=int(body.get("version", facts.version)), jws=token,
-                      log_index=int(body["log_index"]) if body.get("log_index") is not None else None)
+                      log_index=int(body["log_index"]) if body.get("log_index") is not None else None,
+                      domain=served_mark(facts.organisation, body.get("domain")))
+
 
 
 def _hashes(values: Any) -> list[bytes]:

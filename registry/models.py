@@ -41,6 +41,21 @@ class AgentRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """Transparency-log index of the registration now in force (migration 0002)."""
+    org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    """The domain the facts claim for the organisation (migration 0005); its mark is in ``org_domains``."""
+
+
+class OrgDomainRow(Base):
+    """The registry's mark for one organisation's claim to one domain (migration 0005): ``mark`` is the
+    :class:`~guildnet.protocols.domain.DomainMark` JSON as served; status and time drive the re-check schedule."""
+
+    __tablename__ = "org_domains"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    checked_at: Mapped[float] = mapped_column(Float, index=True)
+    mark: Mapped[str] = mapped_column(Text)
 
 
 class AgentSkillRow(Base):

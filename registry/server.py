@@ -22,6 +22,8 @@ from guildnet.protocols import keyfile
 from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_write
 
 from .db import create_engine, migrate
+from .domain_lookup import DomainResolver
+from .domains import DomainChecker, claimed_domain
 from .explorer import add_explorer_routes
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path
 from .metrics import RegistryMetrics
@@ -29,7 +31,7 @@ from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
-from .state import CONFIG, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
+from .state import CONFIG, DOMAINS, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report
 from .watch import ChangeHub
@@ -95,8 +97,8 @@ async def _read_signed_write(request: web.Request) -> str:
         raise WriteRefused("a compact JWS is ASCII") from exc
 
 
-def _write_response(result: WriteResult, status: int = 200) -> web.Response:
-    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq}
+def _write_response(result: WriteResult, status: int = 200, **extra: object) -> web.Response:
+    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq, **extra}
     if result.log_index is not None:
         body["log_index"] = result.log_index
     return web.json_response(body, status=status)
@@ -116,7 +118,9 @@ async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
 async def register(request: web.Request) -> web.Response:
     store, write = await _open(request)
     result = await store.register(write)
-    return _write_response(result, 201 if result.created else 200)
+    claim = claimed_domain(write)  # the registration stands either way; the answer says what the registry found
+    extra = {"domain": (await request.app[DOMAINS].at_registration(*claim)).to_json()} if claim else {}
+    return _write_response(result, 201 if result.created else 200, **extra)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -335,6 +339,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     service = ReputationService(config.db_url, config.pretrusted_orgs, interval=config.reputation_interval,
                                 log_size=transparency.size, clock=config.clock)
     await service.start()
+    resolver = DomainResolver(config.domain_lookup)
+    domains = DomainChecker(store, resolver, recheck_interval=config.domain_recheck_interval,
+                            withdraw_after=config.domain_withdraw_after, clock=config.clock)
+    domains.start()
+    app[DOMAINS] = domains
     app[STORE] = store
     app[HUB] = hub
     app[LOG] = transparency
@@ -346,6 +355,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        await domains.stop()
+        await resolver.close()
         await service.stop()
         await hub.stop()
         await store.close()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS
 
+from .domain_lookup import DomainLookupSettings
+from .domains import DomainChecker
 from .log import TransparencyLog
 from .metrics import RegistryMetrics
 from .ratelimit import WriteLimits
@@ -50,6 +52,12 @@ class RegistryConfig:
     """Seconds a client may take to send a write's body; a slower (slowloris) client gets 408."""
     rate_limit_storage: str = "memory://"
     """Where counts live: ``memory://`` (per replica) or a ``limits`` storage URI such as ``redis://host:6379``."""
+    domain_lookup: DomainLookupSettings = field(default_factory=DomainLookupSettings)
+    """Where organisations' domain proofs are looked up (DNS server, CAs); default: the system's."""
+    domain_recheck_interval: float = 6 * 3600.0
+    """Seconds between checks of each claimed domain's proof."""
+    domain_withdraw_after: int = 3
+    """Failed checks in a row after which a verified domain mark is withdrawn."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -59,5 +67,6 @@ LOG = web.AppKey("log", TransparencyLog)
 REPUTATION = web.AppKey("reputation", ReputationService)
 METRICS = web.AppKey("metrics", RegistryMetrics)
 LIMITS = web.AppKey("limits", WriteLimits)
+DOMAINS = web.AppKey("domains", DomainChecker)
 WATCHERS = web.AppKey("watchers", Counter[str])
 """Open watch sockets per client address."""

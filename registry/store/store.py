@@ -102,6 +102,11 @@ class RegistryStore:
         count: int = await self._writer.run(self._writes.purge_nonces)
         return count
 
+    async def write(self, work: Callable[[Connection], Any]) -> Any:
+        """Run a synchronous write in the next group-committed transaction; its result once that committed (the
+        domain marks of :mod:`guildnet.registry.domains` are written here, so SQLite keeps one writer)."""
+        return await self._writer.run(work)
+
     # -- reads --------------------------------------------------------------------------------------
 
     async def read(self, query: Callable[[Connection], Any]) -> Any:
