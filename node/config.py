@@ -12,6 +12,8 @@
     pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
     pii_names = "auto"                      # person names: "auto" if spaCy is installed, "on" (required), "off"
     retention_days = 30                     # process data older than this is deleted
+    org_domain = "acme.example"             # optional: the domain the organisation claims (docs/domains.md)
+    require_verified_domain = false         # delegate only to organisations whose domain this node proved
 
     [[agents]]
     agent = "agent.py:agent"        # a Python file (relative to this TOML) or module, and the attribute
@@ -35,7 +37,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -44,6 +46,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from guildnet.protocols.agentfacts import DOMAIN_PATTERN, MAX_DOMAIN_LENGTH
+from guildnet.registry.client import DomainLookupSettings, parse_dns_server
 
 from .agent import Agent
 from .pii import NameDetectionUnavailable, NamesSetting, Scrubber
@@ -98,6 +103,10 @@ class NodeConfig(BaseSettings):
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"
     retention_days: int = Field(30, ge=1)
+    org_domain: str | None = Field(None, pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)
+    require_verified_domain: bool = False
+    dns_server: str | None = None
+    domain_ca_file: Path | None = None
     agents: list[AgentConfig] = Field(min_length=1, exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -109,9 +118,22 @@ class NodeConfig(BaseSettings):
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _NodeEnvironment(settings_cls), InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
 
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_server(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_dns_server(value)
+        return value
+
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def domain_lookup(self) -> DomainLookupSettings:
+        """Where this node looks up other organisations' domain proofs."""
+        return DomainLookupSettings(dns_server=self.dns_server,
+                                    ca_file=str(self.domain_ca_file) if self.domain_ca_file else None)
 
 
 def _describe(error: ValidationError, where: str) -> str:
@@ -152,9 +174,9 @@ def load_config(path: str | Path, **flags: Any) -> NodeConfig:
     if clash:
         raise ConfigError(f"{source} [node]: unknown keys {clash}")
     values: dict[str, Any] = {**node, "agents": agents, "base_dir": base}
-    for key in ("org_key", "db"):
+    for key in ("org_key", "domain_ca_file", "db"):
         if isinstance(values.get(key), str):
-            values[key] = str(base / values[key]) if key == "org_key" else resolve_db_url(values[key], base)
+            values[key] = str(base / values[key]) if key != "db" else resolve_db_url(values[key], base)
     for entry in agents:
         if isinstance(entry, dict) and isinstance(entry.get("key"), str):
             entry["key"] = str(base / entry["key"])

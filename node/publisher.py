@@ -30,12 +30,13 @@ class PublishedAgent:
 
 
 def build_facts(published: PublishedAgent, *, org_key: SigningKey, org_name: str, base_url: str,
-                version: int) -> AgentFacts:
+                version: int, org_domain: str | None = None) -> AgentFacts:
     agent = published.agent
     return AgentFacts.model_validate({
         "id": published.key.did,
         "name": agent.name,
-        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, published.key.did)},
+        "organisation": {"id": org_key.did, "name": org_name, "endorsement": endorse(org_key, published.key.did),
+                         **({"domain": org_domain} if org_domain else {})},
         "description": agent.description,
         "version": version,
         "endpoints": {"a2a": f"{base_url}/agents/{agent.name}/a2a", "mcp": f"{base_url}/mcp"},
@@ -49,12 +50,13 @@ class Publisher:
     """Registers every agent at start, heartbeats at a third of its TTL, revokes on retire."""
 
     def __init__(self, registry_url: str, agents: Sequence[PublishedAgent], *, org_key: SigningKey, org_name: str,
-                 base_url: str) -> None:
+                 base_url: str, org_domain: str | None = None) -> None:
         self.client = RegistryClient(registry_url)
         self.agents = list(agents)
         self.org_key = org_key
         self.org_name = org_name
         self.base_url = base_url
+        self.org_domain = org_domain
         # Versions must grow across restarts without local state: the start time in seconds does.
         self.version = int(time.time())
         self.registered: set[str] = set()
@@ -62,14 +64,17 @@ class Publisher:
 
     def facts(self, published: PublishedAgent) -> AgentFacts:
         return build_facts(published, org_key=self.org_key, org_name=self.org_name, base_url=self.base_url,
-                           version=self.version)
+                           version=self.version, org_domain=self.org_domain)
 
     async def register_all(self) -> None:
         for published in self.agents:
             facts = self.facts(published)
-            await self.client.register(facts, published.key)
+            answer = await self.client.register(facts, published.key)
             self.registered.add(facts.id)
             log.info("registered %s as %s", published.agent.name, facts.id)
+            mark = answer.get("domain")
+            if isinstance(mark, dict) and mark.get("status") != "verified":
+                log.warning("the registry did not verify the domain %s: %s", self.org_domain, mark.get("detail"))
 
     async def _keep_alive(self) -> None:
         delay = 1.0

@@ -39,6 +39,7 @@ from guildnet.protocols.transparency import leaf_data, origin_for
 # adapter the registry uses is re-exported here so that both use one (see registry/domain_lookup.py).
 from .domain_lookup import DomainLookupSettings as DomainLookupSettings
 from .domain_lookup import DomainResolver as DomainResolver
+from .domain_lookup import parse_dns_server as parse_dns_server
 
 JOSE = "application/jose"
 
