@@ -3,7 +3,10 @@ every record (get and search), re-checked on a schedule and withdrawn after repe
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from registry_support import Org, live_registry, new_org
 from guildnet.protocols.agentfacts import AgentFacts
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient
-from guildnet.registry.server import DOMAINS
+from guildnet.registry.state import DOMAINS
 
 
 def claiming(org: Org, name: str, domain: str, **extra: Any) -> tuple[SigningKey, AgentFacts]:
@@ -147,3 +150,46 @@ async def test_recent_failures_are_not_looked_up_again_at_each_registration(db_u
         clock.now += 61
         key, facts = claiming(mallory, "m3", "acme.example")
         assert (await client.register(facts, key))["domain"]["status"] == "verified"
+
+
+async def guildnet(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "guildnet.cli", *args,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.slow
+async def test_search_show_and_the_explorer_show_the_mark_and_show_checks_the_proof(tmp_path: Path) -> None:
+    acme, mallory = new_org("acme"), new_org("mallory")
+    async with domains(tmp_path) as world, \
+            live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db", domain_lookup=world.settings) as registry, \
+            RegistryClient(registry.url) as client:
+        world.prove_by_dns("acme.example", acme.key)
+        honest_key, honest = claiming(acme, "honest", "acme.example")
+        impostor_key, impostor = claiming(mallory, "impostor", "acme.example")
+        plain_key, plain = mallory.agent("plain")
+        for key, facts in ((honest_key, honest), (impostor_key, impostor), (plain_key, plain)):
+            await client.register(facts, key)
+        lookups = ("--dns-server", str(world.settings.dns_server), "--domain-ca-file", str(world.settings.ca_file))
+        (code, table, _), (good, shown, _), (bad, refused, _), (_, as_json, _) = await asyncio.gather(
+            guildnet("registry", "search", "--registry", registry.url, "--skill", "echo"),
+            guildnet("registry", "show", "--registry", registry.url, honest.id, "--check-domain", *lookups),
+            guildnet("registry", "show", "--registry", registry.url, impostor.id, "--check-domain", *lookups),
+            guildnet("registry", "show", "--registry", registry.url, impostor.id, "--json"))
+        assert code == 0
+        rows = {line.split()[0]: line for line in table.splitlines() if line.split()[:1] in (["honest"], ["impostor"],
+                                                                                            ["plain"])}
+        assert "acme.example ✓" in rows["honest"] and "acme.example ?" in rows["impostor"]
+        assert rows["plain"].split()[2] == "-"
+        assert good == 0 and "the registry says: verified by dns" in shown and "checked here: verified by dns" in shown
+        assert bad == 1 and "the registry says: unverified" in refused and "checked here: NOT proven" in refused
+        assert json.loads(as_json)["domain"]["status"] == "unverified"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{registry.url}/") as response:
+                listing = await response.text()
+            async with http.get(f"{registry.url}/agents/{honest.id}") as response:
+                page = await response.text()
+        assert "✓ acme.example" in listing and "? acme.example unverified" in listing
+        assert 'class="badge domain-verified"' in page and "This is this registry's statement" in page
