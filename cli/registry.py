@@ -29,7 +29,7 @@ _FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path",
               "log_format": "log_format", "log_level": "log_level", "write_rate_per_ip": "write_rate_per_ip",
               "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage",
               "max_watchers_per_ip": "max_watchers_per_ip", "dns_server": "dns_server",
-              "domain_ca_file": "domain_ca_file", "domain_recheck_interval": "domain_recheck_interval",
+              "domain_ca_file": "ca_file", "domain_recheck_interval": "domain_recheck_interval",
               "domain_withdraw_after": "domain_withdraw_after"}
 
 

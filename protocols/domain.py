@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from . import bounded_json, jws
-from .agentfacts import Organisation
+from .agentfacts import DOMAIN_PATTERN, MAX_DOMAIN_LENGTH, Organisation
 from .did import is_did_key
 from .keys import SigningKey
 
@@ -62,6 +63,11 @@ class DomainLookups(Protocol):
         """The body of ``https://<domain>/.well-known/guildnet-org.json`` (at most
         :data:`MAX_WELL_KNOWN_BYTES`); ``None`` on 404 or 410; :class:`LookupFailed` on anything else."""
         ...
+
+
+def is_domain_name(value: str) -> bool:
+    """Whether ``value`` may be claimed as ``organisation.domain`` (the AgentFacts rule)."""
+    return len(value) <= MAX_DOMAIN_LENGTH and re.fullmatch(DOMAIN_PATTERN, value) is not None
 
 
 # -- DNS ---------------------------------------------------------------------------------------------------------

@@ -201,3 +201,25 @@ async def test_check_domain_proves_by_dns_then_https_and_explains_a_refusal(tmp_
         assert not gone.verified and time.monotonic() - started < 3.0
     finally:
         await resolver.close()
+
+
+def test_keys_domain_proof_prints_proofs_that_verify(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from guildnet.cli.main import main
+    from guildnet.protocols import keyfile
+
+    org = SigningKey.generate()
+    keyfile.save(org, tmp_path / "org.key")
+    result = CliRunner().invoke(main, ["keys", "domain-proof", str(tmp_path / "org.key"), "acme.example", "--json",
+                                       "--lifetime-days", "30"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["txt_name"] == "_guildnet.acme.example"
+    assert printed["url"] == "https://acme.example/.well-known/guildnet-org.json"
+    assert orgs_in_txt([printed["txt"]]) == {org.did}
+    body = json.dumps(printed["document"]).encode()
+    assert orgs_in_well_known(body, "acme.example", now=time.time()) == {org.did}
+    assert orgs_in_well_known(body, "acme.example", now=time.time() + 31 * 86400) == frozenset()
+    refused = CliRunner().invoke(main, ["keys", "domain-proof", str(tmp_path / "org.key"), "https://acme.example"])
+    assert refused.exit_code == 2 and "not a lower-case DNS name" in refused.output

@@ -193,3 +193,22 @@ async def test_search_show_and_the_explorer_show_the_mark_and_show_checks_the_pr
                 page = await response.text()
         assert "✓ acme.example" in listing and "? acme.example unverified" in listing
         assert 'class="badge domain-verified"' in page and "This is this registry's statement" in page
+
+
+@pytest.mark.slow
+async def test_registry_serve_takes_its_resolver_and_cas_from_its_config_file(tmp_path: Path) -> None:
+    from registry_support import key_path_for, registry_process
+
+    acme = new_org("acme")
+    async with domains(tmp_path) as world:
+        world.prove_by_dns("acme.example", acme.key)
+        config = tmp_path / "registry.toml"  # the CA file's path is relative to the config file (it must exist)
+        config.write_text(f'[registry]\ndns_server = "{world.settings.dns_server}"\ndomain_ca_file = "test-ca.pem"\n'
+                          "domain_withdraw_after = 2\n")
+        db_url = f"sqlite:///{tmp_path}/r.db"
+        async with registry_process(db_url, "--config", str(config), "--key", key_path_for(db_url)) as url, \
+                RegistryClient(url) as client:
+            key, facts = claiming(acme, "billing", "acme.example")
+            answer = await client.register(facts, key)
+        assert answer["domain"]["status"] == "verified" and answer["domain"]["method"] == "dns"
+        assert world.zone.queries[("_guildnet.acme.example", "TXT")] == 1  # the configured server was asked
