@@ -5,7 +5,8 @@ business; the mark is the registry's), and the registry checks the proof before 
 this (organisation, domain) recently: every agent of an organisation shares one mark, so a node that registers
 twenty agents causes one look-up. The answer carries the mark; records served afterwards carry it too.
 
-A background task re-checks each mark still claimed by an unrevoked agent every ``recheck_interval`` seconds. A
+A background task re-checks each claim an unrevoked agent makes every ``recheck_interval`` seconds (and checks
+one whose check at registration did not finish). A
 verified mark survives ``withdraw_after - 1`` failed checks in a row (a resolver outage is not a lost domain) and
 is withdrawn at the next, with a warning in the log. What a mark may say is decided in
 :func:`guildnet.protocols.domain.next_mark`; the look-ups are :mod:`.domain_lookup`'s.
@@ -36,8 +37,10 @@ _UPSERT_MARK = text(
     "ON CONFLICT (org_id, domain) DO UPDATE SET status = excluded.status, checked_at = excluded.checked_at, "
     "mark = excluded.mark")
 _DUE = text(
-    "SELECT d.mark FROM org_domains d WHERE d.checked_at <= :due AND EXISTS (SELECT 1 FROM agents a "
-    "WHERE a.org_id = d.org_id AND a.org_domain = d.domain AND NOT a.revoked) ORDER BY d.checked_at LIMIT :limit")
+    "SELECT DISTINCT a.org_id, a.org_domain, d.mark, d.checked_at FROM agents a LEFT JOIN org_domains d "
+    "ON d.org_id = a.org_id AND d.domain = a.org_domain WHERE a.org_domain IS NOT NULL AND NOT a.revoked "
+    "AND (d.checked_at IS NULL OR d.checked_at <= :due) ORDER BY d.checked_at LIMIT :limit")
+"""Claims an unrevoked agent makes whose mark is due (or missing: a check at registration that did not finish)."""
 
 
 def claimed_domain(write: SignedWrite) -> tuple[str, str] | None:
@@ -117,23 +120,23 @@ class DomainChecker:
                      mark.failures, mark.detail)
 
     async def recheck_due(self) -> int:
-        """Re-check the marks (of claims still made by an unrevoked agent) last checked ``recheck_interval`` ago or
-        more, oldest first, one batch; returns how many were checked."""
+        """Check the claims unrevoked agents make whose mark was last checked ``recheck_interval`` ago or more (or
+        that have none), oldest first, one batch; returns how many were checked."""
         due = self.clock() - self.recheck_interval
-        rows = await self.store.read(lambda conn: conn.execute(_DUE, {"due": due, "limit": self.BATCH}).scalars()
-                                     .all())
-        marks = [DomainMark.from_json_text(row) for row in rows]
+        rows = await self.store.read(lambda conn: conn.execute(_DUE, {"due": due, "limit": self.BATCH}).all())
+        claims = [(str(org), str(domain), DomainMark.from_json_text(mark) if mark else None)
+                  for org, domain, mark, _ in rows]
         gate = asyncio.Semaphore(self.CONCURRENCY)
 
-        async def one(mark: DomainMark) -> None:
+        async def one(org: str, domain: str, previous: DomainMark | None) -> None:
             async with gate:
-                await self.check(mark.org, mark.domain, mark)
+                await self.check(org, domain, previous)
 
-        results = await asyncio.gather(*(one(m) for m in marks), return_exceptions=True)
-        for mark, result in zip(marks, results, strict=True):
+        results = await asyncio.gather(*(one(*claim) for claim in claims), return_exceptions=True)
+        for (org, domain, _), result in zip(claims, results, strict=True):
             if isinstance(result, Exception):
-                log.error("re-check of %s for %s failed: %r", mark.domain, mark.org, result)
-        return len(marks)
+                log.error("check of %s for %s failed: %r", domain, org, result)
+        return len(claims)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._schedule(), name="guildnet-domain-recheck")

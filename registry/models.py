@@ -41,7 +41,7 @@ class AgentRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """Transparency-log index of the registration now in force (migration 0002)."""
-    org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True, index=True)
     """The domain the facts claim for the organisation (migration 0005); its mark is in ``org_domains``."""
 
 

@@ -119,7 +119,12 @@ async def register(request: web.Request) -> web.Response:
     store, write = await _open(request)
     result = await store.register(write)
     claim = claimed_domain(write)  # the registration stands either way; the answer says what the registry found
-    extra = {"domain": (await request.app[DOMAINS].at_registration(*claim)).to_json()} if claim else {}
+    extra = {}
+    if claim is not None:
+        try:
+            extra["domain"] = (await request.app[DOMAINS].at_registration(*claim)).to_json()
+        except Exception:  # the registration is committed: say so, and check the domain on the schedule
+            log.exception("could not check the domain %s of organisation %s at registration", claim[1], claim[0])
     return _write_response(result, 201 if result.created else 200, **extra)
 
 

@@ -212,3 +212,27 @@ async def test_registry_serve_takes_its_resolver_and_cas_from_its_config_file(tm
             answer = await client.register(facts, key)
         assert answer["domain"]["status"] == "verified" and answer["domain"]["method"] == "dns"
         assert world.zone.queries[("_guildnet.acme.example", "TXT")] == 1  # the configured server was asked
+
+
+async def test_a_claim_whose_check_did_not_finish_at_registration_is_checked_on_the_schedule(
+        db_url: str, tmp_path: Path) -> None:
+    acme = new_org("acme")
+    clock = Clock()
+    async with domains(tmp_path) as world, \
+            live_registry(db_url, domain_lookup=world.settings, clock=clock) as registry, \
+            RegistryClient(registry.url) as client:
+        world.prove_by_dns("acme.example", acme.key)
+        checker = registry.app[DOMAINS]
+
+        async def broken(org: str, domain: str) -> Any:
+            raise OSError("the store went away")
+
+        checker.at_registration = broken  # type: ignore[method-assign]
+        key, facts = claiming(acme, "billing", "acme.example")
+        answer = await client.register(facts, key)
+        assert "domain" not in answer and (await client.get(facts.id)).id == facts.id  # registered all the same
+        assert (await client.get(facts.id)).domain is None
+        assert await checker.recheck_due() == 1
+        mark = (await client.get(facts.id)).domain
+        assert mark is not None and mark.verified
+        assert await checker.recheck_due() == 0  # not due again before the interval
