@@ -25,19 +25,16 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 from dnslib.server import DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 from measure import percentile
-from processes import free_port, guildnet_process
+from processes import free_port, guildnet_process, registry_database
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import Delegator
@@ -50,7 +47,6 @@ from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import DomainLookupSettings, DomainResolver, RegistryClient
 
 RESULTS = Path(__file__).with_name("results")
-PG_ADMIN = os.environ.get("GUILDNET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ORGS = 20
 CHUNK = 500
 
@@ -101,22 +97,12 @@ def zone(orgs: list[SigningKey]) -> str:
 
 async def run_backend(backend: str, orgs: list[SigningKey], dns: str, agents: int, concurrency: int,
                       repeats: int) -> dict[str, Any]:
-    tmp = tempfile.mkdtemp(prefix="guildnet-bench-domains-")
-    pg_name = None
-    if backend == "sqlite":
-        db = f"sqlite:///{tmp}/registry.db"
-    else:
-        pg_name = f"guildnet_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        await admin.close()
-        db = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off", "--dns-server", dns]
-    try:
-        pinned = shutil.which("taskset") is not None
-        async with guildnet_process(args, port, Path(tmp) / "registry.log", pinned=pinned), \
+    async with registry_database(backend, "guildnet-bench-domains-") as (db, tmp):
+        args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off", "--dns-server",
+                dns]
+        async with guildnet_process(args, port, tmp / "registry.log", pinned=shutil.which("taskset") is not None), \
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
             timed = {"claimed": 0.0, "plain": 0.0}
             for start in range(0, agents // 2, CHUNK):
@@ -135,30 +121,21 @@ async def run_backend(backend: str, orgs: list[SigningKey], dns: str, agents: in
 
             def get(path: str) -> Callable[[int], Awaitable[object]]:
                 async def call(i: int) -> object:
-                    async with session.get(url + path.format(i=i)) as response:
+                    async with session.get(url + path) as response:
                         assert response.status == 200
                         return await response.read()
                 return call
 
-            def get_id(skill: str) -> Callable[[int], Awaitable[object]]:
-                async def call(i: int) -> object:
-                    async with session.get(f"{url}/v1/agents/{ids[skill][i % len(ids[skill])]}") as response:
-                        return await response.read()
-                return call
+            def get_one(skill: str) -> Callable[[int], Awaitable[object]]:
+                return lambda i: get(f"/v1/agents/{ids[skill][i % len(ids[skill])]}")(i)
 
             result: dict[str, Any] = {"backend": backend, "agents": agents,
                                       "register_per_s": {s: agents // 2 / t for s, t in timed.items()}}
             for skill in ("claimed", "plain"):
                 result[f"search_{skill}"] = await latency(get(f"/v1/agents?skill={skill}&limit=20"), repeats)
-                result[f"get_{skill}"] = await latency(get_id(skill), repeats)
+                result[f"get_{skill}"] = await latency(get_one(skill), repeats)
             result["node"] = await node_figures(url, session, orgs, dns, repeats)
-        return result
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if pg_name:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            await admin.close()
+            return result
 
 
 async def node_figures(url: str, session: aiohttp.ClientSession, orgs: list[SigningKey], dns: str,

@@ -56,6 +56,10 @@ class DomainChecker:
     BATCH = 256
     """Marks re-checked per round of the schedule (a round a minute at most), ``CONCURRENCY`` at a time."""
     CONCURRENCY = 8
+    REMEMBERED = 30.0
+    """Seconds a mark this replica read or wrote answers registrations without a database read (an organisation
+    registers its agents together); the served records always read the stored mark."""
+    MAX_REMEMBERED = 10_000
 
     def __init__(self, store: RegistryStore, lookups: DomainLookups, *, recheck_interval: float,
                  withdraw_after: int, retry_interval: float = 60.0, clock: Callable[[], float] = time.time) -> None:
@@ -68,12 +72,25 @@ class DomainChecker:
         the registry query a domain in a loop."""
         self.clock = clock
         self._running: dict[tuple[str, str], asyncio.Future[DomainMark]] = {}
+        self._remembered: dict[tuple[str, str], tuple[float, DomainMark]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def mark(self, org: str, domain: str) -> DomainMark | None:
+        remembered = self._remembered.get((org, domain))
+        if remembered is not None and time.monotonic() - remembered[0] < self.REMEMBERED:
+            return remembered[1]
         stored = await self.store.read(lambda conn: conn.execute(_SELECT_MARK, {"org": org, "domain": domain})
                                        .scalar())
-        return DomainMark.from_json_text(stored) if stored is not None else None
+        if stored is None:
+            return None
+        mark = DomainMark.from_json_text(stored)
+        self._remember(mark)
+        return mark
+
+    def _remember(self, mark: DomainMark) -> None:
+        if len(self._remembered) >= self.MAX_REMEMBERED:
+            self._remembered.clear()
+        self._remembered[(mark.org, mark.domain)] = (time.monotonic(), mark)
 
     async def at_registration(self, org: str, domain: str) -> DomainMark:
         """The mark for a claim a registration just made: the stored one if checked recently enough, else a
@@ -97,6 +114,7 @@ class DomainChecker:
             result = await check_domain(domain, org, self.lookups, now=self.clock())
             mark = next_mark(previous, result, withdraw_after=self.withdraw_after)
             await self.store.write(lambda conn: _store(conn, mark))
+            self._remember(mark)
             self._report(previous, mark)
             future.set_result(mark)
             return mark
