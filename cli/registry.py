@@ -256,12 +256,15 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
     if not page.agents:
         click.echo("no agents found")
         return
-    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} ID")
+    domains = any(entry.facts.organisation.domain for entry in page.agents)  # a DOMAIN column when any claims one
+    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} ID" if domains
+               else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} ID")
     for entry in page.agents:
         skills = ",".join(s.id for s in entry.facts.skills)
-        click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} "
-                   f"{_domain_cell(entry)[-24:]:<24} {'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
-    if any(entry.facts.organisation.domain for entry in page.agents):
+        domain = f"{_domain_cell(entry)[-24:]:<24} " if domains else ""
+        click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} {domain}"
+                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
+    if domains:
         click.echo("domain: ✓ verified, ? claimed but not proven, ✗ withdrawn, as the registry says "
                    "(`registry show ID --check-domain` checks the proof yourself)")
     if page.next:

@@ -15,7 +15,6 @@ is withdrawn at the next, with a warning in the log. What a mark may say is deci
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -71,7 +70,7 @@ class DomainChecker:
         """A claim that failed is checked again at registration no sooner than this: re-registering cannot make
         the registry query a domain in a loop."""
         self.clock = clock
-        self._running: dict[tuple[str, str], asyncio.Future[DomainMark]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[DomainMark]] = {}
         self._remembered: dict[tuple[str, str], tuple[float, DomainMark]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -103,27 +102,23 @@ class DomainChecker:
         return await self.check(org, domain, previous)
 
     async def check(self, org: str, domain: str, previous: DomainMark | None) -> DomainMark:
-        """Check the claim now (joining a check of the same claim already under way) and store the new mark."""
+        """Check the claim now and store the new mark; a check of the same claim already under way is joined, and
+        a caller that goes away (a registration whose client hung up) does not stop it."""
         key = (org, domain)
-        running = self._running.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[DomainMark] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
-        try:
-            result = await check_domain(domain, org, self.lookups, now=self.clock())
-            mark = next_mark(previous, result, withdraw_after=self.withdraw_after)
-            await self.store.write(lambda conn: _store(conn, mark))
-            self._remember(mark)
-            self._report(previous, mark)
-            future.set_result(mark)
-            return mark
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here: joiners re-raise it, and nobody else must
-            raise
-        finally:
-            del self._running[key]
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.create_task(self._check(org, domain, previous), name=f"guildnet-domain-check-{domain}")
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _check(self, org: str, domain: str, previous: DomainMark | None) -> DomainMark:
+        result = await check_domain(domain, org, self.lookups, now=self.clock())
+        mark = next_mark(previous, result, withdraw_after=self.withdraw_after)
+        await self.store.write(lambda conn: _store(conn, mark))
+        self._remember(mark)
+        self._report(previous, mark)
+        return mark
 
     @staticmethod
     def _report(previous: DomainMark | None, mark: DomainMark) -> None:
@@ -169,11 +164,12 @@ class DomainChecker:
                 log.exception("domain re-check round failed; retrying")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the schedule and any check under way (before the store closes)."""
+        tasks = [t for t in (self._task, *self._running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
 
 
 def _store(conn: Connection, mark: DomainMark) -> Any:
