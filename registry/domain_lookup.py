@@ -62,6 +62,10 @@ class DomainLookupSettings:
     https_port: int = 443
     """Where the HTTPS proof is fetched; only a test server is anywhere but 443."""
 
+    def __post_init__(self) -> None:
+        if self.dns_server is not None:
+            parse_dns_server(self.dns_server)  # a bad address fails here, not at the first look-up
+
 
 class _Resolver(AbstractResolver):
     """aiohttp host resolution through the configured DNS server, so the HTTPS proof's host is found where the

@@ -131,6 +131,8 @@ def test_dns_server_settings_are_addresses() -> None:
     for bad in ("dns.example", "127.0.0.1:0", "127.0.0.1:x", "[::1]x"):
         with pytest.raises(ValueError):
             parse_dns_server(bad)
+        with pytest.raises(ValueError):
+            DomainLookupSettings(dns_server=bad)
 
 
 async def test_the_resolver_reads_real_dns_and_https_answers_and_says_when_there_is_none(tmp_path: Path) -> None:
