@@ -4,18 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
 import sys
+import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
+
+PG_ADMIN = os.environ.get("GUILDNET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def registry_database(backend: str, prefix: str) -> AsyncIterator[tuple[str, Path]]:
+    """A fresh registry database URL of ``backend`` ('sqlite' or 'postgresql') and a scratch folder for its logs;
+    both are removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    pg_name = None
+    if backend == "sqlite":
+        db = f"sqlite:///{folder}/registry.db"
+    else:
+        pg_name = f"guildnet_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{pg_name}"')
+        await admin.close()
+        db = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
+    try:
+        yield db, folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if pg_name:
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin.close()
 
 
 @contextlib.asynccontextmanager

@@ -20,23 +20,19 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 from measure import percentile
-from processes import free_port, guildnet_process
+from processes import free_port, guildnet_process, registry_database
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
 from guildnet.protocols.keys import SigningKey
 
 RESULTS = Path(__file__).with_name("results")
-PG_ADMIN = os.environ.get("GUILDNET_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SKILLS = [f"skill-{i:03d}" for i in range(100)]
 WORDS = [f"w{i:04d}" for i in range(2000)]
 COMMON_WORDS = ["translate", "invoice", "summarise", "classify", "extract", "support", "legal", "finance"]
@@ -133,27 +129,17 @@ async def some_ids(url: str, count: int) -> list[str]:
 
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int) -> dict[str, Any]:
-    tmp = tempfile.mkdtemp(prefix="guildnet-bench-")
-    pg_name = None
-    if backend == "sqlite":
-        db = f"sqlite:///{tmp}/registry.db"
-    else:
-        pg_name = f"guildnet_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        await admin.close()
-        db = PG_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    # the capacity measured here is the registry's own, so the per-address write limit is off (one client
-    # sends every registration)
-    args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off"]
-    try:
-        async with guildnet_process(args, port, Path(tmp) / "registry.log", pinned=shutil.which("taskset") is not None):
+    async with registry_database(backend, "guildnet-bench-") as (db, tmp):
+        # the capacity measured here is the registry's own, so the per-address write limit is off (one client
+        # sends every registration)
+        args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off"]
+        async with guildnet_process(args, port, tmp / "registry.log", pinned=shutil.which("taskset") is not None):
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
             rate, failures = await register_all(url, agents, concurrency)
             ids = await some_ids(url, 50)
-            result = {
+            return {
                 "backend": backend, "agents": agents, "registrations_per_s": rate, "failed_registrations": failures,
                 "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
@@ -162,13 +148,6 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int)
                                                     repeats),
                 "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
             }
-        return result
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if pg_name:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            await admin.close()
 
 
 def main() -> None:

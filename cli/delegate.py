@@ -25,10 +25,14 @@ from .node import load_node
 @click.option("--min-reputation", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Reputation lower bound a peer must clear to be preferred.")
 @click.option("--prefer", type=click.Choice(["cost", "reputation", "latency"]), default="cost", show_default=True)
+@click.option("--require-verified-domain", "require_domain", is_flag=True,
+              help="Only peers whose organisation's domain this node proves itself (DNS or HTTPS), whatever the "
+                   "registry says; the config's require_verified_domain sets it for every delegation.")
 @click.option("--explain", is_flag=True, help="Only rank the candidates and say why; call nobody.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None, deadline: float,
-             budget: float | None, min_reputation: float, prefer: str, explain: bool, as_json: bool) -> None:
+             budget: float | None, min_reputation: float, prefer: str, require_domain: bool, explain: bool,
+             as_json: bool) -> None:
     """Delegate SKILL to the best live peer of another organisation, over A2A, with a signed receipt.
 
     \b
@@ -55,7 +59,8 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
             delegator = await node.delegator(as_agent=as_agent)
             if explain:
                 decision = await delegator.explain(skill, min_reputation=min_reputation, budget=budget,
-                                                   prefer=cast(Preference, prefer))
+                                                   prefer=cast(Preference, prefer),
+                                                   require_verified_domain=require_domain or None)
                 click.echo(decision.explain() if not as_json else json.dumps(
                     [{"agent": r.candidate.agent_id, "name": r.candidate.name, "rank": r.rank,
                       "reputation_lower": r.candidate.reputation_lower, "evidence": r.candidate.evidence,
@@ -63,7 +68,8 @@ def delegate(skill: str, input_text: str, config_path: str, as_agent: str | None
                      for r in decision.ranked], indent=2))
                 return 0
             result = await node.delegate(skill, arguments, deadline=deadline, budget=budget,
-                                         min_reputation=min_reputation, prefer=cast(Preference, prefer))
+                                         min_reputation=min_reputation, prefer=cast(Preference, prefer),
+                                         require_verified_domain=require_domain or None)
         except DelegationFailed as exc:
             click.echo(f"error: {exc}", err=True)
             for attempt in exc.attempts:

@@ -73,3 +73,47 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps({"did": key.did, "path": path}) if as_json else key.did)
+
+
+@keys_group.command("domain-proof")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("domain")
+@click.option("--passphrase-env", metavar="VAR", help="Passphrase in env VAR, for an encrypted key.")
+@click.option("--passphrase", "ask", is_flag=True, help="Prompt for the passphrase.")
+@click.option("--lifetime-days", type=click.IntRange(1), help="Let the HTTPS proof expire after this many days.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"txt_name", "txt", "url", "document"} as JSON.')
+def keys_domain_proof(path: str, domain: str, passphrase_env: str | None, ask: bool, lifetime_days: int | None,
+                      as_json: bool) -> None:
+    """Print what proves that DOMAIN belongs to the organisation whose key is PATH: a DNS TXT record to publish,
+    or a document to serve over HTTPS (either one is enough; docs/domains.md).
+
+    \b
+    Example:
+      guildnet keys domain-proof org.key acme.example
+    """
+    import time
+
+    from guildnet.protocols.domain import (
+        is_domain_name,
+        sign_proof,
+        txt_name,
+        txt_record,
+        well_known_document,
+        well_known_url,
+    )
+
+    if not is_domain_name(domain):
+        raise click.BadParameter(f"{domain!r} is not a lower-case DNS name such as acme.example", param_hint="DOMAIN")
+    try:
+        key = keyfile.load(path, _passphrase(passphrase_env, ask, confirm=False))
+    except (KeyFileError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    lifetime = lifetime_days * 86400 if lifetime_days else None
+    document = well_known_document([sign_proof(key, domain, now=time.time(), lifetime=lifetime)])
+    if as_json:
+        click.echo(json.dumps({"txt_name": txt_name(domain), "txt": txt_record(key.did), "url": well_known_url(domain),
+                               "document": document}, indent=2))
+        return
+    click.echo(f"DNS: publish this TXT record\n  {txt_name(domain)}. IN TXT \"{txt_record(key.did)}\"\n")
+    click.echo(f"or HTTPS: serve this at {well_known_url(domain)}\n  {json.dumps(document)}")

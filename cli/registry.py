@@ -7,7 +7,10 @@ import json
 import logging
 import os
 import sys
+import time
 import tomllib
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -29,7 +32,9 @@ _FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path",
               "log_format": "log_format", "log_level": "log_level", "write_rate_per_ip": "write_rate_per_ip",
               "write_rate_per_key": "write_rate_per_key", "rate_limit_storage": "rate_limit_storage",
               "max_watchers_per_ip": "max_watchers_per_ip", "witnesses": "witnesses",
-              "witness_quorum": "witness_quorum", "cosign_interval": "cosign_interval"}
+              "witness_quorum": "witness_quorum", "cosign_interval": "cosign_interval", "dns_server": "dns_server",
+              "domain_ca_file": "ca_file", "domain_recheck_interval": "domain_recheck_interval",
+              "domain_withdraw_after": "domain_withdraw_after"}
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -49,13 +54,39 @@ def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | N
         raise click.BadParameter(f"{value}: unknown [registry] keys {unknown}; known: {sorted(_FILE_KEYS)}",
                                  ctx, param)
     base = path.resolve().parent
-    if isinstance(table.get("key"), str):
-        table["key"] = str(base / table["key"])
+    for name in ("key", "domain_ca_file"):
+        if isinstance(table.get(name), str):
+            table[name] = str(base / table[name])
     db = table.get("db")
     if isinstance(db, str) and db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
         table["db"] = f"sqlite:///{base / db.removeprefix('sqlite:///')}"
     ctx.default_map = {**(ctx.default_map or {}), **{_FILE_KEYS[k]: v for k, v in table.items()}}
     return value
+
+
+def _dns_server(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``HOST[:PORT]`` of a DNS server, by address."""
+    if value is None:
+        return None
+    from guildnet.registry.client import parse_dns_server
+
+    try:
+        parse_dns_server(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an address or ADDRESS:PORT ({exc})", ctx, param) from exc
+    return value
+
+
+def domain_lookup_options(command: Any) -> Any:
+    """``--dns-server`` and ``--domain-ca-file``: where this process looks domain proofs up (default: the system's
+    resolver and CAs)."""
+    command = click.option("--domain-ca-file", "ca_file", type=click.Path(exists=True, dir_okay=False),
+                           envvar="GUILDNET_DOMAIN_CA_FILE",
+                           help="PEM file of the CAs an HTTPS domain proof's certificate must chain to (default: "
+                                "the system's; env GUILDNET_DOMAIN_CA_FILE).")(command)
+    return click.option("--dns-server", callback=_dns_server, metavar="ADDRESS[:PORT]", envvar="GUILDNET_DNS_SERVER",
+                        help="The DNS server to ask for domain proofs (default: the system's resolver; env "
+                             "GUILDNET_DNS_SERVER).")(command)
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str) -> str | None:
@@ -136,11 +167,19 @@ def registry_group() -> None:
 @click.option("--cosign-interval", default=1.0, show_default=True, type=click.FloatRange(0.05, 3600),
               envvar="GUILDNET_REGISTRY_COSIGN_INTERVAL",
               help="Seconds between submissions of a grown log's checkpoint to the witnesses.")
+@domain_lookup_options
+@click.option("--domain-recheck-interval", default=6 * 3600.0, show_default=True, type=click.FloatRange(1),
+              envvar="GUILDNET_REGISTRY_DOMAIN_RECHECK_INTERVAL",
+              help="Seconds between checks of each claimed domain's proof.")
+@click.option("--domain-withdraw-after", default=3, show_default=True, type=click.IntRange(1),
+              envvar="GUILDNET_REGISTRY_DOMAIN_WITHDRAW_AFTER",
+              help="Failed checks in a row after which a verified domain mark is withdrawn.")
 @log_options
 def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
           pretrusted: tuple[str, ...], reputation_interval: float, write_rate_per_ip: str | None,
           write_rate_per_key: str | None, max_watchers_per_ip: int, rate_limit_storage: str,
           witnesses: tuple[WitnessEndpoint, ...], witness_quorum: int | None, cosign_interval: float,
+          dns_server: str | None, ca_file: str | None, domain_recheck_interval: float, domain_withdraw_after: int,
           log_format: str, log_level: str) -> None:
     """Serve the registry API (also /healthz, /readyz and Prometheus /metrics).
 
@@ -155,6 +194,7 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
     from aiohttp import web
 
     from guildnet.protocols.did import is_did_key
+    from guildnet.registry.client import DomainLookupSettings
     from guildnet.registry.db import normalise_url
     from guildnet.registry.server import RegistryConfig, create_app
 
@@ -177,7 +217,10 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                                         reputation_interval=reputation_interval, write_rate_per_ip=write_rate_per_ip,
                                         write_rate_per_key=write_rate_per_key, rate_limit_storage=rate_limit_storage,
                                         max_watchers_per_ip=max_watchers_per_ip, witnesses=witnesses,
-                                        witness_quorum=witness_quorum, cosign_interval=cosign_interval))
+                                        witness_quorum=witness_quorum, cosign_interval=cosign_interval,
+                                        domain_lookup=DomainLookupSettings(dns_server=dns_server, ca_file=ca_file),
+                                        domain_recheck_interval=domain_recheck_interval,
+                                        domain_withdraw_after=domain_withdraw_after))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
     log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])
@@ -202,7 +245,18 @@ def _run(coro: Any) -> Any:
 
 def _entry_json(entry: AgentEntry) -> dict[str, Any]:
     return {"id": entry.id, "facts": entry.facts.to_json(), "live": entry.live, "last_seen": entry.last_seen,
-            "revoked": entry.revoked, "current_key": entry.current_key, "version": entry.version}
+            "revoked": entry.revoked, "current_key": entry.current_key, "version": entry.version,
+            **({"domain": entry.domain.to_json()} if entry.domain else {})}
+
+
+def _domain_cell(entry: AgentEntry) -> str:
+    """The organisation's domain as the registry marks it: ``acme.example ✓`` (verified), ``?`` (claimed, never
+    proven) or ``✗`` (withdrawn); ``-`` when the facts claim none."""
+    domain = entry.facts.organisation.domain
+    if domain is None:
+        return "-"
+    status = entry.domain.status if entry.domain else "unverified"
+    return f"{domain} {({'verified': '✓', 'withdrawn': '✗'}).get(status, '?')}"
 
 
 @registry_group.command("search")
@@ -234,11 +288,17 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
     if not page.agents:
         click.echo("no agents found")
         return
-    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} ID")
+    domains = any(entry.facts.organisation.domain for entry in page.agents)  # a DOMAIN column when any claims one
+    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} ID" if domains
+               else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} ID")
     for entry in page.agents:
         skills = ",".join(s.id for s in entry.facts.skills)
-        click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} "
+        domain = f"{_domain_cell(entry)[-24:]:<24} " if domains else ""
+        click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} {domain}"
                    f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
+    if domains:
+        click.echo("domain: ✓ verified, ? claimed but not proven, ✗ withdrawn, as the registry says "
+                   "(`registry show ID --check-domain` checks the proof yourself)")
     if page.next:
         click.echo(f"more: add --cursor {page.next}")
 
@@ -283,30 +343,68 @@ def key(db_url: str, key_path: str | None, as_json: bool) -> None:
 @registry_group.command("show")
 @registry_option()
 @click.argument("agent_id")
+@click.option("--check-domain", is_flag=True,
+              help="Check the organisation's domain proof yourself (DNS, then HTTPS), not only the registry's mark; "
+                   "exit 1 if it does not hold.")
+@domain_lookup_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show(registry_url: str, agent_id: str, as_json: bool) -> None:
+def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str | None, ca_file: str | None,
+         as_json: bool) -> None:
     """Show one agent's verified AgentFacts and status.
 
     \b
     Example:
       guildnet registry show did:key:z6Mk...
+      guildnet registry show did:key:z6Mk... --check-domain
     """
-    async def go() -> Any:
-        async with RegistryClient(registry_url) as client:
-            return await client.get(agent_id)
+    from guildnet.protocols.domain import DomainCheck
+    from guildnet.protocols.domain import check_domain as look_up
+    from guildnet.registry.client import DomainLookupSettings, DomainResolver
 
-    entry: AgentEntry = _run(go())
+    async def go() -> tuple[AgentEntry, DomainCheck | None]:
+        async with RegistryClient(registry_url) as client:
+            entry = await client.get(agent_id)
+        organisation = entry.facts.organisation
+        if not check_domain or organisation.domain is None:
+            return entry, None
+        resolver = DomainResolver(DomainLookupSettings(dns_server=dns_server, ca_file=ca_file))
+        try:
+            return entry, await look_up(organisation.domain, organisation.id, resolver, now=time.time())
+        finally:
+            await resolver.close()
+
+    entry, own = _run(go())
     if as_json:
-        click.echo(json.dumps(_entry_json(entry), indent=2))
-        return
+        click.echo(json.dumps({**_entry_json(entry), **({"domain_check": asdict(own)} if own else {})}, indent=2))
+    else:
+        _print_entry(entry, own)
+    if check_domain and (own is None or not own.verified):
+        sys.exit(1)
+
+
+def _print_entry(entry: AgentEntry, own: Any) -> None:
     facts = entry.facts
     status = "revoked" if entry.revoked else ("live" if entry.live else "stale")
     click.echo(f"{facts.name} (v{facts.version}, {status}) — signature and endorsement verified")
     click.echo(f"  id:           {facts.id}")
     click.echo(f"  organisation: {facts.organisation.name} {facts.organisation.id}")
+    if facts.organisation.domain:
+        mark = entry.domain
+        said = (f"{mark.status} by {mark.method}" if mark and mark.method else mark.status if mark else "not checked")
+        when = f", checked {_when(mark.checked_at)}" if mark else ""
+        click.echo(f"  domain:       {facts.organisation.domain} — the registry says: {said}{when}")
+        if mark and not mark.verified:
+            click.echo(f"                ({mark.detail})")
+        if own is not None:
+            click.echo(f"                checked here: {'verified by ' + own.method if own.verified else 'NOT proven'}"
+                       f" ({own.detail})")
     if facts.endpoints.a2a:
         click.echo(f"  a2a:          {facts.endpoints.a2a}")
     if facts.endpoints.mcp:
         click.echo(f"  mcp:          {facts.endpoints.mcp}")
     for skill in facts.skills:
         click.echo(f"  skill {skill.id}: {skill.description}")
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

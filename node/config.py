@@ -12,6 +12,8 @@
     pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
     pii_names = "auto"                      # person names: "auto" (the installed models), "on" (all required), "off"
     retention_days = 30                     # process data older than this is deleted
+    org_domain = "acme.example"             # optional: the domain the organisation claims (docs/domains.md)
+    require_verified_domain = false         # delegate only to organisations whose domain this node proved
 
     [[agents]]
     agent = "agent.py:agent"        # a Python file (relative to this TOML) or module, and the attribute
@@ -36,7 +38,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -47,7 +49,9 @@ from pydantic_settings import (
 )
 
 from guildnet.protocols import schema_check
+from guildnet.protocols.agentfacts import DOMAIN_PATTERN, MAX_DOMAIN_LENGTH
 from guildnet.protocols.witness import Witness, WitnessPolicy
+from guildnet.registry.client import DomainLookupSettings, parse_dns_server
 
 from .agent import Agent
 from .pii import NameDetectionUnavailable, NamesSetting, Scrubber
@@ -128,6 +132,10 @@ class NodeConfig(BaseSettings):
     of that skill against when it delegates it, whatever the callee declares (docs/trust-model.md)."""
     admin_socket: Path = Path("node.sock")
     """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
+    org_domain: str | None = Field(None, pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)
+    require_verified_domain: bool = False
+    dns_server: str | None = None
+    domain_ca_file: Path | None = None
     agents: list[AgentConfig] = Field(min_length=1, exclude=True)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -138,6 +146,13 @@ class NodeConfig(BaseSettings):
                                    file_secret_settings: PydanticBaseSettingsSource
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _NodeEnvironment(settings_cls), InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
+
+    @field_validator("dns_server")
+    @classmethod
+    def _dns_server(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_dns_server(value)
+        return value
 
     @property
     def base_url(self) -> str:
@@ -167,6 +182,11 @@ class NodeConfig(BaseSettings):
             return None
         return WitnessPolicy(tuple(Witness(w.name, w.key) for w in self.witnesses),
                              self.witness_quorum or len(self.witnesses))
+    @property
+    def domain_lookup(self) -> DomainLookupSettings:
+        """Where this node looks up other organisations' domain proofs."""
+        return DomainLookupSettings(dns_server=self.dns_server,
+                                    ca_file=str(self.domain_ca_file) if self.domain_ca_file else None)
 
 
 def _describe(error: ValidationError, where: str) -> str:
@@ -207,9 +227,9 @@ def load_config(path: str | Path, **flags: Any) -> NodeConfig:
     if clash:
         raise ConfigError(f"{source} [node]: unknown keys {clash}")
     values: dict[str, Any] = {**node, "agents": agents, "base_dir": base}
-    for key in ("org_key", "db"):
+    for key in ("org_key", "domain_ca_file", "db"):
         if isinstance(values.get(key), str):
-            values[key] = str(base / values[key]) if key == "org_key" else resolve_db_url(values[key], base)
+            values[key] = str(base / values[key]) if key != "db" else resolve_db_url(values[key], base)
     for entry in agents:
         if isinstance(entry, dict) and isinstance(entry.get("key"), str):
             entry["key"] = str(base / entry["key"])

@@ -23,7 +23,13 @@ from sqlalchemy import text
 from guildnet.protocols import keyfile
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.witness import WitnessPolicy
-from guildnet.registry.client import LogForked, RegistryClient, RegistryError
+from guildnet.registry.client import (
+    DomainLookupSettings,
+    DomainResolver,
+    LogForked,
+    RegistryClient,
+    RegistryError,
+)
 
 from .a2a.client import A2AClient
 from .a2a.service import A2AService
@@ -35,6 +41,7 @@ from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
 from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
 from .delegation.discovery import PeerIndex
+from .delegation.domains import DomainVerifier
 from .delegation.heads import SqlHeadStore
 from .delegation.ranking import Preference
 from .delegation.schemas import SchemaPins
@@ -77,6 +84,10 @@ class Node:
     port: int = 9100
     scrubber: Scrubber = field(default_factory=Scrubber)
     retention_days: int = 30
+    org_domain: str | None = None
+    """The domain the organisation claims in its agents' facts (proven by DNS or HTTPS: docs/domains.md)."""
+    require_verified_domain: bool = False
+    domain_lookup: DomainLookupSettings = field(default_factory=DomainLookupSettings)
     metrics: NodeMetrics = field(default_factory=NodeMetrics, repr=False)
     _delegator: Delegator | None = field(default=None, repr=False)
     _process_log: ProcessLog | None = field(default=None, repr=False)
@@ -109,7 +120,8 @@ class Node:
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
                    admin_socket=config.admin_socket, registry_key=config.registry_key,
                    witnesses=config.witness_policy(), anonymous=config.anonymous,
-                   pinned_schemas=config.read_pinned_schemas())
+                   pinned_schemas=config.read_pinned_schemas(), org_domain=config.org_domain,
+                   require_verified_domain=config.require_verified_domain, domain_lookup=config.domain_lookup)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -131,17 +143,21 @@ class Node:
             pins = SchemaPins(self._process_log.engine, configured=self.pinned_schemas, own=own,
                               on_mismatch=self.metrics.schema_mismatch)
             self._delegator = Delegator(registry, index, A2AClient(signer=caller.identity), caller.identity,
-                                        self.org_key.did, recorder=self._process_log.record, pins=pins)
+                                        self.org_key.did, recorder=self._process_log.record, pins=pins,
+                                        domains=DomainVerifier(DomainResolver(self.domain_lookup)),
+                                        require_verified_domain=self.require_verified_domain)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
-                       traceparent: str | None = None) -> DelegationResult:
+                       traceparent: str | None = None, require_verified_domain: bool | None = None
+                       ) -> DelegationResult:
         """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
         delegator = await self.delegator()
         try:
             result = await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
-                                              min_reputation=min_reputation, prefer=prefer, traceparent=traceparent)
+                                              min_reputation=min_reputation, prefer=prefer, traceparent=traceparent,
+                                              require_verified_domain=require_verified_domain)
         except DelegationFailed as exc:
             self.metrics.delegated("failed", (a.outcome for a in exc.attempts))
             raise
@@ -155,6 +171,8 @@ class Node:
             await self._delegator.index.close()
             await self._delegator.a2a.close()
             await self._delegator.registry.close()
+            if self._delegator.domains is not None:
+                await self._delegator.domains.close()
             self._delegator = None
         if self._owns_process_log and self._process_log is not None:
             await self._process_log.close()
@@ -168,7 +186,7 @@ class Node:
         if not self.registry_url:
             return None
         return Publisher(self.registry_url, self.agents, org_key=self.org_key, org_name=self.org_name,
-                         base_url=self.base_url)
+                         base_url=self.base_url, org_domain=self.org_domain)
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:

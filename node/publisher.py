@@ -31,12 +31,12 @@ class PublishedAgent:
 
 
 def build_facts(published: PublishedAgent, *, org_key: SigningKey, org_name: str, base_url: str,
-                version: int) -> AgentFacts:
+                version: int, org_domain: str | None = None) -> AgentFacts:
     agent = published.agent
     return AgentFacts.model_validate(endorse(org_key, {
         "id": published.identity.id,
         "name": agent.name,
-        "organisation": {"id": org_key.did, "name": org_name},
+        "organisation": {"id": org_key.did, "name": org_name, **({"domain": org_domain} if org_domain else {})},
         "description": agent.description,
         "version": version,
         "endpoints": {"a2a": f"{base_url}/agents/{agent.name}/a2a", "mcp": f"{base_url}/mcp"},
@@ -50,12 +50,13 @@ class Publisher:
     """Registers every agent at start, heartbeats at a third of its TTL, rotates keys, revokes on retire."""
 
     def __init__(self, registry_url: str, agents: Sequence[PublishedAgent], *, org_key: SigningKey, org_name: str,
-                 base_url: str) -> None:
+                 base_url: str, org_domain: str | None = None) -> None:
         self.client = RegistryClient(registry_url)
         self.agents = list(agents)
         self.org_key = org_key
         self.org_name = org_name
         self.base_url = base_url
+        self.org_domain = org_domain
         # Versions must grow across restarts without local state: the start time in seconds does.
         self.version = int(time.time())
         self.registered: set[str] = set()
@@ -63,7 +64,7 @@ class Publisher:
 
     def facts(self, published: PublishedAgent) -> AgentFacts:
         return build_facts(published, org_key=self.org_key, org_name=self.org_name, base_url=self.base_url,
-                           version=self.version)
+                           version=self.version, org_domain=self.org_domain)
 
     def _next_version(self) -> None:
         self.version = max(self.version + 1, int(time.time()))
@@ -75,9 +76,12 @@ class Publisher:
                 await self._settle_pending(identity)
             facts = self.facts(published)
             inception = identity.inception if isinstance(identity, AgentIdentity) else None
-            await self.client.register(facts, identity.key, key_event=inception)
+            answer = await self.client.register(facts, identity.key, key_event=inception)
             self.registered.add(facts.id)
             log.info("registered %s as %s", published.agent.name, facts.id)
+            mark = answer.get("domain")
+            if isinstance(mark, dict) and mark.get("status") != "verified":
+                log.warning("the registry did not verify the domain %s: %s", self.org_domain, mark.get("detail"))
 
     async def rotate(self, name: str) -> str:
         """Rotate the agent ``name`` to its committed next key; return the new key's did:key.

@@ -35,6 +35,11 @@ MAX_SCHEMA_BYTES = 32 * 1024
 ENDORSEMENT_TYP = "guildnet-endorsement+jws"
 ENDORSEMENT_LIFETIME = 30 * 24 * 3600
 """Seconds an endorsement is valid by default; a node renews it when it re-registers, well before it expires."""
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+"""A lower-case DNS name of at least two labels (internationalised names in their ``xn--`` form)."""
+MAX_DOMAIN_LENGTH = 243
+"""253 (a DNS name's limit) less ``_guildnet.``, where the domain's TXT proof lives. Bounded as ``max_length``:
+pydantic's regex engine has no look-ahead to bound it in the pattern."""
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4096)]
@@ -110,6 +115,7 @@ class ModelFacts(_Strict):
 class Organisation(_Strict):
     id: str
     name: Name
+    domain: Annotated[str, Field(pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)] | None = None
     endorsement: str = Field(description="compact JWS by the organisation key over the agent id, the facts digest "
                                          "and an expiry")
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from . import jws
 from .agentfacts import AgentFacts, Endorsement, EndorsementError, check_endorsement
+from .domain import DomainMark, served_mark
 from .keyhistory import KeyHistoryError, KeyState, key_in_force
 
 
@@ -46,6 +47,8 @@ class AgentEntry:
     endorsement: Endorsement | None = None
     registered_at: float = 0.0
     """When the registry says the agent first registered (its word, unsigned; 0 when it does not say)."""
+    domain: DomainMark | None = None
+    """What the registry says it verified of ``organisation.domain`` (its word, not a proof: see docs/domains.md)."""
 
     @property
     def id(self) -> str:
@@ -110,7 +113,8 @@ def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> Agent
     return AgentEntry(facts=facts, keys=keys, live=body.get("live") is True, last_seen=_seconds(body, "last_seen"),
                       revoked=body.get("revoked") is True, jws=token, key_events=tuple(events),
                       log_index=log_index if isinstance(log_index, int) and not isinstance(log_index, bool) else None,
-                      endorsement=endorsement, registered_at=_seconds(body, "registered_at"))
+                      endorsement=endorsement, registered_at=_seconds(body, "registered_at"),
+                      domain=served_mark(facts.organisation, body.get("domain")))
 
 
 def _seconds(body: Mapping[str, Any], name: str) -> float:

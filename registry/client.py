@@ -37,6 +37,12 @@ from guildnet.protocols.records import AgentEntry, UntrustworthyRecord, verify_r
 from guildnet.protocols.transparency import leaf_data, origin_for
 from guildnet.protocols.witness import WitnessError, WitnessPolicy, verify_witnessed
 
+# The node may import this module alone of the registry package, and re-checks domain proofs itself: the look-up
+# adapter the registry uses is re-exported here so that both use one (see registry/domain_lookup.py).
+from .domain_lookup import DomainLookupSettings as DomainLookupSettings
+from .domain_lookup import DomainResolver as DomainResolver
+from .domain_lookup import parse_dns_server as parse_dns_server
+
 JOSE = "application/jose"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The most a client reads of one reply: a search page of 100 records with their key histories fits many times."""

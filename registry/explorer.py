@@ -35,6 +35,7 @@ import jinja2
 from aiohttp import web
 
 from guildnet.protocols import jws
+from guildnet.protocols.domain import DomainMark
 from guildnet.protocols.merkle import InvalidCheckpoint, InvalidProof, leaf_hash, verify_checkpoint, verify_inclusion
 from guildnet.protocols.records import UntrustworthyRecord, verify_record
 from guildnet.protocols.reputation import DAY, Params, Score
@@ -302,8 +303,13 @@ def _param(query: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
+def domain_mark(record: AgentRecord) -> DomainMark | None:
+    """This registry's mark for the domain the record's facts claim (its own data: read, not re-checked)."""
+    return DomainMark.from_json_text(record.domain_mark) if record.domain_mark is not None else None
+
+
 def _agent_row(record: AgentRecord, snapshot: Snapshot | None) -> dict[str, Any]:
-    return {"record": record, "facts": json.loads(record.facts_text),
+    return {"record": record, "facts": json.loads(record.facts_text), "domain": domain_mark(record),
             "score": ScoreView.of(snapshot.reputation.agent_score(record.id)) if snapshot else None}
 
 
@@ -342,7 +348,8 @@ async def agent_page(request: web.Request) -> web.Response:
     skill_scores = {skill["id"]: ScoreView.of(snapshot.reputation.score(record.id, skill["id"]))
                     for skill in facts["skills"]} if snapshot else {}
     history = reputation_history(summary, snapshot, now)
-    return _render("agent.html", record=record, facts=facts, check=check_registration(record), head=head,
+    return _render("agent.html", record=record, facts=facts, domain=domain_mark(record),
+                   check=check_registration(record), head=head,
                    inclusion=inclusion, summary=summary, reputation=state, snapshot=snapshot,
                    overall=ScoreView.of(snapshot.reputation.agent_score(record.id)) if snapshot else None,
                    skill_scores=skill_scores, chart=build_chart(history, summary.width),

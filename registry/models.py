@@ -43,6 +43,21 @@ class AgentRow(Base):
     """Transparency-log index of the registration now in force (migration 0002)."""
     key_events: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     """The agent's signed key history, a JSON array of compact JWS (migration 0004)."""
+    org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True, index=True)
+    """The domain the facts claim for the organisation (migration 0006); its mark is in ``org_domains``."""
+
+
+class OrgDomainRow(Base):
+    """The registry's mark for one organisation's claim to one domain (migration 0006): ``mark`` is the
+    :class:`~guildnet.protocols.domain.DomainMark` JSON as served; status and time drive the re-check schedule."""
+
+    __tablename__ = "org_domains"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    checked_at: Mapped[float] = mapped_column(Float, index=True)
+    mark: Mapped[str] = mapped_column(Text)
 
 
 class AgentSkillRow(Base):

@@ -122,13 +122,25 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                     "detail": {"type": "string"}}},
                 "WriteResult": {"type": "object", "required": ["id", "version", "seq"], "properties": {
-                    "id": {"type": "string"}, "version": {"type": "integer"}, "seq": {"type": "integer"}}},
+                    "id": {"type": "string"}, "version": {"type": "integer"}, "seq": {"type": "integer"},
+                    "domain": {"$ref": "#/components/schemas/DomainMark"}}},
+                "DomainMark": {
+                    "type": "object", "required": ["name", "organisation", "status", "checked_at", "failures"],
+                    "description": "The registry's statement about the domain the facts claim for the organisation "
+                                   "(docs/domains.md): a node that requires a verified domain re-checks the proof.",
+                    "properties": {
+                        "name": {"type": "string"}, "organisation": {"type": "string"},
+                        "status": {"enum": ["verified", "unverified", "withdrawn"]},
+                        "method": {"enum": ["dns", "https", None]},
+                        "verified_at": {"type": ["number", "null"]}, "checked_at": {"type": "number"},
+                        "failures": {"type": "integer", "minimum": 0}, "detail": {"type": "string"}}},
                 "AgentRecord": {"type": "object", "required": ["facts", "id", "live", "last_seen", "revoked"],
                                 "properties": {
                                     "facts": {"type": "object"}, "id": {"type": "string"},
                                     "current_key": {"type": "string"}, "version": {"type": "integer"},
                                     "live": {"type": "boolean"}, "last_seen": {"type": "number"},
-                                    "revoked": {"type": "boolean"}, "jws": {"type": "string"}}},
+                                    "revoked": {"type": "boolean"}, "jws": {"type": "string"},
+                                    "domain": {"$ref": "#/components/schemas/DomainMark"}}},
                 "SearchResult": {"type": "object", "required": ["agents", "next", "seq"], "properties": {
                     "agents": {"type": "array", "items": {"$ref": "#/components/schemas/AgentRecord"}},
                     "next": {"type": ["string", "null"]},

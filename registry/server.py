@@ -23,6 +23,8 @@ from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_writ
 
 from .cosigning import CosignatureCollector
 from .db import create_engine, migrate
+from .domain_lookup import DomainResolver
+from .domains import DomainChecker, claimed_domain
 from .explorer import add_explorer_routes
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path
 from .metrics import RegistryMetrics
@@ -30,7 +32,7 @@ from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
-from .state import CONFIG, COSIGNING, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
+from .state import CONFIG, COSIGNING, DOMAINS, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report, summaries
 from .watch import ChangeHub
@@ -98,8 +100,8 @@ async def _read_signed_write(request: web.Request) -> str:
         raise WriteRefused("a compact JWS is ASCII") from exc
 
 
-def _write_response(result: WriteResult, status: int = 200) -> web.Response:
-    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq}
+def _write_response(result: WriteResult, status: int = 200, **extra: object) -> web.Response:
+    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq, **extra}
     if result.log_index is not None:
         body["log_index"] = result.log_index
     return web.json_response(body, status=status)
@@ -119,7 +121,14 @@ async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
 async def register(request: web.Request) -> web.Response:
     store, write = await _open(request)
     result = await store.register(write)
-    return _write_response(result, 201 if result.created else 200)
+    claim = claimed_domain(write)  # the registration stands either way; the answer says what the registry found
+    extra = {}
+    if claim is not None:
+        try:
+            extra["domain"] = (await request.app[DOMAINS].at_registration(*claim)).to_json()
+        except Exception:  # the registration is committed: say so, and check the domain on the schedule
+            log.exception("could not check the domain %s of organisation %s at registration", claim[1], claim[0])
+    return _write_response(result, 201 if result.created else 200, **extra)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -360,6 +369,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     service = ReputationService(config.db_url, config.pretrusted_orgs, interval=config.reputation_interval,
                                 log_size=transparency.size, clock=config.clock)
     await service.start()
+    resolver = DomainResolver(config.domain_lookup)
+    domains = DomainChecker(store, resolver, recheck_interval=config.domain_recheck_interval,
+                            withdraw_after=config.domain_withdraw_after, clock=config.clock)
+    domains.start()
+    app[DOMAINS] = domains
     app[STORE] = store
     app[HUB] = hub
     app[LOG] = transparency
@@ -378,6 +392,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             await sweeper
         if collector is not None:
             await collector.stop()
+        await domains.stop()
+        await resolver.close()
         await service.stop()
         await hub.stop()
         await store.close()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS
 
 from .cosigning import CosignatureCollector, WitnessEndpoint
+from .domain_lookup import DomainLookupSettings
+from .domains import DomainChecker
 from .log import TransparencyLog
 from .metrics import RegistryMetrics
 from .ratelimit import WriteLimits
@@ -57,6 +59,12 @@ class RegistryConfig:
     """How many of them must cosign a checkpoint before ``/v1/log/head`` serves it; ``None``: all of them."""
     cosign_interval: float = 1.0
     """Seconds between looks at the log's head for a checkpoint to submit to the witnesses."""
+    domain_lookup: DomainLookupSettings = field(default_factory=DomainLookupSettings)
+    """Where organisations' domain proofs are looked up (DNS server, CAs); default: the system's."""
+    domain_recheck_interval: float = 6 * 3600.0
+    """Seconds between checks of each claimed domain's proof."""
+    domain_withdraw_after: int = 3
+    """Failed checks in a row after which a verified domain mark is withdrawn."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -68,5 +76,6 @@ METRICS = web.AppKey("metrics", RegistryMetrics)
 LIMITS = web.AppKey("limits", WriteLimits)
 COSIGNING = web.AppKey("cosigning", CosignatureCollector)
 """Present when witnesses are configured."""
+DOMAINS = web.AppKey("domains", DomainChecker)
 WATCHERS = web.AppKey("watchers", Counter[str])
 """Open watch sockets per client address."""

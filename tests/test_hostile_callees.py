@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delegation_support import Text, running_node, translator
+from delegation_support import Text, running_node, translator, wait_for_registrations
 from pydantic import BaseModel, ConfigDict
 from registry_support import free_port, live_registry, new_org
 
@@ -82,10 +82,10 @@ async def register_hostile(fed: Federation, endpoint: str, *, output_schema: dic
 async def settle(fed: Federation, agents: int = 2) -> None:
     """Until the caller's index holds ``agents`` translators (registered, in their latest version)."""
     await fed.index.track("translate")
+    await wait_for_registrations(fed.registry, agents + 1)  # and the caller's own agent
     async with asyncio.timeout(10):
-        while len(fed.index.candidates("translate")) < agents:
-            await asyncio.sleep(0.02)
         await fed.index.wait_for_position((await fed.registry.search(limit=1)).seq)
+    assert len(fed.index.candidates("translate")) == agents
 
 
 @contextlib.asynccontextmanager

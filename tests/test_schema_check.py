@@ -32,7 +32,7 @@ def test_pattern_properties_and_additional_properties_use_the_linear_engine() ->
               "additionalProperties": False}
     validator = checker(schema)
     started = time.perf_counter()
-    assert first_error(validator, {EVIL: 1}) == "(root): Additional properties are not allowed ('" + EVIL + "' unexpected)"
+    assert first_error(validator, {EVIL: 1}) == f"(root): Additional properties are not allowed ('{EVIL}' unexpected)"
     assert first_error(validator, {"aaaa": "not an integer"}) is not None
     assert first_error(validator, {"aaaa": 3}) is None
     assert time.perf_counter() - started < 0.05

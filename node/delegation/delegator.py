@@ -47,6 +47,7 @@ from ..flywheel.process_log import CallRecord, Outcome
 from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex
+from .domains import DomainVerifier
 from .ranking import Candidate, Decision, Preference, rank
 from .schemas import NoUsableSchema, Pin, SchemaPins
 
@@ -107,6 +108,10 @@ class Delegator:
     """Where outbound calls go as process data (the node's process log); None records nothing."""
     refused_receipts: list[str] = field(default_factory=list)
     """Why the registry refused receipts this delegator submitted (see :meth:`flush`)."""
+    domains: DomainVerifier | None = None
+    """How this node checks candidates' domain proofs itself; needed to require a verified domain."""
+    require_verified_domain: bool = False
+    """Only organisations whose domain this node proved itself are candidates (docs/domains.md)."""
     _reputation: dict[tuple[str, str], tuple[float, Standing]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Task[None]] = field(default_factory=set)
@@ -155,33 +160,51 @@ class Delegator:
                     break
         return kept
 
-    async def candidates(self, skill: str) -> list[Candidate]:
+    def _candidate(self, e: AgentEntry, standing: Standing) -> Candidate:
+        return Candidate(agent_id=e.id, name=e.facts.name, organisation=e.facts.organisation.name,
+                         endpoint=e.facts.endpoints.a2a or "", live=e.live, reputation_lower=standing.lower_bound,
+                         reputation_score=standing.score, evidence=standing.evidence, price=self.price(e),
+                         recent_latency_ms=self._latency.get(e.id),
+                         age_seconds=max(0.0, time.time() - e.registered_at) if e.registered_at else 0.0)
+
+    async def _candidates(self, skill: str, require_verified_domain: bool | None
+                          ) -> tuple[list[Candidate], list[tuple[Candidate, str]]]:
+        """The candidates to rank, and those refused for their domain (with why)."""
         await self.index.track(skill)
         entries = self._considered(self.index.candidates(skill, exclude_org=self.organisation))
+        refused: list[tuple[Candidate, str]] = []
+        if self.require_verified_domain if require_verified_domain is None else require_verified_domain:
+            if self.domains is None:
+                raise ValueError("a verified domain is required, but this delegator has no DomainVerifier")
+            entries, unproven = await self.domains.split(entries)
+            refused = [(self._candidate(e, _NO_EVIDENCE), why) for e, why in unproven]
         standings = await self._reputations([e.id for e in entries], skill)
-        now = time.time()
-        return [Candidate(agent_id=e.id, name=e.facts.name, organisation=e.facts.organisation.name,
-                          endpoint=e.facts.endpoints.a2a or "", live=e.live, reputation_lower=standing.lower_bound,
-                          reputation_score=standing.score, evidence=standing.evidence, price=self.price(e),
-                          recent_latency_ms=self._latency.get(e.id),
-                          age_seconds=max(0.0, now - e.registered_at) if e.registered_at else 0.0)
-                for e, standing in zip(entries, standings, strict=True)]
+        return [self._candidate(e, s) for e, s in zip(entries, standings, strict=True)], refused
+
+    async def candidates(self, skill: str, *, require_verified_domain: bool | None = None) -> list[Candidate]:
+        return (await self._candidates(skill, require_verified_domain))[0]
 
     async def explain(self, skill: str, *, min_reputation: float = 0.5, budget: float | None = None,
-                      prefer: Preference = "cost") -> Decision:
-        return rank(await self.candidates(skill), min_reputation=min_reputation, budget=budget, prefer=prefer,
-                    min_age=self.min_age)
+                      prefer: Preference = "cost", require_verified_domain: bool | None = None) -> Decision:
+        candidates, refused = await self._candidates(skill, require_verified_domain)
+        decision = rank(candidates, min_reputation=min_reputation, budget=budget, prefer=prefer,
+                        min_age=self.min_age)
+        decision.excluded.extend(refused)
+        return decision
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
-                       traceparent: str | None = None) -> DelegationResult:
+                       traceparent: str | None = None, require_verified_domain: bool | None = None
+                       ) -> DelegationResult:
+        """Delegate ``skill``; ``require_verified_domain`` overrides :attr:`require_verified_domain` for this call."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         trace = child_traceparent(traceparent) if traceparent else new_traceparent()
         self._stop_if_forked()
         try:
             async with asyncio.timeout_at(ends):
-                decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer)
+                decision = await self.explain(skill, min_reputation=min_reputation, budget=budget, prefer=prefer,
+                                              require_verified_domain=require_verified_domain)
         except TimeoutError:
             raise DelegationFailed(f"ranking the candidates for {skill!r} took longer than the {deadline:.1f} s "
                                    f"deadline", [], None) from None

@@ -66,8 +66,10 @@ def last_seq(value: Any) -> int:
 
 
 RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
-                  "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index, a.key_events")
-"""The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order."""
+                  "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index, a.key_events, "
+                  "(SELECT d.mark FROM org_domains d WHERE d.org_id = a.org_id AND d.domain = a.org_domain)")
+"""The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order (the last: the
+registry's mark for the domain the facts claim, by primary key; NULL when they claim none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +87,16 @@ class AgentRecord:
     revoked_at: float | None
     log_index: int | None = None
     key_events_text: str = "[]"
+    domain_mark: str | None = None
+    """The registry's :class:`~guildnet.protocols.domain.DomainMark` for the claimed domain, as stored JSON."""
 
     @classmethod
     def from_row(cls, row: Any, now: float) -> AgentRecord:
         """A row of :data:`RECORD_COLUMNS`; live means not revoked and not expired at ``now``."""
         return cls(id=row[0], current_key=row[1], version=row[2], facts_text=row[3], jws=row[4],
                    live=(not row[9]) and row[5] > now, last_seen=row[6], registered_at=row[7], updated_at=row[8],
-                   revoked=bool(row[9]), revoked_at=row[10], log_index=row[11], key_events_text=row[12])
+                   revoked=bool(row[9]), revoked_at=row[10], log_index=row[11], key_events_text=row[12],
+                   domain_mark=row[13])
 
     def to_json_text(self) -> str:
         """JSON for the API, splicing the stored facts and key history in as-is (no parse/re-serialise per hit).
@@ -113,5 +118,6 @@ class AgentRecord:
         if self.log_index is not None:
             meta["log_index"] = self.log_index
         meta["jws"] = self.jws
-        return ('{"facts":' + self.facts_text + ',"key_events":' + self.key_events_text + ","
+        text = ('{"facts":' + self.facts_text + ',"key_events":' + self.key_events_text + ","
                 + json.dumps(meta, separators=(",", ":"))[1:])
+        return text if self.domain_mark is None else text[:-1] + ',"domain":' + self.domain_mark + "}"

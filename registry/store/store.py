@@ -104,8 +104,8 @@ class RegistryStore:
         return count
 
     async def write(self, work: Callable[[Connection], Any]) -> Any:
-        """Run a synchronous write in the next group-commit transaction (on SQLite the database has one writer:
-        a second connection writing beside it could make the writer's transactions fail as busy)."""
+        """Run a synchronous write in the next group-committed transaction; its result once that committed (the
+        domain marks of :mod:`guildnet.registry.domains` are written here, so SQLite keeps one writer)."""
         return await self._writer.run(work)
 
     # -- reads --------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ _SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, ve
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
-                 "updated_at", "last_seen", "expires_at", "live", "log_index")
+                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain")
 _INSERT_AGENT = text(
     "INSERT INTO agents (id, current_key, registered_at, revoked, key_events, " + ", ".join(_AGENT_FIELDS) + ") "
     "VALUES (:id, :current_key, :registered_at, false, :key_events, " + ", ".join(f":{f}" for f in _AGENT_FIELDS)
@@ -151,7 +151,7 @@ class Writes:
             name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
             description=facts.description, tags=tags, version=facts.version, facts=facts_text,
             jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-            expires_at=now + facts.ttl_seconds, live=True)
+            expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
         values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
         if pk is None:
             events = [registration.inception] if registration.inception else []
