@@ -20,6 +20,8 @@ the floor: what this client and loopback allow at concurrency 1, whatever the se
 
     python bench/node.py            # 3 rounds, about 4-8 minutes; writes bench/results/node.json
     python bench/node.py --quick    # 1 round of a few hundred requests per case; writes only with --out
+    python bench/node.py --signed   # our node refuses unsigned calls; every request (to both servers) carries
+                                    # a caller token signed for it; writes bench/results/node_signed.json
 
 Goals (issue 3): A2A at least 3x the SDK server's req/s in both store modes; MCP at least 0.9x.
 """
@@ -47,6 +49,9 @@ from typing import Any
 import aiohttp
 from measure import cpu_seconds, percentile
 from processes import free_port
+
+from guildnet.protocols.callerauth import sign_call
+from guildnet.protocols.keys import SigningKey
 
 SERVERS = Path(__file__).with_name("node_servers.py")
 RESULTS = Path(__file__).with_name("results")
@@ -156,8 +161,20 @@ async def sse_events(response: aiohttp.ClientResponse) -> list[Any]:
     return events
 
 
+CALLER: SigningKey | None = None
+"""With ``--signed``: the calling agent's key; every request carries a token it signed for that request."""
+
+
+def headers_for(base: dict[str, str], url: str, body: bytes) -> dict[str, str]:
+    if CALLER is None:
+        return base
+    token = sign_call(CALLER.did, CALLER, method="POST", url=url, body=body)
+    return {**base, "Authorization": f"Bearer {token}"}
+
+
 async def send_message(session: aiohttp.ClientSession, url: str) -> None:
-    async with session.post(url + "/", data=a2a_body("SendMessage"), headers=A2A_HEADERS) as response:
+    body = a2a_body("SendMessage")
+    async with session.post(url + "/", data=body, headers=headers_for(A2A_HEADERS, url + "/", body)) as response:
         if response.status != 200:
             raise WrongAnswer(f"HTTP {response.status}")
         reply = await response.json(content_type=None)
@@ -167,7 +184,8 @@ async def send_message(session: aiohttp.ClientSession, url: str) -> None:
 
 
 async def stream_message(session: aiohttp.ClientSession, url: str) -> None:
-    async with session.post(url + "/", data=a2a_body("SendStreamingMessage"), headers=A2A_HEADERS) as response:
+    body = a2a_body("SendStreamingMessage")
+    async with session.post(url + "/", data=body, headers=headers_for(A2A_HEADERS, url + "/", body)) as response:
         if response.status != 200 or not response.content_type.startswith("text/event-stream"):
             raise WrongAnswer(f"HTTP {response.status} {response.content_type}")
         events = await sse_events(response)
@@ -183,7 +201,9 @@ def mcp_call() -> Callable[[aiohttp.ClientSession, str], Awaitable[None]]:
     ids = iter(range(1, 1 << 62))
 
     async def call(session: aiohttp.ClientSession, url: str) -> None:
-        async with session.post(url + "/mcp", data=mcp_body(next(ids)), headers=MCP_HEADERS) as response:
+        body = mcp_body(next(ids))
+        async with session.post(url + "/mcp", data=body, headers=headers_for(MCP_HEADERS, url + "/mcp", body)) \
+                as response:
             if response.status != 200:
                 raise WrongAnswer(f"HTTP {response.status}: {(await response.text())[:200]}")
             if response.content_type == "text/event-stream":
@@ -293,8 +313,9 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
 async def run(rounds: int, requests: int, seconds: float, pinned: bool) -> list[dict[str, Any]]:
     tmp = Path(tempfile.mkdtemp(prefix="guildnet-bench-node-"))
     servers: list[Server] = []
+    our_kind = "node-signed" if CALLER is not None else "node"
     try:
-        for kind, store in (("node", "memory"), ("node", "sqlite"), ("sdk-a2a", "memory"),
+        for kind, store in ((our_kind, "memory"), (our_kind, "sqlite"), ("sdk-a2a", "memory"),
                             ("sdk-a2a", "sqlite"), ("sdk-mcp", "memory"), ("floor", "memory")):
             servers.append(await start(kind, store, tmp, pinned))
         await asyncio.gather(*(wait_ready(s) for s in servers))
@@ -368,11 +389,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="request cap per case and server (default 3000, --quick 300)")
     parser.add_argument("--seconds", type=float, help="time cap per case and server (default 4, --quick 3)")
     parser.add_argument("--out", type=Path, help="results file (default bench/results/node.json; none with --quick)")
+    parser.add_argument("--signed", action="store_true",
+                        help="our node serves signed callers only and every request carries a caller token")
     args = parser.parse_args()
+    global CALLER
+    if args.signed:
+        CALLER = SigningKey.generate()
     rounds = args.rounds or (1 if args.quick else 3)
     requests = args.requests or (300 if args.quick else 3000)
     seconds = args.seconds or (3.0 if args.quick else 4.0)
-    out = args.out or (None if args.quick else RESULTS / "node.json")
+    out = args.out or (None if args.quick else RESULTS / ("node_signed.json" if args.signed else "node.json"))
     pinned = hasattr(os, "sched_setaffinity") and shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     if pinned:
         os.sched_setaffinity(0, {CLIENT_CORE})  # before the event loop, so every thread inherits it
@@ -385,7 +411,7 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "machine": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "pinned": pinned, "rounds": rounds, "requests_cap": requests, "seconds_cap": seconds,
+            "pinned": pinned, "signed": args.signed, "rounds": rounds, "requests_cap": requests, "seconds_cap": seconds,
             "versions": versions(), "rows": rows}, indent=2) + "\n")
         print(f"wrote {out}")
 

@@ -1,13 +1,15 @@
 """Servers for bench/node.py, one per subprocess: ``python bench/node_servers.py KIND STORE PORT [DB_PATH]``.
 
 KIND is ``node`` (our aiohttp app: A2AService at ``/`` plus the MCP endpoint at ``/mcp``, as a node serves
-them, without the process-data recorder), ``sdk-a2a`` (a2a-sdk 1.3's JSON-RPC routes in Starlette on uvicorn),
-``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on uvicorn), or ``floor`` (a bare aiohttp handler that
-answers every A2A request with a canned reply: the client-and-loopback floor the others are bounded by).
-STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp`` and ``floor``). Every server hosts the same echo
-agent: input ``{"text": ...}``, output the same object, returned by the A2A servers as one artifact with a
-``data`` part and a JSON ``text`` part. Server stacks are imported lazily, so a process loads only the one
-it serves; the pydantic models live at module level because the tools' type hints must resolve there.
+them, without the process-data recorder), ``node-signed`` (the same, refusing every request that does not
+carry a caller token signed by the caller's agent key, as a node with ``anonymous = "off"``), ``sdk-a2a``
+(a2a-sdk 1.3's JSON-RPC routes in Starlette on uvicorn), ``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on
+uvicorn), or ``floor`` (a bare aiohttp handler that answers every A2A request with a canned reply: the
+client-and-loopback floor the others are bounded by). STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp``
+and ``floor``). Every server hosts the same echo agent: input ``{"text": ...}``, output the same object,
+returned by the A2A servers as one artifact with a ``data`` part and a JSON ``text`` part. Server stacks are
+imported lazily, so a process loads only the one it serves; the pydantic models live at module level because
+the tools' type hints must resolve there.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ class EchoOut(BaseModel):
     text: str
 
 
-def serve_node(store: str, port: int, db_path: str | None) -> None:
+def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = False) -> None:
     from aiohttp import web
 
     from guildnet.node.a2a.service import A2AService
     from guildnet.node.a2a.store import InMemoryTaskStore, SqlTaskStore, TaskStore
     from guildnet.node.agent import FunctionAgent
+    from guildnet.node.callers import Authenticator
     from guildnet.node.identity import StaticIdentity
     from guildnet.node.mcp.server import setup_mcp
 
@@ -43,8 +46,11 @@ def serve_node(store: str, port: int, db_path: str | None) -> None:
     task_store: TaskStore = (InMemoryTaskStore() if store == "memory"
                              else SqlTaskStore(f"sqlite+aiosqlite:///{db_path}"))
     app = web.Application()
-    setup_mcp(app, [agent])
-    A2AService([agent], task_store, f"http://127.0.0.1:{port}", {"echo": StaticIdentity.generate()}).add_routes(app)
+    base = f"http://127.0.0.1:{port}"
+    authenticator = Authenticator(base, anonymous="off") if signed else None
+    setup_mcp(app, [agent], authenticator=authenticator)
+    A2AService([agent], task_store, base, {"echo": StaticIdentity.generate()},
+               authenticator=authenticator).add_routes(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -157,8 +163,8 @@ def main(argv: list[str]) -> None:
     kind, store, port, db_path = argv[0], argv[1], int(argv[2]), (argv[3] if len(argv) == 4 else None)
     if store not in ("memory", "sqlite") or (store == "sqlite" and db_path is None):
         raise SystemExit("STORE is memory or sqlite; sqlite needs DB_PATH")
-    if kind == "node":
-        serve_node(store, port, db_path)
+    if kind in ("node", "node-signed"):
+        serve_node(store, port, db_path, signed=kind == "node-signed")
     elif kind == "sdk-a2a":
         serve_sdk_a2a(store, port, db_path)
     elif kind == "sdk-mcp":

@@ -162,10 +162,12 @@ async def slm_first(org_a: SigningKey, registry_url: str, a2a_client: A2AClient,
                     registry_url=registry_url, port=port)  # the node connects escalation to its delegation
         app = node.build_app()
         async with serve(app, port) as a_url:
-            engine = app[PROCESS_LOG].engine
+            process_log = app[PROCESS_LOG]
             endpoint = f"{a_url}/agents/a-helpdesk/a2a"
             answers = [(await a2a_client.call_skill(endpoint, "sentiment", {"text": text}))[1]
                        for text, _ in MESSAGES]
+            await process_log.flush()  # a serving node records in the background
+            engine = process_log.engine
             async with engine.connect() as connection:
                 model_rows = (await connection.execute(
                     select(ProcessCall.escalated, ProcessCall.escalation_reason)

@@ -92,6 +92,12 @@ class NodeMetrics:
                                              "rollback was seen (delegation through it stops)", registry=self.registry)
         self.registry_log_size = Gauge("guildnet_node_registry_log_size", "Size of the last verified head of the "
                                        "registry's log", registry=self.registry)
+        self.process_records_dropped = Counter("guildnet_node_process_records_dropped", "Calls not kept as process "
+                                               "data: the scrubber's queue was full, or still held them at shutdown",
+                                               registry=self.registry)
+        self.watch_failures = Counter("guildnet_node_registry_watch_failures", "Times the registry's change stream "
+                                      "broke (the node resumes it where it was), by error type", ["error"],
+                                      registry=self.registry)
         self.schema_mismatches = Counter("guildnet_node_delegation_schema_mismatches", "Peers that declare another "
                                          "output schema for a skill than the one this node pinned (their results "
                                          "are checked against the pin), by skill", ["skill"], registry=self.registry)
@@ -131,6 +137,9 @@ class NodeMetrics:
         kind = next((label for needle, label in _REFUSALS if needle in reason), "other")
         self.records_refused.labels(kind).inc()
 
+    def watch_failed(self, error: BaseException) -> None:
+        self.watch_failures.labels(type(error).__name__).inc()
+
     def schema_mismatch(self, skill: str, _agent: str) -> None:
         self.schema_mismatches.labels(skill).inc()
 
@@ -166,6 +175,10 @@ class MeteredProcessLog(ProcessLog):
             self.metrics.call_recorded(record)
         await super().record_many(batch)
 
+    def _drop(self, count: int, why: str) -> None:
+        super()._drop(count, why)
+        self.metrics.process_records_dropped.inc(count)
+
 
 class MeteredTaskStore(TaskStore):
     """A task store that counts settled A2A tasks: the A2A server persists every settled state before it
@@ -191,3 +204,6 @@ class MeteredTaskStore(TaskStore):
 
     async def list(self, agent: str, query: a2a.ListQuery, *, owner: str | None) -> TaskPage:
         return await self.inner.list(agent, query, owner=owner)
+
+    async def purge(self, updated_before: float) -> int:
+        return await self.inner.purge(updated_before)

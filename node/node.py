@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -33,7 +34,7 @@ from guildnet.registry.client import (
 
 from .a2a.client import A2AClient
 from .a2a.service import A2AService
-from .a2a.store import open_task_store
+from .a2a.store import TaskStore, open_task_store
 from .admin import admin_app
 from .agent import Agent
 from .callers import AnonymousPolicy, Authenticator, Unauthenticated
@@ -57,6 +58,8 @@ from .slm.agent import SLMAgent
 
 log = logging.getLogger(__name__)
 PROCESS_LOG = web.AppKey("process_log", ProcessLog)
+TASKS = web.AppKey("tasks", TaskStore)
+RETENTION_INTERVAL = 3600.0
 PROCESS_DATA_PENDING = 4096
 """Calls a serving node records in the background before a new call waits for the writer."""
 PUBLISHER = web.AppKey("publisher", Publisher)
@@ -84,6 +87,8 @@ class Node:
     port: int = 9100
     scrubber: Scrubber = field(default_factory=Scrubber)
     retention_days: int = 30
+    task_retention_days: float = 7.0
+    """Finished A2A tasks (their callers' raw inputs and outputs) are deleted this long after their last update."""
     org_domain: str | None = None
     """The domain the organisation claims in its agents' facts (proven by DNS or HTTPS: docs/domains.md)."""
     require_verified_domain: bool = False
@@ -118,6 +123,7 @@ class Node:
         return cls(org_name=config.org_name, org_key=keyfile.load_or_create(config.org_key), agents=published,
                    base_url=config.base_url, db_url=config.db, registry_url=config.registry, host=config.host,
                    port=config.port, scrubber=scrubber_for(config), retention_days=config.retention_days,
+                   task_retention_days=config.task_retention_days,
                    admin_socket=config.admin_socket, registry_key=config.registry_key,
                    witnesses=config.witness_policy(), anonymous=config.anonymous,
                    pinned_schemas=config.read_pinned_schemas(), org_domain=config.org_domain,
@@ -138,7 +144,8 @@ class Node:
                 self._owns_process_log = True
             registry = RegistryClient(self.registry_url, registry_key=self.registry_key,
                                       heads=SqlHeadStore(self._process_log.engine), witnesses=self.witnesses)
-            index = PeerIndex(registry, on_refused=self.metrics.record_refused)
+            index = PeerIndex(registry, on_refused=self.metrics.record_refused,
+                              on_stream_failure=self.metrics.watch_failed)
             own = {skill.id: skill.output_schema for agent in self.agent_list for skill in agent.skills}
             pins = SchemaPins(self._process_log.engine, configured=self.pinned_schemas, own=own,
                               on_mismatch=self.metrics.schema_mismatch)
@@ -210,8 +217,8 @@ class Node:
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
                   authenticator=authenticator)
-        a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list],
-                         MeteredTaskStore(open_task_store(self.db_url), self.metrics), self.base_url,
+        tasks = app[TASKS] = MeteredTaskStore(open_task_store(self.db_url), self.metrics)
+        a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list], tasks, self.base_url,
                          {p.agent.name: p.identity for p in self.agents}, version=_version(),
                          provider=(self.org_name, self.base_url), authenticator=authenticator)
         a2a.add_routes(app)
@@ -249,11 +256,25 @@ class Node:
     async def _process_log_lifespan(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]
         await migrate(process_log.engine)
-        await process_log.purge()
+        retention = asyncio.create_task(self._retention(app), name="guildnet-retention")
         try:
             yield
         finally:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
             await process_log.close()
+
+    async def _retention(self, app: web.Application) -> None:
+        """Delete process data and finished tasks past their retention: at start, then every hour."""
+        while True:
+            try:
+                purged = await app[PROCESS_LOG].purge()
+                tasks = await app[TASKS].purge(time.time() - self.task_retention_days * 86400)
+                if purged or tasks:
+                    log.info("retention: deleted %d process-data rows and %d finished tasks", purged, tasks)
+            except Exception:
+                log.exception("retention: could not delete expired rows (will try again)")
+            await asyncio.sleep(RETENTION_INTERVAL)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})

@@ -13,7 +13,7 @@ rewrites its history, or shows one client a record it keeps out of the log, is c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -395,10 +395,13 @@ class RegistryClient:
                 refused.append((str(hit.get("id", "?")) if isinstance(hit, dict) else "?", str(exc)))
         return SearchPage(agents, body["next"], int(body.get("seq", 0)), tuple(refused))
 
-    async def watch(self, since: int = 0, *, reconnect_delay: float = 0.5) -> AsyncIterator[dict[str, Any]]:
-        """Yield index changes in sequence order for ever, reconnecting and resuming after a drop."""
+    async def watch(self, since: int = 0, *, reconnect_delay: float = 0.5,
+                    on_drop: Callable[[Exception], None] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Yield index changes in sequence order for ever, reconnecting and resuming after a drop (each drop is
+        told to ``on_drop``). A message that is not a change raises (the caller decides whether to resume)."""
         last = since
         while True:
+            dropped: Exception
             try:
                 async with self.session.ws_connect(self._url(f"/v1/watch?since={last}"), heartbeat=30.0) as ws:
                     async for message in ws:
@@ -407,8 +410,11 @@ class RegistryClient:
                         change: dict[str, Any] = bounded_json.loads(message.data)
                         last = int(change["seq"])
                         yield change
-            except (aiohttp.ClientError, ConnectionError):
-                pass
+                dropped = ConnectionResetError("the registry closed the change stream")
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                dropped = exc
+            if on_drop is not None:
+                on_drop(dropped)
             await asyncio.sleep(reconnect_delay)
 
 

@@ -28,8 +28,8 @@ class RegistryMitm:
         """Rewrites the log head served."""
         self.consistency: Callable[[Json], Json] | None = None
         """Rewrites consistency proofs served."""
-        self.events: asyncio.Queue[Json] = asyncio.Queue()
-        """Forged events, sent to every watcher as if the registry sent them."""
+        self.events: asyncio.Queue[Json | str] = asyncio.Queue()
+        """Forged events, sent to every watcher as if the registry sent them (a string is sent as it is)."""
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -96,7 +96,8 @@ class RegistryMitm:
 
             async def inject() -> None:
                 while True:
-                    await ws.send_str(json.dumps(await self.events.get()))
+                    event = await self.events.get()
+                    await ws.send_str(event if isinstance(event, str) else json.dumps(event))
 
             async def closed() -> None:
                 async for _ in ws:

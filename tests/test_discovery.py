@@ -73,7 +73,8 @@ async def test_index_keeps_serving_while_the_registry_is_down_and_catches_up_on_
             await client.register(b, b_key)
     # the registry is gone: the node still has its candidates
     client = RegistryClient(f"http://127.0.0.1:{port}")
-    index = PeerIndex(client)
+    failures: list[BaseException] = []
+    index = PeerIndex(client, on_stream_failure=failures.append)
     async with live_registry(db) as first_run:
         index.client = RegistryClient(first_run.url)
         await index.track("translate")
@@ -97,6 +98,7 @@ async def test_index_keeps_serving_while_the_registry_is_down_and_catches_up_on_
             await index.wait_for_position(revoked_at)
         assert index.get(b.id) is None and index.is_revoked(b.id)
         assert [e.id for e in index.candidates("translate")] == [a.id]
+        assert failures  # each break of the stream was reported (the node counts them in its metrics)
     finally:
         await index.close()
         await index.client.close()

@@ -206,7 +206,8 @@ async def test_export_command_by_skill(log: ProcessLog, tmp_path: Path) -> None:
 
 async def test_a_serving_node_records_in_the_background(tmp_path: Path) -> None:
     """With ``pending``, handing a record over never waits for the write: here the database is locked by
-    another writer, the call returns at once, and the row lands once the lock goes; ``close`` writes the rest."""
+    another writer, the call returns at once, and the row lands once the lock goes. Records that find the queue
+    full are dropped and counted, never waited for; ``close`` writes what is queued."""
     path = tmp_path / "p.db"
     process_log = await ProcessLog.open(f"sqlite+aiosqlite:///{path}", Scrubber(names="off"), pending=16)
     blocker = sqlite3.connect(path, timeout=0)
@@ -218,17 +219,22 @@ async def test_a_serving_node_records_in_the_background(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="direction must be one of"):  # still checked when handed over
         await process_log.record(CallRecord(direction=cast(Any, "sideways"), transport="mcp", skill="s",
                                             agent="a", outcome="ok"))
+    await asyncio.sleep(0.1)  # the writer has taken the first record and waits for the lock
+    for n in range(40):  # the queue holds 16 more: the rest are dropped at once, the caller never waits
+        await process_log.record(CallRecord(direction="in", transport="mcp", skill="s", agent="a", outcome="ok",
+                                            input={"n": n}))
+    assert process_log.dropped == 24 and time.perf_counter() - started < 0.5
     blocker.rollback()
     blocker.close()
     await process_log.flush()
     async with process_log.engine.connect() as connection:
-        [stored] = (await connection.execute(select(ProcessCall.input))).scalars().all()
-    assert "ann@example.org" not in json.dumps(stored)  # scrubbed on the way, as in the direct mode
-    for n in range(40):  # more than the queue holds: handing over waits for room, nothing is dropped
+        stored = (await connection.execute(select(ProcessCall.input))).scalars().all()
+    assert len(stored) == 17 and "ann@example.org" not in json.dumps(stored)  # scrubbed as in the direct mode
+    for n in range(5):
         await process_log.record(CallRecord(direction="in", transport="mcp", skill="s", agent="a", outcome="ok",
                                             input={"n": n}))
     await process_log.close()
     reopened = await ProcessLog.open(f"sqlite+aiosqlite:///{path}", Scrubber(names="off"))
     async with reopened.engine.connect() as connection:
-        assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 41
+        assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 22
     await reopened.close()

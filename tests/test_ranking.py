@@ -43,3 +43,18 @@ def test_with_no_trusted_candidate_the_best_lower_bound_goes_first() -> None:
     decision = rank([candidate("a", 0.1, 0.001), candidate("b", 0.3, 0.1)], min_reputation=0.9)
     assert [c.name for c in decision.order] == ["b", "a"]
     assert "no candidate clears" in decision.ranked[0].reason
+
+
+def test_a_young_agent_leads_only_once_it_has_lasted() -> None:
+    """A reputation bought fast (a sybil a day old) ranks after every older agent that clears the bar; among
+    young agents alone the usual order holds, and below the bar age changes nothing."""
+    from dataclasses import replace
+
+    sybil = replace(candidate("sybil", 0.95, 0.001), age_seconds=3600)
+    veteran = replace(candidate("veteran", 0.8, 0.05), age_seconds=90 * 86400)
+    newcomer = replace(candidate("newcomer", 0.1, 0.0), age_seconds=60)
+    decision = rank([sybil, veteran, newcomer], min_reputation=0.6, min_age=86400)
+    assert [c.name for c in decision.order] == ["veteran", "sybil", "newcomer"]
+    assert "registered 3600 s ago" in decision.ranked[1].reason
+    assert [c.name for c in rank([sybil, newcomer], min_reputation=0.6, min_age=86400).order] == ["sybil", "newcomer"]
+    assert [c.name for c in rank([sybil, veteran], min_reputation=0.6).order] == ["sybil", "veteran"]  # no minimum

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,3 +245,21 @@ async def test_a_registration_the_log_does_not_hold_is_never_called(tmp_path: Pa
         await w.caller.index.close()
         w.caller.index = PeerIndex(w.caller.registry)
         assert (await delegate(w)).agent.id == w.callee_id
+
+
+async def test_garbage_on_the_watch_stream_never_stops_revocations(tmp_path: Path) -> None:
+    """Bad JSON, events of the wrong shape and a dropped stream: each is reported and the stream resumed where
+    it was, so a revocation sent after them still reaches the node."""
+    async with world(tmp_path) as w:
+        failures: list[BaseException] = []
+        w.caller.index.on_stream_failure = failures.append
+        await delegate(w)  # the node now follows the stream for 'echo'
+        for junk in ("not json {", json.dumps({"seq": "x", "kind": "registered"}), json.dumps([1, 2]),
+                     json.dumps({"seq": 1})):
+            await w.mitm.events.put(junk)
+            await eventually(lambda: w.mitm.events.empty())
+        echo_key = keyfile.load(w.tmp / "keys" / "echo.key")
+        async with RegistryClient(w.registry_url) as honest:
+            await honest.revoke(w.callee_id, echo_key)
+        await eventually(lambda: w.caller.index.is_revoked(w.callee_id))
+        assert len(failures) >= 3 and w.caller.index.get(w.callee_id) is None

@@ -132,3 +132,23 @@ async def test_in_memory_store_copies_records(url: str) -> None:
     record.task["status"] = a2a.new_status(a2a.COMPLETED)  # a later change is not visible until put again
     got = await store.get("echo", record.id)
     assert got is not None and got.state == a2a.WORKING
+
+
+@pytest.mark.parametrize("kind", ["sql", "memory"])
+async def test_retention_deletes_finished_tasks_only_once_expired(db_url: str, kind: str) -> None:
+    """Task bodies are callers' raw inputs and outputs: gone after the retention, unless still running."""
+    from guildnet.node.a2a.store import open_task_store
+
+    store = SqlTaskStore(db_url) if kind == "sql" else open_task_store("memory")
+    await store.open()
+    try:
+        old_done, old_failed = _record(a2a.COMPLETED, updated=100.0), _record(a2a.FAILED, updated=150.0)
+        old_running, recent = _record(a2a.WORKING, updated=100.0), _record(a2a.COMPLETED, updated=300.0)
+        for record in (old_done, old_failed, old_running, recent):
+            await store.put(record, new=True)
+        assert await store.purge(200.0) == 2
+        kept = {r.id for r in (await store.list("echo", a2a.ListQuery(), owner=None)).records}
+        assert kept == {old_running.id, recent.id}
+        assert await store.get("echo", old_done.id) is None and await store.purge(200.0) == 0
+    finally:
+        await store.close()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, String, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import JSON, Float, Index, String, Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,6 +63,11 @@ class TaskStore(ABC):
         """Tasks of ``agent`` that belong to ``owner`` (None: anonymous callers), newest update first, filtered
         and paged as ListTasks asks."""
 
+    @abstractmethod
+    async def purge(self, updated_before: float) -> int:
+        """Delete the tasks no longer running whose last update is older than ``updated_before`` (their
+        inputs and outputs are the callers' raw data, kept no longer than the node's retention); how many."""
+
 
 def _page(records: list[TaskRecord], page_size: int, total: int) -> TaskPage:
     more = len(records) > page_size
@@ -102,6 +107,12 @@ class InMemoryTaskStore(TaskStore):
             cursor = a2a.decode_page_token(query.page_token)
             matching = [r for r in matching if (r.updated, r.id) < cursor]
         return _page(matching[:query.page_size + 1], query.page_size, total)
+
+    async def purge(self, updated_before: float) -> int:
+        expired = [key for key, r in self._tasks.items() if r.state not in ACTIVE_STATES and r.updated < updated_before]
+        for key in expired:
+            del self._tasks[key]
+        return len(expired)
 
 
 class Base(DeclarativeBase):
@@ -248,6 +259,12 @@ class SqlTaskStore(TaskStore):
             rows = (await conn.execute(page)).all()
             total = (await conn.execute(select(func.count()).select_from(_T).where(*filters))).scalar_one()
         return _page([_record_from_row(r) for r in rows], query.page_size, int(total))
+
+    async def purge(self, updated_before: float) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(_T).where(_T.c.state.not_in(ACTIVE_STATES),
+                                                         _T.c.updated < updated_before))
+        return int(result.rowcount or 0)
 
 
 def _runs(batch: Sequence[tuple[dict[str, Any], bool, asyncio.Future[None]]]

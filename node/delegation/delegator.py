@@ -15,8 +15,8 @@
    (callee, caller, skill, hashes of this input and this output) is checked;
 4. the caller countersigns the receipt with its verdict and submits it to the registry in the background
    (reputation moves only on receipts both sides signed); on any failure of an attempt (timeout, refusal,
-   invalid output, a malformed or oversized reply) the next candidate is tried, until the deadline, which
-   holds for the whole delegation, ranking included.
+   invalid output, a malformed or oversized reply) the next candidate of another organisation is tried, until
+   the deadline, which holds for the whole delegation, ranking included.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ class Delegator:
     """Candidates considered per delegation, whatever the registry lists."""
     max_per_org: int = 4
     """Candidates of one organisation considered per delegation."""
+    max_calls_per_org: int = 1
+    """Agents of one organisation called per delegation: after one failed, the next organisation's turn."""
     min_age: float = 86400.0
     """Seconds an agent must have been registered before a reputation that clears the bar makes it preferred."""
     pins: SchemaPins = field(default_factory=SchemaPins)
@@ -209,6 +211,7 @@ class Delegator:
             raise DelegationFailed(f"ranking the candidates for {skill!r} took longer than the {deadline:.1f} s "
                                    f"deadline", [], None) from None
         attempts: list[Attempt] = []
+        calls_per_org: dict[str, int] = {}
         order = decision.order
         for position, candidate in enumerate(order):
             remaining = ends - loop.time()
@@ -217,6 +220,9 @@ class Delegator:
             entry = self.index.get(candidate.agent_id)
             if entry is None or self.index.is_revoked(candidate.agent_id):
                 continue  # revoked or gone since ranking
+            organisation = entry.facts.organisation.id
+            if calls_per_org.get(organisation, 0) >= self.max_calls_per_org:
+                continue  # one organisation's many agents cannot use up the attempts
             # a fair share of what is left, so a stuck peer cannot eat the time of the ones after it
             share = remaining / min(len(order) - position, self.max_attempts - len(attempts))
             problem = await self._in_log(entry, share)
@@ -228,6 +234,7 @@ class Delegator:
             if problem is not None:  # never call an agent whose registration or results cannot be verified
                 attempts.append(Attempt(entry.id, entry.facts.name, "unverified", problem, 0.0))
                 continue
+            calls_per_org[organisation] = calls_per_org.get(organisation, 0) + 1
             attempt, result = await self._try(entry, skill, dict(arguments), trace, min(share, ends - loop.time()),
                                               pin)
             attempts.append(attempt)

@@ -32,10 +32,14 @@ log = logging.getLogger(__name__)
 
 class PeerIndex:
     def __init__(self, client: RegistryClient, *, clock: Callable[[], float] = time.time,
-                 on_refused: Callable[[str, str], None] | None = None, reconnect_delay: float = 0.5) -> None:
+                 on_refused: Callable[[str, str], None] | None = None,
+                 on_stream_failure: Callable[[BaseException], None] | None = None,
+                 reconnect_delay: float = 0.5) -> None:
         self.client = client
         self.clock = clock  # stamps last_seen when the stream says an agent is live again
         self.on_refused = on_refused
+        self.on_stream_failure = on_stream_failure
+        """Told of each failure of the change stream (then resumed after ``reconnect_delay``)."""
         self.reconnect_delay = reconnect_delay
         self.refused: dict[str, str] = {}
         """The last reason each refused agent was dropped for (also logged and counted)."""
@@ -116,10 +120,12 @@ class PeerIndex:
             self.on_refused(agent_id, reason)
 
     async def _follow(self) -> None:
-        """Apply the change stream for ever: any failure is logged and the stream resumed where it was."""
+        """Apply the change stream for ever: whenever it drops or sends something that is not a change, say so
+        and resume where it was."""
         while True:
             try:
-                async for change in self.client.watch(self._position):
+                async for change in self.client.watch(self._position, reconnect_delay=self.reconnect_delay,
+                                                      on_drop=self._stream_failed):
                     seq = int(change["seq"])
                     try:
                         await self._apply(change)
@@ -131,10 +137,15 @@ class PeerIndex:
                     self._changed.set()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a malformed event, a broken stream: never stop following
-                log.warning("the registry's change stream failed (%s: %s); resuming from %d", type(exc).__name__,
-                            exc, self._position)
-            await asyncio.sleep(self.reconnect_delay)
+            except Exception as exc:  # a malformed event: never stop following
+                self._stream_failed(exc)
+                await asyncio.sleep(self.reconnect_delay)
+
+    def _stream_failed(self, error: Exception) -> None:
+        log.warning("the registry's change stream stopped (%s: %s); resuming from %d", type(error).__name__, error,
+                    self._position)
+        if self.on_stream_failure is not None:
+            self.on_stream_failure(error)
 
     async def _apply(self, change: dict[str, Any]) -> None:
         agent_id = str(change["agent"])

@@ -240,8 +240,12 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
                            authorize=_authorize(authenticator, quota), max_body_size=max_body_size)
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        response = await handler(request)
-        quota.observe(request, response)
+        try:
+            response = await handler(request)
+        except BaseException:
+            quota.settle(request, None)
+            raise
+        quota.settle(request, response)
         return response
 
     app.router.add_route("*", path, handle)
