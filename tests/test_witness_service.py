@@ -120,13 +120,14 @@ async def test_a_head_short_of_the_clients_quorum_is_refused_naming_the_missing_
     async with witness_in_process(tmp_path, "w1", log_key) as w1:
         down = WitnessEndpoint("http://127.0.0.1:9", w1.witness.__class__("witness.test/down",
                                                                            SigningKey.generate().did))
+        async with live_registry(db_url) as plain, RegistryClient(plain.url, registry_key=log_key) as client:
+            # a head nobody cosigned: fine without witnesses, refused with them
+            assert (await client.log_head()).size == 0
+            client.witnesses = WitnessPolicy((w1.witness,), 1)
+            with pytest.raises(UntrustworthyRecord, match=r"witness\.test/w1"):
+                await client.log_head()
         async with live_registry(db_url, witnesses=(w1, down), witness_quorum=1, cosign_interval=0.05) as registry:
             async with RegistryClient(registry.url, registry_key=log_key) as client:
-                # before any cosignature the plain head is served: fine without witnesses, refused with them
-                assert (await client.log_head()).size == 0
-                client.witnesses = WitnessPolicy((w1.witness,), 1)
-                with pytest.raises(UntrustworthyRecord, match=r"witness\.test/w1"):
-                    await client.log_head()
                 await register_agents(registry.url, 2)
                 await wait_for_head(registry.url, lambda b: b["size"] == 2 and b["witnesses"] == ["witness.test/w1"])
                 client.witnesses = WitnessPolicy((w1.witness, down.witness), 1)

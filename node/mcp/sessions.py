@@ -19,7 +19,7 @@ from aiohttp import web
 SESSION_HEADER = "mcp-session-id"
 DEFAULT_PER_ADDRESS = 64
 DEFAULT_IDLE = 300.0
-_OPENING = "guildnet.mcp.opening"
+_OPENING = web.RequestKey("guildnet.mcp.opening", bool)
 
 
 class SessionQuota:
