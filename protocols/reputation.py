@@ -274,9 +274,13 @@ def judges(edges: Collection[tuple[str, str]], carrying: Collection[tuple[str, s
                         reached.add(ratee)
                         following.append(ratee)
             frontier = following
+        # who may count o: anyone if pre-trusted or vouched for by two or more, all but its voucher if by one
+        sole = {o: v[0] if len(v) == 1 else None for o, v in vouchers.items()}
         changed = False
         for org in sorted(orgs - seeds):
-            known = sum(1 for o in rated.get(org, ()) if o in seeds or any(v != org for v in vouchers.get(o, ())[:2]))
+            if history[org] == 1.0:
+                continue
+            known = sum(1 for o in rated.get(org, ()) if o in seeds or (o in sole and sole[o] != org))
             value = min(1.0, known / min_history)
             if value > history[org]:
                 history[org] = value
