@@ -12,6 +12,7 @@ import math
 import random
 
 import pytest
+from test_load import bench_module
 
 from guildnet.protocols.reputation import (
     DAY,
@@ -28,21 +29,19 @@ from guildnet.protocols.reputation import (
     judges,
 )
 
-NOW = 1_800_000_000.0
+# The honest world is the attack benchmark's (bench/reputation_attacks.py), so the two describe one world.
+WORLD = bench_module("reputation_attacks")
+NOW: float = WORLD.NOW
 PARAMS = Params(now=NOW)
-SEED = ["P0", "P1", "P2"]
-HONEST = [*SEED, *(f"H{i}" for i in range(10))]
-SKILL = "translate"
+SEED: list[str] = list(WORLD.SEEDS)
+HONEST: list[str] = list(WORLD.HONEST_ORGS)
+SKILL: str = WORLD.SKILL
 
 
 def honest_world(receipts: int = 2000) -> list[Rating]:
-    rng = random.Random(7)
-    out = []
-    for _ in range(receipts):
-        rater, ratee = rng.sample(HONEST, 2)
-        out.append(Rating(f"{rater}/a{rng.randrange(5)}", rater, f"{ratee}/a{rng.randrange(5)}", ratee, SKILL,
-                          rng.random() < 0.9, NOW - rng.random() * 30 * DAY))
-    return out
+    """13 organisations (the 3 seeds first), 5 agents each, calling each other over 30 days, 90 % success."""
+    world: list[Rating] = WORLD.honest_world(receipts)
+    return world
 
 
 def served(agent: str, org: str, outcomes: list[bool], *, skill: str = SKILL, start: float = NOW) -> list[Rating]:
