@@ -8,8 +8,9 @@ per agent and skill). This module feeds it the accepted receipts and serves the 
   (one receipt can move every organisation's weight), so an incremental update would still be a recompute.
 * **Off the event loop.** The recompute runs in a separate process (``spawn``), which reads the ``receipts``
   table itself in one read snapshot and returns the result: measured on this machine's class (pure Python,
-  ``bench/reputation.py``) ~15-26 s for 100k agents / 1M receipts, ~0.5 GB peak, and the registry keeps
-  answering meanwhile on its own core. Until the first result exists the API answers 503.
+  ``bench/reputation.py``) 7-13 s for 100k agents / 1M receipts plus ~6 s decoding their ~195k failures, ~0.85
+  GB peak, and the registry keeps answering meanwhile on its own core. Until the first result exists the API
+  answers 503.
 * **Reproducible.** A result names the log size it covers (every receipt with a smaller log index, none
   after) and its parameters, so anyone holding the log can recompute it.
 * **Failures read from the log.** The model weighs a failure by what the callee signed (a disputed failure:
