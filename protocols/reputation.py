@@ -1,24 +1,39 @@
-"""Reputation from accepted receipts: EigenTrust between organisations, then a beta score per agent and skill.
+"""Reputation from accepted receipts: trust between organisations, then a beta score per agent and skill.
 
 Pure computation over plain records, no database, deterministic for a given input order: anyone holding the
 transparency log (the accepted receipts, in log order) and the :class:`Params` recomputes the same numbers.
+Each rule below answers an attack measured in ``bench/reputation_attacks.py`` (docs/reputation.md has the
+tables): the previous model let a ring that earned a little real trust multiply it and spend it on a sybil.
 
-1. **Local trust between organisations.** Each inter-organisation receipt adds ``+d`` (success) or ``-d``
-   (failure) to ``s_ij`` (i = the caller's organisation, which gave the verdict; j = the callee's), where
-   ``d = 2^(-age / half_life)``. Receipts between agents of one organisation are dropped everywhere: an
-   organisation cannot vouch for itself. ``c_ij = max(s_ij, 0) / sum_k max(s_ik, 0)``.
-2. **EigenTrust** (Kamvar et al. 2003): ``t <- (1 - a) C^T t + a p``, ``p`` uniform over the pre-trusted
-   organisations the operator names, ``t(0) = p``; an organisation with no positive outgoing trust passes its
-   mass along ``p``. Iterate until the L1 change is below ``tolerance`` (error shrinks as ``(1 - a)^k``).
-   Trust reaches an organisation only along paths of satisfied callers starting at the seed, so a ring that
-   only rates itself gets exactly 0.
-3. **Beta reputation** (Jøsang & Ismail 2002) per (agent, skill): ``alpha = 1 + sum(w * d * success)``,
-   ``beta = 1 + sum(w * d * failure)``, ``w`` = the rater organisation's trust divided by the largest trust (the
-   most trusted organisation's word counts as one observation per receipt). One rater organisation's decayed
-   receipts about one (agent, skill) saturate at ``per_rater_cap`` observations (scaled down, success ratio kept):
-   without it a low-trust organisation could buy weight with volume; with it, a collective's total say about an
-   agent is at most ``per_rater_cap * (its total trust / max trust)``, however many identities it makes.
-4. **Interval.** The exact 95 % equal-tailed interval of Beta(alpha, beta) via the regularised incomplete beta
+1. **Evidence.** Each inter-organisation receipt counts ``d = 2^(-age / half_life)``. A failure the callee
+   itself reported (its signed claim says failed, canceled or rejected) counts ``d``. A failure verdict on work
+   the callee signed as completed, with the hashes the caller accepted, is the caller's word against the
+   callee's (``disputed``): it counts ``disputed_weight * d`` with a reason, nothing without one. Receipts
+   between agents of one organisation are dropped everywhere: an organisation cannot vouch for itself.
+2. **Local trust between organisations.** ``s_ij`` = the decayed successes minus weighted failures of i's
+   agents (the callers, who gave the verdicts) about j's; ``s_ij > 0`` is an edge i -> j.
+3. **Judges.** An organisation's word counts (its receipts move scores, its edges pass trust on) in proportion
+   to its history as a judge, ``min(1, n / min_history)``: ``n`` = the organisations it has rated that are
+   pre-trusted, or that another organisation whose word counts and whom trust reaches also rates. Computed
+   from the pre-trusted organisations outwards to the least fixed point. Fresh organisations that only rate
+   each other have no such history, so a ring's fake receipts carry nothing, however many.
+4. **EigenTrust** (Kamvar et al. 2003): ``t <- (1 - a) C^T t + a p``, ``p`` uniform over the pre-trusted
+   organisations the operator names, ``c_ij`` = i's normalised positive local trust times i's history, the
+   rest of i's trust (all of it with no edge) going back along ``p``. With ``acyclic``, only edges from an
+   organisation at distance k from the pre-trusted ones to one at k + 1 carry trust: no cycle, so colluders
+   who did pay for history cannot pass trust round to each other either; it costs honest peers the trust
+   they pass each other (measured: see docs/reputation.md), so it is off by default.
+5. **Standing** = trust / the pre-trusted organisations' mean trust, capped at 1 (pre-trusted: 1): relative to
+   the anchor, not to the largest, so an organisation that grows cannot shrink the anchor's say. A rater's
+   **weight** = standing * history.
+6. **Beta reputation** (Jøsang & Ismail 2002) per (agent, skill): ``alpha = 1 + sum(w * successes)``,
+   ``beta = 1 + sum(w * failures)`` over rater organisations. One organisation's receipts about one (agent,
+   skill) saturate (scaled down, ratio kept) at ``per_rater_cap`` observations, and a non-pre-trusted one's
+   at ``rater_say / (1 - w)``: its say is at most ``rater_say * w / (1 - w)`` observations, the limit of the
+   paper's discounting operator (``rater_say`` = 2, its prior weight), while a few receipts count ``w`` each
+   as before. What one non-pre-trusted organisation says beyond all the others together counts at most
+   ``uncorroborated`` observations: one organisation's word alone does not lift an agent over a 0.5 bar.
+7. **Interval.** The exact 95 % equal-tailed interval of Beta(alpha, beta) via the regularised incomplete beta
    function (continued fraction, Numerical Recipes §6.4) inverted by safeguarded Newton. Not the normal or
    Wilson approximation: evidence here is fractional and often near zero (newcomers, down-weighted raters),
    where the normal interval leaves [0, 1] and Wilson presumes integer Bernoulli counts. It costs tens of µs per
@@ -28,7 +43,7 @@ transparency log (the accepted receipts, in log order) and the :class:`Params` r
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DAY = 86400.0
@@ -36,7 +51,12 @@ DAY = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class Rating:
-    """One accepted receipt as the math sees it: who rated whom, for which skill, the verdict, and when."""
+    """One accepted receipt as the math sees it: who rated whom, for which skill, the verdict, and when.
+
+    ``disputed``: a failure verdict although the callee signed the task as completed; ``explained``: the
+    caller gave a reason. Both default to False, an admitted failure (or a success), so older callers that
+    know only the verdict keep their meaning.
+    """
 
     rater_agent: str
     rater_org: str
@@ -45,14 +65,23 @@ class Rating:
     skill: str
     success: bool
     time: float  # unix seconds (the receipt's ended_at)
+    disputed: bool = False
+    explained: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
+    """The model's parameters (the module docstring says what each does); ``math.inf`` turns a limit off."""
+
     now: float
     a: float = 0.15
     half_life: float = 90 * DAY
     per_rater_cap: float = 50.0
+    min_history: int = 5
+    disputed_weight: float = 0.1
+    rater_say: float = 2.0
+    uncorroborated: float = 3.0
+    acyclic: bool = False
     tolerance: float = 1e-10
     max_iterations: int = 500
 
@@ -61,6 +90,10 @@ class Params:
             raise ValueError("EigenTrust a must be in (0, 1]")
         if not self.half_life > 0 or not self.per_rater_cap > 0 or not self.tolerance > 0:
             raise ValueError("half_life, per_rater_cap and tolerance must be positive")
+        if not 0.0 <= self.disputed_weight <= 1.0 or self.min_history < 0:
+            raise ValueError("disputed_weight must be in [0, 1] and min_history >= 0")
+        if not self.rater_say > 0 or not self.uncorroborated >= 0:
+            raise ValueError("rater_say must be positive and uncorroborated >= 0")
         if self.max_iterations < 1 or not math.isfinite(self.now):
             raise ValueError("max_iterations must be >= 1 and now finite")
 
@@ -103,11 +136,19 @@ class Score:
 
 @dataclass(frozen=True)
 class Reputation:
-    """The result of one recompute, with everything needed to check it."""
+    """The result of one recompute, with everything needed to check it.
+
+    ``org_trust``: EigenTrust's stationary trust; ``standing``: trust relative to the pre-trusted organisations'
+    mean, capped at 1; ``history``: each organisation's judge history in [0, 1]; ``weights``: standing times
+    history, what a rater's receipts are weighed with.
+    """
 
     params: Params
     pretrusted: frozenset[str]
     org_trust: Mapping[str, float]
+    standing: Mapping[str, float]
+    history: Mapping[str, float]
+    weights: Mapping[str, float]
     iterations: int
     converged: bool
     receipts_used: int
@@ -115,8 +156,7 @@ class Reputation:
     scores: Mapping[str, Mapping[str, Score]] = field(repr=False)
 
     def rater_weight(self, org: str) -> float:
-        top = max(self.org_trust.values())
-        return self.org_trust.get(org, 0.0) / top
+        return self.weights.get(org, 0.0)
 
     def score(self, agent: str, skill: str) -> Score:
         return self.scores.get(agent, {}).get(skill) or Score(agent=agent, skill=skill)
@@ -129,8 +169,13 @@ class Reputation:
 
 
 def eigentrust(local: Mapping[tuple[str, str], float], pretrusted: Collection[str], a: float, *,
-               tolerance: float = 1e-10, max_iterations: int = 500) -> tuple[dict[str, float], int, bool]:
-    """Global trust per organisation from net local trust ``s_ij``; returns (trust, iterations, converged)."""
+               follow: Mapping[str, float] | None = None, tolerance: float = 1e-10,
+               max_iterations: int = 500) -> tuple[dict[str, float], int, bool]:
+    """Global trust per organisation from net local trust ``s_ij``; returns (trust, iterations, converged).
+
+    ``follow[i]`` (default 1) is the share of i's trust that follows its ratings; the rest, like all the trust
+    of an organisation with no positive rating, goes back to the pre-trusted organisations.
+    """
     if not pretrusted:
         raise ValueError("EigenTrust needs at least one pre-trusted organisation")
     orgs = sorted({o for pair in local for o in pair} | set(pretrusted))
@@ -140,10 +185,12 @@ def eigentrust(local: Mapping[tuple[str, str], float], pretrusted: Collection[st
     for (rater, ratee), s in local.items():
         if s > 0:
             rows[index[rater]].append((index[ratee], s))
-    for row in rows:
+    passes = [1.0 if follow is None else follow.get(org, 0.0) for org in orgs]
+    for i, row in enumerate(rows):
+        if not row:
+            passes[i] = 0.0
         total = sum(w for _, w in row)
-        row[:] = [(j, w / total) for j, w in row]
-    dangling = [i for i in range(n) if not rows[i]]
+        row[:] = [(j, passes[i] * w / total) for j, w in row]
     seeds = sorted(index[o] for o in set(pretrusted))
     share = 1.0 / len(seeds)
     t = [0.0] * n
@@ -154,12 +201,14 @@ def eigentrust(local: Mapping[tuple[str, str], float], pretrusted: Collection[st
     while iterations < max_iterations:
         iterations += 1
         new = [0.0] * n
+        back = 0.0
         for i, row in enumerate(rows):
             ti = t[i]
-            if ti and row:
+            if ti:
+                back += ti * (1.0 - passes[i])
                 for j, w in row:
                     new[j] += ti * w
-        teleport = (keep * sum(t[i] for i in dangling) + a) * share
+        teleport = (keep * back + a) * share
         new = [keep * x for x in new]
         for i in seeds:
             new[i] += teleport
@@ -171,15 +220,118 @@ def eigentrust(local: Mapping[tuple[str, str], float], pretrusted: Collection[st
     return dict(zip(orgs, t, strict=True)), iterations, converged
 
 
+def forward_edges(edges: Iterable[tuple[str, str]], pretrusted: Collection[str]) -> list[tuple[str, str]]:
+    """The edges from an organisation at distance d from the pre-trusted ones to one at d + 1 (a DAG)."""
+    edges = list(edges)
+    out: dict[str, list[str]] = {}
+    for rater, ratee in edges:
+        out.setdefault(rater, []).append(ratee)
+    level = dict.fromkeys(pretrusted, 0)
+    frontier = sorted(level)
+    while frontier:
+        following = []
+        for org in frontier:
+            for ratee in out.get(org, ()):
+                if ratee not in level:
+                    level[ratee] = level[org] + 1
+                    following.append(ratee)
+        frontier = following
+    return [(i, j) for i, j in edges if i in level and level.get(j) == level[i] + 1]
+
+
+def judges(edges: Collection[tuple[str, str]], carrying: Collection[tuple[str, str]],
+           pretrusted: Collection[str], min_history: int) -> dict[str, float]:
+    """Each organisation's history as a judge in [0, 1] (step 3 of the module docstring).
+
+    ``edges``: who rated whom positively; ``carrying``: the edges trust may flow along. An organisation counts
+    for a rater when it is pre-trusted or another organisation vouches for it along a carrying edge, that one's
+    word counting and trust reaching it. Monotone (more history only adds vouchers), so the loop from the
+    pre-trusted organisations outwards ends, with the least fixed point.
+    """
+    seeds = set(pretrusted)
+    orgs = {o for pair in edges for o in pair} | seeds
+    if min_history <= 0:
+        return dict.fromkeys(orgs, 1.0)
+    history = {org: 1.0 if org in seeds else 0.0 for org in orgs}
+    rated: dict[str, set[str]] = {}
+    for rater, ratee in edges:
+        if ratee != rater:
+            rated.setdefault(rater, set()).add(ratee)
+    out: dict[str, list[str]] = {}
+    for rater, ratee in carrying:
+        out.setdefault(rater, []).append(ratee)
+    while True:
+        reached, frontier = set(seeds), sorted(seeds)
+        vouchers: dict[str, list[str]] = {}
+        while frontier:
+            following = []
+            for org in frontier:
+                if not history[org]:
+                    continue
+                for ratee in out.get(org, ()):
+                    vouchers.setdefault(ratee, []).append(org)
+                    if ratee not in reached:
+                        reached.add(ratee)
+                        following.append(ratee)
+            frontier = following
+        # who may count o: anyone if pre-trusted or vouched for by two or more, all but its voucher if by one
+        sole = {o: v[0] if len(v) == 1 else None for o, v in vouchers.items()}
+        changed = False
+        for org in sorted(orgs - seeds):
+            if history[org] == 1.0:
+                continue
+            known = sum(1 for o in rated.get(org, ()) if o in seeds or (o in sole and sole[o] != org))
+            value = min(1.0, known / min_history)
+            if value > history[org]:
+                history[org] = value
+                changed = True
+        if not changed:
+            return history
+
+
+Opinion = tuple[float, float, float, float, bool]
+"""One rater organisation about one (agent, skill): (successes, failures, volume, weight, pre-trusted).
+
+``volume`` is the decayed receipt count (a disputed failure counts whole here, whatever its weight as a
+failure), ``weight`` the rater's weight.
+"""
+
+
+def combine(opinions: Sequence[Opinion], params: Params) -> tuple[float, float]:
+    """(successes, failures) of one agent and skill from its raters' opinions (step 6 of the module docstring).
+
+    Shared by :func:`compute` and the registry explorer's replay of a score over time.
+    """
+    said: list[tuple[float, float, bool]] = []
+    for successes, failures, volume, weight, anchor in opinions:
+        cap = params.per_rater_cap
+        if not anchor and weight < 1.0:
+            cap = min(cap, params.rater_say / (1.0 - weight))
+        scale = min(1.0, cap / volume) if volume > cap else 1.0
+        said.append((weight * scale * successes, weight * scale * failures, anchor))
+    heard = sum(s + f for s, f, _ in said)
+    total_s = total_f = 0.0
+    for s, f, anchor in said:
+        own = s + f
+        if not anchor and own > 0:
+            allowed = heard - own + params.uncorroborated
+            if own > allowed:
+                s, f = s * allowed / own, f * allowed / own
+        total_s += s
+        total_f += f
+    return total_s, total_f
+
+
 def compute(ratings: Iterable[Rating], pretrusted: Collection[str], params: Params) -> Reputation:
-    """Full recompute over every accepted receipt (see the module docstring for the three steps)."""
+    """Full recompute over every accepted receipt (see the module docstring for the steps)."""
     rate = math.log(2.0) / params.half_life
-    now, exp = params.now, math.exp
+    now, exp, disputed = params.now, math.exp, params.disputed_weight
     # One slot per (rater org, ratee org, ratee agent, skill), in flat float lists rather than a list per slot:
     # a million small lists would make the cyclic garbage collector walk them over and over (measured: +40 %).
     slots: dict[tuple[str, str, str, str], int] = {}
     succ: list[float] = []
     fail: list[float] = []
+    volume: list[float] = []
     count: list[int] = []
     used = same_org = 0
     for r in ratings:
@@ -196,43 +348,42 @@ def compute(ratings: Iterable[Rating], pretrusted: Collection[str], params: Para
             slot = slots[key] = len(count)
             succ.append(0.0)
             fail.append(0.0)
+            volume.append(0.0)
             count.append(0)
         if r.success:
             succ[slot] += d
-        else:
+        elif not r.disputed:
             fail[slot] += d
+        elif r.explained:
+            fail[slot] += disputed * d
+        volume[slot] += d
         count[slot] += 1
     local: dict[tuple[str, str], float] = {}
     for (rater, ratee, _, _), slot in slots.items():
         local[rater, ratee] = local.get((rater, ratee), 0.0) + succ[slot] - fail[slot]
-    trust, iterations, converged = eigentrust(local, pretrusted, params.a, tolerance=params.tolerance,
+    seeds = frozenset(pretrusted)
+    edges = [pair for pair, s in local.items() if s > 0]
+    carrying = forward_edges(edges, seeds) if params.acyclic else edges
+    history = judges(edges, carrying, seeds, params.min_history)
+    kept = set(carrying)
+    trust, iterations, converged = eigentrust({pair: s for pair, s in local.items() if pair in kept}, seeds,
+                                              params.a, follow=history, tolerance=params.tolerance,
                                               max_iterations=params.max_iterations)
-    top = max(trust.values())
-    weight = {org: value / top for org, value in trust.items()}
-    totals: dict[tuple[str, str], int] = {}
-    t_succ: list[float] = []
-    t_fail: list[float] = []
-    t_count: list[int] = []
-    cap = params.per_rater_cap
-    for (org, _, agent, skill), slot in slots.items():
-        s_, f_ = succ[slot], fail[slot]
-        w = weight[org]
-        if s_ + f_ > cap:
-            w *= cap / (s_ + f_)
-        total = totals.get((agent, skill))
-        if total is None:
-            total = totals[agent, skill] = len(t_count)
-            t_succ.append(0.0)
-            t_fail.append(0.0)
-            t_count.append(0)
-        t_succ[total] += w * s_
-        t_fail[total] += w * f_
-        t_count[total] += count[slot]
+    anchor = sum(trust[o] for o in seeds) / len(seeds)
+    standing = {org: 1.0 if org in seeds else min(1.0, trust.get(org, 0.0) / anchor) for org in history}
+    weights = {org: value * history[org] for org, value in standing.items()}
+    groups: dict[tuple[str, str], list[int]] = {}
+    for (_, _, agent, skill), slot in slots.items():
+        groups.setdefault((agent, skill), []).append(slot)
+    orgs = [key[0] for key in slots]
     scores: dict[str, dict[str, Score]] = {}
-    for (agent, skill), total in totals.items():
-        scores.setdefault(agent, {})[skill] = Score(agent, skill, t_succ[total], t_fail[total], t_count[total])
-    return Reputation(params=params, pretrusted=frozenset(pretrusted), org_trust=trust, iterations=iterations,
-                      converged=converged, receipts_used=used, receipts_same_org=same_org, scores=scores)
+    for (agent, skill), members in groups.items():
+        successes, failures = combine([(succ[i], fail[i], volume[i], weights.get(orgs[i], 0.0), orgs[i] in seeds)
+                                       for i in members], params)
+        scores.setdefault(agent, {})[skill] = Score(agent, skill, successes, failures, sum(count[i] for i in members))
+    return Reputation(params=params, pretrusted=seeds, org_trust=trust, standing=standing, history=history,
+                      weights=weights, iterations=iterations, converged=converged, receipts_used=used,
+                      receipts_same_org=same_org, scores=scores)
 
 
 _TINY = 1e-300

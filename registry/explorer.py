@@ -38,7 +38,7 @@ from guildnet.protocols import jws
 from guildnet.protocols.domain import DomainMark
 from guildnet.protocols.merkle import InvalidCheckpoint, InvalidProof, leaf_hash, verify_checkpoint, verify_inclusion
 from guildnet.protocols.records import UntrustworthyRecord, verify_record
-from guildnet.protocols.reputation import DAY, Params, Score
+from guildnet.protocols.reputation import DAY, Opinion, Params, Score, combine
 from guildnet.protocols.transparency import leaf_data
 
 from .explorer_queries import ReceiptSummary, agent_names, receipt_summary
@@ -133,13 +133,20 @@ class HistoryPoint:
 def reputation_history(summary: ReceiptSummary, snapshot: Snapshot | None, now: float) -> list[HistoryPoint]:
     """The pooled (all skills) score at the end of each time bucket, rebuilt from the receipts of the agent.
 
-    The registry keeps no past scores, so this replays the beta step of :mod:`reputation` with the rater
-    weights of the *current* snapshot (an organisation's past trust is not known), the same decay and
-    per-rater cap, and each bucket's receipts at their mean end time. Without a snapshot every rater counts 1.
-    The decayed sums are carried from bucket to bucket, so the cost is linear in the buckets.
+    The registry keeps no past scores, so this replays the beta step of :mod:`reputation` (its ``combine``: the
+    per-rater cap, the say limit, corroboration) with the rater weights of the *current* snapshot (an
+    organisation's past trust is not known), the same decay, and each bucket's receipts at their mean end time.
+    Failures count as the receipts table records them, so a disputed failure (which the served score weighs
+    0.1, or 0 without a reason) counts in full here. Without a snapshot every rater counts 1. The decayed sums
+    are carried from bucket to bucket, so the cost is linear in the buckets.
     """
     params = snapshot.reputation.params if snapshot is not None else Params(now=now)
     weight: Callable[[str], float] = snapshot.reputation.rater_weight if snapshot is not None else (lambda _: 1.0)
+    pretrusted = snapshot.reputation.pretrusted if snapshot is not None else None
+
+    def anchor(org: str) -> bool:
+        return pretrusted is None or org in pretrusted
+
     rate = math.log(2.0) / params.half_life
     slots: dict[tuple[str, str], list[float]] = {}
     points: list[HistoryPoint] = []
@@ -164,13 +171,14 @@ def reputation_history(summary: ReceiptSummary, snapshot: Snapshot | None, now: 
             slot[0 if bucket.success else 1] += decayed
             count += bucket.count
             i += 1
+        by_skill: dict[str, list[Opinion]] = {}
+        for (org, skill), (s, f) in slots.items():
+            by_skill.setdefault(skill, []).append((s, f, s + f, weight(org), anchor(org)))
         successes = failures = 0.0
-        for (org, _), (s, f) in slots.items():
-            w = weight(org)
-            if s + f > params.per_rater_cap:
-                w *= params.per_rater_cap / (s + f)
-            successes += w * s
-            failures += w * f
+        for opinions in by_skill.values():
+            s, f = combine(opinions, params)
+            successes += s
+            failures += f
         points.append(HistoryPoint(end, ScoreView.of(Score("", "*", successes, failures, count))))
     return points
 
