@@ -149,7 +149,7 @@ async def rotate(request: web.Request) -> web.Response:
 
 async def submit_receipt(request: web.Request) -> web.Response:
     store, write = await _open(request)
-    result = await store.submit_receipt(parse_receipt(write), write)
+    result = await store.submit_receipt(parse_receipt(write), write, admission=request.app[REPUTATION].admission())
     return web.json_response({"receipt_id": result.receipt_id, "log_index": result.log_index}, status=201)
 
 

@@ -133,6 +133,27 @@ class ReputationService:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
+    def admission(self) -> Callable[[str, str], str | None] | None:
+        """Which receipts may enter the log: those whose caller's organisation has trust in the current
+        snapshot, or whose callee's organisation is pre-trusted (a pre-trusted organisation's agent signed the
+        work, so a newcomer can earn a history by calling it). A receipt from an organisation nobody trusted
+        would count for nothing, and the log keeps it for ever: it is refused, so organisations that trade
+        receipts among themselves add nothing to the log. Without pre-trusted organisations no trust is
+        computed and every receipt is admitted (bounded by the write rate limits)."""
+        if not self.pretrusted:
+            return None
+        pretrusted = frozenset(self.pretrusted)
+        trust = self.current.reputation.org_trust if self.current is not None else {}
+
+        def admit(caller_org: str, callee_org: str) -> str | None:
+            if caller_org in pretrusted or callee_org in pretrusted or trust.get(caller_org, 0.0) > 0.0:
+                return None
+            return ("the caller's organisation has no trust here yet (no trusted organisation has rated its "
+                    "agents), so its receipts would count for nothing and are not logged; receipts for work by "
+                    "a pre-trusted organisation's agents are admitted")
+
+        return admit
+
     async def start(self) -> None:
         if self.pretrusted:
             self._task = asyncio.create_task(self._loop(), name="guildnet-reputation")

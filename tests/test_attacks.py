@@ -13,7 +13,7 @@ from test_registry_receipts import receipt
 
 from guildnet.node.delegation.ranking import Candidate, rank
 from guildnet.protocols.keys import SigningKey
-from guildnet.registry.client import RegistryClient
+from guildnet.registry.client import RegistryClient, RegistryError
 from guildnet.registry.server import REPUTATION
 
 SKILL = [{"id": "echo", "name": "Echo"}, {"id": "cheap", "name": "Cheap"}]
@@ -61,6 +61,8 @@ async def test_sybil_ring_ranks_below_an_honest_agent(tmp_path: Path, ring_orgs:
             await rate(client, buyers[i % 4], honest, ["success"])
         ring_org_list = [new_org(f"sybil{i}") for i in range(ring_orgs)]
         ring = [await register(client, ring_org_list[i % ring_orgs], f"sybil{i}") for i in range(50)]
+        await registry.app[REPUTATION].refresh(force=True)  # the honest work is in the snapshot admission reads
+        log_size = (await client.log_head()).size
         tasks = []
         for i in range(1000):  # the ring rates itself 1,000 times, all successes
             caller, callee = ring[i % 50], ring[(i * 7 + 1) % 50]
@@ -80,10 +82,11 @@ async def test_sybil_ring_ranks_below_an_honest_agent(tmp_path: Path, ring_orgs:
         assert decision.order[0].agent_id == honest.did
         assert honest_rep.lower_bound > 0.7 and honest_rep.receipts == 20
         assert best_sybil.lower_bound < 0.2 and best_sybil.evidence < 1.0
-        if ring_orgs == 1:
-            assert accepted == 0  # receipts within one organisation are refused outright
-        else:
-            assert accepted == 1000  # accepted, but their raters have no trust from real callers
+        # within one organisation: refused outright; across 50 organisations nobody trusted: held out of the
+        # log, where they would count for nothing and stay for ever
+        assert accepted == 0 and (await client.log_head()).size == log_size
+        refused = {str(r) for r in results if r is not None}
+        assert any(("same organisation" if ring_orgs == 1 else "no trust here yet") in why for why in refused)
 
 
 @pytest.mark.slow
@@ -111,3 +114,25 @@ async def test_agent_failing_30_percent_falls_below_a_reliable_one_within_100_ta
         s = await client.reputation(steady.did, "echo")
         assert f.interval[1] < s.interval[0] or f.score < s.score - 0.2  # clearly apart after 100 tasks
         assert (await client.reputation(flaky.did, "cheap")).score > 0.95  # cheap successes stay on their skill
+
+
+async def test_receipts_from_organisations_nobody_trusts_stay_out_of_the_log(tmp_path: Path) -> None:
+    """Issue 18's flood: organisations with no trust could append receipts to the log without bound. Now a
+    receipt enters the log when its caller's organisation has trust, or the work was done by a pre-trusted
+    organisation's agent (how a newcomer builds a history); the rest are refused and the log does not grow."""
+    customers, x_org, y_org = new_org("customer"), new_org("x"), new_org("y")
+    async with live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db", pretrusted_orgs=(customers.key.did,),
+                             reputation_interval=3600) as registry, RegistryClient(registry.url) as client:
+        buyer = await register(client, customers, "buyer")
+        x, y = await register(client, x_org, "x"), await register(client, y_org, "y")
+        await registry.app[REPUTATION].refresh(force=True)
+        size = (await client.log_head()).size
+        with pytest.raises(RegistryError, match="no trust here yet") as refused:
+            await rate(client, x, y, ["success"])
+        assert refused.value.status == 422 and (await client.log_head()).size == size
+        await rate(client, x, buyer, ["success"])  # work a pre-trusted organisation's agent signed: admitted
+        await rate(client, buyer, x, ["success"])  # the pre-trusted organisation rates x's agent
+        assert (await client.log_head()).size == size + 2
+        await registry.app[REPUTATION].refresh(force=True)  # x now has trust: its receipts count, and enter
+        await rate(client, x, y, ["success"])
+        assert (await client.log_head()).size == size + 3

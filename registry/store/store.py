@@ -28,7 +28,7 @@ from ..records import ParsedReceipt, parse_registration, parse_rotation, require
 from .results import RECORD_COLUMNS, AgentRecord, Change, NotFound, ReceiptResult, WriteResult, last_seq
 from .search import build_search
 from .writer import GroupCommitWriter
-from .writes import Writes
+from .writes import Admission, Writes
 
 READER_THREADS = 3
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
@@ -88,11 +88,13 @@ class RegistryStore:
                                                              rotation=rotation, write=write))
         return result
 
-    async def submit_receipt(self, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
+    async def submit_receipt(self, parsed: ParsedReceipt, write: SignedWrite,
+                             admission: Admission | None = None) -> ReceiptResult:
         if parsed.receipt.claim.ended_at / 1000.0 > self.clock() + CLOCK_WINDOW_SECONDS:
             raise ReceiptRefused("the task ends in the future: a receipt is submitted after the work, and a "
                                  "future date would escape the reputation's time decay")
-        result: ReceiptResult = await self._writer.run(partial(self._writes.receipt, parsed=parsed, write=write))
+        result: ReceiptResult = await self._writer.run(partial(self._writes.receipt, parsed=parsed, write=write,
+                                                               admission=admission))
         return result
 
     async def sweep_liveness(self) -> list[Change]:

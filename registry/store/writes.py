@@ -55,6 +55,8 @@ _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:a
 _CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _NOTIFY = text("SELECT pg_notify(:channel, :seq)")
 _HEARTBEAT = text("UPDATE agents SET last_seen = :now, expires_at = :expires_at, live = true WHERE pk = :pk")
+Admission = Callable[[str, str], str | None]
+"""Given a receipt's caller and callee organisations: why it is held out of the log, or None to admit it."""
 _SELECT_PARTIES = text("SELECT id, org_id, current_key, revoked FROM agents WHERE id IN (:caller, :callee)")
 _INSERT_RECEIPT = text(
     "INSERT INTO receipts (receipt_id, log_index, caller, caller_org, callee, callee_org, skill, success, rating, "
@@ -208,9 +210,11 @@ class Writes:
                                    stored_version=row.version)
         return WriteResult(created=False, agent_id=agent_id, version=result.version, seq=result.seq, log_index=index)
 
-    def receipt(self, conn: Connection, parsed: ParsedReceipt, write: SignedWrite) -> ReceiptResult:
+    def receipt(self, conn: Connection, parsed: ParsedReceipt, write: SignedWrite,
+                admission: Admission | None = None) -> ReceiptResult:
         """Count a countersigned receipt once: both parties registered (not revoked), of two organisations,
-        submitted by the caller's current key; logged in the same transaction."""
+        submitted by the caller's current key, admitted by ``admission`` (given the caller's and the callee's
+        organisations, the reason to hold it out, or None); logged in the same transaction."""
         receipt = parsed.receipt
         claim = receipt.claim
         rows = {r.id: r for r in conn.execute(_SELECT_PARTIES, {"caller": claim.caller, "callee": claim.callee})}
@@ -226,6 +230,9 @@ class Writes:
         if caller.org_id == callee.org_id:
             raise ReceiptRefused("caller and callee belong to the same organisation: an organisation "
                                  "cannot rate itself, so such receipts are refused, not stored")
+        held_out = admission(caller.org_id, callee.org_id) if admission is not None else None
+        if held_out is not None:
+            raise ReceiptRefused(held_out)
         self._use_nonce(conn, write)
         index = self._append_log(conn, "receipt", claim.callee, write.token)
         inserted = conn.execute(_INSERT_RECEIPT, {
