@@ -382,6 +382,35 @@ def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str |
         sys.exit(1)
 
 
+@registry_group.command("withdraw")
+@registry_option()
+@click.argument("agent_id")
+@click.option("--org-key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The organisation's key file (the key that endorsed the agent).")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry's answer as JSON.")
+def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> None:
+    """Withdraw your organisation's endorsement of an agent: it is revoked at once.
+
+    For an agent whose own key is lost or stolen: the organisation key signs the withdrawal, the registry logs
+    it, the agent leaves search and reputation, sends no more receipts and can never register again.
+
+    
+    Example:
+      guildnet registry withdraw did:key:z6Mk... --org-key keys/org.key
+    """
+    from guildnet.protocols import keyfile
+
+    async def go() -> dict[str, Any]:
+        async with RegistryClient(registry_url) as client:
+            return await client.withdraw(agent_id, keyfile.load(org_key))
+
+    answer = _run(go())
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        click.echo(f"withdrawn: {agent_id} (log index {answer.get('log_index')})")
+
+
 def _print_entry(entry: AgentEntry, own: Any) -> None:
     facts = entry.facts
     status = "revoked" if entry.revoked else ("live" if entry.live else "stale")

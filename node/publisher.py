@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from guildnet.protocols.agentfacts import AgentFacts, endorse
+from guildnet.protocols.agentfacts import ENDORSEMENT_LIFETIME, AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
 
@@ -50,7 +51,8 @@ class Publisher:
     """Registers every agent at start, heartbeats at a third of its TTL, rotates keys, revokes on retire."""
 
     def __init__(self, registry_url: str, agents: Sequence[PublishedAgent], *, org_key: SigningKey, org_name: str,
-                 base_url: str, org_domain: str | None = None) -> None:
+                 base_url: str, org_domain: str | None = None,
+                 renew_after: float = ENDORSEMENT_LIFETIME / 3) -> None:
         self.client = RegistryClient(registry_url)
         self.agents = list(agents)
         self.org_key = org_key
@@ -60,6 +62,10 @@ class Publisher:
         # Versions must grow across restarts without local state: the start time in seconds does.
         self.version = int(time.time())
         self.registered: set[str] = set()
+        self.renew_after = renew_after
+        """Seconds after which every agent is registered again, with a fresh endorsement (it expires after
+        ENDORSEMENT_LIFETIME: a node that runs for months keeps its agents endorsed)."""
+        self._endorsed_at = -math.inf
         self._task: asyncio.Task[None] | None = None
 
     def facts(self, published: PublishedAgent) -> AgentFacts:
@@ -79,6 +85,7 @@ class Publisher:
             answer = await self.client.register(facts, identity.key, key_event=inception)
             self.registered.add(facts.id)
             log.info("registered %s as %s", published.agent.name, facts.id)
+            self._endorsed_at = time.monotonic()
             mark = answer.get("domain")
             if isinstance(mark, dict) and mark.get("status") != "verified":
                 log.warning("the registry did not verify the domain %s: %s", self.org_domain, mark.get("detail"))
@@ -128,6 +135,9 @@ class Publisher:
         delay = 1.0
         while True:
             try:
+                if time.monotonic() - self._endorsed_at >= self.renew_after:
+                    self._next_version()
+                    self.registered.clear()  # every agent again, with a fresh endorsement
                 if len(self.registered) < len(self.agents):
                     await self.register_all()
                 for published in self.agents:

@@ -243,6 +243,12 @@ class RegistryClient:
                                        {"action": "rotate", "agent": agent_id, "key_event": key_event,
                                         "registration": registration})
 
+    async def withdraw(self, agent_id: str, org_key: SigningKey) -> dict[str, Any]:
+        """Withdraw the organisation's endorsement of ``agent_id`` (signed by the organisation key): it is
+        revoked at once, whatever its own key does."""
+        return await self._signed_post(f"/v1/agents/{quote(agent_id)}/withdraw", org_key,
+                                       {"action": "withdraw", "agent": agent_id})
+
     async def submit_receipt(self, receipt: str, key: SigningKey) -> dict[str, Any]:
         """Submit a caller-countersigned receipt; ``key`` is the caller's current key. Returns its log index."""
         return await self._signed_post("/v1/receipts", key, {"action": "receipt", "receipt": receipt})

@@ -36,6 +36,7 @@ WRITE_ROUTES = {
     "/v1/agents": "register",
     "/v1/agents/{agent_id}/heartbeat": "heartbeat",
     "/v1/agents/{agent_id}/revoke": "revoke",
+    "/v1/agents/{agent_id}/withdraw": "withdraw",
     "/v1/agents/{agent_id}/rotate": "rotate",
     "/v1/receipts": "receipt",
 }

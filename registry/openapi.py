@@ -67,6 +67,9 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
             "/v1/agents/{agent_id}/heartbeat": {"post": _signed_write("Report liveness (action 'heartbeat')")},
             "/v1/agents/{agent_id}/revoke": {"post": _signed_write("Revoke for ever (action 'revoke')")},
+            "/v1/agents/{agent_id}/withdraw": {"post": _signed_write(
+                "The organisation withdraws its endorsement: signed by the organisation key (action 'withdraw'); "
+                "the agent is revoked at once")},
             "/v1/agents/{agent_id}/rotate": {
                 "post": _signed_write("Rotate the key: the current key signs {'action': 'rotate', 'new_key'}")},
             "/v1/agents/{agent_id}/reputation": {"get": {

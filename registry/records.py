@@ -17,8 +17,6 @@ from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_en
 from guildnet.protocols.receipts import Receipt, verify_receipt
 from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite, open_write
 
-ACTIONS = ("register", "heartbeat", "revoke", "rotate", "receipt")
-
 
 def require_action(write: SignedWrite, action: str, agent_id: str | None = None) -> None:
     """Bind a signed write to one action (and one agent), so it cannot be replayed at another endpoint."""

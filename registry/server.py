@@ -34,7 +34,7 @@ from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
 from .state import CONFIG, COSIGNING, DOMAINS, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
-from .trust import ReputationService, inputs_query, report, summaries
+from .trust import ReputationService, inputs_query, report, revoked_query, summaries
 from .watch import ChangeHub
 
 __all__ = ["CONFIG", "HUB", "LIMITS", "LOG", "METRICS", "REPUTATION", "STORE", "RegistryConfig", "create_app"]
@@ -141,6 +141,11 @@ async def revoke(request: web.Request) -> web.Response:
     return _write_response(await store.revoke(request.match_info["agent_id"], write))
 
 
+async def withdraw(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    return _write_response(await store.withdraw(request.match_info["agent_id"], write))
+
+
 async def rotate(request: web.Request) -> web.Response:
     store, write = await _open(request)
     return _write_response(await store.rotate(request.match_info["agent_id"], write,
@@ -157,7 +162,7 @@ async def reputation(request: web.Request) -> web.Response:
     agent_id = request.match_info["agent_id"]
     skill = _bounded(request.query.get("skill"), "skill", 64)
     store = request.app[STORE]
-    await store.get(agent_id)  # 404 for an unknown agent
+    record = await store.get(agent_id)  # 404 for an unknown agent
     service = request.app[REPUTATION]
     if not service.pretrusted:
         return problem(503, "Reputation not configured",
@@ -166,7 +171,7 @@ async def reputation(request: web.Request) -> web.Response:
     if snapshot is None:
         return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
     listed, by_org = await store.read(inputs_query(agent_id, skill, snapshot))
-    return web.json_response(report(snapshot, agent_id, skill, listed, by_org))
+    return web.json_response(report(snapshot, agent_id, skill, listed, by_org, revoked=record.revoked))
 
 
 async def reputations(request: web.Request) -> web.Response:
@@ -185,7 +190,7 @@ async def reputations(request: web.Request) -> web.Response:
     snapshot = service.current
     if snapshot is None:
         return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
-    return web.json_response(summaries(snapshot, agents, skill))
+    return web.json_response(summaries(snapshot, agents, skill, await request.app[STORE].read(revoked_query(agents))))
 
 
 def _int_param(request: web.Request, name: str, default: int | None = None) -> int | None:
@@ -414,6 +419,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
     app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
+    app.router.add_post("/v1/agents/{agent_id}/withdraw", withdraw)
     app.router.add_get("/v1/agents/{agent_id}/reputation", reputation)
     app.router.add_get("/v1/reputation", reputations)
     app.router.add_post("/v1/receipts", submit_receipt)

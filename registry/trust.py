@@ -32,11 +32,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, make_url
 
 from guildnet.protocols.jws import b64url_decode
-from guildnet.protocols.reputation import Params, Rating, Reputation, compute
+from guildnet.protocols.reputation import Params, Rating, Reputation, Score, compute
 
 log = logging.getLogger(__name__)
 
@@ -209,28 +209,46 @@ def inputs_query(agent: str, skill: str | None, snapshot: Snapshot) -> Callable[
     return query
 
 
-def summaries(snapshot: Snapshot, agents: Sequence[str], skill: str | None) -> dict[str, Any]:
-    """The JSON of ``GET /v1/reputation``: each agent's score, lower bound and evidence for ``skill``."""
+def revoked_query(agents: Sequence[str]) -> Callable[[Connection], set[str]]:
+    """Which of ``agents`` are revoked (by their own key, or withdrawn by their organisation)."""
+    query = text("SELECT id FROM agents WHERE revoked AND id IN :ids").bindparams(bindparam("ids", expanding=True))
+
+    def run(conn: Connection) -> set[str]:
+        return set(conn.execute(query, {"ids": list(agents)}).scalars())
+
+    return run
+
+
+def _score(snapshot: Snapshot, agent: str, skill: str | None, revoked: bool) -> Score:
+    """The agent's score; none (the prior) once it is revoked or withdrawn, whatever its receipts said."""
+    if revoked:
+        return Score(agent=agent, skill=skill or "*")
     rep = snapshot.reputation
+    return rep.score(agent, skill) if skill else rep.agent_score(agent)
+
+
+def summaries(snapshot: Snapshot, agents: Sequence[str], skill: str | None, revoked: set[str]) -> dict[str, Any]:
+    """The JSON of ``GET /v1/reputation``: each agent's score, lower bound and evidence for ``skill``."""
     scores = {}
     for agent in agents:
-        score = rep.score(agent, skill) if skill else rep.agent_score(agent)
+        score = _score(snapshot, agent, skill, agent in revoked)
         low, _ = score.interval()
         scores[agent] = {"score": score.mean, "lower_bound": low, "evidence": score.evidence,
-                         "receipts": score.receipts}
+                         "receipts": score.receipts, **({"revoked": True} if agent in revoked else {})}
     return {"skill": skill or "*", "computed_at": snapshot.computed_at, "log_size": snapshot.log_size,
             "agents": scores}
 
 
 def report(snapshot: Snapshot, agent: str, skill: str | None, listed: Sequence[Any],
-           by_org: Sequence[Any]) -> dict[str, Any]:
-    """The JSON of ``GET /v1/agents/{id}/reputation``: the score, its interval, and what it was computed from."""
+           by_org: Sequence[Any], *, revoked: bool = False) -> dict[str, Any]:
+    """The JSON of ``GET /v1/agents/{id}/reputation``: the score, its interval, and what it was computed from
+    (a revoked or withdrawn agent has no score: ``revoked`` is true and the score is the prior)."""
     rep = snapshot.reputation
-    score = rep.score(agent, skill) if skill else rep.agent_score(agent)
+    score = _score(snapshot, agent, skill, revoked)
     low, high = score.interval()
     params = rep.params
     return {
-        "agent": agent, "skill": skill or "*",
+        "agent": agent, "skill": skill or "*", "revoked": revoked,
         "score": score.mean, "lower_bound": low, "interval": [low, high],
         "evidence": score.evidence, "successes": score.successes, "failures": score.failures,
         "receipts": score.receipts,

@@ -81,6 +81,12 @@ class RegistryStore:
         result: WriteResult = await self._writer.run(partial(self._writes.revoke, agent_id=agent_id, write=write))
         return result
 
+    async def withdraw(self, agent_id: str, write: SignedWrite) -> WriteResult:
+        """The organisation withdraws its endorsement (the write signed by the organisation key)."""
+        require_action(write, "withdraw", agent_id)
+        result: WriteResult = await self._writer.run(partial(self._writes.withdraw, agent_id=agent_id, write=write))
+        return result
+
     async def rotate(self, agent_id: str, write: SignedWrite, *, window: int = CLOCK_WINDOW_SECONDS) -> WriteResult:
         """Rotate the agent's key (the event signed by the key in force) and store its facts signed by the new one."""
         rotation = parse_rotation(write, agent_id, now=self.clock(), window=window)

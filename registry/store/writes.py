@@ -34,8 +34,8 @@ _CHANGE_LOCK_ID = 7_301_947_114
 
 _SELECT_FOR_REGISTER = text("SELECT pk, current_key, version, revoked, key_events FROM agents WHERE id = :id")
 _ADOPT_INCEPTION = text("UPDATE agents SET key_events = :key_events WHERE pk = :pk")
-_SELECT_FOR_WRITE = text("SELECT pk, current_key, revoked, ttl_seconds, live, version, key_events FROM agents "
-                         "WHERE id = :id")
+_SELECT_FOR_WRITE = text("SELECT pk, current_key, org_id, revoked, ttl_seconds, live, version, key_events "
+                         "FROM agents WHERE id = :id")
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
@@ -179,15 +179,30 @@ class Writes:
         return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
 
     def revoke(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
-        row = self._load_for_write(conn, agent_id, write)
-        now = self.clock()
+        return self._revoke(conn, self._load_for_write(conn, agent_id, write), agent_id, write, "revoke", {})
+
+    def withdraw(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
+        """The agent's organisation takes its endorsement back: the agent is revoked at once, whatever its own
+        key (perhaps stolen) does; it can never register again, and sends no more receipts."""
+        row = conn.execute(_SELECT_FOR_WRITE, {"id": agent_id}).first()
+        if row is None:
+            raise NotFound(agent_id)
+        if row.revoked:
+            raise ConflictingWrite("this agent id is revoked")
+        if write.signer != row.org_id:
+            raise UnauthorizedWrite("an endorsement is withdrawn by the organisation key that gave it")
+        self._use_nonce(conn, write)
+        return self._revoke(conn, row, agent_id, write, "withdraw", {"by": "organisation"})
+
+    def _revoke(self, conn: Connection, row: Any, agent_id: str, write: SignedWrite, kind: str,
+                data: dict[str, Any]) -> WriteResult:
         conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
-            revoked=True, revoked_at=now, live=False, expires_at=0.0))
+            revoked=True, revoked_at=self.clock(), live=False, expires_at=0.0))
         conn.execute(_DELETE_SKILLS, {"pk": row.pk})
         if not self.postgres:
             conn.execute(_DELETE_FTS, {"pk": row.pk})
-        index = self._append_log(conn, "revoke", agent_id, write.token)
-        seq = self._append_change(conn, agent_id, "revoked", {}, locked=True)
+        index = self._append_log(conn, kind, agent_id, write.token)
+        seq = self._append_change(conn, agent_id, "revoked", data, locked=True)
         return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq, log_index=index)
 
     def rotate(self, conn: Connection, agent_id: str, rotation: Rotation, write: SignedWrite) -> WriteResult:
