@@ -138,7 +138,6 @@ class ProcessLog:
         self._writer: asyncio.Task[None] | None = None
         self._last_drop_warning = -math.inf
         self._closing = threading.Event()
-        self._warming: threading.Thread | None = None
 
     @classmethod
     async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None,
@@ -148,12 +147,11 @@ class ProcessLog:
         return cls(engine, scrubber, retention_days=retention_days, pending=pending)
 
     def warm_up(self) -> None:
-        """Load the scrubber's name models in a thread (about 6 s for all four), so neither the node's start nor
+        """Load the scrubber's name models in a thread (seconds), so neither the node's start nor
         its first records wait for them; ``close`` stops it between two models."""
         if self.scrubber.detects_names:
-            self._warming = threading.Thread(target=self.scrubber.warm_up, args=(self._closing.is_set,),
-                                             name="process-log warm-up")
-            self._warming.start()
+            threading.Thread(target=self.scrubber.warm_up, args=(self._closing.is_set,),
+                             name="process-log warm-up").start()
 
     async def flush(self) -> None:
         """Wait until every record handed over so far is written (or its write failed and was logged)."""
@@ -161,10 +159,6 @@ class ProcessLog:
             await self._queue.join()
 
     async def close(self) -> None:
-        if self._warming is not None and self._warming.is_alive():
-            # nothing queued can be scrubbed before the models are in: drop it now rather than wait out the drain
-            # and then the model being loaded (the process's exit waits for that thread)
-            self._closing.set()
         if self._queue is not None and self._writer is not None:
             try:
                 async with asyncio.timeout(self.drain_seconds):
