@@ -73,11 +73,10 @@ def test_a_notification_signature_binds_body_url_and_key() -> None:
     token = wire.sign_notification(key, url="https://r.example/hook", body=body, task_id="t1", event_id="e1")
     claims = wire.verify_notification(token, expected_did=key.did, url="https://r.example/hook", body=body)
     assert (claims["tid"], claims["jti"]) == ("t1", "e1")
-    for kwargs in ({"expected_did": other.did, "url": "https://r.example/hook", "body": body},
-                   {"expected_did": key.did, "url": "https://evil.example/hook", "body": body},
-                   {"expected_did": key.did, "url": "https://r.example/hook", "body": body + b" "}):
+    for did, url, signed in ((other.did, "https://r.example/hook", body), (key.did, "https://evil.example/hook", body),
+                             (key.did, "https://r.example/hook", body + b" ")):
         with pytest.raises(wire.NotificationRefused):
-            wire.verify_notification(token, **kwargs)
+            wire.verify_notification(token, expected_did=did, url=url, body=signed)
     with pytest.raises(wire.NotificationRefused, match="expired"):
         wire.verify_notification(token, expected_did=key.did, url="https://r.example/hook", body=body,
                                  now=10**10)
