@@ -29,12 +29,14 @@ from a2a.types import (
     SubscribeToTaskRequest,
     TaskPushNotificationConfig,
     TaskState,
+    a2a_pb2,
 )
 from a2a.utils.errors import A2AError as SdkA2AError
 from a2a_support import LOOPBACK, WebhookReceiver, serve_a2a
 from google.protobuf import struct_pb2
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict
 
+from guildnet.node.a2a.proto_json import to_message
 from guildnet.node.a2a.push import PushService
 from guildnet.node.a2a.push_store import InMemoryPushStore
 from guildnet.node.a2a.store import InMemoryTaskStore
@@ -208,3 +210,29 @@ async def test_the_three_bindings_give_the_same_histories(node: Node) -> None:
     assert runs[a2a.BINDING_HTTP_JSON] == runs[a2a.BINDING_JSONRPC]
     assert runs[a2a.BINDING_GRPC] == runs[a2a.BINDING_JSONRPC]
     assert runs[a2a.BINDING_JSONRPC][-1] == "TaskNotFoundError"
+
+
+async def test_proto_json_reads_results_as_parse_dict_does(node: Node) -> None:
+    """The gRPC binding's fast conversion gives the very messages ``ParseDict`` gives (it replaces it)."""
+    message = {"messageId": "m1", "role": "ROLE_AGENT", "parts": [
+        {"data": {"text": "hello", "n": [1, 2.5, {"a": None, "b": True}]}, "metadata": {"k": "v"}},
+        {"raw": "dGNr", "mediaType": "text/plain", "filename": "x.txt"}, {"url": "https://example.com/x"},
+        {"text": "plain"}], "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}
+    status = {"state": "TASK_STATE_COMPLETED", "timestamp": "2026-11-29T14:00:00.123456789Z", "message": message}
+    task = {"id": "t1", "contextId": "c1", "status": status, "history": [message], "metadata": {"x": {"y": [1]}},
+            "artifacts": [{"artifactId": "a1", "name": "n", "parts": [{"text": "p"}], "extensions": ["urn:e"]}],
+            "unknownField": 1}
+    cases = [({"task": task}, a2a_pb2.SendMessageResponse), ({"message": message}, a2a_pb2.StreamResponse),
+             ({"artifactUpdate": {"taskId": "t1", "contextId": "c1", "artifact": task["artifacts"][0],
+                                  "append": True, "lastChunk": False}}, a2a_pb2.StreamResponse),
+             ({"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {
+                 "state": "TASK_STATE_WORKING", "timestamp": "2026-11-29T16:00:00.5+02:00"}}}, a2a_pb2.StreamResponse),
+             ({"tasks": [task], "nextPageToken": "", "pageSize": 50, "totalSize": 1}, a2a_pb2.ListTasksResponse),
+             ({"configs": [{"id": "c", "taskId": "t", "url": "https://h", "authentication": {"scheme": "Bearer"}}]},
+              a2a_pb2.ListTaskPushNotificationConfigsResponse)]
+    card = (await node.http.get(f"{node.base}/agents/echo/.well-known/agent-card.json")).json()
+    cases.append((card, a2a_pb2.AgentCard))
+    for value, kind in cases:
+        assert to_message(value, kind()) == ParseDict(value, kind(), ignore_unknown_fields=True), kind
+    with pytest.raises(ValueError):
+        to_message({"task": {"status": {"state": "TASK_STATE_NOPE"}}}, a2a_pb2.SendMessageResponse())
