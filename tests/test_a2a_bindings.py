@@ -35,6 +35,7 @@ from a2a.utils.errors import A2AError as SdkA2AError
 from a2a_support import LOOPBACK, WebhookReceiver, serve_a2a
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.message import Message as ProtoMessage
 
 from guildnet.node.a2a.proto_json import to_message
 from guildnet.node.a2a.push import PushService
@@ -219,11 +220,12 @@ async def test_proto_json_reads_results_as_parse_dict_does(node: Node) -> None:
         {"raw": "dGNr", "mediaType": "text/plain", "filename": "x.txt"}, {"url": "https://example.com/x"},
         {"text": "plain"}], "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}
     status = {"state": "TASK_STATE_COMPLETED", "timestamp": "2026-11-29T14:00:00.123456789Z", "message": message}
+    artifact = {"artifactId": "a1", "name": "n", "parts": [{"text": "p"}], "extensions": ["urn:e"]}
     task = {"id": "t1", "contextId": "c1", "status": status, "history": [message], "metadata": {"x": {"y": [1]}},
-            "artifacts": [{"artifactId": "a1", "name": "n", "parts": [{"text": "p"}], "extensions": ["urn:e"]}],
-            "unknownField": 1}
-    cases = [({"task": task}, a2a_pb2.SendMessageResponse), ({"message": message}, a2a_pb2.StreamResponse),
-             ({"artifactUpdate": {"taskId": "t1", "contextId": "c1", "artifact": task["artifacts"][0],
+            "artifacts": [artifact], "unknownField": 1}
+    cases: list[tuple[dict[str, Any], type[ProtoMessage]]] = [
+             ({"task": task}, a2a_pb2.SendMessageResponse), ({"message": message}, a2a_pb2.StreamResponse),
+             ({"artifactUpdate": {"taskId": "t1", "contextId": "c1", "artifact": artifact,
                                   "append": True, "lastChunk": False}}, a2a_pb2.StreamResponse),
              ({"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {
                  "state": "TASK_STATE_WORKING", "timestamp": "2026-11-29T16:00:00.5+02:00"}}}, a2a_pb2.StreamResponse),
