@@ -75,7 +75,8 @@ def free_port() -> int:
 async def serve_a2a(store: TaskStore, agents: Sequence[Agent] | None = None,
                     executors: dict[str, Executor] | None = None,
                     keys: dict[str, SigningKey] | None = None, *, push: PushService | None = None,
-                    grpc: bool = False, extended_card: bool = False) -> AsyncIterator[tuple[str, A2AService]]:
+                    grpc: bool = False, extended_card: bool = False,
+                    required_extensions: Sequence[str] = ()) -> AsyncIterator[tuple[str, A2AService]]:
     """A real aiohttp site on a free 127.0.0.1 port serving the node's A2A service; yields (base URL, service).
 
     With ``grpc`` the gRPC binding listens on a port of its own too (the cards name it)."""
@@ -87,6 +88,7 @@ async def serve_a2a(store: TaskStore, agents: Sequence[Agent] | None = None,
     grpc_port = free_port() if grpc else None
     service = A2AService(agents, store, base, {name: StaticIdentity(key) for name, key in keys.items()},
                          executors=executors, push=push, extended_card=extended_card,
+                         required_extensions=required_extensions,
                          grpc_url=f"127.0.0.1:{grpc_port}" if grpc_port else None)
     app = web.Application()
     service.add_routes(app)

@@ -30,6 +30,7 @@ from a2a.types import (
     TaskPushNotificationConfig,
     TaskState,
     a2a_pb2,
+    a2a_pb2_grpc,
 )
 from a2a.utils.errors import A2AError as SdkA2AError
 from a2a_support import LOOPBACK, WebhookReceiver, serve_a2a
@@ -238,3 +239,30 @@ async def test_proto_json_reads_results_as_parse_dict_does(node: Node) -> None:
         assert to_message(value, kind()) == ParseDict(value, kind(), ignore_unknown_fields=True), kind
     with pytest.raises(ValueError):
         to_message({"task": {"status": {"state": "TASK_STATE_NOPE"}}}, a2a_pb2.SendMessageResponse())
+
+
+async def test_a_required_extension_is_enforced_on_every_binding() -> None:
+    extension = "urn:guildnet:test:required"
+    async with serve_a2a(InMemoryTaskStore(), grpc=True, required_extensions=[extension]) as (base, service), \
+            httpx.AsyncClient(timeout=30) as http:
+        card = service.cards["echo"]
+        assert card["capabilities"]["extensions"] == [{"uri": extension, "required": True}]
+        body = {"message": {"messageId": "m1", "role": "ROLE_USER", "parts": [{"data": {"text": "x"}}]}}
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": body}
+        refused = (await http.post(f"{base}/agents/echo/a2a", json=rpc, headers={"A2A-Version": "1.0"})).json()
+        assert refused["error"]["code"] == a2a.EXTENSION_SUPPORT_REQUIRED
+        accepted = (await http.post(f"{base}/agents/echo/a2a", json=rpc,
+                                    headers={"A2A-Version": "1.0", "A2A-Extensions": f"urn:other, {extension}"})).json()
+        assert accepted["result"]["task"]["status"]["state"] == a2a.COMPLETED
+        rest = await http.post(f"{base}/agents/echo/rest/message:send", json=body, headers={"A2A-Version": "1.0"})
+        assert rest.status_code == 400
+        assert rest.json()["error"]["details"][0]["reason"] == "EXTENSION_SUPPORT_REQUIRED"
+        grpc_url = card["supportedInterfaces"][2]["url"]
+        async with grpc.aio.insecure_channel(grpc_url) as channel:
+            stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = ParseDict({**body, "tenant": "echo"}, a2a_pb2.SendMessageRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await stub.SendMessage(request, metadata=(("a2a-version", "1.0"),))
+            assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            reply = await stub.SendMessage(request, metadata=(("a2a-version", "1.0"), ("a2a-extensions", extension)))
+            assert reply.task.status.state == TaskState.TASK_STATE_COMPLETED

@@ -7,7 +7,8 @@ import ast
 import re
 import sys
 import tomllib
-from importlib.metadata import distribution, packages_distributions
+from importlib import metadata
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def _owners(module: str, candidates: list[str]) -> list[str]:
         return candidates
     prefix = "/".join(module.split(".")[:2])
     owning = [name for name in candidates
-              if any(str(f).startswith(prefix) for f in (distribution(name).files or ()))]
+              if any(str(f).startswith(prefix) for f in (metadata.distribution(name).files or ()))]
     return owning or candidates
 
 
