@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from a2a_support import LOOPBACK, WebhookReceiver, free_port, serve_a2a
 
+from guildnet.node.a2a.client import A2AClient
 from guildnet.node.a2a.push import PushService
 from guildnet.node.a2a.push_store import InMemoryPushStore
 from guildnet.node.a2a.store import InMemoryTaskStore
@@ -217,4 +218,50 @@ async def test_a_delivery_survives_kill_9_of_the_node(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+        await receiver.stop()
+
+
+async def test_our_client_speaks_both_http_bindings_and_prefers_the_faster() -> None:
+    keys = {"echo": SigningKey.generate(), "slow": SigningKey.generate()}
+    push = _push(keys, allow_networks=LOOPBACK)
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        async with serve_a2a(InMemoryTaskStore(), keys=keys, push=push) as (base, _), \
+                A2AClient(signer=StaticIdentity(SigningKey.generate())) as client:
+            card = await client.resolve_card(f"{base}/agents/echo")
+            rpc_url, rest_url = f"{base}/agents/echo/a2a", f"{base}/agents/echo/rest"
+            assert client.pick(card) == (a2a.BINDING_JSONRPC, rpc_url)  # each offered binding once, in order
+            task, output = await client.call_skill(card, "echo", {"text": "a"})
+            assert output == {"text": "a"}
+            assert client.pick(card) == (a2a.BINDING_HTTP_JSON, rest_url)
+            task, output = await client.call_skill(card, "echo", {"text": "b"})
+            assert output == {"text": "b"} and set(client.round_trips) == {rpc_url, rest_url}
+            client.round_trips[rpc_url] = 10.0  # then the one measured faster
+            assert client.pick(card) == (a2a.BINDING_HTTP_JSON, rest_url)
+
+            # Every operation over HTTP+JSON, signed (the callee checks the token against verb, path and body).
+            assert (await client.get_task(card, task["id"], history_length=0))["id"] == task["id"]
+            assert [t["id"] for t in (await client.list_tasks(card, context_id=task["contextId"]))["tasks"]] == \
+                [task["id"]]
+            with pytest.raises(a2a.A2AError) as missing:
+                await client.get_task(card, "no-such-task")
+            assert missing.value.code == a2a.TASK_NOT_FOUND
+            slow = await client.resolve_card(f"{base}/agents/slow")
+            client.round_trips[f"{base}/agents/slow/a2a"] = 10.0
+            wait = a2a.skill_request({"seconds": 10}, "wait")
+            started = (await client.send_message(slow, wait, return_immediately=True))["task"]
+            assert (await client.cancel_task(slow, started["id"]))["status"]["state"] == a2a.CANCELED
+            events = [e async for e in client.stream(slow, a2a.skill_request({"seconds": 0}, "wait"))]
+            assert "task" in events[0] and events[-1]["statusUpdate"]["status"]["state"] == a2a.COMPLETED
+
+            # Push instead of a stream: the result arrives at the caller's webhook.
+            started = (await client.send_message(slow, a2a.skill_request({"seconds": 0.1}, "wait"),
+                                                 return_immediately=True, push={"url": receiver.url}))["task"]
+            subscribed = [e async for e in client.subscribe(slow, started["id"])]
+            assert subscribed[-1]["statusUpdate"]["status"]["state"] == a2a.COMPLETED
+            async with asyncio.timeout(10):
+                await receiver.wait_for(lambda r: any(b'"TASK_STATE_COMPLETED"' in b and started["id"].encode() in b
+                                                      for b in r.events().values()))
+    finally:
         await receiver.stop()

@@ -13,10 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from .. import bounded_json
-from .errors import INVALID_PARAMS, INVALID_REQUEST, JSON, PARSE_ERROR, A2AError
+from .errors import ERRORS, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, JSON, PARSE_ERROR, A2AError
 
 MESSAGE_SEND: Final = "message:send"
 MESSAGE_STREAM: Final = "message:stream"
@@ -133,6 +133,53 @@ def _query_params(query: Mapping[str, str]) -> JSON:
         else:
             params[key] = value
     return params
+
+
+@dataclass(frozen=True, slots=True)
+class RestRequest:
+    """What a client sends for an operation: verb, path (relative to the interface URL), query, JSON body."""
+
+    verb: str
+    path: str
+    query: dict[str, str]
+    body: JSON | None
+
+
+def request_for(method: str, params: JSON) -> RestRequest:
+    """The HTTP+JSON request for ``method`` with JSON-RPC-shaped ``params``: :func:`route` read backwards."""
+    task = quote(str(params.get("id", "")), safe="")
+    if method in ("SendMessage", "SendStreamingMessage"):
+        return RestRequest("POST", MESSAGE_SEND if method == "SendMessage" else MESSAGE_STREAM, {}, params)
+    if method == "GetTask":
+        return RestRequest("GET", f"tasks/{task}", _query(params, exclude=("id",)), None)
+    if method == "ListTasks":
+        return RestRequest("GET", "tasks", _query(params), None)
+    if method in ("CancelTask", "SubscribeToTask"):
+        action = "cancel" if method == "CancelTask" else "subscribe"
+        return RestRequest("POST", f"tasks/{task}:{action}", {}, {k: v for k, v in params.items() if k != "id"})
+    raise A2AError(INVALID_REQUEST, f"{method} has no HTTP+JSON request in this client")
+
+
+def _query(params: JSON, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    return {k: ("true" if v is True else "false" if v is False else str(v))
+            for k, v in params.items() if k not in exclude and v is not None}
+
+
+def error_from_status_json(status: int, doc: Any) -> A2AError:
+    """An AIP-193 error body (any server's) back into an :class:`A2AError`, by its ErrorInfo reason."""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(error, dict):
+        return A2AError(INTERNAL_ERROR, f"HTTP {status} without an error body")
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    for detail in error.get("details") or ():
+        reason = detail.get("reason") if isinstance(detail, dict) else None
+        code = _BY_REASON.get(reason) if isinstance(reason, str) else None
+        if code is not None:
+            return A2AError(code, message)
+    return A2AError(INTERNAL_ERROR, message or f"HTTP {status}")
+
+
+_BY_REASON: Final = {reason: code for code, (reason, _) in ERRORS.items()}
 
 
 def stream_event(event: JSON) -> bytes:
