@@ -7,8 +7,11 @@ import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
+from a2a.types import Message, Part, Role
 from aiohttp import web
+from google.protobuf import struct_pb2
 from pydantic import BaseModel, Field
 
 from guildnet.node.a2a.executor import Executor
@@ -17,6 +20,7 @@ from guildnet.node.a2a.service import A2AService
 from guildnet.node.a2a.store import TaskStore
 from guildnet.node.agent import Agent, FunctionAgent, SkillError, TaskContext
 from guildnet.node.identity import StaticIdentity
+from guildnet.protocols.a2a import new_id
 from guildnet.protocols.keys import SigningKey
 
 
@@ -150,3 +154,13 @@ class WebhookReceiver:
         while not predicate(self):
             self.arrived.clear()
             await self.arrived.wait()
+
+
+def sdk_message(data: dict[str, Any], skill: str | None = None) -> Message:
+    """A user message as the official a2a-sdk client sends it: one ``data`` part, the skill in its metadata."""
+    value = struct_pb2.Value()
+    value.struct_value.update(data)
+    message = Message(message_id=new_id(), role=Role.ROLE_USER, parts=[Part(data=value)])
+    if skill:
+        message.metadata.update({"skill": skill})
+    return message

@@ -22,9 +22,6 @@ from a2a.types import (
     GetTaskRequest,
     ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
-    Message,
-    Part,
-    Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
     TaskPushNotificationConfig,
@@ -33,8 +30,7 @@ from a2a.types import (
     a2a_pb2_grpc,
 )
 from a2a.utils.errors import A2AError as SdkA2AError
-from a2a_support import LOOPBACK, WebhookReceiver, serve_a2a
-from google.protobuf import struct_pb2
+from a2a_support import LOOPBACK, WebhookReceiver, sdk_message, serve_a2a
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.message import Message as ProtoMessage
 
@@ -52,13 +48,6 @@ BINDINGS = [a2a.BINDING_JSONRPC, a2a.BINDING_HTTP_JSON, a2a.BINDING_GRPC]
 TERMINAL = (TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_FAILED)
 
 
-def _message(data: dict[str, Any], skill: str | None = None) -> Message:
-    value = struct_pb2.Value()
-    value.struct_value.update(data)
-    message = Message(message_id=a2a.new_id(), role=Role.ROLE_USER, parts=[Part(data=value)])
-    if skill:
-        message.metadata.update({"skill": skill})
-    return message
 
 
 class Node:
@@ -106,7 +95,7 @@ async def test_sdk_client_on_each_binding(node: Node, binding: str) -> None:
     slow = await node.client("slow", binding)
 
     # Send (blocking), get, list.
-    events = [e async for e in echo.send_message(SendMessageRequest(message=_message({"text": "hi"})))]
+    events = [e async for e in echo.send_message(SendMessageRequest(message=sdk_message({"text": "hi"})))]
     task = events[0].task
     assert task.status.state == TaskState.TASK_STATE_COMPLETED
     assert MessageToDict(task.artifacts[0].parts[0].data) == {"text": "hi"}
@@ -116,16 +105,16 @@ async def test_sdk_client_on_each_binding(node: Node, binding: str) -> None:
 
     # Stream: task, working, artifact, completed.
     stream = (await node.client("slow", binding, streaming=True)).send_message(
-        SendMessageRequest(message=_message({"seconds": 0}, "wait")))
+        SendMessageRequest(message=sdk_message({"seconds": 0}, "wait")))
     assert [e.WhichOneof("payload") async for e in stream] == ["task", "status_update", "artifact_update",
                                                                 "status_update"]
 
     # Cancel a running task; subscribe to another until it completes.
-    start = SendMessageRequest(message=_message({"seconds": 10}, "wait"))
+    start = SendMessageRequest(message=sdk_message({"seconds": 10}, "wait"))
     start.configuration.return_immediately = True
     running = (await anext(slow.send_message(start))).task
     assert (await slow.cancel_task(CancelTaskRequest(id=running.id))).status.state == TaskState.TASK_STATE_CANCELED
-    start = SendMessageRequest(message=_message({"seconds": 0.3}, "wait"))
+    start = SendMessageRequest(message=sdk_message({"seconds": 0.3}, "wait"))
     start.configuration.return_immediately = True
     running = (await anext(slow.send_message(start))).task
     subscriber = await node.client("slow", binding, streaming=True)
@@ -150,7 +139,7 @@ async def test_sdk_client_on_each_binding(node: Node, binding: str) -> None:
                                                                                           id="hook-1"))
 
     # A received push: a task started with a webhook; its completion arrives there, signed by the agent.
-    start = SendMessageRequest(message=_message({"seconds": 0.1}, "wait"))
+    start = SendMessageRequest(message=sdk_message({"seconds": 0.1}, "wait"))
     start.configuration.return_immediately = True
     start.configuration.task_push_notification_config.CopyFrom(TaskPushNotificationConfig(
         url=node.receiver.url, token="tok-1", authentication=AuthenticationInfo(scheme="Bearer", credentials="s3")))
@@ -190,14 +179,14 @@ async def _conversation(node: Node, binding: str) -> list[Any]:
     echo = await node.client("echo", binding)
     slow = await node.client("slow", binding)
     script: list[Any] = []
-    sent = [MessageToDict(e) async for e in echo.send_message(SendMessageRequest(message=_message({"text": "a"})))]
+    sent = [MessageToDict(e) async for e in echo.send_message(SendMessageRequest(message=sdk_message({"text": "a"})))]
     script.append(_shape(sent))
     task_id = sent[0]["task"]["id"]
     script.append(_shape(MessageToDict(await echo.get_task(GetTaskRequest(id=task_id, history_length=1)))))
     streamer = await node.client("slow", binding, streaming=True)
     script.append(_shape([MessageToDict(e) async for e in streamer.send_message(
-        SendMessageRequest(message=_message({"seconds": 0}, "wait")))]))
-    start = SendMessageRequest(message=_message({"seconds": 10}, "wait"))
+        SendMessageRequest(message=sdk_message({"seconds": 0}, "wait")))]))
+    start = SendMessageRequest(message=sdk_message({"seconds": 10}, "wait"))
     start.configuration.return_immediately = True
     running = (await anext(slow.send_message(start))).task
     script.append(_shape(MessageToDict(await slow.cancel_task(CancelTaskRequest(id=running.id)))))

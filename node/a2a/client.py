@@ -62,15 +62,6 @@ def interfaces(card: Mapping[str, Any], bindings: tuple[str, ...] = CLIENT_BINDI
     return found
 
 
-def jsonrpc_url(card: Mapping[str, Any]) -> str:
-    """The URL of the card's first JSON-RPC interface that speaks A2A 1.0."""
-    for interface in card.get("supportedInterfaces") or ():
-        if (isinstance(interface, dict) and interface.get("protocolBinding") == a2a.BINDING_JSONRPC
-                and str(interface.get("protocolVersion") or a2a.PROTOCOL_VERSION).startswith(a2a.PROTOCOL_VERSION)):
-            return str(interface["url"])
-    raise A2AClientError(f"agent card of {card.get('name')!r} offers no A2A 1.0 JSON-RPC interface")
-
-
 class A2AClient:
     """One client for many peers; pass an endpoint URL (or a resolved card) to each call.
 
@@ -288,13 +279,18 @@ def _send_params(message: JSON, return_immediately: bool, history_length: int | 
     return params
 
 
-def _result(raw: bytes, what: str, status: int) -> JSON:
+def _parse(raw: bytes, what: str, status: int) -> Any:
+    """A reply's JSON, or :class:`A2AClientError` for a redirect (never followed) or a body that is not JSON."""
     if 300 <= status < 400:
         raise A2AClientError(f"{what}: HTTP {status}: the peer redirects, and a task is never sent elsewhere")
     try:
-        doc = bounded_json.loads(raw)
+        return bounded_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response ({exc})") from exc
+        raise A2AClientError(f"{what}: HTTP {status}, not JSON ({exc})") from exc
+
+
+def _result(raw: bytes, what: str, status: int) -> JSON:
+    doc = _parse(raw, what, status)
     if not isinstance(doc, dict):
         raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response")
     if "error" in doc:
@@ -307,12 +303,7 @@ def _result(raw: bytes, what: str, status: int) -> JSON:
 
 def _rest_result(raw: bytes, what: str, status: int) -> JSON:
     """An HTTP+JSON reply: the result object itself, or an AIP-193 error raised as the peer's A2AError."""
-    if 300 <= status < 400:
-        raise A2AClientError(f"{what}: HTTP {status}: the peer redirects, and a task is never sent elsewhere")
-    try:
-        doc = bounded_json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise A2AClientError(f"{what}: HTTP {status}, not JSON ({exc})") from exc
+    doc = _parse(raw, what, status)
     if status >= 400 or (isinstance(doc, dict) and isinstance(doc.get("error"), dict)):
         raise rest.error_from_status_json(status, doc)
     if not isinstance(doc, dict):

@@ -16,6 +16,7 @@ Needs the ``grpc`` extra (``pip install 'guildnet[grpc]'``: a2a-sdk's own grpc e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -152,22 +153,15 @@ class GrpcBinding:
 
     def _unary(self, method: str, rpc: _Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
-            try:
+            async with _answering(context, method):
                 endpoint, params, caller = await self._prepare(method, request, context)
                 return to_proto(await endpoint.call(method, params, caller), rpc.response)
-            except grpc.aio.AbortError:
-                raise
-            except A2AError as exc:
-                await _abort(context, exc)
-            except Exception:
-                log.exception("A2A gRPC %s failed", method)
-                await _abort(context, A2AError(a2a.INTERNAL_ERROR))
-            raise AssertionError("unreachable: abort raises")
+            raise AssertionError("unreachable: a failed call was aborted")
         return call
 
     def _streaming(self, method: str, rpc: _Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
         async def stream(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-            try:
+            async with _answering(context, method):
                 endpoint, params, caller = await self._prepare(method, request, context)
                 events = await endpoint.stream(method, params, caller)
                 try:
@@ -175,14 +169,21 @@ class GrpcBinding:
                         yield to_proto(event, rpc.response)
                 finally:
                     await events.aclose()
-            except grpc.aio.AbortError:
-                raise
-            except A2AError as exc:
-                await _abort(context, exc)
-            except Exception:
-                log.exception("A2A gRPC %s failed", method)
-                await _abort(context, A2AError(a2a.INTERNAL_ERROR))
         return stream
+
+
+@contextlib.asynccontextmanager
+async def _answering(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    """An A2A error (or any other failure, as INTERNAL) ends the call with its status and ErrorInfo trailer."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except A2AError as exc:
+        await _abort(context, exc)
+    except Exception:
+        log.exception("A2A gRPC %s failed", method)
+        await _abort(context, A2AError(a2a.INTERNAL_ERROR))
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: A2AError) -> None:

@@ -37,6 +37,12 @@ async def read_body(request: web.Request, limit: float) -> bytes | web.Response:
         return timed_out
 
 
+async def caller_of(request: web.Request, body: bytes, authenticator: Authenticator) -> str | None:
+    """The caller ``request`` proves (None: an anonymous one the node accepts), else :class:`Unauthenticated`."""
+    return await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
+                                      method=request.method, path=request.path_qs, body=body)
+
+
 async def handle(request: web.Request, endpoint: AgentEndpoint, *, body_timeout: float,
                  authenticator: Authenticator) -> web.StreamResponse:
     """Answer one JSON-RPC request for ``endpoint``'s agent, on behalf of the caller the request proves (401,
@@ -45,8 +51,7 @@ async def handle(request: web.Request, endpoint: AgentEndpoint, *, body_timeout:
     if isinstance(body, web.Response):
         return body
     try:
-        caller = await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                            method=request.method, path=request.path_qs, body=body)
+        caller = await caller_of(request, body, authenticator)
     except Unauthenticated as exc:
         refusal = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
         return web.Response(body=a2a.error_response(a2a.request_id_of(body), refusal), status=401,

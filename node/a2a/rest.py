@@ -17,7 +17,7 @@ from guildnet.protocols.a2a import A2AError
 from guildnet.protocols.a2a import rest as wire
 
 from ..callers import Authenticator, Unauthenticated
-from .jsonrpc import read_body, sse
+from .jsonrpc import caller_of, read_body, sse
 from .operations import EXTENSIONS_HEADER, AgentEndpoint
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,7 @@ async def handle(request: web.Request, endpoint: AgentEndpoint, path: str, *, bo
     if isinstance(body, web.Response):
         return body
     try:
-        caller = await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                            method=request.method, path=request.path_qs, body=body)
+        caller = await caller_of(request, body, authenticator)
     except Unauthenticated as exc:
         return _error(A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}"), status=401,
                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
