@@ -37,26 +37,33 @@ async def read_body(request: web.Request, limit: float) -> bytes | web.Response:
         return timed_out
 
 
-async def caller_of(request: web.Request, body: bytes, authenticator: Authenticator) -> str | None:
-    """The caller ``request`` proves (None: an anonymous one the node accepts), else :class:`Unauthenticated`."""
-    return await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                      method=request.method, path=request.path_qs, body=body)
+async def admit(request: web.Request, body_timeout: float, authenticator: Authenticator,
+                refusal: Callable[[bytes, A2AError], bytes]) -> tuple[bytes, str | None] | web.Response:
+    """The body and the caller the request proves (None: an anonymous one the node accepts); else the answer to
+    give: 408 for a body too slow, 401 with ``refusal(body, error)`` (the binding's error shape) for no caller."""
+    body = await read_body(request, body_timeout)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        caller = await authenticator.caller(authorization=request.headers.get("Authorization"),
+                                            remote=request.remote, method=request.method, path=request.path_qs,
+                                            body=body)
+    except Unauthenticated as exc:
+        refused = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
+        return web.Response(body=refusal(body, refused), status=401, content_type="application/json",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return body, caller
 
 
 async def handle(request: web.Request, endpoint: AgentEndpoint, *, body_timeout: float,
                  authenticator: Authenticator) -> web.StreamResponse:
     """Answer one JSON-RPC request for ``endpoint``'s agent, on behalf of the caller the request proves (401,
     before anything is read into a task, when it proves none the node accepts)."""
-    body = await read_body(request, body_timeout)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        caller = await caller_of(request, body, authenticator)
-    except Unauthenticated as exc:
-        refusal = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
-        return web.Response(body=a2a.error_response(a2a.request_id_of(body), refusal), status=401,
-                            content_type="application/json",
-                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    admitted = await admit(request, body_timeout, authenticator,
+                           lambda body, error: a2a.error_response(a2a.request_id_of(body), error))
+    if isinstance(admitted, web.Response):
+        return admitted
+    body, caller = admitted
     try:
         content_type = request.headers.get("Content-Type")
         if content_type is not None and request.content_type not in _JSON_TYPES:

@@ -16,8 +16,8 @@ from guildnet.protocols import a2a
 from guildnet.protocols.a2a import A2AError
 from guildnet.protocols.a2a import rest as wire
 
-from ..callers import Authenticator, Unauthenticated
-from .jsonrpc import caller_of, read_body, sse
+from ..callers import Authenticator
+from .jsonrpc import admit, sse
 from .operations import EXTENSIONS_HEADER, AgentEndpoint
 
 log = logging.getLogger(__name__)
@@ -26,22 +26,18 @@ _JSON_TYPES = ("application/json", "application/a2a+json")
 CONTENT_TYPE = "application/json"
 
 
-def _error(exc: A2AError, *, headers: dict[str, str] | None = None, status: int | None = None) -> web.Response:
+def _error(exc: A2AError, *, status: int | None = None) -> web.Response:
     return web.Response(body=wire.body(exc.to_status_json()), status=status or exc.http_status,
-                        content_type=CONTENT_TYPE, headers=headers)
+                        content_type=CONTENT_TYPE)
 
 
 async def handle(request: web.Request, endpoint: AgentEndpoint, path: str, *, body_timeout: float,
                  authenticator: Authenticator) -> web.StreamResponse:
     """Answer one HTTP+JSON request; ``path`` is what follows the agent's interface URL."""
-    body = await read_body(request, body_timeout)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        caller = await caller_of(request, body, authenticator)
-    except Unauthenticated as exc:
-        return _error(A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}"), status=401,
-                      headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    admitted = await admit(request, body_timeout, authenticator, lambda _, error: wire.body(error.to_status_json()))
+    if isinstance(admitted, web.Response):
+        return admitted
+    body, caller = admitted
     try:
         if body and request.headers.get("Content-Type") is not None and request.content_type not in _JSON_TYPES:
             raise A2AError(a2a.CONTENT_TYPE_NOT_SUPPORTED,
