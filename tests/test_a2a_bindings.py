@@ -41,6 +41,7 @@ from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.node.identity import StaticIdentity
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import push as wire
+from guildnet.protocols.callerauth import sign_call
 from guildnet.protocols.jws import b64url_decode
 from guildnet.protocols.keys import SigningKey
 
@@ -255,3 +256,29 @@ async def test_a_required_extension_is_enforced_on_every_binding() -> None:
             assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             reply = await stub.SendMessage(request, metadata=(("a2a-version", "1.0"), ("a2a-extensions", extension)))
             assert reply.task.status.state == TaskState.TASK_STATE_COMPLETED
+
+
+async def test_a_signed_grpc_call_names_its_caller() -> None:
+    """Over gRPC a guildnet caller signs the method's path and the request's deterministic bytes; the task is then
+    its own, and an anonymous caller does not see it."""
+    caller = SigningKey.generate()
+    async with serve_a2a(InMemoryTaskStore(), grpc=True) as (base, service):
+        grpc_url = service.cards["echo"]["supportedInterfaces"][2]["url"]
+        async with grpc.aio.insecure_channel(grpc_url) as channel:
+            stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = a2a_pb2.SendMessageRequest(message=sdk_message({"text": "x"}), tenant="echo")
+            token = sign_call(caller.did, caller, method="POST", url=f"{base}/lf.a2a.v1.A2AService/SendMessage",
+                              body=request.SerializeToString(deterministic=True))
+            reply = await stub.SendMessage(request, metadata=(("a2a-version", "1.0"),
+                                                              ("authorization", f"Bearer {token}")))
+            assert reply.task.status.state == TaskState.TASK_STATE_COMPLETED
+            stored = await service.tasks["echo"].store.get("echo", reply.task.id)
+            assert stored is not None and stored.owner == caller.did
+            with pytest.raises(grpc.aio.AioRpcError) as hidden:
+                await stub.GetTask(a2a_pb2.GetTaskRequest(id=reply.task.id, tenant="echo"),
+                                   metadata=(("a2a-version", "1.0"),))
+            assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as forged:  # the token was for another request
+                await stub.SendMessage(a2a_pb2.SendMessageRequest(message=sdk_message({"text": "y"}), tenant="echo"),
+                                       metadata=(("a2a-version", "1.0"), ("authorization", f"Bearer {token}")))
+            assert forged.value.code() == grpc.StatusCode.UNAUTHENTICATED
