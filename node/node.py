@@ -121,6 +121,7 @@ class Node:
     push_allow_networks: Sequence[str] = ()
     """Private networks webhooks may point into anyway (CIDR); refused by default."""
     extended_card: bool = False
+    _push: PushService | None = field(default=None, repr=False)
     _publisher: Publisher | None = field(default=None, repr=False)
 
     @classmethod
@@ -236,8 +237,8 @@ class Node:
         push = None
         if self.push_notifications:  # webhooks live beside the tasks: the same database
             store = SqlPushStore(inner.engine) if isinstance(inner, SqlTaskStore) else InMemoryPushStore()
-            push = PushService(store, identities,
-                               allow_networks=[ipaddress.ip_network(n, strict=False) for n in self.push_allow_networks])
+            push = self._push = PushService(store, identities, allow_networks=[
+                ipaddress.ip_network(n, strict=False) for n in self.push_allow_networks])
         grpc_url = f"{urlsplit(self.base_url).hostname}:{self.grpc_port}" if self.grpc_port else None
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list], tasks, self.base_url,
                          identities, version=_version(), provider=(self.org_name, self.base_url),
@@ -302,9 +303,12 @@ class Node:
         while True:
             try:
                 purged = await app[PROCESS_LOG].purge()
-                tasks = await app[TASKS].purge(time.time() - self.task_retention_days * 86400)
-                if purged or tasks:
-                    log.info("retention: deleted %d process-data rows and %d finished tasks", purged, tasks)
+                cutoff = time.time() - self.task_retention_days * 86400
+                tasks = await app[TASKS].purge(cutoff)
+                hooks = await self._push.purge(cutoff) if self._push is not None else 0  # webhooks go with tasks
+                if purged or tasks or hooks:
+                    log.info("retention: deleted %d process-data rows, %d finished tasks and %d push configs",
+                             purged, tasks, hooks)
             except Exception:
                 log.exception("retention: could not delete expired rows (will try again)")
             await asyncio.sleep(RETENTION_INTERVAL)

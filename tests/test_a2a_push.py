@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from a2a_support import LOOPBACK, WebhookReceiver, free_port, serve_a2a
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.a2a.push import PushService
-from guildnet.node.a2a.push_store import InMemoryPushStore
+from guildnet.node.a2a.push_store import Delivery, InMemoryPushStore, SqlPushStore, StoredConfig
 from guildnet.node.a2a.store import InMemoryTaskStore
+from guildnet.node.db import create_engine, migrate
 from guildnet.node.identity import StaticIdentity
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import push as wire
@@ -265,3 +267,26 @@ async def test_our_client_speaks_both_http_bindings_and_prefers_the_faster() -> 
                                                       for b in r.events().values()))
     finally:
         await receiver.stop()
+
+
+async def test_push_stores_keep_configs_and_deliveries_until_done_or_purged(db_url: str) -> None:
+    """Both stores: a config and its deliveries survive until delivered, deleted, or past the task retention."""
+    engine = create_engine(db_url)
+    await migrate(engine)
+    try:
+        for store in (InMemoryPushStore(), SqlPushStore(engine)):
+            config = wire.PushConfig("c1", "t1", "https://hooks.example/a", "tok", "Bearer", "s3")
+            await store.put_config(StoredConfig("echo", "did:key:zOwner", config))
+            assert [c.config for c in await store.configs("echo", "t1")] == [config]
+            assert await store.configured_tasks() == {("echo", "t1")}
+            await store.enqueue([Delivery("e1", "echo", "t1", "c1", b"{}", 0, 0.0),
+                                 Delivery("e2", "echo", "t1", "c1", b"{}", 0, 50.0)])
+            assert [d.id for d in await store.due(10.0, 10)] == ["e1"]
+            await store.retry("e1", 1, 20.0)
+            await store.done("e2")
+            assert [(d.id, d.attempts) for d in await store.due(100.0, 10)] == [("e1", 1)]
+            assert await store.purge(time.time() - 3600) == 0  # made just now: kept
+            assert await store.purge(time.time() + 1) == 1
+            assert await store.configs("echo", "t1") == [] and await store.pending() == 0
+    finally:
+        await engine.dispose()

@@ -149,6 +149,14 @@ class PushService:
     async def delete(self, agent: str, task_id: str, config_id: str) -> None:
         await self.store.delete_config(agent, task_id, config_id)
 
+    async def purge(self, created_before: float) -> int:
+        """Forget configs older than the node's task retention (their tasks are gone or going)."""
+        purged = await self.store.purge(created_before)
+        if purged:
+            self._configured = await self.store.configured_tasks()
+            self._pending = await self.store.pending()
+        return purged
+
     # ---- events --------------------------------------------------------------------------------------------
     async def task_event(self, agent: str, task_id: str, event: JSON) -> None:
         """Queue ``event`` for every webhook of the task, durably, before the caller goes on."""

@@ -61,6 +61,11 @@ class PushStore(ABC):
         """Delete a config and its pending deliveries (nothing more goes to it); idempotent."""
 
     @abstractmethod
+    async def purge(self, created_before: float) -> int:
+        """Delete the configs made before ``created_before`` (their tasks are past the node's retention) and
+        their pending deliveries; how many configs."""
+
+    @abstractmethod
     async def configured_tasks(self) -> set[tuple[str, str]]:
         """``(agent, task id)`` of every task with a config: what the service checks events against."""
 
@@ -88,16 +93,26 @@ class InMemoryPushStore(PushStore):
 
     def __init__(self) -> None:
         self._configs: dict[tuple[str, str, str], StoredConfig] = {}
+        self._created: dict[tuple[str, str, str], float] = {}
         self._deliveries: dict[str, Delivery] = {}
 
     async def put_config(self, stored: StoredConfig) -> None:
-        self._configs[(stored.agent, stored.config.task_id, stored.config.id)] = stored
+        key = (stored.agent, stored.config.task_id, stored.config.id)
+        self._configs[key] = stored
+        self._created[key] = time.time()
+
+    async def purge(self, created_before: float) -> int:
+        old = [key for key, created in self._created.items() if created < created_before]
+        for agent, task_id, config_id in old:
+            await self.delete_config(agent, task_id, config_id)
+        return len(old)
 
     async def configs(self, agent: str, task_id: str) -> list[StoredConfig]:
         return [c for (a, t, _), c in self._configs.items() if a == agent and t == task_id]
 
     async def delete_config(self, agent: str, task_id: str, config_id: str) -> None:
         self._configs.pop((agent, task_id, config_id), None)
+        self._created.pop((agent, task_id, config_id), None)
         for key, d in list(self._deliveries.items()):
             if (d.agent, d.task_id, d.config_id) == (agent, task_id, config_id):
                 del self._deliveries[key]
@@ -187,6 +202,16 @@ class SqlPushStore(PushStore):
             await conn.execute(delete(_C).where(_C.c.agent == agent, _C.c.task_id == task_id, _C.c.id == config_id))
             await conn.execute(delete(_D).where(_D.c.agent == agent, _D.c.task_id == task_id,
                                                 _D.c.config_id == config_id))
+
+    async def purge(self, created_before: float) -> int:
+        async with self.engine.begin() as conn:
+            old = (await conn.execute(select(_C.c.agent, _C.c.task_id, _C.c.id)
+                                      .where(_C.c.created < created_before))).all()
+            for row in old:
+                await conn.execute(delete(_D).where(_D.c.agent == row.agent, _D.c.task_id == row.task_id,
+                                                    _D.c.config_id == row.id))
+            await conn.execute(delete(_C).where(_C.c.created < created_before))
+        return len(old)
 
     async def configured_tasks(self) -> set[tuple[str, str]]:
         async with self.engine.connect() as conn:
