@@ -22,8 +22,16 @@ the floor: what this client and loopback allow at concurrency 1, whatever the se
     python bench/node.py --quick    # 1 round of a few hundred requests per case; writes only with --out
     python bench/node.py --signed   # our node refuses unsigned calls; every request (to both servers) carries
                                     # a caller token signed for it; writes bench/results/node_signed.json
+                                    # (JSON-RPC and MCP only)
+    python bench/node.py --bindings rest,grpc   # only the HTTP+JSON and gRPC cases (and the floor)
 
-Goals (issue 3): A2A at least 3x the SDK server's req/s in both store modes; MCP at least 0.9x.
+The same A2A cases run on each binding the SDK serves too: JSON-RPC (``POST /``), HTTP+JSON (``POST
+.../message:send`` and ``.../message:stream``, SSE whose data are StreamResponse objects) and gRPC (one
+``grpc.aio`` channel per case, the SDK's generated stub: ``SendMessage`` and the ``SendStreamingMessage``
+stream read to its end), each answer checked the same way.
+
+Goals (issues 3 and 13): A2A at least 3x the SDK server's req/s in both store modes, on every binding; MCP at
+least 0.9x.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -77,12 +86,14 @@ class Case:
     op: str  # "send", "stream" or "tools/call"
     concurrency: int
     goal: float  # our req/s over the SDK's, at least
+    binding: str = "jsonrpc"  # A2A: "jsonrpc", "rest" (HTTP+JSON) or "grpc"
 
     @property
     def name(self) -> str:
         op = {"send": "SendMessage", "stream": "SendStreamingMessage", "tools/call": "MCP tools/call"}[self.op]
         store = f" [{self.store}]" if self.family == "a2a" else ""
-        return f"{op}{store} c={self.concurrency}"
+        binding = {"jsonrpc": "", "rest": "REST ", "grpc": "gRPC "}[self.binding]
+        return f"{binding}{op}{store} c={self.concurrency}"
 
 
 @dataclass
@@ -108,11 +119,17 @@ class Server:
     port: int
     process: asyncio.subprocess.Process
     log_path: Path
+    grpc_port: int | None = None
     samples: dict[Case, list[Sample]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Where the server's HTTP+JSON binding is (node_servers.py)."""
+        return self.url + ("/rest" if self.kind == "sdk-a2a" else "/agents/echo/rest")
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -123,10 +140,11 @@ class Server:
         return float(cpu_seconds(self.process.pid))
 
 
-def cases() -> list[Case]:
-    a2a = [Case("a2a", store, op, conc, 3.0) for store in ("memory", "sqlite") for op in ("send", "stream")
-           for conc in (1, 32)]
-    return [*a2a, *(Case("mcp", "-", "tools/call", conc, 0.9) for conc in (1, 32))]
+def cases(bindings: tuple[str, ...] = ("jsonrpc", "rest", "grpc")) -> list[Case]:
+    a2a = [Case("a2a", store, op, conc, 3.0, binding) for binding in bindings for store in ("memory", "sqlite")
+           for op in ("send", "stream") for conc in (1, 32)]
+    mcp = [Case("mcp", "-", "tools/call", conc, 0.9) for conc in (1, 32)] if "jsonrpc" in bindings else []
+    return [*a2a, *mcp]
 
 
 # ---- requests: identical for both servers ----------------------------------------------------------------
@@ -197,6 +215,66 @@ async def stream_message(session: aiohttp.ClientSession, url: str) -> None:
         raise WrongAnswer(f"stream of {len(events)} events ended in {final}: {str(events)[-200:]}")
 
 
+def check_stream(events: list[Any]) -> None:
+    """A StreamResponse sequence of the echo agent: an artifact with the echoed data, then completed."""
+    artifacts = [e["artifactUpdate"]["artifact"] for e in events if "artifactUpdate" in e]
+    last = events[-1] if events else {}
+    final = (last.get("statusUpdate") or last.get("task") or {}).get("status", {}).get("state")
+    if final != COMPLETED or not artifacts or artifacts[0]["parts"][0].get("data") != ECHO:
+        raise WrongAnswer(f"stream of {len(events)} events ended in {final}: {str(events)[-200:]}")
+
+
+def rest_body() -> bytes:
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"data": ECHO}]}
+    return json.dumps({"message": message}).encode()
+
+
+async def rest_send(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/message:send", data=rest_body(), headers=A2A_HEADERS) as response:
+        if response.status != 200:
+            raise WrongAnswer(f"HTTP {response.status}: {(await response.text())[:200]}")
+        reply = await response.json(content_type=None)
+    check_task(reply.get("task"))
+
+
+async def rest_stream(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/message:stream", data=rest_body(), headers=A2A_HEADERS) as response:
+        if response.status != 200 or not response.content_type.startswith("text/event-stream"):
+            raise WrongAnswer(f"HTTP {response.status} {response.content_type}")
+        check_stream(await sse_events(response))
+
+
+GRPC_METADATA = (("a2a-version", "1.0"),)
+
+
+def grpc_request() -> Any:
+    from a2a.types import a2a_pb2
+    from google.protobuf.json_format import ParseDict
+
+    message = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"data": ECHO}]}
+    return ParseDict({"message": message}, a2a_pb2.SendMessageRequest())
+
+
+def grpc_ops(port: int) -> tuple[Any, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """A channel to ``port`` and the two calls on it (the answers read back to ProtoJSON, then checked)."""
+    import grpc
+    from a2a.types import a2a_pb2_grpc
+    from google.protobuf.json_format import MessageToDict
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+
+    async def send() -> None:
+        reply = await stub.SendMessage(grpc_request(), metadata=GRPC_METADATA)
+        check_task(MessageToDict(reply).get("task"))
+
+    async def stream() -> None:
+        events = [MessageToDict(e) async for e in stub.SendStreamingMessage(grpc_request(), metadata=GRPC_METADATA)]
+        check_stream(events)
+
+    return channel, send, stream
+
+
 def mcp_call() -> Callable[[aiohttp.ClientSession, str], Awaitable[None]]:
     ids = iter(range(1, 1 << 62))
 
@@ -220,13 +298,23 @@ def mcp_call() -> Callable[[aiohttp.ClientSession, str], Awaitable[None]]:
 
 # ---- measuring ---------------------------------------------------------------------------------------------
 async def measure(server: Server, case: Case, requests: int, seconds: float) -> Sample:
-    one = {"send": send_message, "stream": stream_message}.get(case.op) or mcp_call()
     connector = aiohttp.TCPConnector(limit=case.concurrency)
+    channel = None
     async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
+        if case.binding == "grpc":
+            assert server.grpc_port is not None
+            channel, grpc_send, grpc_stream = grpc_ops(server.grpc_port)
+            call = grpc_send if case.op == "send" else grpc_stream
+        elif case.binding == "rest":
+            rest = rest_send if case.op == "send" else rest_stream
+            call = functools.partial(rest, session, server.rest_url)
+        else:
+            one = {"send": send_message, "stream": stream_message}.get(case.op) or mcp_call()
+            call = functools.partial(one, session, server.url)
         # warm-up: open every connection and run the code paths once, off the clock
         for _ in range(5):
-            await one(session, server.url)
-        await asyncio.gather(*(one(session, server.url) for _ in range(case.concurrency)))
+            await call()
+        await asyncio.gather(*(call() for _ in range(case.concurrency)))
         latencies: list[float] = []
         errors: list[str] = []
         issued = 0
@@ -239,8 +327,8 @@ async def measure(server: Server, case: Case, requests: int, seconds: float) -> 
                 issued += 1
                 t0 = time.perf_counter()
                 try:
-                    await one(session, server.url)
-                except (WrongAnswer, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    await call()
+                except (WrongAnswer, aiohttp.ClientError, TimeoutError, ValueError, grpc_error()) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                 else:
                     latencies.append(time.perf_counter() - t0)
@@ -249,6 +337,8 @@ async def measure(server: Server, case: Case, requests: int, seconds: float) -> 
         await asyncio.gather(*(worker() for _ in range(case.concurrency)))
         elapsed = time.perf_counter() - started
         cpu_server, cpu_client = server.cpu_seconds() - cpu_server, time.process_time() - cpu_client
+        if channel is not None:
+            await channel.close()
     latencies.sort()
     return Sample(ok=len(latencies), errors=len(errors), seconds=round(elapsed, 3),
                   rps=round(len(latencies) / elapsed, 1), p50_ms=round(percentile(latencies, 50) * 1000, 2),
@@ -257,9 +347,17 @@ async def measure(server: Server, case: Case, requests: int, seconds: float) -> 
                   client_cpu=round(cpu_client / elapsed, 2), first_error=errors[0] if errors else None)
 
 
+def grpc_error() -> type[Exception]:
+    import grpc
+
+    error: type[Exception] = grpc.RpcError
+    return error
+
+
 # ---- servers -----------------------------------------------------------------------------------------------
-async def start(kind: str, store: str, tmp: Path, pinned: bool) -> Server:
+async def start(kind: str, store: str, tmp: Path, pinned: bool, grpc: bool = False) -> Server:
     port = free_port()
+    grpc_port = free_port() if grpc and kind in ("node", "sdk-a2a") else None
     command = [sys.executable, str(SERVERS), kind, store, str(port)]
     if store == "sqlite":
         command.append(str(tmp / f"{kind}-{port}.db"))
@@ -267,9 +365,10 @@ async def start(kind: str, store: str, tmp: Path, pinned: bool) -> Server:
         command = ["taskset", "-c", str(SERVER_CORE), *command]
     log_path = tmp / f"{kind}-{store}-{port}.log"
     with log_path.open("wb") as log:
+        env = {**os.environ, "GRPC_PORT": str(grpc_port)} if grpc_port else None
         process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
-                                                       stdout=log, stderr=log)
-    return Server(kind, store, port, process, log_path)
+                                                       stdout=log, stderr=log, env=env)
+    return Server(kind, store, port, process, log_path, grpc_port)
 
 
 async def wait_ready(server: Server, limit_s: float = 60.0) -> None:
@@ -310,19 +409,20 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
             "rounds": [asdict(s) for s in samples]}
 
 
-async def run(rounds: int, requests: int, seconds: float, pinned: bool) -> list[dict[str, Any]]:
+async def run(rounds: int, requests: int, seconds: float, pinned: bool,
+              bindings: tuple[str, ...]) -> list[dict[str, Any]]:
     tmp = Path(tempfile.mkdtemp(prefix="guildnet-bench-node-"))
     servers: list[Server] = []
     our_kind = "node-signed" if CALLER is not None else "node"
     try:
         for kind, store in ((our_kind, "memory"), (our_kind, "sqlite"), ("sdk-a2a", "memory"),
                             ("sdk-a2a", "sqlite"), ("sdk-mcp", "memory"), ("floor", "memory")):
-            servers.append(await start(kind, store, tmp, pinned))
+            servers.append(await start(kind, store, tmp, pinned, grpc="grpc" in bindings))
         await asyncio.gather(*(wait_ready(s) for s in servers))
         node_mem, node_sql, sdk_mem, sdk_sql, sdk_mcp, floor = servers
         pairs = {("a2a", "memory"): (node_mem, sdk_mem), ("a2a", "sqlite"): (node_sql, sdk_sql),
                  ("mcp", "-"): (node_mem, sdk_mcp)}
-        all_cases = cases()
+        all_cases = cases(bindings)
         floor_cases = [Case("floor", "-", op, 1, 0.0) for op in ("send", "stream")]
         for round_no in range(rounds):
             for case in floor_cases:
@@ -391,7 +491,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results file (default bench/results/node.json; none with --quick)")
     parser.add_argument("--signed", action="store_true",
                         help="our node serves signed callers only and every request carries a caller token")
+    parser.add_argument("--bindings", default="jsonrpc,rest,grpc",
+                        help="A2A bindings to measure, comma-separated (default all; --signed: jsonrpc only)")
     args = parser.parse_args()
+    bindings = tuple(b for b in args.bindings.split(",") if b)
+    if args.signed:
+        bindings = ("jsonrpc",)
+    if not bindings or set(bindings) - {"jsonrpc", "rest", "grpc"}:
+        parser.error("--bindings takes jsonrpc, rest and grpc")
     global CALLER
     if args.signed:
         CALLER = SigningKey.generate()
@@ -403,7 +510,7 @@ def main() -> None:
     if pinned:
         os.sched_setaffinity(0, {CLIENT_CORE})  # before the event loop, so every thread inherits it
     started = time.monotonic()
-    rows = asyncio.run(run(rounds, requests, seconds, pinned))
+    rows = asyncio.run(run(rounds, requests, seconds, pinned, bindings))
     print_table(rows)
     placement = "pinned to core 0, client on core 1" if pinned else "NOT pinned (no taskset or one core)"
     print(f"total {time.monotonic() - started:.0f} s; servers {placement}")
@@ -411,7 +518,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "machine": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "pinned": pinned, "signed": args.signed, "rounds": rounds, "requests_cap": requests, "seconds_cap": seconds,
+            "pinned": pinned, "signed": args.signed, "bindings": list(bindings),
+            "rounds": rounds, "requests_cap": requests, "seconds_cap": seconds,
             "versions": versions(), "rows": rows}, indent=2) + "\n")
         print(f"wrote {out}")
 
@@ -420,7 +528,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("guildnet", "aiohttp", "a2a-sdk", "mcp", "uvicorn", "starlette", "sqlalchemy", "aiosqlite"):
+    for name in ("guildnet", "aiohttp", "a2a-sdk", "mcp", "uvicorn", "starlette", "sqlalchemy", "aiosqlite", "grpcio"):
         with contextlib.suppress(PackageNotFoundError):
             found[name] = version(name)
     return found

@@ -1,21 +1,28 @@
 """Servers for bench/node.py, one per subprocess: ``python bench/node_servers.py KIND STORE PORT [DB_PATH]``.
 
 KIND is ``node`` (our aiohttp app: A2AService at ``/`` plus the MCP endpoint at ``/mcp``, as a node serves
-them, without the process-data recorder), ``node-signed`` (the same, refusing every request that does not
-carry a caller token signed by the caller's agent key, as a node with ``anonymous = "off"``), ``sdk-a2a``
-(a2a-sdk 1.3's JSON-RPC routes in Starlette on uvicorn), ``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on
-uvicorn), or ``floor`` (a bare aiohttp handler that answers every A2A request with a canned reply: the
-client-and-loopback floor the others are bounded by). STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp``
+them, without the process-data recorder; HTTP+JSON under ``/agents/echo/rest``), ``node-signed`` (the same,
+refusing every request that does not carry a caller token signed by the caller's agent key, as a node with
+``anonymous = "off"``), ``sdk-a2a`` (a2a-sdk 1.3's JSON-RPC routes at ``/`` and REST routes under ``/rest`` in
+Starlette on uvicorn), ``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on uvicorn), or ``floor`` (a bare
+aiohttp handler that answers every A2A request with a canned reply: the client-and-loopback floor the others
+are bounded by). STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp``
 and ``floor``). Every server hosts the same echo agent: input ``{"text": ...}``, output the same object,
 returned by the A2A servers as one artifact with a ``data`` part and a JSON ``text`` part. Server stacks are
 imported lazily, so a process loads only the one it serves; the pydantic models live at module level because
 the tools' type hints must resolve there.
+
+With ``GRPC_PORT`` in the environment, ``node`` and ``sdk-a2a`` also serve the gRPC binding on that port (ours:
+node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
+from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
 
@@ -49,8 +56,19 @@ def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = Fal
     base = f"http://127.0.0.1:{port}"
     authenticator = Authenticator(base, anonymous="off") if signed else None
     setup_mcp(app, [agent], authenticator=authenticator)
-    A2AService([agent], task_store, base, {"echo": StaticIdentity.generate()},
-               authenticator=authenticator).add_routes(app)
+    grpc_port = os.environ.get("GRPC_PORT")
+    service = A2AService([agent], task_store, base, {"echo": StaticIdentity.generate()}, authenticator=authenticator,
+                         grpc_url=f"127.0.0.1:{grpc_port}" if grpc_port else None)
+    service.add_routes(app)
+    if grpc_port:
+        binding = service.grpc_binding()
+
+        async def grpc_lifespan(_app: web.Application) -> AsyncIterator[None]:
+            await binding.start("127.0.0.1", int(grpc_port))
+            yield
+            await binding.stop(0)
+
+        app.cleanup_ctx.append(grpc_lifespan)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -60,7 +78,7 @@ def serve_sdk_a2a(store: str, port: int, db_path: str | None) -> None:
     from a2a.server.agent_execution import AgentExecutor, RequestContext
     from a2a.server.events import EventQueue
     from a2a.server.request_handlers import DefaultRequestHandler
-    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+    from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
     from a2a.server.tasks import DatabaseTaskStore, InMemoryTaskStore, TaskStore, TaskUpdater
     from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill, Part
     from google.protobuf import struct_pb2
@@ -110,8 +128,24 @@ def serve_sdk_a2a(store: str, port: int, db_path: str | None) -> None:
 
         task_store = DatabaseTaskStore(engine, create_table=True)
     handler = DefaultRequestHandler(agent_executor=Echo(), task_store=task_store, agent_card=card)
-    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/")])
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="h11")
+    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/"),
+                            *create_rest_routes(handler, path_prefix="/rest")])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, http="h11")
+    grpc_port = os.environ.get("GRPC_PORT")
+
+    async def serve() -> None:
+        if grpc_port:
+            import grpc
+            from a2a.server.request_handlers import GrpcHandler
+            from a2a.types import a2a_pb2_grpc
+
+            server = grpc.aio.server()
+            a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler), server)  # type: ignore[no-untyped-call]
+            server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+            await server.start()
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(serve())
 
 
 def serve_sdk_mcp(port: int) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import json
 import os
 import sys
@@ -133,6 +134,15 @@ class NodeConfig(BaseSettings):
     pinned_schemas: dict[str, Path] = {}
     """Skill id -> a JSON Schema file (relative to the config file): the output schema this node checks results
     of that skill against when it delegates it, whatever the callee declares (docs/trust-model.md)."""
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+    """Serve the A2A gRPC binding on this port too (needs ``pip install 'guildnet[grpc]'``); the cards list it."""
+    push_notifications: bool = True
+    """Let callers register webhooks for their tasks (A2A push notifications, docs/a2a-bindings.md)."""
+    push_allow_networks: list[str] = []
+    """Private, loopback or link-local networks webhooks may point into anyway (CIDR, e.g. ``10.0.0.0/8``); by
+    default such targets are refused, since a caller could aim them at the node's own network."""
+    extended_card: bool = False
+    """Serve GetExtendedAgentCard to the callers the node accepts."""
     admin_socket: Path = Path("node.sock")
     """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
     org_domain: str | None = Field(None, pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)
@@ -149,6 +159,13 @@ class NodeConfig(BaseSettings):
                                    file_secret_settings: PydanticBaseSettingsSource
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _NodeEnvironment(settings_cls), InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
+
+    @field_validator("push_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
 
     @field_validator("dns_server")
     @classmethod

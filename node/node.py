@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
 import logging
 import os
 import time
@@ -33,8 +35,10 @@ from guildnet.registry.client import (
 )
 
 from .a2a.client import A2AClient
+from .a2a.push import PushService
+from .a2a.push_store import InMemoryPushStore, SqlPushStore
 from .a2a.service import A2AService
-from .a2a.store import TaskStore, open_task_store
+from .a2a.store import SqlTaskStore, TaskStore, open_task_store
 from .admin import admin_app
 from .agent import Agent
 from .callers import AnonymousPolicy, Authenticator, Unauthenticated
@@ -110,6 +114,14 @@ class Node:
     :mod:`guildnet.node.delegation.schemas`); skills not named here use this node's own schema, or the first seen."""
     admin_socket: Path | None = None
     """A Unix socket (mode 0600) where the node takes local commands (``guildnet node rotate``); None: none."""
+    grpc_port: int | None = None
+    """Serve the A2A gRPC binding on this port too (the ``grpc`` extra)."""
+    push_notifications: bool = True
+    """Callers may register webhooks for their tasks (:mod:`guildnet.node.a2a.push`)."""
+    push_allow_networks: Sequence[str] = ()
+    """Private networks webhooks may point into anyway (CIDR); refused by default."""
+    extended_card: bool = False
+    _push: PushService | None = field(default=None, repr=False)
     _publisher: Publisher | None = field(default=None, repr=False)
 
     @classmethod
@@ -127,7 +139,9 @@ class Node:
                    admin_socket=config.admin_socket, registry_key=config.registry_key,
                    witnesses=config.witness_policy(), anonymous=config.anonymous,
                    pinned_schemas=config.read_pinned_schemas(), org_domain=config.org_domain,
-                   require_verified_domain=config.require_verified_domain, domain_lookup=config.domain_lookup)
+                   require_verified_domain=config.require_verified_domain, domain_lookup=config.domain_lookup,
+                   grpc_port=config.grpc_port, push_notifications=config.push_notifications,
+                   push_allow_networks=tuple(config.push_allow_networks), extended_card=config.extended_card)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -217,15 +231,35 @@ class Node:
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
                   authenticator=authenticator)
-        tasks = app[TASKS] = MeteredTaskStore(open_task_store(self.db_url), self.metrics)
+        inner = open_task_store(self.db_url)
+        tasks = app[TASKS] = MeteredTaskStore(inner, self.metrics)
+        identities = {p.agent.name: p.identity for p in self.agents}
+        push = None
+        if self.push_notifications:  # webhooks live beside the tasks: the same database
+            store = SqlPushStore(inner.engine) if isinstance(inner, SqlTaskStore) else InMemoryPushStore()
+            push = self._push = PushService(store, identities, allow_networks=[
+                ipaddress.ip_network(n, strict=False) for n in self.push_allow_networks])
+        grpc_url = f"{urlsplit(self.base_url).hostname}:{self.grpc_port}" if self.grpc_port else None
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list], tasks, self.base_url,
-                         {p.agent.name: p.identity for p in self.agents}, version=_version(),
-                         provider=(self.org_name, self.base_url), authenticator=authenticator)
+                         identities, version=_version(), provider=(self.org_name, self.base_url),
+                         authenticator=authenticator, push=push, grpc_url=grpc_url, extended_card=self.extended_card)
         a2a.add_routes(app)
+        if self.grpc_port:
+            app.cleanup_ctx.append(functools.partial(self._grpc, a2a))
         app.cleanup_ctx.append(self._publishing)
         if self.admin_socket is not None:
             app.cleanup_ctx.append(self._admin)
         return app
+
+    async def _grpc(self, a2a: A2AService, _app: web.Application) -> AsyncIterator[None]:
+        """The gRPC binding on its own port, over the same agents and task store, for the app's lifetime."""
+        assert self.grpc_port is not None
+        binding = a2a.grpc_binding()
+        await binding.start(self.host, self.grpc_port)
+        try:
+            yield
+        finally:
+            await binding.stop()
 
     def _wire_model_agents(self, process_log: ProcessLog) -> None:
         """Model-backed agents record their model calls in the node's process log and, with a registry,
@@ -270,9 +304,12 @@ class Node:
         while True:
             try:
                 purged = await app[PROCESS_LOG].purge()
-                tasks = await app[TASKS].purge(time.time() - self.task_retention_days * 86400)
-                if purged or tasks:
-                    log.info("retention: deleted %d process-data rows and %d finished tasks", purged, tasks)
+                cutoff = time.time() - self.task_retention_days * 86400
+                tasks = await app[TASKS].purge(cutoff)
+                hooks = await self._push.purge(cutoff) if self._push is not None else 0  # webhooks go with tasks
+                if purged or tasks or hooks:
+                    log.info("retention: deleted %d process-data rows, %d finished tasks and %d push configs",
+                             purged, tasks, hooks)
             except Exception:
                 log.exception("retention: could not delete expired rows (will try again)")
             await asyncio.sleep(RETENTION_INTERVAL)

@@ -27,16 +27,14 @@ from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
     ListTasksRequest,
-    Message,
     Part,
-    Role,
     SendMessageRequest,
     SubscribeToTaskRequest,
     TaskState,
 )
 from a2a.utils.errors import A2AError as SdkA2AError
 from a2a.utils.signing import create_signature_verifier
-from a2a_support import serve_a2a
+from a2a_support import sdk_message, serve_a2a
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
@@ -47,15 +45,6 @@ from guildnet.node.a2a.store import InMemoryTaskStore
 from guildnet.protocols import a2a
 from guildnet.protocols.did import public_key_from_did
 from guildnet.protocols.jws import b64url_decode
-
-
-def _data_message(data: dict[str, Any], skill: str | None = None) -> Message:
-    value = struct_pb2.Value()
-    value.struct_value.update(data)
-    message = Message(message_id=a2a.new_id(), role=Role.ROLE_USER, parts=[Part(data=value)])
-    if skill:
-        message.metadata.update({"skill": skill})
-    return message
 
 
 def _pem_for(did: str) -> bytes:
@@ -87,7 +76,7 @@ async def test_sdk_client_against_our_node() -> None:
             return ClientFactory(ClientConfig(streaming=streaming, httpx_client=http)).create(card)
 
         # Send (blocking) -> a completed task whose artifact carries the skill output.
-        request = SendMessageRequest(message=_data_message({"text": "hi"}))
+        request = SendMessageRequest(message=sdk_message({"text": "hi"}))
         events = [e async for e in client(False).send_message(request)]
         assert len(events) == 1 and events[0].HasField("task")
         task = events[0].task
@@ -107,20 +96,20 @@ async def test_sdk_client_against_our_node() -> None:
         # Stream: task first, then working, artifact, completed.
         slow_card = await A2ACardResolver(http, f"{base}/agents/slow").get_agent_card()
         stream = client(True, slow_card).send_message(
-            SendMessageRequest(message=_data_message({"seconds": 0}, "wait")))
+            SendMessageRequest(message=sdk_message({"seconds": 0}, "wait")))
         kinds = [e.WhichOneof("payload") async for e in stream]
         assert kinds == ["task", "status_update", "artifact_update", "status_update"]
 
         # Cancel a running task, then subscribe to a running one until it completes.
         slow = client(False, slow_card)
-        start = SendMessageRequest(message=_data_message({"seconds": 10}, "wait"))
+        start = SendMessageRequest(message=sdk_message({"seconds": 10}, "wait"))
         start.configuration.return_immediately = True
         running = (await anext(slow.send_message(start))).task
         assert running.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
         canceled = await slow.cancel_task(CancelTaskRequest(id=running.id))
         assert canceled.status.state == TaskState.TASK_STATE_CANCELED
 
-        start = SendMessageRequest(message=_data_message({"seconds": 0.2}, "wait"))
+        start = SendMessageRequest(message=sdk_message({"seconds": 0.2}, "wait"))
         start.configuration.return_immediately = True
         running = (await anext(slow.send_message(start))).task
         updates = [e async for e in client(True, slow_card).subscribe(SubscribeToTaskRequest(id=running.id))]
@@ -129,7 +118,7 @@ async def test_sdk_client_against_our_node() -> None:
 
         # A bad request: input that breaks the skill schema is refused with invalid params, no task made.
         with pytest.raises(SdkA2AError) as refused:
-            [e async for e in client(False).send_message(SendMessageRequest(message=_data_message({"txt": 1})))]
+            [e async for e in client(False).send_message(SendMessageRequest(message=sdk_message({"txt": 1})))]
         assert "does not match" in str(refused.value)
         assert (await client(False).list_tasks(ListTasksRequest())).total_size == 1
 

@@ -105,7 +105,7 @@ async def test_protocol_errors(node: tuple[str, A2AClient, aiohttp.ClientSession
     assert (await _rpc(http, url, "GetTask", {}))["error"]["code"] == a2a.INVALID_PARAMS
     assert (await _rpc(http, url, "CreateTaskPushNotificationConfig", {"taskId": "t", "url": "http://x"})
             )["error"]["code"] == a2a.PUSH_NOT_SUPPORTED
-    assert (await _rpc(http, url, "GetExtendedAgentCard", {}))["error"]["code"] == a2a.UNSUPPORTED_OPERATION
+    assert (await _rpc(http, url, "GetExtendedAgentCard", {}))["error"]["code"] == a2a.EXTENDED_CARD_NOT_CONFIGURED
 
 
 async def test_stream_order_and_sse_framing(node: tuple[str, A2AClient, aiohttp.ClientSession]) -> None:

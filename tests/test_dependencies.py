@@ -7,6 +7,7 @@ import ast
 import re
 import sys
 import tomllib
+from importlib import metadata
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -44,10 +45,21 @@ def _imported_distributions() -> dict[str, set[str]]:
                     top = module.split(".")[0]
                     if top in sys.stdlib_module_names or top == "guildnet":
                         continue
-                    for distribution in owners.get(top, [top]):
+                    for distribution in _owners(module, owners.get(top, [top])):
                         found.setdefault(distribution.lower().replace("_", "-"), set()).add(
                             str(path.relative_to(ROOT)))
     return found
+
+
+def _owners(module: str, candidates: list[str]) -> list[str]:
+    """The distributions that ship ``module``: for a namespace package (``google``) only those holding the
+    subpackage imported (``google.protobuf``: protobuf), not every distribution sharing the namespace."""
+    if len(candidates) < 2 or "." not in module:
+        return candidates
+    prefix = "/".join(module.split(".")[:2])
+    owning = [name for name in candidates
+              if any(str(f).startswith(prefix) for f in (metadata.distribution(name).files or ()))]
+    return owning or candidates
 
 
 def test_every_imported_package_is_declared() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -20,10 +21,17 @@ from guildnet.protocols.keys import SigningKey
 from ..agent import Agent
 
 
-def build_card(agent: Agent, url: str, version: str, provider: tuple[str, str] | None) -> JSON:
+def build_card(agent: Agent, url: str, version: str, provider: tuple[str, str] | None, *,
+               interfaces: Sequence[a2a.CardInterface] = (), push_notifications: bool = False,
+               extended_card: bool = False, extensions: Sequence[str] = ()) -> JSON:
+    """The agent's card: JSON-RPC at ``url`` first, then ``interfaces``; ``extensions`` are declared required."""
     skills = [a2a.CardSkill(s.id, s.name, s.description, tuple(s.tags)) for s in agent.skills]
-    return a2a.build_agent_card(name=agent.name, description=agent.description, version=version, url=url,
-                                skills=skills, provider=provider)
+    card = a2a.build_agent_card(name=agent.name, description=agent.description, version=version, url=url,
+                                skills=skills, provider=provider, interfaces=interfaces,
+                                push_notifications=push_notifications, extended_card=extended_card)
+    if extensions:
+        card["capabilities"]["extensions"] = [{"uri": uri, "required": True} for uri in extensions]
+    return card
 
 
 @dataclass(frozen=True, slots=True)

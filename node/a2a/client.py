@@ -1,4 +1,11 @@
-"""An async A2A 1.0 client (JSON-RPC binding) for delegation, on aiohttp.
+"""An async A2A 1.0 client (JSON-RPC and HTTP+JSON bindings) for delegation, on aiohttp.
+
+Given a URL, it speaks JSON-RPC there. Given a peer's card, it picks among the interfaces the card offers in a
+binding it speaks: each one once (in the card's order), then the one with the lowest measured round trip
+(an exponentially weighted average per interface URL), so a peer that serves both is called on its faster one.
+A caller that does not want to hold a stream open for a long task passes ``push`` (a
+TaskPushNotificationConfig: the webhook URL and its secret) to :meth:`A2AClient.send_message` with
+``return_immediately`` and hears of the result at its webhook.
 
 It speaks the wire a2a-sdk 1.3 speaks (``A2A-Version: 1.0`` on every request, ProtoJSON bodies, SSE streams
 whose ``data:`` lines are JSON-RPC responses), so it works against this node and against servers built with
@@ -16,13 +23,15 @@ the caller's signature, to a third host). With a ``signer``, every request carri
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
 from guildnet.protocols import a2a, bounded_json
-from guildnet.protocols.a2a import JSON
+from guildnet.protocols.a2a import JSON, rest
 from guildnet.protocols.callerauth import sign_call
 
 from ..identity import Signer
@@ -37,13 +46,20 @@ class A2AClientError(Exception):
     """The peer could not be reached, or its reply is not an A2A JSON-RPC response."""
 
 
-def jsonrpc_url(card: Mapping[str, Any]) -> str:
-    """The URL of the card's first JSON-RPC interface that speaks A2A 1.0."""
+CLIENT_BINDINGS = (a2a.BINDING_JSONRPC, a2a.BINDING_HTTP_JSON)
+"""The bindings this client speaks (gRPC needs generated stubs and is left to a2a-sdk's client)."""
+_SMOOTHING = 0.3
+
+
+def interfaces(card: Mapping[str, Any], bindings: tuple[str, ...] = CLIENT_BINDINGS) -> list[tuple[str, str]]:
+    """``(binding, url)`` of the card's A2A 1.0 interfaces in ``bindings``, in the card's order."""
+    found = []
     for interface in card.get("supportedInterfaces") or ():
-        if (isinstance(interface, dict) and interface.get("protocolBinding") == a2a.BINDING_JSONRPC
+        if (isinstance(interface, dict) and interface.get("protocolBinding") in bindings
+                and isinstance(interface.get("url"), str)
                 and str(interface.get("protocolVersion") or a2a.PROTOCOL_VERSION).startswith(a2a.PROTOCOL_VERSION)):
-            return str(interface["url"])
-    raise A2AClientError(f"agent card of {card.get('name')!r} offers no A2A 1.0 JSON-RPC interface")
+            found.append((str(interface["protocolBinding"]), str(interface["url"])))
+    return found
 
 
 class A2AClient:
@@ -54,13 +70,17 @@ class A2AClient:
     """
 
     def __init__(self, session: aiohttp.ClientSession | None = None, *, timeout: float = 60.0,
-                 signer: Signer | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 signer: Signer | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 bindings: tuple[str, ...] = CLIENT_BINDINGS) -> None:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = 0
         self.signer = signer
         self.max_response_bytes = max_response_bytes
+        self.bindings = bindings
+        self.round_trips: dict[str, float] = {}
+        """Seconds per unary call, smoothed, by interface URL: what :meth:`pick` prefers the fastest by."""
 
     async def __aenter__(self) -> A2AClient:
         return self
@@ -103,9 +123,14 @@ class A2AClient:
 
     # ---- unary calls ---------------------------------------------------------------------------------------
     async def send_message(self, endpoint: str | Mapping[str, Any], message: JSON, *,
-                           return_immediately: bool = False, history_length: int | None = None) -> JSON:
-        """SendMessage; returns the result: ``{"task": ...}`` or ``{"message": ...}``."""
+                           return_immediately: bool = False, history_length: int | None = None,
+                           push: Mapping[str, Any] | None = None) -> JSON:
+        """SendMessage; returns the result: ``{"task": ...}`` or ``{"message": ...}``. With ``push`` (a
+        TaskPushNotificationConfig: ``url``, and ``authentication``/``token`` the webhook checks) the peer
+        posts the task's events there."""
         params = _send_params(message, return_immediately, history_length)
+        if push is not None:
+            params.setdefault("configuration", {})["taskPushNotificationConfig"] = dict(push)
         result = await self._call(endpoint, "SendMessage", params)
         if "task" not in result and "message" not in result:
             raise A2AClientError("SendMessage result holds neither a task nor a message")
@@ -155,18 +180,30 @@ class A2AClient:
             yield event
 
     # ---- plumbing ------------------------------------------------------------------------------------------
-    def _url(self, endpoint: str | Mapping[str, Any]) -> str:
-        return endpoint if isinstance(endpoint, str) else jsonrpc_url(endpoint)
+    def pick(self, endpoint: str | Mapping[str, Any]) -> tuple[str, str]:
+        """``(binding, url)`` to call: a URL is JSON-RPC; of a card's interfaces, each once, then the fastest."""
+        if isinstance(endpoint, str):
+            return a2a.BINDING_JSONRPC, endpoint
+        offered = interfaces(endpoint, self.bindings)
+        if not offered:
+            raise A2AClientError(f"agent card of {endpoint.get('name')!r} offers no A2A 1.0 interface in "
+                                 f"{', '.join(self.bindings)}")
+        unmeasured = [choice for choice in offered if choice[1] not in self.round_trips]
+        return unmeasured[0] if unmeasured else min(offered, key=lambda choice: self.round_trips[choice[1]])
+
+    def _measured(self, url: str, seconds: float) -> None:
+        last = self.round_trips.get(url)
+        self.round_trips[url] = seconds if last is None else last + _SMOOTHING * (seconds - last)
 
     def _body(self, method: str, params: JSON) -> bytes:
         self._ids += 1
         body: bytes = a2a.request_body(self._ids, method, params)
         return body
 
-    def _headers(self, url: str, body: bytes, *, stream: bool = False) -> dict[str, str]:
+    def _headers(self, url: str, body: bytes, *, stream: bool = False, verb: str = "POST") -> dict[str, str]:
         headers = {**_HEADERS, "Accept": "text/event-stream"} if stream else dict(_HEADERS)
         if self.signer is not None:
-            token = sign_call(self.signer.id, self.signer.key, method="POST", url=url, body=body)
+            token = sign_call(self.signer.id, self.signer.key, method=verb, url=url, body=body)
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
@@ -181,36 +218,50 @@ class A2AClient:
                                  "reads")
         return raw
 
+    def _request(self, binding: str, url: str, method: str, params: JSON) -> tuple[str, str, bytes]:
+        """``(verb, full URL, body)`` of one call on ``binding``."""
+        if binding == a2a.BINDING_HTTP_JSON:
+            request = rest.request_for(method, params)
+            full = f"{url.rstrip('/')}/{request.path}"
+            if request.query:
+                full += "?" + urlencode(request.query)
+            return request.verb, full, rest.body(request.body) if request.body is not None else b""
+        return "POST", url, self._body(method, params)
+
     async def _call(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> JSON:
-        url = self._url(endpoint)
-        body = self._body(method, params)
-        what = f"{method} {url}"
+        binding, url = self.pick(endpoint)
+        verb, full, body = self._request(binding, url, method, params)
+        what = f"{method} {full}"
+        started = time.monotonic()
         try:
-            async with self.session.post(url, data=body, headers=self._headers(url, body),
-                                         allow_redirects=False) as resp:
+            async with self.session.request(verb, full, data=body or None, allow_redirects=False,
+                                            headers=self._headers(full, body, verb=verb)) as resp:
                 raw = await self._read(resp, what)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise A2AClientError(f"{what}: {exc}") from exc
-        return _result(raw, what, status)
+        result = _rest_result(raw, what, status) if binding == a2a.BINDING_HTTP_JSON else _result(raw, what, status)
+        self._measured(url, time.monotonic() - started)
+        return result
 
     async def _stream(self, endpoint: str | Mapping[str, Any], method: str, params: JSON) -> AsyncIterator[JSON]:
-        url = self._url(endpoint)
-        body = self._body(method, params)
-        what = f"{method} {url}"
+        binding, url = self.pick(endpoint)
+        verb, full, body = self._request(binding, url, method, params)
+        what = f"{method} {full}"
+        read = _rest_result if binding == a2a.BINDING_HTTP_JSON else _result
         try:
-            async with self.session.post(url, data=body, headers=self._headers(url, body, stream=True),
-                                         allow_redirects=False) as resp:
+            async with self.session.request(verb, full, data=body or None, allow_redirects=False,
+                                            headers=self._headers(full, body, stream=True, verb=verb)) as resp:
                 if "text/event-stream" not in resp.headers.get("Content-Type", "").lower():
-                    # An error before the stream opened comes back as one JSON-RPC response.
-                    yield _result(await self._read(resp, what), what, resp.status)
+                    # An error before the stream opened comes back as one response.
+                    yield read(await self._read(resp, what), what, resp.status)
                     return
                 async for kind, data in _sse_events(resp.content, self.max_response_bytes):
-                    if kind == "error":
-                        _result(data, f"{method} {url}", 200)  # raises the peer's A2AError
-                    yield _result(data, f"{method} {url}", 200)
+                    if kind == "error":  # raises the peer's A2AError
+                        read(data, what, 400 if binding == a2a.BINDING_HTTP_JSON else 200)
+                    yield read(data, what, 200)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise A2AClientError(f"{method} {url}: {exc}") from exc
+            raise A2AClientError(f"{what}: {exc}") from exc
 
 
 _HEADERS = {"Content-Type": "application/json", a2a.VERSION_HEADER: a2a.PROTOCOL_VERSION}
@@ -228,13 +279,18 @@ def _send_params(message: JSON, return_immediately: bool, history_length: int | 
     return params
 
 
-def _result(raw: bytes, what: str, status: int) -> JSON:
+def _parse(raw: bytes, what: str, status: int) -> Any:
+    """A reply's JSON, or :class:`A2AClientError` for a redirect (never followed) or a body that is not JSON."""
     if 300 <= status < 400:
         raise A2AClientError(f"{what}: HTTP {status}: the peer redirects, and a task is never sent elsewhere")
     try:
-        doc = bounded_json.loads(raw)
+        return bounded_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response ({exc})") from exc
+        raise A2AClientError(f"{what}: HTTP {status}, not JSON ({exc})") from exc
+
+
+def _result(raw: bytes, what: str, status: int) -> JSON:
+    doc = _parse(raw, what, status)
     if not isinstance(doc, dict):
         raise A2AClientError(f"{what}: HTTP {status}, not a JSON-RPC response")
     if "error" in doc:
@@ -243,6 +299,16 @@ def _result(raw: bytes, what: str, status: int) -> JSON:
     if not isinstance(result, dict):
         raise A2AClientError(f"{what}: HTTP {status}, JSON-RPC response without a result object")
     return result
+
+
+def _rest_result(raw: bytes, what: str, status: int) -> JSON:
+    """An HTTP+JSON reply: the result object itself, or an AIP-193 error raised as the peer's A2AError."""
+    doc = _parse(raw, what, status)
+    if status >= 400 or (isinstance(doc, dict) and isinstance(doc.get("error"), dict)):
+        raise rest.error_from_status_json(status, doc)
+    if not isinstance(doc, dict):
+        raise A2AClientError(f"{what}: HTTP {status}, not a JSON object")
+    return doc
 
 
 async def _sse_events(content: aiohttp.StreamReader, limit: int) -> AsyncIterator[tuple[str, bytes]]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 
@@ -19,7 +18,7 @@ from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON, A2AError
 
 from ..callers import Authenticator, Unauthenticated
-from .tasks import AgentTasks
+from .operations import EXTENSIONS_HEADER, STREAMING, AgentEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -27,65 +26,44 @@ _JSON_TYPES = ("application/json", "application/a2a+json", "application/json-rpc
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
                 "X-Accel-Buffering": "no"}
 
-Method = Callable[[AgentTasks, a2a.RpcRequest, str | None], Awaitable[Any]]
-
-
-async def _send_message(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    return await tasks.send(a2a.parse_send_params(rpc.params), caller)
-
-
-async def _get_task(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    return await tasks.get(a2a.parse_task_query(rpc.params), caller)
-
-
-async def _list_tasks(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    return await tasks.list(a2a.parse_list_query(rpc.params), caller)
-
-
-async def _cancel_task(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    return await tasks.cancel(a2a.parse_task_query(rpc.params), caller)
-
-
-async def _extended_card(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    raise A2AError(a2a.UNSUPPORTED_OPERATION, "This agent declares no extended agent card")
-
-
-async def _push_config(tasks: AgentTasks, rpc: a2a.RpcRequest, caller: str | None) -> JSON:
-    raise A2AError(a2a.PUSH_NOT_SUPPORTED)
-
-
-METHODS: dict[str, Method] = {
-    "SendMessage": _send_message,
-    "GetTask": _get_task,
-    "ListTasks": _list_tasks,
-    "CancelTask": _cancel_task,
-    "GetExtendedAgentCard": _extended_card,
-    "CreateTaskPushNotificationConfig": _push_config,
-    "GetTaskPushNotificationConfig": _push_config,
-    "ListTaskPushNotificationConfigs": _push_config,
-    "DeleteTaskPushNotificationConfig": _push_config,
-}
-
-
-async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float,
-                 authenticator: Authenticator) -> web.StreamResponse:
-    """Answer one JSON-RPC request for the agent whose tasks are ``tasks``, on behalf of the caller the request
-    proves (401, before anything is read into a task, when it proves none the node accepts)."""
+async def read_body(request: web.Request, limit: float) -> bytes | web.Response:
+    """The request body, or the 408 to answer when it does not arrive within ``limit`` seconds."""
     try:
-        async with asyncio.timeout(body_timeout):
-            body = await request.read()
+        async with asyncio.timeout(limit):
+            return await request.read()
     except TimeoutError:
-        timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
+        timed_out = web.Response(status=408, text=f"the request body did not arrive within {limit:g} s")
         timed_out.force_close()  # Connection: close; aiohttp drops the unread rest within its lingering time
         return timed_out
+
+
+async def admit(request: web.Request, body_timeout: float, authenticator: Authenticator,
+                refusal: Callable[[bytes, A2AError], bytes]) -> tuple[bytes, str | None] | web.Response:
+    """The body and the caller the request proves (None: an anonymous one the node accepts); else the answer to
+    give: 408 for a body too slow, 401 with ``refusal(body, error)`` (the binding's error shape) for no caller."""
+    body = await read_body(request, body_timeout)
+    if isinstance(body, web.Response):
+        return body
     try:
-        caller = await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                            method=request.method, path=request.path_qs, body=body)
+        caller = await authenticator.caller(authorization=request.headers.get("Authorization"),
+                                            remote=request.remote, method=request.method, path=request.path_qs,
+                                            body=body)
     except Unauthenticated as exc:
-        refusal = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
-        return web.Response(body=a2a.error_response(a2a.request_id_of(body), refusal), status=401,
-                            content_type="application/json",
+        refused = A2AError(a2a.INVALID_REQUEST, f"Unauthenticated: {exc}")
+        return web.Response(body=refusal(body, refused), status=401, content_type="application/json",
                             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return body, caller
+
+
+async def handle(request: web.Request, endpoint: AgentEndpoint, *, body_timeout: float,
+                 authenticator: Authenticator) -> web.StreamResponse:
+    """Answer one JSON-RPC request for ``endpoint``'s agent, on behalf of the caller the request proves (401,
+    before anything is read into a task, when it proves none the node accepts)."""
+    admitted = await admit(request, body_timeout, authenticator,
+                           lambda body, error: a2a.error_response(a2a.request_id_of(body), error))
+    if isinstance(admitted, web.Response):
+        return admitted
+    body, caller = admitted
     try:
         content_type = request.headers.get("Content-Type")
         if content_type is not None and request.content_type not in _JSON_TYPES:
@@ -96,16 +74,10 @@ async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float
         return _json(a2a.error_response(a2a.request_id_of(body), exc))
     try:
         a2a.check_version(request.headers.get(a2a.VERSION_HEADER) or request.query.get(a2a.VERSION_HEADER))
-        if rpc.method == "SendStreamingMessage":
-            events = await tasks.stream(a2a.parse_send_params(rpc.params), caller)
-            return await _sse(request, rpc.id, events)
-        if rpc.method == "SubscribeToTask":
-            events = await tasks.subscribe(a2a.parse_task_query(rpc.params), caller)
-            return await _sse(request, rpc.id, events)
-        method = METHODS.get(rpc.method)
-        if method is None:
-            raise A2AError(a2a.METHOD_NOT_FOUND, f"Method not found: {rpc.method}")
-        result = await method(tasks, rpc, caller)
+        endpoint.check_extensions(request.headers.get(EXTENSIONS_HEADER))
+        if rpc.method in STREAMING:
+            return await sse(request, await endpoint.stream(rpc.method, rpc.params, caller), *_rpc_events(rpc.id))
+        result = await endpoint.call(rpc.method, rpc.params, caller)
     except A2AError as exc:
         return _json(a2a.error_response(rpc.id, exc))
     except Exception:
@@ -114,21 +86,29 @@ async def handle(request: web.Request, tasks: AgentTasks, *, body_timeout: float
     return _json(a2a.result_response(rpc.id, result))
 
 
-async def _sse(request: web.Request, rid: a2a.RequestId, events: AsyncGenerator[JSON, None]) -> web.StreamResponse:
-    """Each event as one ``data:`` line holding a JSON-RPC response; an error mid-stream as ``event: error``."""
+async def sse(request: web.Request, events: AsyncGenerator[JSON, None], encode: Callable[[JSON], bytes],
+              encode_error: Callable[[A2AError], bytes]) -> web.StreamResponse:
+    """Write ``events`` as server-sent events, each framed by ``encode`` (an error mid-stream by
+    ``encode_error``); the binding decides the framing."""
     response = web.StreamResponse(headers=_SSE_HEADERS)
     try:
         await response.prepare(request)
         try:
             async for event in events:
-                await response.write(b"".join((b"data: ", a2a.result_response(rid, event), b"\n\n")))
+                await response.write(encode(event))
         except A2AError as exc:
-            await response.write(b"".join((b"event: error\ndata: ", a2a.error_response(rid, exc), b"\n\n")))
+            await response.write(encode_error(exc))
     finally:
         await events.aclose()  # unsubscribes at once, even when the client went away
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response
+
+
+def _rpc_events(rid: a2a.RequestId) -> tuple[Callable[[JSON], bytes], Callable[[A2AError], bytes]]:
+    """JSON-RPC framing: each event a ``data:`` line holding a response; an error as ``event: error``."""
+    return (lambda event: b"".join((b"data: ", a2a.result_response(rid, event), b"\n\n")),
+            lambda exc: b"".join((b"event: error\ndata: ", a2a.error_response(rid, exc), b"\n\n")))
 
 
 def _json(body: bytes) -> web.Response:

@@ -17,13 +17,17 @@ import asyncio
 import copy
 import logging
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON, A2AError, Effect, Emit, Settle, Store, TaskMachine, TaskRecord
+from guildnet.protocols.a2a.push import parse_push_config
 
 from .executor import Executor, Invocation
 from .store import TaskStore
+
+if TYPE_CHECKING:
+    from .push import PushService
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,8 @@ class AgentTasks:
         self.running: set[TaskRun] = set()  # every run not finished, with a task or not (yet): what shutdown stops
         self.subscribers: dict[str, list[Subscriber]] = {}
         self.closing = False
+        self.push: PushService | None = None
+        """Where task events go besides streams: callers' webhooks (None: the agent offers no push)."""
 
     # ---- subscribers ---------------------------------------------------------------------------------------
     def publish(self, task_id: str, event: JSON) -> None:
@@ -144,6 +150,8 @@ class AgentTasks:
             elif isinstance(effect, Emit):
                 if run is not None and "task" in effect.event:
                     self.live[task_id] = run
+                if self.push is not None:  # queued durably before anyone hears of the event
+                    await self.push.task_event(self.name, task_id, effect.event)
                 self.publish(task_id, effect.event)
             elif isinstance(effect, Settle):
                 self.close_streams(task_id)
@@ -176,6 +184,11 @@ class AgentTasks:
             running = live is not None and not live.settled.is_set()
             existing = await self._lookup(task_id)
         admission = a2a.admit(message, existing, running=running, caller=caller)
+        if params.push_config is not None:
+            if self.push is None:
+                raise A2AError(a2a.PUSH_NOT_SUPPORTED)
+            config = parse_push_config(params.push_config, task_id=admission.task_id)
+            await self.push.create(self.name, caller, config)
         invocation = self.executor.accept(admission.message, existing.task if existing else None)
         skill = invocation.skill_id or (existing.skill if existing else None)
         run = TaskRun(self, TaskMachine(self.name, admission, skill, reveal=reveal, owner=caller))

@@ -15,7 +15,10 @@ client.
 """
 
 from .card import (
+    BINDING_GRPC,
+    BINDING_HTTP_JSON,
     BINDING_JSONRPC,
+    CardInterface,
     CardSignatureError,
     CardSkill,
     build_agent_card,
@@ -25,6 +28,7 @@ from .card import (
 )
 from .engine import Admission, Effect, Emit, Settle, Store, TaskMachine, TaskRecord, admit, cancel_waiting
 from .errors import (
+    BINDING_STATUS,
     CONTENT_TYPE_NOT_SUPPORTED,
     ERROR_DOMAIN,
     ERROR_INFO_TYPE,
@@ -108,7 +112,10 @@ from .versions import LEGACY_VERSION, PROTOCOL_VERSION, VERSION_HEADER, check_ve
 
 __all__ = [
     "AUTH_REQUIRED",
+    "BINDING_GRPC",
+    "BINDING_HTTP_JSON",
     "BINDING_JSONRPC",
+    "BINDING_STATUS",
     "CANCELED",
     "COMPLETED",
     "CONTENT_TYPE_NOT_SUPPORTED",
@@ -152,6 +159,7 @@ __all__ = [
     "WORKING",
     "A2AError",
     "Admission",
+    "CardInterface",
     "CardSignatureError",
     "CardSkill",
     "Effect",

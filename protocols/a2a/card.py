@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,6 +17,23 @@ from .errors import JSON
 from .versions import PROTOCOL_VERSION
 
 BINDING_JSONRPC: Final = "JSONRPC"
+BINDING_HTTP_JSON: Final = "HTTP+JSON"
+BINDING_GRPC: Final = "GRPC"
+
+
+@dataclass(frozen=True, slots=True)
+class CardInterface:
+    """One ``supportedInterfaces`` entry: a binding at a URL (for gRPC ``host:port``), optionally a tenant."""
+
+    binding: str
+    url: str
+    tenant: str | None = None
+
+    def to_json(self) -> JSON:
+        out: JSON = {"url": self.url, "protocolBinding": self.binding, "protocolVersion": PROTOCOL_VERSION}
+        if self.tenant:
+            out["tenant"] = self.tenant
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +51,11 @@ by the calling agent's key over the request (:mod:`guildnet.protocols.callerauth
 
 
 def build_agent_card(*, name: str, description: str, version: str, url: str, skills: Iterable[CardSkill],
-                     provider: tuple[str, str] | None = None, documentation_url: str | None = None) -> JSON:
-    """A 1.0 card: one JSON-RPC interface at ``url``, streaming on, JSON and text in and out.
+                     provider: tuple[str, str] | None = None, documentation_url: str | None = None,
+                     interfaces: Sequence[CardInterface] = (), push_notifications: bool = False,
+                     extended_card: bool = False) -> JSON:
+    """A 1.0 card: a JSON-RPC interface at ``url`` (then ``interfaces``, in preference order), streaming on,
+    JSON and text in and out; push notifications and the extended card when the node offers them.
 
     Only proto fields with non-default values are written, so the card survives the SDK's
     ``ParseDict``/``MessageToDict`` round trip byte for byte and its signature verifies there too.
@@ -43,10 +63,9 @@ def build_agent_card(*, name: str, description: str, version: str, url: str, ski
     card: JSON = {
         "name": name,
         "description": description or name,
-        "supportedInterfaces": [{"url": url, "protocolBinding": BINDING_JSONRPC,
-                                 "protocolVersion": PROTOCOL_VERSION}],
+        "supportedInterfaces": [CardInterface(BINDING_JSONRPC, url).to_json(), *(i.to_json() for i in interfaces)],
         "version": version,
-        "capabilities": {"streaming": True},
+        "capabilities": _capabilities(push_notifications, extended_card),
         "defaultInputModes": ["application/json", "text/plain"],
         "defaultOutputModes": ["application/json", "text/plain"],
         "skills": [_card_skill(s) for s in skills],
@@ -61,6 +80,15 @@ def build_agent_card(*, name: str, description: str, version: str, url: str, ski
     if documentation_url:
         card["documentationUrl"] = documentation_url
     return card
+
+
+def _capabilities(push_notifications: bool, extended_card: bool) -> JSON:
+    capabilities: JSON = {"streaming": True}
+    if push_notifications:
+        capabilities["pushNotifications"] = True
+    if extended_card:
+        capabilities["extendedAgentCard"] = True
+    return capabilities
 
 
 def _card_skill(skill: CardSkill) -> JSON:

@@ -48,6 +48,25 @@ ERRORS: Final[dict[int, tuple[str, str]]] = {
 }
 _A2A_CODES: Final = frozenset(range(VERSION_NOT_SUPPORTED, TASK_NOT_FOUND + 1))
 
+#: code -> (HTTP status, gRPC status name): the spec's mapping table (§5.4), and for the JSON-RPC codes the ones
+#: AIP-193 and a2a-sdk 1.3 use, so an error reads the same on every binding.
+BINDING_STATUS: Final[dict[int, tuple[int, str]]] = {
+    PARSE_ERROR: (400, "INVALID_ARGUMENT"),
+    INVALID_REQUEST: (400, "INVALID_ARGUMENT"),
+    METHOD_NOT_FOUND: (404, "UNIMPLEMENTED"),
+    INVALID_PARAMS: (400, "INVALID_ARGUMENT"),
+    INTERNAL_ERROR: (500, "INTERNAL"),
+    TASK_NOT_FOUND: (404, "NOT_FOUND"),
+    TASK_NOT_CANCELABLE: (409, "FAILED_PRECONDITION"),
+    PUSH_NOT_SUPPORTED: (400, "UNIMPLEMENTED"),
+    UNSUPPORTED_OPERATION: (400, "UNIMPLEMENTED"),
+    CONTENT_TYPE_NOT_SUPPORTED: (415, "INVALID_ARGUMENT"),
+    INVALID_AGENT_RESPONSE: (502, "INTERNAL"),
+    EXTENDED_CARD_NOT_CONFIGURED: (400, "FAILED_PRECONDITION"),
+    EXTENSION_SUPPORT_REQUIRED: (400, "FAILED_PRECONDITION"),
+    VERSION_NOT_SUPPORTED: (400, "UNIMPLEMENTED"),
+}
+
 
 MAX_ERROR_MESSAGE: Final = 1024
 """Error messages are cut to this many characters: many quote the offending input, which may be megabytes."""
@@ -69,12 +88,30 @@ class A2AError(Exception):
         self.metadata = dict(metadata or {})
         super().__init__(self.message)
 
+    @property
+    def http_status(self) -> int:
+        return BINDING_STATUS.get(self.code, (500, "INTERNAL"))[0]
+
+    @property
+    def grpc_status(self) -> str:
+        """The name of the gRPC status code (``grpc.StatusCode[name]``)."""
+        return BINDING_STATUS.get(self.code, (500, "INTERNAL"))[1]
+
+    def error_info(self) -> JSON:
+        """The ``google.rpc.ErrorInfo`` detail every binding carries (JSON form)."""
+        return {"@type": ERROR_INFO_TYPE, "reason": self.reason, "domain": ERROR_DOMAIN, "metadata": self.metadata}
+
     def to_json(self) -> JSON:
+        """The JSON-RPC ``error`` object."""
         body: JSON = {"code": self.code, "message": self.message}
         if self.code in _A2A_CODES or self.code == INVALID_PARAMS:
-            body["data"] = [{"@type": ERROR_INFO_TYPE, "reason": self.reason, "domain": ERROR_DOMAIN,
-                             "metadata": self.metadata}]
+            body["data"] = [self.error_info()]
         return body
+
+    def to_status_json(self) -> JSON:
+        """The HTTP+JSON binding's error body (AIP-193): ``{"error": {code, status, message, details}}``."""
+        return {"error": {"code": self.http_status, "status": self.grpc_status, "message": self.message,
+                          "details": [self.error_info()]}}
 
 
 def invalid_params(message: str) -> A2AError:

@@ -123,6 +123,9 @@ class SendParams:
     history_length: int | None = None
     accepted_output_modes: tuple[str, ...] = ()
     metadata: JSON = field(default_factory=dict)
+    push_config: JSON | None = None
+    """``configuration.taskPushNotificationConfig`` as sent (checked by :func:`.push.parse_push_config` once the
+    task id is known)."""
 
 
 def parse_send_params(params: Mapping[str, Any]) -> SendParams:
@@ -138,8 +141,11 @@ def parse_send_params(params: Mapping[str, Any]) -> SendParams:
     metadata = params.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise invalid_params("'metadata' must be an object")
+    push = _get(config, "taskPushNotificationConfig", "task_push_notification_config")
+    if push is not None and not isinstance(push, dict):
+        raise invalid_params("configuration.taskPushNotificationConfig must be an object")
     return SendParams(message, immediate, _opt_int(config, "historyLength", "history_length"), tuple(modes),
-                      metadata)
+                      metadata, push or None)
 
 
 @dataclass(frozen=True, slots=True)
