@@ -136,6 +136,12 @@ async def heartbeat(request: web.Request) -> web.Response:
     return _write_response(await store.heartbeat(request.match_info["agent_id"], write))
 
 
+async def node_heartbeat(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    result = await store.node_heartbeat(write)
+    return web.json_response({"live": result.live, "missing": result.missing, "seq": result.seq})
+
+
 async def revoke(request: web.Request) -> web.Response:
     store, write = await _open(request)
     return _write_response(await store.revoke(request.match_info["agent_id"], write))
@@ -418,6 +424,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
+    app.router.add_post("/v1/heartbeats", node_heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
     app.router.add_post("/v1/agents/{agent_id}/withdraw", withdraw)
     app.router.add_get("/v1/agents/{agent_id}/reputation", reputation)

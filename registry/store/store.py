@@ -24,8 +24,17 @@ from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
 
 from ..db import sync_twin
-from ..records import ParsedReceipt, parse_registration, parse_rotation, require_action
-from .results import RECORD_COLUMNS, AgentRecord, Change, NotFound, ReceiptResult, WriteResult, last_seq
+from ..records import ParsedReceipt, parse_node_heartbeat, parse_registration, parse_rotation, require_action
+from .results import (
+    RECORD_COLUMNS,
+    AgentRecord,
+    Change,
+    NodeHeartbeatResult,
+    NotFound,
+    ReceiptResult,
+    WriteResult,
+    last_seq,
+)
 from .search import build_search
 from .writer import GroupCommitWriter
 from .writes import Admission, Writes
@@ -74,6 +83,13 @@ class RegistryStore:
     async def heartbeat(self, agent_id: str, write: SignedWrite) -> WriteResult:
         require_action(write, "heartbeat", agent_id)
         result: WriteResult = await self._writer.run(partial(self._writes.heartbeat, agent_id=agent_id, write=write))
+        return result
+
+    async def node_heartbeat(self, write: SignedWrite) -> NodeHeartbeatResult:
+        """Keep a node's agents live with one write signed by their organisation's key."""
+        agents = parse_node_heartbeat(write)
+        result: NodeHeartbeatResult = await self._writer.run(partial(self._writes.node_heartbeat, agents=agents,
+                                                                     write=write))
         return result
 
     async def revoke(self, agent_id: str, write: SignedWrite) -> WriteResult:
