@@ -25,6 +25,7 @@ from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
 
 from ..db import sync_twin
 from ..records import ParsedReceipt, parse_node_heartbeat, parse_registration, parse_rotation, require_action
+from .bulk import register_new
 from .results import (
     RECORD_COLUMNS,
     AgentRecord,
@@ -55,6 +56,7 @@ class RegistryStore:
         self.clock = clock
         postgres = engine.dialect.name == "postgresql"
         self._writes = Writes(postgres=postgres, clock=clock)
+        self._register_new = partial(register_new, self._writes)
         self._on_commit = on_commit
         self._writer = GroupCommitWriter(engine, None if postgres else sync_twin(engine), on_commit=self._committed)
         self._reader_engine = None if postgres else sync_twin(engine, pool_size=READER_THREADS)
@@ -76,8 +78,10 @@ class RegistryStore:
 
     async def register(self, write: SignedWrite) -> WriteResult:
         """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
-        result: WriteResult = await self._writer.run(partial(self._writes.register,
-                                                             registration=parse_registration(write), write=write))
+        registration = parse_registration(write)
+        result: WriteResult = await self._writer.run(partial(self._writes.register, registration=registration,
+                                                             write=write),
+                                                     bulk=(self._register_new, (registration, write)))
         return result
 
     async def heartbeat(self, agent_id: str, write: SignedWrite) -> WriteResult:

@@ -68,6 +68,19 @@ _INSERT_RECEIPT = text(
     ":success, :rating, :ended_at, :accepted_at) ON CONFLICT (receipt_id) DO NOTHING")
 
 
+def facts_values(registration: Registration, write: SignedWrite, now: float) -> dict[str, Any]:
+    """The agent row's columns a registration sets (all but its id, key, history and log index)."""
+    facts = registration.facts
+    tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
+                           | {s.id for s in facts.skills}))
+    return dict(
+        name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
+        description=facts.description, tags=tags, version=facts.version,
+        facts=json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False),
+        jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
+        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
+
+
 @dataclass(frozen=True, slots=True)
 class Writes:
     """The write transactions of one back end (``postgres``: advisory locks, NOTIFY, a generated tsvector;
@@ -149,15 +162,9 @@ class Writes:
         facts = registration.facts
         if pk is not None and facts.version <= stored_version:
             raise ConflictingWrite(f"version {facts.version} is not higher than the stored version {stored_version}")
-        facts_text = json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False)
-        tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
-                               | {s.id for s in facts.skills}))
         now = self.clock()
-        values: dict[str, Any] = dict(
-            name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
-            description=facts.description, tags=tags, version=facts.version, facts=facts_text,
-            jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-            expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
+        values = facts_values(registration, write, now)
+        tags = values["tags"]
         values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
         if pk is None:
             events = [registration.inception] if registration.inception else []
