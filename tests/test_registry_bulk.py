@@ -7,13 +7,14 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 from registry_support import live_registry, new_org
 from sqlalchemy.engine import Connection
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.merkle import leaf_hash
 from guildnet.protocols.transparency import leaf_data
-from guildnet.registry.client import RegistryClient
+from guildnet.registry.client import RegistryClient, RegistryError
 from guildnet.registry.store import RegistryStore
 
 
@@ -82,3 +83,23 @@ async def test_a_burst_with_replays_and_updates_refuses_only_those(db_url: str) 
         changes = await registry.store.changes_since(0)
         assert len(changes) == 30 and len({c.agent_id for c in changes}) == 30
         assert all(c.data["version"] == 1 for c in changes)
+
+
+@pytest.mark.slow
+async def test_registrations_checked_in_worker_processes_are_accepted_and_refused_alike(db_url: str) -> None:
+    acme = new_org("acme")
+    key, facts = acme.agent("w")
+    other_key, other = acme.agent("x")
+    unendorsed = {**other.to_json(), "description": "changed after the organisation signed"}
+    async with live_registry(db_url, verify_workers=1) as registry:
+        statuses = await _post_all(registry.url, [
+            signed_write.make(key, {"action": "register", "facts": facts.to_json()}),
+            signed_write.make(other_key, {"action": "register", "facts": unendorsed}),
+            signed_write.make(other_key, {"action": "register", "facts": {"id": other.id}}),
+            signed_write.make(other_key, {"action": "register", "facts": other.to_json()})[:-4] + "AAAA"])
+        assert statuses == [201, 401, 400, 401]
+        async with RegistryClient(registry.url) as client:
+            assert (await client.get(facts.id)).live
+            with pytest.raises(RegistryError) as missing:
+                await client.get(other.id)
+            assert missing.value.status == 404

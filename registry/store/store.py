@@ -24,7 +24,14 @@ from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
 
 from ..db import sync_twin
-from ..records import ParsedReceipt, parse_node_heartbeat, parse_registration, parse_rotation, require_action
+from ..records import (
+    ParsedReceipt,
+    Registration,
+    parse_node_heartbeat,
+    parse_registration,
+    parse_rotation,
+    require_action,
+)
 from .bulk import register_new
 from .results import (
     RECORD_COLUMNS,
@@ -76,9 +83,10 @@ class RegistryStore:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def register(self, write: SignedWrite) -> WriteResult:
-        """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
-        registration = parse_registration(write)
+    async def register(self, write: SignedWrite, registration: Registration | None = None) -> WriteResult:
+        """First registration (kid must be facts.id) or update (kid must be the current key, version higher);
+        ``registration`` is the write's parsed facts when the caller checked them already."""
+        registration = registration or parse_registration(write)
         result: WriteResult = await self._writer.run(partial(self._writes.register, registration=registration,
                                                              write=write),
                                                      bulk=(self._register_new, (registration, write)))
