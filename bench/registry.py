@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import prefill
 from measure import percentile, rss_mb
 from processes import free_port, guildnet_process, registry_database
 
@@ -97,11 +98,11 @@ class Population:
     sample: list[SigningKey] = field(default_factory=list)
 
 
-async def register_all(url: str, agents: int, concurrency: int, chunk: int = 5000
-                       ) -> tuple[float, int, Population]:
-    """Register ``agents`` agents; return (registrations/s over the timed sends, failures, who they are)."""
+async def register_all(url: str, agents: int, concurrency: int, population: Population, chunk: int = 5000
+                       ) -> tuple[float, int]:
+    """Register ``agents`` agents of ``population``'s organisations; return (registrations/s over the timed sends,
+    failures)."""
     rng = random.Random(7)
-    population = Population([(SigningKey.generate(), f"org-{i}") for i in range(50)])
     orgs = population.orgs
     sent_time = 0.0
     failures = 0
@@ -134,7 +135,7 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
             sent_time += time.perf_counter() - started
             done += len(batch)
             print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
-    return agents / sent_time, failures, population
+    return agents / sent_time, failures
 
 
 async def _send_all(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[float, int]:
@@ -206,10 +207,19 @@ async def some_ids(url: str, count: int) -> list[str]:
 
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
-                      verify_workers: int) -> dict[str, Any]:
+                      verify_workers: int, prefilled: int = 0) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    population = Population([(SigningKey.generate(), f"org-{i}") for i in range(50)])
     async with registry_database(backend, "guildnet-bench-") as (db, tmp):
+        prefill_s = 0.0
+        if prefilled:
+            print(f"[{backend}] prefilling {prefilled:,} agents", file=sys.stderr)
+            rows = prefill.agents(prefilled, [k.did for k, _ in population.orgs], SKILLS, WORDS, COMMON_WORDS)
+            prefill_s = await prefill.prefill(db, rows, prefilled)
+            for i in range(prefilled):
+                population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(
+                    f"did:key:zPrefill{i:09d}")
         # the capacity measured here is the registry's own, so the write limits are off (one client sends every
         # registration; an organisation key signs every node-level heartbeat)
         args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off",
@@ -218,10 +228,11 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             args += ["--verify-workers", str(verify_workers)]
         async with guildnet_process(args, port, tmp / "registry.log", pinned=pinned) as process:
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
-            rate, failures, population = await register_all(url, agents, concurrency)
+            rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
             result = {
-                "backend": backend, "agents": agents, "registry_pinned_to_one_core": pinned,
+                "backend": backend, "agents": prefilled + agents, "registered_through_the_api": agents,
+                "prefilled": prefilled, "prefill_s": prefill_s, "registry_pinned_to_one_core": pinned,
                 "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
                 "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
@@ -250,6 +261,9 @@ def main() -> None:
                         help="1: registry pinned to core 0, load generator to core 1; 2: neither pinned")
     parser.add_argument("--verify-workers", type=int, default=0,
                         help="registry processes that check registrations (guildnet registry serve --verify-workers)")
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="agents written into the database directly before the registry starts (bench/prefill.py);"
+                             " --agents more are then registered through the API")
     parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
     args = parser.parse_args()
     pinned = args.registry_cores == 1 and shutil.which("taskset") is not None
@@ -257,7 +271,7 @@ def main() -> None:
         pin(1)
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
-                                       verify_workers=args.verify_workers))
+                                       verify_workers=args.verify_workers, prefilled=args.prefill))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
