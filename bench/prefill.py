@@ -32,14 +32,15 @@ def agents(count: int, org_dids: Sequence[str], skills: Sequence[str], words: Se
         chosen = rng.sample(list(skills), rng.randint(1, 3))
         tags = [rng.choice(words) for _ in chosen]
         description = " ".join([*rng.sample(list(words), 12), rng.choice(common)])
+        org_name = f"org-{i % len(org_dids)}"
         facts = {"id": agent_id, "name": f"prefill-{i}", "version": 1, "ttl_seconds": 3600,
-                 "description": description, "organisation": {"id": org, "name": f"org-{i % len(org_dids)}"},
+                 "description": description, "organisation": {"id": org, "name": org_name},
                  "endpoints": {"a2a": f"http://127.0.0.1:9/agents/prefill-{i}/a2a"},
                  "skills": [{"id": s, "name": s, "tags": [t], "input_schema": {"type": "object"},
                              "output_schema": {"type": "object"}} for s, t in zip(chosen, tags, strict=True)]}
         leaf = json.dumps({"agent": agent_id, "jws": f"prefill.{i}", "kind": "register"}, separators=(",", ":"))
         yield {"pk": i + 1, "id": agent_id, "current_key": agent_id, "name": f"prefill-{i}", "org_id": org,
-               "org_name": facts["organisation"]["name"], "description": description,
+               "org_name": org_name, "description": description,
                "tags": " ".join(sorted(set(tags) | set(chosen))), "version": 1,
                "facts": json.dumps(facts, separators=(",", ":")), "jws": f"prefill.{i}", "ttl_seconds": 3600,
                "registered_at": now, "updated_at": now, "last_seen": now, "expires_at": now + 3600, "live": True,
