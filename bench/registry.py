@@ -1,12 +1,19 @@
-"""Registry benchmark: signed registrations/s and search latency at 100k agents, SQLite and PostgreSQL.
+"""Registry benchmark: signed registrations/s, liveness updates/s and search latency at 100k agents (or
+``--agents``), SQLite and PostgreSQL.
 
 The registry runs as its own process pinned to one core (``taskset -c 0``), the load generator on the
-other; signed writes are made before the clock starts, so the figure is the registry's own cost. Beside it,
-this machine's Ed25519 verifications/s with ``cryptography`` on one core: the ceiling for signed writes.
+other; signed writes are made before the clock starts (a chunk at a time: a signed write is fresh for 300 s),
+so the figure is the registry's own cost. Beside it, this machine's Ed25519 verifications/s with
+``cryptography`` on one core: the ceiling for signed writes.
 
-    python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64]
+Liveness: per-agent heartbeats (one signed write per agent, a sample of 5,000 agents) and, where the registry
+has them, node-level heartbeats (``POST /v1/heartbeats``: one write signed by the organisation key per 2,048
+agents) covering every agent; the figure is agent-liveness updates per second. Then the registry's resident
+memory at that size, and its start-up time on the full database (migrations, log tree load) after a restart.
 
-Prints a table and writes bench/results/registry.json.
+    python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64] [--label new]
+
+Prints a table and writes bench/results/registry[-LABEL].json.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from measure import percentile
+import prefill
+from measure import percentile, rss_mb
 from processes import free_port, guildnet_process, registry_database
 
 from guildnet.protocols import signed_write
@@ -57,8 +66,13 @@ def verify_ceiling(seconds: float = 3.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, index: int) -> str:
-    key = SigningKey.generate()
+HEARTBEAT_SAMPLE = 5000
+NODE_HEARTBEAT_AGENTS = 2048
+
+
+def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, index: int,
+                      key: SigningKey | None = None) -> str:
+    key = key or SigningKey.generate()
     skills = rng.sample(SKILLS, rng.randint(1, 3))
     words = [*rng.sample(WORDS, 12), rng.choice(COMMON_WORDS)]
     facts = {
@@ -74,17 +88,36 @@ def make_registration(rng: random.Random, org_key: SigningKey, org_name: str, in
     return signed_write.make(key, {"action": "register", "facts": endorse(org_key, facts)})
 
 
-async def register_all(url: str, agents: int, concurrency: int, chunk: int = 5000) -> tuple[float, int]:
-    """Register ``agents`` agents; return (registrations/s over the timed sends, failures)."""
+@dataclass
+class Population:
+    """What the load generator keeps of the agents it registered: every id by organisation, and the keys of a
+    sample (for per-agent heartbeats)."""
+
+    orgs: list[tuple[SigningKey, str]]
+    ids_by_org: dict[str, list[str]] = field(default_factory=dict)
+    sample: list[SigningKey] = field(default_factory=list)
+
+
+async def register_all(url: str, agents: int, concurrency: int, population: Population, chunk: int = 5000
+                       ) -> tuple[float, int]:
+    """Register ``agents`` agents of ``population``'s organisations; return (registrations/s over the timed sends,
+    failures)."""
     rng = random.Random(7)
-    orgs = [(SigningKey.generate(), f"org-{i}") for i in range(50)]
+    orgs = population.orgs
     sent_time = 0.0
     failures = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         done = 0
         while done < agents:
-            batch = [make_registration(rng, *orgs[i % len(orgs)], i) for i in range(done, min(agents, done + chunk))]
+            batch = []
+            for i in range(done, min(agents, done + chunk)):
+                key = SigningKey.generate()
+                org_key, org_name = orgs[i % len(orgs)]
+                batch.append(make_registration(rng, org_key, org_name, i, key))
+                population.ids_by_org.setdefault(org_key.did, []).append(key.did)
+                if len(population.sample) < HEARTBEAT_SAMPLE:
+                    population.sample.append(key)
             queue = list(reversed(batch))
 
             async def worker(queue: list[str]) -> int:
@@ -103,6 +136,51 @@ async def register_all(url: str, agents: int, concurrency: int, chunk: int = 500
             done += len(batch)
             print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
     return agents / sent_time, failures
+
+
+async def _send_all(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[float, int]:
+    """POST every (path, signed write); return (seconds, failures)."""
+    queue = list(reversed(requests))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def worker() -> int:
+            failed = 0
+            while queue:
+                path, token = queue.pop()
+                async with session.post(url + path, data=token,
+                                        headers={"Content-Type": "application/jose"}) as response:
+                    await response.read()
+                    failed += response.status != 200
+            return failed
+
+        started = time.perf_counter()
+        failures = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+        return time.perf_counter() - started, failures
+
+
+async def liveness(url: str, population: Population, concurrency: int) -> dict[str, Any]:
+    """Agent-liveness updates/s: per-agent heartbeats of the sample, and node-level heartbeats of every agent
+    (if the registry has ``/v1/heartbeats``)."""
+    per_agent = [(f"/v1/agents/{k.did}/heartbeat", signed_write.make(k, {"action": "heartbeat", "agent": k.did}))
+                 for k in population.sample]
+    seconds, failed = await _send_all(url, per_agent, concurrency)
+    result: dict[str, Any] = {"per_agent": {"agents": len(per_agent), "updates_per_s": len(per_agent) / seconds,
+                                            "failed": failed}}
+    node_level = []
+    covered = 0
+    for org_key, _ in population.orgs:
+        ids = population.ids_by_org.get(org_key.did, [])
+        for start in range(0, len(ids), NODE_HEARTBEAT_AGENTS):
+            part = ids[start:start + NODE_HEARTBEAT_AGENTS]
+            node_level.append(("/v1/heartbeats", signed_write.make(org_key, {"action": "node_heartbeat",
+                                                                             "agents": part})))
+            covered += len(part)
+    seconds, failed = await _send_all(url, node_level, min(concurrency, 4))
+    if failed == len(node_level):
+        result["node_level"] = None  # a registry without node-level heartbeats
+    else:
+        result["node_level"] = {"agents": covered, "writes": len(node_level), "updates_per_s": covered / seconds,
+                                "writes_per_s": len(node_level) / seconds, "failed": failed}
+    return result
 
 
 async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
@@ -128,19 +206,34 @@ async def some_ids(url: str, count: int) -> list[str]:
     return [a["id"] for a in body["agents"]][:count]
 
 
-async def run_backend(backend: str, agents: int, concurrency: int, repeats: int) -> dict[str, Any]:
+async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
+                      verify_workers: int, prefilled: int = 0) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    population = Population([(SigningKey.generate(), f"org-{i}") for i in range(50)])
     async with registry_database(backend, "guildnet-bench-") as (db, tmp):
-        # the capacity measured here is the registry's own, so the per-address write limit is off (one client
-        # sends every registration)
-        args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off"]
-        async with guildnet_process(args, port, tmp / "registry.log", pinned=shutil.which("taskset") is not None):
+        prefill_s = 0.0
+        if prefilled:
+            print(f"[{backend}] prefilling {prefilled:,} agents", file=sys.stderr)
+            rows = prefill.agents(prefilled, [k.did for k, _ in population.orgs], SKILLS, WORDS, COMMON_WORDS)
+            prefill_s = await prefill.prefill(db, rows, prefilled)
+            for i in range(prefilled):
+                population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(
+                    f"did:key:zPrefill{i:09d}")
+        # the capacity measured here is the registry's own, so the write limits are off (one client sends every
+        # registration; an organisation key signs every node-level heartbeat)
+        args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off",
+                "--write-rate-per-key", "off"]
+        if verify_workers:
+            args += ["--verify-workers", str(verify_workers)]
+        async with guildnet_process(args, port, tmp / "registry.log", pinned=pinned) as process:
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
-            rate, failures = await register_all(url, agents, concurrency)
+            rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
-            return {
-                "backend": backend, "agents": agents, "registrations_per_s": rate, "failed_registrations": failures,
+            result = {
+                "backend": backend, "agents": prefilled + agents, "registered_through_the_api": agents,
+                "prefilled": prefilled, "prefill_s": prefill_s, "registry_pinned_to_one_core": pinned,
+                "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
                 "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
                 "search_text": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in WORDS[:100]], repeats),
@@ -148,6 +241,14 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int)
                                                     repeats),
                 "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
             }
+            print(f"[{backend}] liveness", file=sys.stderr)
+            result["liveness"] = await liveness(url, population, concurrency)
+            result["rss_mib"] = rss_mb(process.pid)
+        started = time.perf_counter()  # the same database again: migrations (none to run) and the log tree load
+        async with guildnet_process(args, port, tmp / "registry-restart.log", pinned=pinned) as process:
+            result["startup_s"] = time.perf_counter() - started
+            result["rss_mib_after_restart"] = rss_mb(process.pid)
+        return result
 
 
 def main() -> None:
@@ -156,23 +257,38 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2000, help="requests per latency measurement")
+    parser.add_argument("--registry-cores", type=int, choices=(1, 2), default=1,
+                        help="1: registry pinned to core 0, load generator to core 1; 2: neither pinned")
+    parser.add_argument("--verify-workers", type=int, default=0,
+                        help="registry processes that check registrations (guildnet registry serve --verify-workers)")
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="agents written into the database directly before the registry starts (bench/prefill.py);"
+                             " --agents more are then registered through the API")
+    parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
     args = parser.parse_args()
-    pin(1)
+    pinned = args.registry_cores == 1 and shutil.which("taskset") is not None
+    if pinned:
+        pin(1)
     ceiling = verify_ceiling()
-    results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats))
+    results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
+                                       verify_workers=args.verify_workers, prefilled=args.prefill))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
-          f"{'text p50/p99 ms':>18}{'common-word p50/p99':>21}{'get p50/p99 ms':>17}{'failed':>8}")
+          f"{'text p50/p99 ms':>18}{'common-word p50/p99':>21}{'get p50/p99 ms':>17}{'failed':>8}"
+          f"{'hb/s agent':>12}{'hb/s node':>11}{'RSS MiB':>9}{'start s':>9}")
     for r in results:
         print(f"{r['backend']:<11}{r['agents']:>8}{r['registrations_per_s']:>9,.0f}"
               f"{100 * r['registrations_per_s'] / ceiling:>7.0f}%"
               f"{r['search_skill']['p50_ms']:>10.2f}/{r['search_skill']['p99_ms']:<7.2f}"
               f"{r['search_text']['p50_ms']:>10.2f}/{r['search_text']['p99_ms']:<7.2f}"
               f"{r['search_text_common']['p50_ms']:>13.2f}/{r['search_text_common']['p99_ms']:<7.2f}"
-              f"{r['get_by_id']['p50_ms']:>9.2f}/{r['get_by_id']['p99_ms']:<7.2f}{r['failed_registrations']:>8}")
+              f"{r['get_by_id']['p50_ms']:>9.2f}/{r['get_by_id']['p99_ms']:<7.2f}{r['failed_registrations']:>8}"
+              f"{r['liveness']['per_agent']['updates_per_s']:>12,.0f}"
+              f"{(r['liveness']['node_level'] or {}).get('updates_per_s', 0):>11,.0f}"
+              f"{r['rss_mib']:>9.0f}{r['startup_s']:>9.1f}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "registry.json"
+    out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                "verify_per_s_one_core": ceiling, "results": results}, indent=2))
     print(f"wrote {out}")

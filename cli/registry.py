@@ -34,7 +34,7 @@ _FILE_KEYS = {"host": "host", "port": "port", "db": "db_url", "key": "key_path",
               "max_watchers_per_ip": "max_watchers_per_ip", "witnesses": "witnesses",
               "witness_quorum": "witness_quorum", "cosign_interval": "cosign_interval", "dns_server": "dns_server",
               "domain_ca_file": "ca_file", "domain_recheck_interval": "domain_recheck_interval",
-              "domain_withdraw_after": "domain_withdraw_after"}
+              "domain_withdraw_after": "domain_withdraw_after", "verify_workers": "verify_workers"}
 
 
 def _read_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -174,13 +174,17 @@ def registry_group() -> None:
 @click.option("--domain-withdraw-after", default=3, show_default=True, type=click.IntRange(1),
               envvar="GUILDNET_REGISTRY_DOMAIN_WITHDRAW_AFTER",
               help="Failed checks in a row after which a verified domain mark is withdrawn.")
+@click.option("--verify-workers", default=0, show_default=True, type=click.IntRange(0, 64),
+              envvar="GUILDNET_REGISTRY_VERIFY_WORKERS",
+              help="Processes that check registrations (signatures, facts) beside the event loop, to use more "
+                   "cores; 0: inline.")
 @log_options
 def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_path: str | None,
           pretrusted: tuple[str, ...], reputation_interval: float, write_rate_per_ip: str | None,
           write_rate_per_key: str | None, max_watchers_per_ip: int, rate_limit_storage: str,
           witnesses: tuple[WitnessEndpoint, ...], witness_quorum: int | None, cosign_interval: float,
           dns_server: str | None, ca_file: str | None, domain_recheck_interval: float, domain_withdraw_after: int,
-          log_format: str, log_level: str) -> None:
+          verify_workers: int, log_format: str, log_level: str) -> None:
     """Serve the registry API (also /healthz, /readyz and Prometheus /metrics).
 
     \b
@@ -220,7 +224,7 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                                         witness_quorum=witness_quorum, cosign_interval=cosign_interval,
                                         domain_lookup=DomainLookupSettings(dns_server=dns_server, ca_file=ca_file),
                                         domain_recheck_interval=domain_recheck_interval,
-                                        domain_withdraw_after=domain_withdraw_after))
+                                        domain_withdraw_after=domain_withdraw_after, verify_workers=verify_workers))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
     log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])

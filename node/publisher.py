@@ -131,6 +131,22 @@ class Publisher:
         else:
             identity.abandon_rotation()
 
+    async def heartbeat(self) -> None:
+        """Keep every agent live: a node-level heartbeat signed by the organisation key (liveness costs the
+        registry one signature per node, not per agent), or the agent's own heartbeat when the node publishes a
+        single agent. An agent the registry lost is registered again on the next round."""
+        if len(self.agents) == 1:
+            identity = self.agents[0].identity
+            try:
+                await self.client.heartbeat(identity.id, identity.key)
+            except RegistryError as exc:
+                if exc.status != 404:
+                    raise
+                self.registered.discard(identity.id)
+            return
+        missing = await self.client.node_heartbeat([p.identity.id for p in self.agents], self.org_key)
+        self.registered.difference_update(missing)
+
     async def _keep_alive(self) -> None:
         delay = 1.0
         while True:
@@ -140,14 +156,7 @@ class Publisher:
                     self.registered.clear()  # every agent again, with a fresh endorsement
                 if len(self.registered) < len(self.agents):
                     await self.register_all()
-                for published in self.agents:
-                    identity = published.identity
-                    try:
-                        await self.client.heartbeat(identity.id, identity.key)
-                    except RegistryError as exc:
-                        if exc.status != 404:
-                            raise
-                        self.registered.discard(identity.id)  # the registry lost it: register again
+                await self.heartbeat()
                 delay = 1.0
                 await asyncio.sleep(max(1.0, min(p.ttl_seconds for p in self.agents) / 3))
             except asyncio.CancelledError:

@@ -47,6 +47,8 @@ JOSE = "application/jose"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 """The most a client reads of one reply: a search page of 100 records with their key histories fits many times."""
 REPUTATION_BATCH = 64
+NODE_HEARTBEAT_BATCH = 2048
+"""Agents per node-level heartbeat: the registry's ``MAX_NODE_HEARTBEAT_AGENTS``."""
 
 
 class RegistryError(Exception):
@@ -229,6 +231,17 @@ class RegistryClient:
     async def heartbeat(self, agent_id: str, key: SigningKey) -> dict[str, Any]:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/heartbeat", key,
                                        {"action": "heartbeat", "agent": agent_id})
+
+    async def node_heartbeat(self, agent_ids: Sequence[str], org_key: SigningKey) -> list[str]:
+        """Keep ``agent_ids`` (all endorsed by ``org_key``) live with one write signed by the organisation key
+        per :data:`NODE_HEARTBEAT_BATCH` of them. Returns the ids the registry did not keep live (unknown there,
+        revoked, or of another organisation): register those again."""
+        missing: list[str] = []
+        for start in range(0, len(agent_ids), NODE_HEARTBEAT_BATCH):
+            answer = await self._signed_post("/v1/heartbeats", org_key, {
+                "action": "node_heartbeat", "agents": list(agent_ids[start:start + NODE_HEARTBEAT_BATCH])})
+            missing += [str(a) for a in answer.get("missing") or []]
+        return missing
 
     async def revoke(self, agent_id: str, key: SigningKey) -> dict[str, Any]:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/revoke", key,

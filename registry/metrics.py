@@ -7,8 +7,8 @@ Series (see docs/configuration.md for the list with the node's):
 * ``guildnet_http_requests_total{route,method,status}`` and ``guildnet_http_request_duration_seconds``:
   every request, labelled by route template (``/v1/agents/{agent_id}``), never by raw path, so an agent id
   cannot blow up the number of series;
-* ``guildnet_registry_writes_total{action,outcome}``: signed writes (register, heartbeat, revoke, rotate,
-  receipt), ``accepted``, ``refused`` (4xx) or ``error`` (5xx);
+* ``guildnet_registry_writes_total{action,outcome}``: signed writes (register, heartbeat, node_heartbeat,
+  revoke, rotate, receipt), ``accepted``, ``refused`` (4xx) or ``error`` (5xx);
 * ``guildnet_registry_refusals_total{status}``: every 4xx/5xx answer, on any route;
 * ``guildnet_registry_watch_connections`` and ``guildnet_registry_log_size``: gauges set at scrape time.
 """
@@ -39,6 +39,7 @@ WRITE_ROUTES = {
     "/v1/agents/{agent_id}/withdraw": "withdraw",
     "/v1/agents/{agent_id}/rotate": "rotate",
     "/v1/receipts": "receipt",
+    "/v1/heartbeats": "node_heartbeat",
 }
 """POST routes that carry a signed write, and the write's action."""
 

@@ -89,6 +89,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "requestBody": _SIGNED_BODY,
                 "responses": {"201": {"description": "counted and logged: receipt_id, log_index"},
                               "403": _PROBLEM, "422": _PROBLEM, **_WRITE_REFUSALS}}},
+            "/v1/heartbeats": {"post": {
+                "summary": "Node-level heartbeat (action 'node_heartbeat', 'agents': up to 2,048 ids), signed by the "
+                           "organisation key that endorsed them: keeps them all live",
+                "requestBody": _SIGNED_BODY,
+                "responses": {"200": {"description": "live: agents kept live; missing: ids unknown, revoked or of "
+                                                     "another organisation; seq"}, **_WRITE_REFUSALS}}},
             "/v1/log/head": {"get": {"summary": "Signed tree head (C2SP checkpoint), size, root",
                                      "responses": {"200": {"description": "the head"}}}},
             "/v1/log/inclusion": {"get": {

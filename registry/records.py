@@ -32,6 +32,23 @@ def _describe(error: ValidationError) -> str:
     return f"facts.{where}: {first['msg']}"
 
 
+MAX_NODE_HEARTBEAT_AGENTS = 2048
+"""Agents one node-level heartbeat may name: 2,048 did:key ids are ~160 KB of JWS, within the body limit."""
+
+
+def parse_node_heartbeat(write: SignedWrite) -> list[str]:
+    """The agent ids a node-level heartbeat (action ``node_heartbeat``, signed by the organisation key that
+    endorsed them) keeps live: 1 to :data:`MAX_NODE_HEARTBEAT_AGENTS` distinct strings."""
+    require_action(write, "node_heartbeat")
+    agents = write.payload.get("agents")
+    if (not isinstance(agents, list) or not 1 <= len(agents) <= MAX_NODE_HEARTBEAT_AGENTS
+            or not all(isinstance(a, str) and 0 < len(a) <= 256 for a in agents)):
+        raise MalformedWrite(f"payload needs 'agents': 1 to {MAX_NODE_HEARTBEAT_AGENTS} agent ids (strings)")
+    if len(set(agents)) != len(agents):
+        raise MalformedWrite("'agents' names an agent twice")
+    return agents
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     facts: AgentFacts

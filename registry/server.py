@@ -32,9 +32,23 @@ from .openapi import openapi_document
 from .problems import problem
 from .ratelimit import RateLimited, WriteLimits
 from .records import parse_receipt
-from .state import CONFIG, COSIGNING, DOMAINS, HUB, LIMITS, LOG, METRICS, REPUTATION, STORE, WATCHERS, RegistryConfig
+from .state import (
+    CONFIG,
+    COSIGNING,
+    DOMAINS,
+    HUB,
+    LIMITS,
+    LOG,
+    METRICS,
+    REPUTATION,
+    STORE,
+    VERIFIER,
+    WATCHERS,
+    RegistryConfig,
+)
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
 from .trust import ReputationService, inputs_query, report, revoked_query, summaries
+from .verifier import RegistrationVerifier
 from .watch import ChangeHub
 
 __all__ = ["CONFIG", "HUB", "LIMITS", "LOG", "METRICS", "REPUTATION", "STORE", "RegistryConfig", "create_app"]
@@ -119,8 +133,12 @@ async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
 
 
 async def register(request: web.Request) -> web.Response:
-    store, write = await _open(request)
-    result = await store.register(write)
+    config, limits = request.app[CONFIG], request.app[LIMITS]
+    await limits.check_address(request.remote or "unknown")
+    token = await _read_signed_write(request)
+    write, registration = await request.app[VERIFIER].open(token, now=config.clock(), window=config.clock_window)
+    await limits.check_key(write.signer)
+    result = await request.app[STORE].register(write, registration)
     claim = claimed_domain(write)  # the registration stands either way; the answer says what the registry found
     extra = {}
     if claim is not None:
@@ -134,6 +152,12 @@ async def register(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     store, write = await _open(request)
     return _write_response(await store.heartbeat(request.match_info["agent_id"], write))
+
+
+async def node_heartbeat(request: web.Request) -> web.Response:
+    store, write = await _open(request)
+    result = await store.node_heartbeat(write)
+    return web.json_response({"live": result.live, "missing": result.missing, "seq": result.seq})
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -405,12 +429,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+async def _verifier(app: web.Application) -> AsyncIterator[None]:
+    app[VERIFIER] = verifier = RegistrationVerifier(app[CONFIG].verify_workers)
+    try:
+        yield
+    finally:
+        verifier.close()
+
+
 def create_app(config: RegistryConfig | None = None) -> web.Application:
     collected = RegistryMetrics()
     app = web.Application(middlewares=[collected.middleware(), problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONFIG] = config = config or RegistryConfig()
     app[METRICS] = collected
     app[WATCHERS] = Counter()
+    app.cleanup_ctx.append(_verifier)
     app[LIMITS] = WriteLimits(config.write_rate_per_ip, config.write_rate_per_key, config.rate_limit_storage)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/v1/agents", register)
@@ -418,6 +451,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/revoke", revoke)
+    app.router.add_post("/v1/heartbeats", node_heartbeat)
     app.router.add_post("/v1/agents/{agent_id}/rotate", rotate)
     app.router.add_post("/v1/agents/{agent_id}/withdraw", withdraw)
     app.router.add_get("/v1/agents/{agent_id}/reputation", reputation)

@@ -23,6 +23,7 @@ from .metrics import RegistryMetrics
 from .ratelimit import WriteLimits
 from .store import RegistryStore
 from .trust import ReputationService
+from .verifier import RegistrationVerifier
 from .watch import ChangeHub
 
 
@@ -65,6 +66,8 @@ class RegistryConfig:
     """Seconds between checks of each claimed domain's proof."""
     domain_withdraw_after: int = 3
     """Failed checks in a row after which a verified domain mark is withdrawn."""
+    verify_workers: int = 0
+    """Processes that check registrations (signatures, facts) beside the event loop; 0: inline."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -77,5 +80,6 @@ LIMITS = web.AppKey("limits", WriteLimits)
 COSIGNING = web.AppKey("cosigning", CosignatureCollector)
 """Present when witnesses are configured."""
 DOMAINS = web.AppKey("domains", DomainChecker)
+VERIFIER = web.AppKey("verifier", RegistrationVerifier)
 WATCHERS = web.AppKey("watchers", Counter[str])
 """Open watch sockets per client address."""

@@ -39,6 +39,16 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeHeartbeatResult:
+    """A node-level heartbeat: how many agents it kept live, the ids it could not (unknown here, revoked, or
+    not endorsed by the signing organisation), and the change-feed position its ``live`` changes reached."""
+
+    live: int
+    missing: list[str]
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptResult:
     receipt_id: str
     log_index: int
@@ -58,7 +68,7 @@ class Change:
 
 def last_seq(value: Any) -> int:
     """The change-feed position a write's result reached (0 when it appended nothing)."""
-    if isinstance(value, WriteResult):
+    if isinstance(value, WriteResult | NodeHeartbeatResult):
         return value.seq
     if isinstance(value, list) and value and isinstance(value[-1], Change):
         return value[-1].seq

@@ -24,8 +24,25 @@ from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
 
 from ..db import sync_twin
-from ..records import ParsedReceipt, parse_registration, parse_rotation, require_action
-from .results import RECORD_COLUMNS, AgentRecord, Change, NotFound, ReceiptResult, WriteResult, last_seq
+from ..records import (
+    ParsedReceipt,
+    Registration,
+    parse_node_heartbeat,
+    parse_registration,
+    parse_rotation,
+    require_action,
+)
+from .bulk import register_new
+from .results import (
+    RECORD_COLUMNS,
+    AgentRecord,
+    Change,
+    NodeHeartbeatResult,
+    NotFound,
+    ReceiptResult,
+    WriteResult,
+    last_seq,
+)
 from .search import build_search
 from .writer import GroupCommitWriter
 from .writes import Admission, Writes
@@ -46,6 +63,7 @@ class RegistryStore:
         self.clock = clock
         postgres = engine.dialect.name == "postgresql"
         self._writes = Writes(postgres=postgres, clock=clock)
+        self._register_new = partial(register_new, self._writes)
         self._on_commit = on_commit
         self._writer = GroupCommitWriter(engine, None if postgres else sync_twin(engine), on_commit=self._committed)
         self._reader_engine = None if postgres else sync_twin(engine, pool_size=READER_THREADS)
@@ -65,15 +83,25 @@ class RegistryStore:
 
     # -- writes -------------------------------------------------------------------------------------
 
-    async def register(self, write: SignedWrite) -> WriteResult:
-        """First registration (kid must be facts.id) or update (kid must be the current key, version higher)."""
-        result: WriteResult = await self._writer.run(partial(self._writes.register,
-                                                             registration=parse_registration(write), write=write))
+    async def register(self, write: SignedWrite, registration: Registration | None = None) -> WriteResult:
+        """First registration (kid must be facts.id) or update (kid must be the current key, version higher);
+        ``registration`` is the write's parsed facts when the caller checked them already."""
+        registration = registration or parse_registration(write)
+        result: WriteResult = await self._writer.run(partial(self._writes.register, registration=registration,
+                                                             write=write),
+                                                     bulk=(self._register_new, (registration, write)))
         return result
 
     async def heartbeat(self, agent_id: str, write: SignedWrite) -> WriteResult:
         require_action(write, "heartbeat", agent_id)
         result: WriteResult = await self._writer.run(partial(self._writes.heartbeat, agent_id=agent_id, write=write))
+        return result
+
+    async def node_heartbeat(self, write: SignedWrite) -> NodeHeartbeatResult:
+        """Keep a node's agents live with one write signed by their organisation's key."""
+        agents = parse_node_heartbeat(write)
+        result: NodeHeartbeatResult = await self._writer.run(partial(self._writes.node_heartbeat, agents=agents,
+                                                                     write=write))
         return result
 
     async def revoke(self, agent_id: str, write: SignedWrite) -> WriteResult:

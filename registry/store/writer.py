@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 Work = Callable[[Connection], Any]
+Bulk = Callable[[Connection, list[Any]], list[Any]]
+"""Applies a run of like writes at once (one result per item, in order), or raises to have each applied alone."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -27,6 +32,8 @@ class _Pending:
     work: Work
     future: asyncio.Future[Any]
     outcome: tuple[bool, Any] | None = None
+    bulk: Bulk | None = None
+    item: Any = None
 
 
 class GroupCommitWriter:
@@ -45,13 +52,16 @@ class GroupCommitWriter:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, work: Work) -> Any:
+    async def run(self, work: Work, *, bulk: tuple[Bulk, Any] | None = None) -> Any:
         """Run ``work`` in the next batch's transaction; its result once that transaction committed, or its
-        exception (the savepoint rolled back), or the commit's own failure."""
+        exception (the savepoint rolled back), or the commit's own failure. With ``bulk`` (a function and this
+        write's item), a run of writes in the batch that name the same function is first tried together."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._loop(self._queue), name="guildnet-registry-writer")
         pending = _Pending(work, asyncio.get_running_loop().create_future())
+        if bulk is not None:
+            pending.bulk, pending.item = bulk
         self._queue.put_nowait(pending)
         return await pending.future
 
@@ -100,11 +110,39 @@ class GroupCommitWriter:
 
 
 def _apply(conn: Connection, batch: list[_Pending]) -> None:
-    for pending in batch:
-        savepoint = conn.begin_nested()
-        try:
-            pending.outcome = (True, pending.work(conn))
-            savepoint.commit()
-        except Exception as exc:
-            savepoint.rollback()
-            pending.outcome = (False, exc)
+    start = 0
+    while start < len(batch):
+        end = start + 1
+        bulk = batch[start].bulk
+        while bulk is not None and end < len(batch) and batch[end].bulk is bulk:
+            end += 1
+        if end - start == 1 or not _apply_bulk(conn, batch[start:end]):
+            for pending in batch[start:end]:
+                _apply_one(conn, pending)
+        start = end
+
+
+def _apply_one(conn: Connection, pending: _Pending) -> None:
+    savepoint = conn.begin_nested()
+    try:
+        pending.outcome = (True, pending.work(conn))
+        savepoint.commit()
+    except Exception as exc:
+        savepoint.rollback()
+        pending.outcome = (False, exc)
+
+
+def _apply_bulk(conn: Connection, run: list[_Pending]) -> bool:
+    """Apply ``run`` with its bulk function in one savepoint; False (nothing of it left) if that raised."""
+    assert run[0].bulk is not None
+    savepoint = conn.begin_nested()
+    try:
+        results = run[0].bulk(conn, [pending.item for pending in run])
+    except Exception as exc:
+        savepoint.rollback()
+        log.debug("a run of %d writes is applied one by one: %r", len(run), exc)
+        return False
+    savepoint.commit()
+    for pending, result in zip(run, results, strict=True):
+        pending.outcome = (True, result)
+    return True

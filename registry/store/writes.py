@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, text, update
+from sqlalchemy import Table, bindparam, delete, text, update
 from sqlalchemy.engine import Connection
 
 from guildnet.protocols import keyhistory
@@ -25,7 +25,7 @@ from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, ConflictingWri
 from ..log import append_leaf
 from ..models import AgentRow, NonceRow
 from ..records import ParsedReceipt, Registration, Rotation
-from .results import Change, NotFound, ReceiptResult, WriteResult
+from .results import Change, NodeHeartbeatResult, NotFound, ReceiptResult, WriteResult
 
 AGENTS = cast(Table, AgentRow.__table__)
 NONCES = cast(Table, NonceRow.__table__)
@@ -55,6 +55,10 @@ _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:a
 _CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _NOTIFY = text("SELECT pg_notify(:channel, :seq)")
 _HEARTBEAT = text("UPDATE agents SET last_seen = :now, expires_at = :expires_at, live = true WHERE pk = :pk")
+_ORG_AGENTS = text("SELECT pk, id, live FROM agents WHERE id IN :ids AND org_id = :org AND NOT revoked "
+                   "ORDER BY pk").bindparams(bindparam("ids", expanding=True))
+_HEARTBEAT_MANY = text("UPDATE agents SET last_seen = :now, expires_at = CAST(:expires_base AS FLOAT) + ttl_seconds, "
+                       "live = true WHERE pk IN :pks").bindparams(bindparam("pks", expanding=True))
 Admission = Callable[[str, str], str | None]
 """Given a receipt's caller and callee organisations: why it is held out of the log, or None to admit it."""
 _SELECT_PARTIES = text("SELECT id, org_id, current_key, revoked FROM agents WHERE id IN (:caller, :callee)")
@@ -62,6 +66,19 @@ _INSERT_RECEIPT = text(
     "INSERT INTO receipts (receipt_id, log_index, caller, caller_org, callee, callee_org, skill, success, rating, "
     "ended_at, accepted_at) VALUES (:receipt_id, :log_index, :caller, :caller_org, :callee, :callee_org, :skill, "
     ":success, :rating, :ended_at, :accepted_at) ON CONFLICT (receipt_id) DO NOTHING")
+
+
+def facts_values(registration: Registration, write: SignedWrite, now: float) -> dict[str, Any]:
+    """The agent row's columns a registration sets (all but its id, key, history and log index)."""
+    facts = registration.facts
+    tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
+                           | {s.id for s in facts.skills}))
+    return dict(
+        name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
+        description=facts.description, tags=tags, version=facts.version,
+        facts=json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False),
+        jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
+        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +162,9 @@ class Writes:
         facts = registration.facts
         if pk is not None and facts.version <= stored_version:
             raise ConflictingWrite(f"version {facts.version} is not higher than the stored version {stored_version}")
-        facts_text = json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False)
-        tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
-                               | {s.id for s in facts.skills}))
         now = self.clock()
-        values: dict[str, Any] = dict(
-            name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
-            description=facts.description, tags=tags, version=facts.version, facts=facts_text,
-            jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-            expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
+        values = facts_values(registration, write, now)
+        tags = values["tags"]
         values["log_index"] = self._append_log(conn, "register", facts.id, write.token)
         if pk is None:
             events = [registration.inception] if registration.inception else []
@@ -177,6 +188,23 @@ class Writes:
         if not row.live:
             seq = self._append_change(conn, agent_id, "live", {"live": True})
         return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
+
+    def node_heartbeat(self, conn: Connection, agents: list[str], write: SignedWrite) -> NodeHeartbeatResult:
+        """Keep ``agents`` live on the word of their organisation (the write's signer): one signature and one
+        UPDATE for a node's whole set. Agents not endorsed by that organisation, revoked or unknown are left as
+        they are and named in the result (the node registers them again); an agent that was stale is announced
+        live, as a per-agent heartbeat would."""
+        self._use_nonce(conn, write)
+        rows = conn.execute(_ORG_AGENTS, {"ids": agents, "org": write.signer}).all()
+        now = self.clock()
+        if rows:
+            conn.execute(_HEARTBEAT_MANY, {"now": now, "expires_base": now, "pks": [r.pk for r in rows]})
+        seq = 0
+        for row in rows:
+            if not row.live:
+                seq = self._append_change(conn, row.id, "live", {"live": True}, locked=seq > 0)
+        found = {r.id for r in rows}
+        return NodeHeartbeatResult(live=len(rows), missing=[a for a in agents if a not in found], seq=seq)
 
     def revoke(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
         return self._revoke(conn, self._load_for_write(conn, agent_id, write), agent_id, write, "revoke", {})

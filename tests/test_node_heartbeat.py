@@ -1,0 +1,121 @@
+"""Node-level heartbeats: one write signed by the organisation key keeps all of a node's agents live, over real
+sockets on SQLite and PostgreSQL; refused ones change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from delegation_support import translator
+from registry_support import live_registry, new_org, snapshot
+
+from guildnet.node.identity import StaticIdentity
+from guildnet.node.publisher import PublishedAgent, Publisher
+from guildnet.protocols import signed_write
+from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient
+from guildnet.registry.records import MAX_NODE_HEARTBEAT_AGENTS
+from guildnet.registry.state import METRICS
+
+
+def test_the_client_batches_within_the_registry_limit() -> None:
+    assert NODE_HEARTBEAT_BATCH == MAX_NODE_HEARTBEAT_AGENTS
+
+
+async def test_one_organisation_signature_keeps_every_agent_live(db_url: str) -> None:
+    clock = [time.time()]
+    acme, other = new_org("acme"), new_org("other")
+    async with live_registry(db_url, clock=lambda: clock[0], sweep_interval=0.05) as registry, \
+            RegistryClient(registry.url) as client:
+        agents = [acme.agent(f"a{i}", ttl_seconds=10 + i) for i in range(5)]
+        for key, facts in agents:
+            await client.register(facts, key)
+        stranger_key, stranger = other.agent("s", ttl_seconds=10)
+        await client.register(stranger, stranger_key)
+        revoked_key, revoked = acme.agent("gone", ttl_seconds=10)
+        await client.register(revoked, revoked_key)
+        await client.revoke(revoked.id, revoked_key)
+
+        clock[0] += 20  # every TTL passed: all stale
+        await asyncio.sleep(0.3)  # the sweeper announces it
+        assert (await client.search(live=True)).agents == []
+        before = await registry.store.last_seq()
+
+        ids = [facts.id for _, facts in agents]
+        missing = await client.node_heartbeat([*ids, stranger.id, revoked.id, "did:key:zUnknown"], acme.key)
+        assert missing == [stranger.id, revoked.id, "did:key:zUnknown"]
+        for _, facts in agents:
+            record = await client.get(facts.id)
+            assert record.live and record.last_seen == clock[0]
+        assert not (await client.get(stranger.id)).live  # another organisation's agent is not its word to give
+        assert (await client.get(revoked.id)).revoked
+        # each agent that came back is announced live, as a per-agent heartbeat would
+        changes = await registry.store.changes_since(before)
+        assert sorted(c.agent_id for c in changes) == sorted(ids)
+        assert all(c.kind == "live" and c.data == {"live": True} for c in changes)
+
+        clock[0] += 10.5  # each agent keeps its own TTL: a0 (10 s) is stale again, a4 (14 s) is not
+        live = {a.id for a in (await client.search(live=True)).agents}
+        assert agents[0][1].id not in live and agents[4][1].id in live
+
+
+@pytest.mark.parametrize("case", ["agent-key", "no-agents", "duplicate", "not-a-list", "too-many", "replay"])
+async def test_refused_node_heartbeats_change_nothing(db_url: str, case: str) -> None:
+    clock = [time.time()]
+    acme = new_org("acme")
+    async with live_registry(db_url, clock=lambda: clock[0]) as registry, RegistryClient(registry.url) as client:
+        key, facts = acme.agent("a", ttl_seconds=10)
+        await client.register(facts, key)
+        clock[0] += 5
+        signer, agents = acme.key, [facts.id]
+        if case == "agent-key":
+            signer = key  # an agent's own key speaks for itself only: nothing is kept live
+        body: dict[str, object] = {"action": "node_heartbeat", "agents": agents}
+        if case == "no-agents":
+            body["agents"] = []
+        elif case == "duplicate":
+            body["agents"] = [facts.id, facts.id]
+        elif case == "not-a-list":
+            body["agents"] = facts.id
+        elif case == "too-many":
+            body["agents"] = [f"did:key:z{i}" for i in range(MAX_NODE_HEARTBEAT_AGENTS + 1)]
+        token = signed_write.make(signer, body)
+        if case == "replay":
+            await client._signed_post("/v1/heartbeats", signer, body)  # accepted once ...
+        before = await snapshot(registry)
+        async with client.session.post(registry.url + "/v1/heartbeats", data=token,
+                                       headers={"Content-Type": "application/jose"}) as first:
+            if case == "replay":
+                assert first.status == 200
+                async with client.session.post(registry.url + "/v1/heartbeats", data=token,
+                                               headers={"Content-Type": "application/jose"}) as again:
+                    assert again.status == 401 and again.content_type == "application/problem+json"
+                return
+            answer = await first.json(content_type=None)
+        if case == "agent-key":
+            assert first.status == 200 and answer["live"] == 0 and answer["missing"] == [facts.id]
+            assert (await client.get(facts.id)).last_seen < clock[0]
+            return
+        assert first.status in (400, 413) and first.content_type == "application/problem+json", answer
+        assert await snapshot(registry) == before
+
+
+async def test_a_node_with_several_agents_heartbeats_with_its_organisation_key(db_url: str) -> None:
+    acme = new_org("acme")
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(3)]
+        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
+                              base_url="http://127.0.0.1:9")
+        try:
+            await publisher.register_all()
+            await publisher.heartbeat()
+            writes = registry.app[METRICS].writes
+            assert writes.labels("node_heartbeat", "accepted")._value.get() == 1
+            assert writes.labels("heartbeat", "accepted")._value.get() == 0
+            assert publisher.registered == {p.identity.id for p in published}
+            gone = published[1].identity
+            await client.revoke(gone.id, gone.key)
+            await publisher.heartbeat()  # the registry names the one it no longer keeps live: registered again
+            assert publisher.registered == {published[0].identity.id, published[2].identity.id}
+        finally:
+            await publisher.stop()
