@@ -65,7 +65,7 @@ def _scope(request: web.Request) -> Scope:
         "headers": [(name.lower(), value) for name, value in request.raw_headers],
         "client": tuple(client[:2]) if client else None,
         "server": tuple(server[:2]) if server else None,
-        "state": {},
+        "state": {name: value for name, value in request.items() if isinstance(name, str)},
     }
 
 
@@ -162,6 +162,22 @@ Authorize = Callable[[web.Request, bytes], Awaitable[web.StreamResponse | None]]
 """Looks at a request and its whole body before the application does: a response refuses it, None lets it in."""
 
 
+async def read_body(request: web.Request, *, body_timeout: float, max_body_size: int) -> bytes | web.StreamResponse:
+    """The whole body of ``request``, or the answer to a client that sends too much (413) or too slowly (408)."""
+    try:
+        async with asyncio.timeout(body_timeout):
+            body = await bounded_json.read_at_most(request.content, max_body_size + 1)
+    except TimeoutError:
+        timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
+        timed_out.force_close()
+        return timed_out
+    if len(body) > max_body_size:
+        too_large = web.Response(status=413, text=f"request bodies are limited to {max_body_size} bytes")
+        too_large.force_close()
+        return too_large
+    return body
+
+
 def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None,
                  max_body_size: int = 4 * 1024 * 1024) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -176,17 +192,9 @@ def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
     async def handle(request: web.Request) -> web.StreamResponse:
         body = None
         if authorize is not None:
-            try:
-                async with asyncio.timeout(body_timeout):
-                    body = await bounded_json.read_at_most(request.content, max_body_size + 1)
-            except TimeoutError:
-                timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
-                timed_out.force_close()
-                return timed_out
-            if len(body) > max_body_size:
-                too_large = web.Response(status=413, text=f"request bodies are limited to {max_body_size} bytes")
-                too_large.force_close()
-                return too_large
+            body = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
+            if isinstance(body, web.StreamResponse):
+                return body
             refusal = await authorize(request, body)
             if refusal is not None:
                 return refusal
