@@ -214,10 +214,11 @@ class Node:
         self._wire_model_agents(process_log)
         authenticator = Authenticator(self.base_url, anonymous=self.anonymous,
                                       keys=self._key_in_force if self.registry_url else None)
+        tasks = app[TASKS] = MeteredTaskStore(open_task_store(self.db_url), self.metrics)
         setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
                   allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
-                  authenticator=authenticator)
-        tasks = app[TASKS] = MeteredTaskStore(open_task_store(self.db_url), self.metrics)
+                  authenticator=authenticator, task_store=tasks,  # MCP tasks are the A2A service's tasks
+                  task_ttl_ms=int(self.task_retention_days * 86_400_000))
         a2a = A2AService([RecordedAgent(agent, process_log, "a2a") for agent in self.agent_list], tasks, self.base_url,
                          {p.agent.name: p.identity for p in self.agents}, version=_version(),
                          provider=(self.org_name, self.base_url), authenticator=authenticator)

@@ -180,21 +180,23 @@ async def read_body(request: web.Request, *, body_timeout: float, max_body_size:
 
 def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None,
-                 max_body_size: int = 4 * 1024 * 1024) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+                 max_body_size: int = 4 * 1024 * 1024
+                 ) -> Callable[[web.Request, bytes | None], Awaitable[web.StreamResponse]]:
     """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route.
 
     The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408. With
-    ``authorize``, the body is read whole first (at most ``max_body_size`` bytes, else 413) and shown to it.
+    ``authorize``, the body is read whole first (at most ``max_body_size`` bytes, else 413) and shown to it. The
+    handler also takes a body already read (and authorized) as a second argument.
     """
     if poll_interval <= 0 or body_timeout <= 0:
         raise ValueError("poll_interval and body_timeout must be positive")
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = None
-        if authorize is not None:
-            body = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
-            if isinstance(body, web.StreamResponse):
-                return body
+    async def handle(request: web.Request, body: bytes | None = None) -> web.StreamResponse:
+        if body is None and authorize is not None:
+            read = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
+            if isinstance(read, web.StreamResponse):
+                return read
+            body = read
             refusal = await authorize(request, body)
             if refusal is not None:
                 return refusal

@@ -18,7 +18,9 @@ Behaviour kept from the SDK transport (and checked by the conformance suite on b
   ``handler_cancellation``; otherwise the transport is checked every ``poll_interval`` seconds while it runs);
 * a handler that runs silent for ``ping_interval`` seconds commits to SSE and keeps the stream alive with comments.
 
-2025-era requests (``initialize``, a session id, a handshake-era ``MCP-Protocol-Version``) never come here.
+2025-era requests (``initialize``, a session id, a handshake-era ``MCP-Protocol-Version``) and
+``subscriptions/listen`` (a stream as long as the client stays, served from the SDK's subscription bus) never come
+here.
 """
 
 from __future__ import annotations
@@ -167,9 +169,6 @@ class FastPath:
             message = types.JSONRPCRequest.model_validate(decoded)
         except ValidationError:
             return _error(None, types.INVALID_REQUEST, "Body must be a single JSON-RPC request or notification object")
-        if message.method == "subscriptions/listen":
-            # a listen stream lives as long as the client: the SDK transport has the subscription bus for it
-            return _error(message.id, types.METHOD_NOT_FOUND, "subscriptions/listen is not served by this node")
         duplicated = find_duplicated_routing_header(request.headers.items())
         if duplicated is not None:
             return _error(message.id, types.HEADER_MISMATCH, f"{duplicated} header appears more than once")

@@ -58,7 +58,7 @@ from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler, read_body
 from .caller import CALLER
 from .fast import FastPath, is_modern
 from .sessions import SessionQuota
-from .tasks import McpTasks, TaskSupport
+from .tasks import DEFAULT_TTL_MS, McpTasks, TaskSupport
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
               retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
               authenticator: Authenticator | None = None, quota: SessionQuota | None = None,
               task_store: TaskStore | None = None, task_support: Mapping[str, TaskSupport] | None = None,
-              input_first: Collection[str] = (), fast_path: bool = True) -> StreamableHTTPSessionManager:
+              input_first: Collection[str] = (), task_ttl_ms: int | None = DEFAULT_TTL_MS,
+              fast_path: bool = True) -> StreamableHTTPSessionManager:
     """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
 
     ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
@@ -236,7 +237,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     streams and calls so the aiohttp server does not wait on 2025-era clients' idle event streams.
 
     With ``task_store`` (the node's A2A task store, opened by the A2A service) the server offers MCP tasks
-    (:mod:`.tasks`): every agent tool, and the other tools ``task_support`` names, can run as a durable task.
+    (:mod:`.tasks`): every agent tool, and the other tools ``task_support`` names, can run as a durable task, readable
+    for ``task_ttl_ms`` once settled (the store's retention).
     ``fast_path`` serves stateless 2026-07-28 POSTs natively in aiohttp (:mod:`.fast`); 2025-era sessions always
     go through the SDK's transport.
     """
@@ -245,7 +247,7 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     tasks = None
     if task_store is not None:
         tasks = McpTasks(task_store, agent_tools=toolset.owners, default_namespace=name, support=task_support,
-                         input_first=input_first)
+                         input_first=input_first, ttl_ms=task_ttl_ms)
         tasks.install(mcp_server)
     security = transport_security(allowed_hosts)
     manager = StreamableHTTPSessionManager(
@@ -268,11 +270,16 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
         body = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
         if isinstance(body, web.StreamResponse):
             return body
-        return await authorize(request, body) or await fast.handle(request, body)
+        refusal = await authorize(request, body)
+        if refusal is not None:
+            return refusal
+        if b"subscriptions/listen" in body:  # a long-lived stream: the SDK transport has the subscription bus
+            return await handler(request, body)
+        return await fast.handle(request, body)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
-            response = await (native(request) if fast_path and is_modern(request) else handler(request))
+            response = await (native(request) if fast_path and is_modern(request) else handler(request, None))
         except BaseException:
             quota.settle(request, None)
             raise
@@ -298,12 +305,12 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
         try:
             yield
         finally:
-            if tasks is not None:
-                await tasks.stop()
             stop.set()
             await runner
 
     async def on_shutdown(_app: web.Application) -> None:
+        if tasks is not None:  # before cleanup, where the task store closes
+            await tasks.stop()
         stop.set()
 
     app.cleanup_ctx.append(lifespan)

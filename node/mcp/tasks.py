@@ -50,7 +50,8 @@ TaskSupport = Literal["optional", "required"]
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
 """How long a settled task stays readable: the node's task retention (``task_retention_days``, 7 by default)."""
 DEFAULT_POLL_INTERVAL_MS = 1000
-_MISSING_TASKS = {"requiredCapabilities": {"extensions": {mcp_tasks.EXTENSION: {}}}}
+SHUTDOWN = "the node shut down while the task ran"
+_MISSING_TASKS: dict[str, Any] = {"requiredCapabilities": {"extensions": {mcp_tasks.EXTENSION: {}}}}
 
 
 class TaskIdParams(BaseModel):
@@ -101,12 +102,15 @@ class McpTasks:
         self.store = store
         self.agent_tools = dict(agent_tools)
         self.default_namespace = default_namespace
-        self.support: dict[str, TaskSupport] = {name: "optional" for name in agent_tools} | dict(support or {})
+        optional: TaskSupport = "optional"
+        self.support: dict[str, TaskSupport] = dict.fromkeys(agent_tools, optional)
+        self.support.update(support or {})
         self.input_first = frozenset(input_first)
         self.ttl_ms = ttl_ms
         self.poll_interval_ms = poll_interval_ms
         self.namespaces = tuple(dict.fromkeys([*self.agent_tools.values(), default_namespace]))
         self.live: dict[str, _Live] = {}
+        self.closing = False
         self._call: ToolCall | None = None
 
     # ---- wiring ---------------------------------------------------------------------------------------------
@@ -136,6 +140,7 @@ class McpTasks:
 
     async def stop(self) -> None:
         """Stop every running task (they settle as failed, saying the node shut down)."""
+        self.closing = True
         runners = [live.runner for live in self.live.values() if live.runner is not None]
         for runner in runners:
             runner.cancel()
@@ -181,8 +186,8 @@ class McpTasks:
             try:
                 result = _wire(await self._call(task_ctx, params))
             except asyncio.CancelledError:
-                settled = mcp_tasks.cancelled(live.record) if self.live.get(live.record.id) is live else \
-                    mcp_tasks.failed(live.record, mcp_tasks.INTERNAL_ERROR, "the node shut down while the task ran")
+                settled = mcp_tasks.failed(live.record, mcp_tasks.INTERNAL_ERROR, SHUTDOWN) if self.closing \
+                    else mcp_tasks.cancelled(live.record)
                 await asyncio.shield(self.store.put(settled, new=False))
                 live.record = settled
                 return
@@ -201,7 +206,7 @@ class McpTasks:
         except Exception:
             log.exception("MCP task %s could not be stored", live.record.id)
         finally:
-            if self.live.get(live.record.id) is live and not mcp_tasks.status(live.record) == mcp_tasks.WORKING:
+            if self.live.get(live.record.id) is live:  # the store has its last state (a rerun has its own entry)
                 del self.live[live.record.id]
 
     # ---- tasks/* -------------------------------------------------------------------------------------------
@@ -241,7 +246,7 @@ class McpTasks:
         if updated.task == record.task:
             return {"resultType": "complete"}
         await self.store.put(updated, new=False)
-        if answers is not None:
+        if answers is not None:  # all answered: the tool runs again with every answer and its sealed state
             state = mcp_tasks.mcp_state(record)
             raw = {"name": state["tool"], "arguments": _arguments(record), "inputResponses": answers,
                    "_meta": dict(ctx.meta or {}) if isinstance(ctx.meta, Mapping) else {}}
@@ -254,21 +259,15 @@ class McpTasks:
                 await self.store.put(settled, new=False)
                 return {"resultType": "complete"}
             self._start(updated, dataclasses.replace(ctx, method="tools/call"), rerun)
-        else:
-            live = self.live.get(record.id)
-            if live is not None:
-                live.record = updated
         return {"resultType": "complete"}
 
     async def cancel(self, ctx: ServerRequestContext[Any], params: TaskIdParams) -> dict[str, Any]:
         """Stop a running task, or settle a waiting one, as cancelled; a settled task stays as it is."""
         record = await self._find(ctx, params.task_id)
-        live = self.live.pop(record.id, None)
+        live = self.live.get(record.id)
         if live is not None and live.runner is not None and not live.runner.done():
-            live.runner.cancel()
-            self.live[record.id] = live  # so the runner settles it as cancelled, not as shut down
+            live.runner.cancel()  # the run settles it as cancelled, durably, before this returns
             await asyncio.gather(live.runner, return_exceptions=True)
-            self.live.pop(record.id, None)
         elif mcp_tasks.status(record) in (mcp_tasks.WORKING, mcp_tasks.INPUT_REQUIRED):
             await self.store.put(mcp_tasks.cancelled(record), new=False)
         return {"resultType": "complete"}
