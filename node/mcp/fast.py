@@ -37,7 +37,7 @@ import mcp_types as types
 from aiohttp import web
 from mcp.server import Server
 from mcp.server.connection import Connection
-from mcp.server.runner import modern_error_data, serve_one
+from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.dispatcher import CallOptions
@@ -50,6 +50,7 @@ from mcp.shared.inbound import (
     find_duplicated_routing_header,
     unsupported_protocol_version_rejection,
     validate_mcp_param_headers,
+    x_mcp_header_map,
 )
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import ServerMessageMetadata
@@ -148,6 +149,7 @@ class FastPath:
         self.lifespan_state = lifespan_state
         self.poll_interval = poll_interval
         self.ping_interval = ping_interval
+        self._annotated: dict[str, tuple[Any, bool]] = {}
 
     async def handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         """Answer ``request`` whose whole ``body`` was read (and its caller checked) already."""
@@ -206,16 +208,22 @@ class FastPath:
         if message.method != "tools/call" or lookup is None or not isinstance(name, str) \
                 or not isinstance(arguments, Mapping | None):
             return None
-        arguments = arguments or {}
-        if not arguments and not any(h.startswith("mcp-param-") for h in headers):
+        sent = any(h.startswith("mcp-param-") for h in headers)
+        if not (arguments or sent):
             return None
         schema = lookup(name)
-        return None if schema is None else validate_mcp_param_headers(schema, arguments, headers)
+        if schema is None:
+            return None
+        annotated = self._annotated.get(name)
+        if annotated is None or annotated[0] is not schema:  # a tool's schema walked once, not per call
+            annotated = self._annotated[name] = (schema, bool(x_mcp_header_map(schema)))
+        if not (annotated[1] or sent):
+            return None  # nothing declared and nothing sent: nothing to check
+        return validate_mcp_param_headers(schema, arguments or {}, headers)
 
     async def _serve(self, exchange: _Exchange, message: types.JSONRPCRequest,
                      connection: Connection) -> web.StreamResponse:
-        call = asyncio.ensure_future(serve_one(self.server, cast(Any, exchange), message.method, message.params,
-                                               connection=connection, lifespan_state=self.lifespan_state()))
+        call = asyncio.ensure_future(self._dispatch(exchange, message, connection))
         try:
             gone = await self._watch(exchange, call)
         finally:
@@ -240,6 +248,19 @@ class FastPath:
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await exchange.stream.write_eof()
         return exchange.stream
+
+    async def _dispatch(self, exchange: _Exchange, message: types.JSONRPCRequest,
+                        connection: Connection) -> dict[str, Any]:
+        """``serve_one``, but the connection's (usually empty) exit stack is unwound under the SDK's shielded, bounded
+        scope only when the call failed or was cancelled: the shield costs more than the rest of the unwinding."""
+        runner = ServerRunner(self.server, connection, self.lifespan_state())
+        try:
+            result = await runner.on_request(cast(Any, exchange), message.method, message.params)
+        except BaseException:
+            await aclose_shielded(connection)
+            raise
+        await connection.exit_stack.aclose()
+        return result
 
     async def _watch(self, exchange: _Exchange, call: asyncio.Future[Any]) -> bool:
         """Wait for the handler while keeping a silent SSE stream alive; True when the client went away first."""

@@ -149,19 +149,20 @@ class McpTasks:
     # ---- tools/call ----------------------------------------------------------------------------------------
     async def maybe_create(self, ctx: ServerRequestContext[Any]) -> dict[str, Any] | None:
         """A ``CreateTaskResult`` when this ``tools/call`` becomes a task; None to run it as a plain call."""
-        try:
-            params = types.CallToolRequestParams.model_validate(ctx.params or {}, by_name=False)
-        except ValidationError:
-            return None  # the handler path answers with the SDK's own error
-        support = self.support.get(params.name)
+        name = (ctx.params or {}).get("name")
+        support = self.support.get(name) if isinstance(name, str) else None
         if support is None:
             return None
         if not negotiated(ctx):
             if support == "required":
                 raise MCPError(types.MISSING_REQUIRED_CLIENT_CAPABILITY,
-                               f"tool {params.name!r} runs only as a task: declare the {mcp_tasks.EXTENSION} "
+                               f"tool {name!r} runs only as a task: declare the {mcp_tasks.EXTENSION} "
                                "extension in the client capabilities", data=_MISSING_TASKS)
             return None
+        try:
+            params = types.CallToolRequestParams.model_validate(ctx.params or {}, by_name=False)
+        except ValidationError:
+            return None  # the handler path answers with the SDK's own error
         if params.name in self.input_first and not params.input_responses:
             return None
         namespace = self.agent_tools.get(params.name, self.default_namespace)
