@@ -1,7 +1,7 @@
 """MCP tasks: a ``tools/call`` that may take minutes becomes a durable task the caller polls (SEP-2663).
 
-A client that declares the ``io.modelcontextprotocol/tasks`` extension (in ``initialize`` or in a request's
-``_meta`` client capabilities) and calls a task-supporting tool gets a ``CreateTaskResult`` at once; the tool runs
+A 2026-07-28 client that declares the ``io.modelcontextprotocol/tasks`` extension (in a request's ``_meta``
+client capabilities) and calls a task-supporting tool gets a ``CreateTaskResult`` at once; the tool runs
 on in the node, and ``tasks/get`` reports its status and, once settled, its result or error inline. ``tasks/update``
 answers the input requests a task is waiting on, ``tasks/cancel`` stops it. (``tasks/result`` and ``tasks/list``
 belong to the 2025 experimental surface SEP-2663 removed; they stay unknown methods, ``-32601``.)
@@ -131,9 +131,7 @@ class McpTasks:
             created = await self.maybe_create(ctx) if ctx.method == "tools/call" else None
             if created is None:
                 return await call_next(ctx)
-            if ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
-                created["_meta"] = {types.SERVER_INFO_META_KEY: stamp}
-            return created
+            return {**created, "_meta": {types.SERVER_INFO_META_KEY: stamp}}
 
         # a middleware returns the CreateTaskResult as it is: the SDK would sieve it as a CallToolResult
         server.middleware.append(cast(Any, middleware))
@@ -275,7 +273,11 @@ class McpTasks:
 
 
 def negotiated(ctx: ServerRequestContext[Any]) -> bool:
-    """Whether this request's client declared the tasks extension (per request in ``_meta``, or at initialize)."""
+    """Whether this request's client declared the tasks extension (per request in ``_meta``, or in the capabilities
+    its connection carries). Only at 2026-07-28: the extension's shapes cannot travel on a 2025-era wire (whose
+    ``tools/call`` result is a ``CallToolResult``), so a 2025-era session gets plain calls, as before."""
+    if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+        return False
     meta = ctx.meta if isinstance(ctx.meta, Mapping) else {}
     declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
     if isinstance(declared, Mapping) and isinstance(declared.get("extensions"), Mapping) \
