@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import anyio
 import mcp_types as types
 from aiohttp import web
 from mcp.server import Server
@@ -98,7 +97,7 @@ class _Exchange:
     request_id: types.RequestId
     message_metadata: ServerMessageMetadata
     progress_token: types.ProgressToken | None = None
-    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)  # what the SDK uses of anyio's Event
     can_send_request: bool = field(default=False, init=False)
     stream: web.StreamResponse | None = None
     closed: bool = False
