@@ -1,7 +1,8 @@
 """The official MCP conformance suite and the Inspector CLI against the node's MCP endpoint.
 
 Runs tests/conformance/run_mcp_conformance.sh (Node 22 and the npm packages are installed into
-.cache/conformance on first use). Goal: every scenario of both revisions passes, the tasks extension (SEP-2663) included.
+.cache/conformance on first use). Goal: every scenario of both revisions passes, the tasks extension (SEP-2663)
+included.
 """
 
 from __future__ import annotations
