@@ -41,6 +41,11 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def is_mcp_task(record: TaskRecord) -> bool:
+    """Whether an MCP ``tools/call`` started the task (A2A-started tasks are A2A's to run, cancel and answer)."""
+    return isinstance((record.task.get("metadata") or {}).get(METADATA_KEY), dict)
+
+
 def mcp_state(record: TaskRecord) -> JSON:
     """The MCP-only part of a task (a dict; empty for a task A2A started)."""
     metadata = record.task.get("metadata") or {}
@@ -175,9 +180,6 @@ def detailed(record: TaskRecord, *, ttl_ms: int | None, poll_interval_ms: int) -
         task["inputRequests"] = dict(mcp.get("inputRequests") or {})
     elif task["status"] == COMPLETED:
         task["result"] = dict(mcp.get("result") or {"content": [], "isError": False})
-        if record.state == a2a.COMPLETED and "result" not in mcp:  # a task A2A ran: its artifact as the result
-            output = a2a.artifact_output(record.task)
-            task["result"] = {"content": [{"type": "text", "text": str(output)}], "structuredContent": output}
     elif task["status"] == FAILED:
         task["error"] = dict(mcp.get("error") or {"code": INTERNAL_ERROR,
                                                   "message": _status_text(record) or "the task failed"})

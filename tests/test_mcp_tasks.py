@@ -217,3 +217,25 @@ async def test_the_fast_path_refuses_in_the_protocols_shape(tmp_path: Path, head
         assert response.status == status, await response.text()
         if code is not None:
             assert (await response.json())["error"]["code"] == code
+
+
+def test_the_views_keep_mcp_and_a2a_states_apart() -> None:
+    """Input rounds answered in parts, a tool error (MCP completed, A2A failed), a protocol error."""
+    record = mcp_tasks.new_record("worker", "ask", {"q": 1}, "did:key:alice")
+    asked = mcp_tasks.input_required(record, {"a": {"method": "elicitation/create"},
+                                              "b": {"method": "elicitation/create"}}, "sealed")
+    view = mcp_tasks.detailed(asked, ttl_ms=1000, poll_interval_ms=100)
+    assert view["status"] == "input_required" and set(view["inputRequests"]) == {"a", "b"}
+    assert "requestState" not in view and asked.state == "TASK_STATE_INPUT_REQUIRED"
+    half, answers = mcp_tasks.answer(asked, {"a": {"action": "accept"}, "unknown": {}})
+    assert answers is None and set(mcp_tasks.detailed(half, ttl_ms=1, poll_interval_ms=1)["inputRequests"]) == {"b"}
+    resumed, answers = mcp_tasks.answer(half, {"b": {"action": "decline"}})
+    assert answers == {"a": {"action": "accept"}, "b": {"action": "decline"}}
+    assert mcp_tasks.status(resumed) == "working" and mcp_tasks.mcp_state(resumed)["requestState"] == "sealed"
+    tool_error = mcp_tasks.completed(resumed, {"content": [{"type": "text", "text": "no"}], "isError": True})
+    assert mcp_tasks.status(tool_error) == "completed" and tool_error.state == "TASK_STATE_FAILED"
+    assert mcp_tasks.detailed(tool_error, ttl_ms=1, poll_interval_ms=1)["result"]["isError"] is True
+    broken = mcp_tasks.failed(resumed, -32603, "boom")
+    view = mcp_tasks.detailed(broken, ttl_ms=1, poll_interval_ms=1)
+    assert view["status"] == "failed" and view["error"] == {"code": -32603, "message": "boom"} and "result" not in view
+    assert broken.owner == "did:key:alice" and broken.id == record.id

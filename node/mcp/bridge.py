@@ -13,7 +13,9 @@ so this bridge does the small part we need and does it the way uvicorn does:
   prepared ``web.StreamResponse`` that is written message by message, so events reach the client as
   they are produced;
 * a write to a closed connection marks the exchange disconnected and is dropped (as uvicorn does),
-  instead of raising into the application.
+  instead of raising into the application;
+* what the node put on the aiohttp request under string keys (the authenticated caller) is the ASGI scope's
+  ``state``, where a Starlette request (``request.state``) finds it.
 
 How a disconnect is noticed: aiohttp has no public per-request "connection lost" callback. Its one
 event-driven signal is handler cancellation (``AppRunner(app, handler_cancellation=True)``): the

@@ -223,8 +223,7 @@ class McpTasks:
         for namespace in () if record is not None else self.namespaces:
             if (record := await self.store.get(namespace, task_id)) is not None:
                 break
-        if record is None or record.owner != caller_of(ctx) or mcp_tasks.METADATA_KEY not in \
-                (record.task.get("metadata") or {}):
+        if record is None or record.owner != caller_of(ctx) or not mcp_tasks.is_mcp_task(record):
             raise MCPError(types.INVALID_PARAMS, f"Unknown task: {task_id}")
         return record
 
