@@ -48,7 +48,7 @@ def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = Fal
     app = web.Application()
     base = f"http://127.0.0.1:{port}"
     authenticator = Authenticator(base, anonymous="off") if signed else None
-    setup_mcp(app, [agent], authenticator=authenticator)
+    setup_mcp(app, [agent], authenticator=authenticator, task_store=task_store)  # as a node: MCP tasks on
     A2AService([agent], task_store, base, {"echo": StaticIdentity.generate()},
                authenticator=authenticator).add_routes(app)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
