@@ -231,19 +231,23 @@ class FastPath:
                 with contextlib.suppress(BaseException):
                     await call
         if gone:
+            exchange.closed = True
             return exchange.stream or web.Response(status=499)  # nobody reads it
         try:
             reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message.id, "result": call.result()}
         except Exception as exc:
             error = modern_error_data(exc)
             if exchange.stream is None:
+                exchange.closed = True
                 return _error(message.id, error.code, error.message, error.data)
             reply = {"jsonrpc": "2.0", "id": message.id,
                      "error": error.model_dump(mode="json", by_alias=True, exclude_none=True)}
         if exchange.stream is None:
+            exchange.closed = True  # a task the call started may outlive it: its notifications go nowhere
             return web.Response(body=_dumps(reply), headers=JSON_HEADERS)
         await exchange.write(_event(reply))
         if not exchange.closed:
+            exchange.closed = True
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await exchange.stream.write_eof()
         return exchange.stream
