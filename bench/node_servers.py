@@ -55,7 +55,7 @@ def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = Fal
     app = web.Application()
     base = f"http://127.0.0.1:{port}"
     authenticator = Authenticator(base, anonymous="off") if signed else None
-    setup_mcp(app, [agent], authenticator=authenticator)
+    setup_mcp(app, [agent], authenticator=authenticator, task_store=task_store)  # as a node: MCP tasks on
     grpc_port = os.environ.get("GRPC_PORT")
     service = A2AService([agent], task_store, base, {"echo": StaticIdentity.generate()}, authenticator=authenticator,
                          grpc_url=f"127.0.0.1:{grpc_port}" if grpc_port else None)

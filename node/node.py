@@ -228,11 +228,12 @@ class Node:
         self._wire_model_agents(process_log)
         authenticator = Authenticator(self.base_url, anonymous=self.anonymous,
                                       keys=self._key_in_force if self.registry_url else None)
-        setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
-                  allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
-                  authenticator=authenticator)
         inner = open_task_store(self.db_url)
         tasks = app[TASKS] = MeteredTaskStore(inner, self.metrics)
+        setup_mcp(app, [RecordedAgent(agent, process_log, "mcp") for agent in self.agent_list],
+                  allowed_hosts=self.allowed_hosts, name=f"guildnet-{self.org_name}", version=_version(),
+                  authenticator=authenticator, task_store=tasks,  # MCP tasks are the A2A service's tasks
+                  task_ttl_ms=int(self.task_retention_days * 86_400_000))
         identities = {p.agent.name: p.identity for p in self.agents}
         push = None
         if self.push_notifications:  # webhooks live beside the tasks: the same database

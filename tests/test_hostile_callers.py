@@ -224,3 +224,41 @@ async def test_one_address_cannot_take_every_mcp_session(tmp_path: Path) -> None
         assert statuses.count(200) == 64 and statuses.count(429) == 3000 - 64
         async with aiohttp.ClientSession() as http:
             assert await _initialize(http, f"{w.node}/mcp") == 200
+
+
+async def _mcp(url: str, key: SigningKey, method: str, params: dict[str, Any], name: str) -> dict[str, Any]:
+    """One signed 2026-07-28 request declaring the tasks extension; the JSON-RPC reply."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}}}
+    body = request(method, {**params, "_meta": meta})
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Mcp-Name": name,
+               "Authorization": f"Bearer {sign_call(key.did, key, method='POST', url=url, body=body)}"}
+    async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+        return dict(await response.json())
+
+
+async def test_an_mcp_task_is_its_callers_a2a_task_and_nobody_elses(tmp_path: Path) -> None:
+    """Alice's MCP task: Bob cannot read or cancel it over MCP or A2A; Alice reads the same task over A2A."""
+    async with world(tmp_path) as w, signed(w.alice) as alice, signed(w.bob) as bob:
+        url = f"{w.node}/mcp"
+        created = (await _mcp(url, w.alice, "tools/call", {"name": "wait", "arguments": {"text": "secret",
+                                                                                           "seconds": 0.5}},
+                              "wait"))["result"]
+        assert created["resultType"] == "task"
+        task_id = created["taskId"]
+        for method in ("tasks/get", "tasks/cancel"):
+            refused = await _mcp(url, w.bob, method, {"taskId": task_id}, task_id)
+            assert refused["error"]["code"] == -32602, refused
+        with pytest.raises(a2a.A2AError) as hidden:
+            await bob.get_task(w.endpoint, task_id)
+        assert hidden.value.code == a2a.TASK_NOT_FOUND
+        for _ in range(100):
+            task = (await _mcp(url, w.alice, "tasks/get", {"taskId": task_id}, task_id))["result"]
+            if task["status"] != "working":
+                break
+            await asyncio.sleep(0.1)
+        assert task["status"] == "completed" and task["result"]["structuredContent"] == {"text": "secret"}
+        same = await alice.get_task(w.endpoint, task_id)
+        assert same["status"]["state"] == a2a.COMPLETED
+        assert same["artifacts"][0]["parts"][0]["data"] == {"text": "secret"}

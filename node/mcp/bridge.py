@@ -13,7 +13,9 @@ so this bridge does the small part we need and does it the way uvicorn does:
   prepared ``web.StreamResponse`` that is written message by message, so events reach the client as
   they are produced;
 * a write to a closed connection marks the exchange disconnected and is dropped (as uvicorn does),
-  instead of raising into the application.
+  instead of raising into the application;
+* what the node put on the aiohttp request under string keys (the authenticated caller) is the ASGI scope's
+  ``state``, where a Starlette request (``request.state``) finds it.
 
 How a disconnect is noticed: aiohttp has no public per-request "connection lost" callback. Its one
 event-driven signal is handler cancellation (``AppRunner(app, handler_cancellation=True)``): the
@@ -65,7 +67,7 @@ def _scope(request: web.Request) -> Scope:
         "headers": [(name.lower(), value) for name, value in request.raw_headers],
         "client": tuple(client[:2]) if client else None,
         "server": tuple(server[:2]) if server else None,
-        "state": {},
+        "state": {name: value for name, value in request.items() if isinstance(name, str)},
     }
 
 
@@ -162,31 +164,41 @@ Authorize = Callable[[web.Request, bytes], Awaitable[web.StreamResponse | None]]
 """Looks at a request and its whole body before the application does: a response refuses it, None lets it in."""
 
 
+async def read_body(request: web.Request, *, body_timeout: float, max_body_size: int) -> bytes | web.StreamResponse:
+    """The whole body of ``request``, or the answer to a client that sends too much (413) or too slowly (408)."""
+    try:
+        async with asyncio.timeout(body_timeout):
+            body = await bounded_json.read_at_most(request.content, max_body_size + 1)
+    except TimeoutError:
+        timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
+        timed_out.force_close()
+        return timed_out
+    if len(body) > max_body_size:
+        too_large = web.Response(status=413, text=f"request bodies are limited to {max_body_size} bytes")
+        too_large.force_close()
+        return too_large
+    return body
+
+
 def asgi_handler(app: ASGIApp, *, poll_interval: float = DEFAULT_POLL_INTERVAL,
                  body_timeout: float = DEFAULT_BODY_TIMEOUT, authorize: Authorize | None = None,
-                 max_body_size: int = 4 * 1024 * 1024) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+                 max_body_size: int = 4 * 1024 * 1024
+                 ) -> Callable[[web.Request, bytes | None], Awaitable[web.StreamResponse]]:
     """Return an aiohttp handler that serves ``app`` (ASGI 3, ``http`` scope only) for its route.
 
     The request body must arrive within ``body_timeout`` seconds of the handler starting, else 408. With
-    ``authorize``, the body is read whole first (at most ``max_body_size`` bytes, else 413) and shown to it.
+    ``authorize``, the body is read whole first (at most ``max_body_size`` bytes, else 413) and shown to it. The
+    handler also takes a body already read (and authorized) as a second argument.
     """
     if poll_interval <= 0 or body_timeout <= 0:
         raise ValueError("poll_interval and body_timeout must be positive")
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        body = None
-        if authorize is not None:
-            try:
-                async with asyncio.timeout(body_timeout):
-                    body = await bounded_json.read_at_most(request.content, max_body_size + 1)
-            except TimeoutError:
-                timed_out = web.Response(status=408, text=f"the request body did not arrive within {body_timeout:g} s")
-                timed_out.force_close()
-                return timed_out
-            if len(body) > max_body_size:
-                too_large = web.Response(status=413, text=f"request bodies are limited to {max_body_size} bytes")
-                too_large.force_close()
-                return too_large
+    async def handle(request: web.Request, body: bytes | None = None) -> web.StreamResponse:
+        if body is None and authorize is not None:
+            read = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
+            if isinstance(read, web.StreamResponse):
+                return read
+            body = read
             refusal = await authorize(request, body)
             if refusal is not None:
                 return refusal

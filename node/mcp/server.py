@@ -23,10 +23,10 @@ Errors, as the 2025-11-25 and 2026-07-28 revisions ask:
   message, details in the node log only;
 * an unknown tool name: the JSON-RPC error ``-32602`` ``Unknown tool: NAME`` (a protocol error).
 
-HTTP: :func:`setup_mcp` mounts the SDK's Streamable HTTP session manager on an aiohttp app through
-:mod:`guildnet.node.asgi_bridge`. It serves stateless 2026-07-28 requests and 2025-era sessions on one
-path, keeps SSE responses (``json_response=False``) so a client that disconnects cancels its call, and
-answers only the configured Host names (the SDK answers 421 to others).
+HTTP: :func:`setup_mcp` serves stateless 2026-07-28 POSTs natively in aiohttp (:mod:`.fast`, into the SDK's
+engine) and mounts the SDK's Streamable HTTP session manager through :mod:`.bridge` for the rest (2025-era
+sessions), on one path. A client that disconnects cancels its call on both, and only the configured Host names
+are answered (421 to others).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -51,10 +51,14 @@ from mcp.shared.exceptions import MCPError
 
 from guildnet.protocols import bounded_json
 
+from ..a2a.store import TaskStore
 from ..agent import Agent, InvalidInput, SkillError, TaskContext
 from ..callers import Authenticator, Unauthenticated
-from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler
+from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler, read_body
+from .caller import CALLER
+from .fast import FastPath, is_modern
 from .sessions import SessionQuota
+from .tasks import DEFAULT_TTL_MS, McpTasks, TaskSupport
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,11 @@ class AgentTools:
     def tools(self) -> list[types.Tool]:
         """Tools in a fixed order (2026-07-28 asks for a deterministic ``tools/list``)."""
         return list(self._tools)
+
+    @property
+    def owners(self) -> dict[str, str]:
+        """Each tool's agent, by tool name."""
+        return {name: entry.agent.name for name, entry in self._entries.items()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -152,15 +161,15 @@ def _error_result(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
-def build_server(agents: Sequence[Agent], *, name: str = "guildnet-node", version: str = "",
+def build_server(agents: Sequence[Agent] | AgentTools, *, name: str = "guildnet-node", version: str = "",
                  instructions: str | None = None, base: Server[Any] | None = None) -> Server[Any]:
-    """Return an MCP server whose tools are the agents' skills.
+    """Return an MCP server whose tools are the agents' skills (``agents``, or their tool view).
 
     With ``base`` (a server that already has handlers, e.g. the conformance fixtures' resources,
     prompts and MCP-only tools) the agent tools are put in front of its own: ``tools/list`` returns the
     agent tools followed by the base's, and ``tools/call`` for any other name goes to the base handler.
     """
-    toolset = AgentTools(agents)
+    toolset = agents if isinstance(agents, AgentTools) else AgentTools(agents)
     server = base if base is not None else Server(name, version=version, instructions=instructions)
     list_next = server.get_request_handler("tools/list")
     call_next = server.get_request_handler("tools/call")
@@ -211,8 +220,10 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
               name: str = "guildnet-node", version: str = "", instructions: str | None = None,
               max_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE, event_store: EventStore | None = None,
               retry_interval_ms: int | None = None, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-              authenticator: Authenticator | None = None, quota: SessionQuota | None = None
-              ) -> StreamableHTTPSessionManager:
+              authenticator: Authenticator | None = None, quota: SessionQuota | None = None,
+              task_store: TaskStore | None = None, task_support: Mapping[str, TaskSupport] | None = None,
+              input_first: Collection[str] = (), task_ttl_ms: int | None = DEFAULT_TTL_MS,
+              fast_path: bool = True) -> StreamableHTTPSessionManager:
     """Serve the agents as MCP tools at ``path`` of ``app`` (Streamable HTTP, both protocol eras).
 
     ``allowed_hosts`` are the host names clients use to reach the node (without port); add the node's
@@ -224,24 +235,51 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     ``quota.idle`` seconds, and one address holds at most ``quota.per_address`` (:mod:`.sessions`).
     The SDK's session manager runs from app startup to app shutdown; shutting down cancels open MCP
     streams and calls so the aiohttp server does not wait on 2025-era clients' idle event streams.
+
+    With ``task_store`` (the node's A2A task store, opened by the A2A service) the server offers MCP tasks
+    (:mod:`.tasks`): every agent tool, and the other tools ``task_support`` names, can run as a durable task, readable
+    for ``task_ttl_ms`` once settled (the store's retention).
+    ``fast_path`` serves stateless 2026-07-28 POSTs natively in aiohttp (:mod:`.fast`); 2025-era sessions always
+    go through the SDK's transport.
     """
-    mcp_server = build_server(agents, name=name, version=version, instructions=instructions, base=server)
+    toolset = AgentTools(agents)
+    mcp_server = build_server(toolset, name=name, version=version, instructions=instructions, base=server)
+    tasks = None
+    if task_store is not None:
+        tasks = McpTasks(task_store, agent_tools=toolset.owners, default_namespace=name, support=task_support,
+                         input_first=input_first, ttl_ms=task_ttl_ms)
+        tasks.install(mcp_server)
+    security = transport_security(allowed_hosts)
     manager = StreamableHTTPSessionManager(
         app=mcp_server,
         json_response=False,
-        security_settings=transport_security(allowed_hosts),
+        security_settings=security,
         max_request_body_size=max_body_size,
         event_store=event_store,
         retry_interval=retry_interval_ms,
         session_idle_timeout=(quota := quota or SessionQuota()).idle,
     )
     app[MANAGER_KEY] = manager
-    handler = asgi_handler(manager.handle_request, body_timeout=body_timeout,
-                           authorize=_authorize(authenticator, quota), max_body_size=max_body_size)
+    authorize = _authorize(authenticator, quota)
+    handler = asgi_handler(manager.handle_request, body_timeout=body_timeout, authorize=authorize,
+                           max_body_size=max_body_size)
+    # the state the manager's lifespan yielded (it enters the server's lifespan once, at startup)
+    fast = FastPath(mcp_server, security, lifespan_state=lambda: getattr(manager, "_lifespan_state", None))
+
+    async def native(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
+        if isinstance(body, web.StreamResponse):
+            return body
+        refusal = await authorize(request, body)
+        if refusal is not None:
+            return refusal
+        if b"subscriptions/listen" in body:  # a long-lived stream: the SDK transport has the subscription bus
+            return await handler(request, body)
+        return await fast.handle(request, body)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            response = await (native(request) if fast_path and is_modern(request) else handler(request, None))
         except BaseException:
             quota.settle(request, None)
             raise
@@ -271,6 +309,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
             await runner
 
     async def on_shutdown(_app: web.Application) -> None:
+        if tasks is not None:  # before cleanup, where the task store closes
+            await tasks.stop()
         stop.set()
 
     app.cleanup_ctx.append(lifespan)
@@ -283,8 +323,9 @@ def _authorize(authenticator: Authenticator | None, quota: SessionQuota) -> Auth
     async def authorize(request: web.Request, body: bytes) -> web.StreamResponse | None:
         if authenticator is not None:
             try:
-                await authenticator.caller(authorization=request.headers.get("Authorization"), remote=request.remote,
-                                           method=request.method, path=request.path_qs, body=body)
+                request[CALLER] = await authenticator.caller(
+                    authorization=request.headers.get("Authorization"), remote=request.remote, method=request.method,
+                    path=request.path_qs, body=body)
             except Unauthenticated as exc:
                 return web.json_response({"jsonrpc": "2.0", "id": None,
                                           "error": {"code": -32600, "message": f"Unauthenticated: {exc}"}},

@@ -24,14 +24,16 @@ import base64
 import json
 import secrets
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server import Server, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
+    INTERNAL_ERROR,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     AudioContent,
     CompleteRequestParams,
@@ -367,6 +369,67 @@ def _add_input_required_tools(mcp: MCPServer) -> None:
         return InputRequiredResult(input_requests=requests, request_state="capability-gated")
 
 
+TASK_SUPPORT: dict[str, Literal["optional", "required"]] = {
+    "slow_compute": "optional", "failing_job": "required", "protocol_error_job": "optional",
+    "confirm_delete": "optional", "multi_input": "optional", "test_tool_with_task": "required"}
+"""The tasks-extension fixtures that run as MCP tasks (pass as ``task_support`` to ``setup_mcp``)."""
+INPUT_FIRST = ("test_tool_with_task",)
+"""Fixtures that gather input by MRTR before their task is created (``input_first`` of ``setup_mcp``)."""
+
+
+def _add_task_tools(mcp: MCPServer) -> None:
+    """The fixtures the tasks-extension scenarios (SEP-2663) call; which run as tasks is :data:`TASK_SUPPORT`."""
+    confirm = _schema("confirm", kind="boolean")
+
+    @mcp.tool()
+    def greet(name: str) -> str:
+        """Sync only: greets"""
+        return f"Hello, {name}!"
+
+    @mcp.tool()
+    async def slow_compute(seconds: float, label: str = "") -> str:
+        """Sleeps ``seconds``, then answers (a task when the client has the tasks extension)"""
+        await asyncio.sleep(seconds)
+        return f"computed {label} after {seconds:g} s"
+
+    @mcp.tool()
+    async def failing_job() -> str:
+        """Always ends in a tool error (a task only)"""
+        await asyncio.sleep(0.2)
+        raise ToolError("failing_job always fails")
+
+    @mcp.tool()
+    async def protocol_error_job() -> str:
+        """Always ends in a protocol error"""
+        raise MCPError(INTERNAL_ERROR, "protocol_error_job always breaks")
+
+    @mcp.tool()
+    async def confirm_delete(filename: str, ctx: Context) -> str | InputRequiredResult:
+        """Asks for confirmation (one elicitation), then deletes nothing"""
+        answer = (ctx.input_responses or {}).get("confirm")
+        if answer is None:
+            return InputRequiredResult(input_requests={"confirm": _ask(f"Delete {filename}?", confirm)})
+        return f"{filename}: {'deleted' if _field(answer, 'confirm') else 'kept'}"
+
+    @mcp.tool()
+    async def multi_input(ctx: Context) -> str | InputRequiredResult:
+        """Asks two questions at once"""
+        answers = ctx.input_responses or {}
+        if {"first", "second"} <= answers.keys():
+            return f"{_field(answers['first'], 'name')} and {_field(answers['second'], 'name')}"
+        return InputRequiredResult(input_requests={"first": _ask("First name?", _schema("name")),
+                                                   "second": _ask("Second name?", _schema("name"))})
+
+    @mcp.tool()
+    async def test_tool_with_task(ctx: Context) -> str | InputRequiredResult:
+        """Asks for a name by MRTR, then runs as a task (a task only)"""
+        answer = (ctx.input_responses or {}).get("user_name")
+        if answer is None:
+            return InputRequiredResult(input_requests={"user_name": _ask("What is your name?", _schema("name"))})
+        await asyncio.sleep(0.1)
+        return f"Hello, {_field(answer, 'name')}!"
+
+
 def _add_resources_and_prompts(mcp: MCPServer) -> None:
     @mcp.resource("test://static-text")
     def static_text() -> str:
@@ -442,6 +505,7 @@ def fixture_server() -> Server[Any]:
     _add_back_channel_tools(mcp)
     _add_input_required_tools(mcp)
     _add_reconnection_tool(mcp)
+    _add_task_tools(mcp)
     _add_resources_and_prompts(mcp)
     # MCPServer has no public hook for these methods nor for its low-level server (as in the
     # SDK's own everything-server); they exist only for the 2025-era scenarios.
