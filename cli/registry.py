@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
-
 from .common import check_db_url, log_options, registry_option, run_server, setup_logging
 
 if TYPE_CHECKING:
+    from guildnet.registry.client import AgentEntry
     from guildnet.registry.cosigning import WitnessEndpoint
 
 log = logging.getLogger(__name__)
@@ -233,6 +232,8 @@ def _fail(message: str) -> NoReturn:
 
 
 def _run(coro: Any) -> Any:
+    from guildnet.registry.client import RegistryError, UntrustworthyRecord
+
     try:
         return asyncio.run(coro)
     except RegistryError as exc:
@@ -263,23 +264,29 @@ def _domain_cell(entry: AgentEntry) -> str:
 @registry_option()
 @click.option("--skill", help="Only agents offering this skill id.")
 @click.option("-q", "--query", "q", help="Full-text query over names, descriptions and tags.")
-@click.option("--org", help="Only agents of this organisation DID.")
-@click.option("--live/--any", "live", default=None, help="Only live (or, with --any, all) agents.")
+@click.option("--org", help="Only agents of this organisation: its name (as the tables show it) or its DID.")
+@click.option("--live", "state", flag_value="live", help="Only live agents.")
+@click.option("--stale", "state", flag_value="stale", help="Only agents that are not live (missed heartbeats).")
+@click.option("--any", "state", flag_value="any", default=True, help="Live and stale agents alike (the default).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
 @click.option("--cursor", help="Continue from the page a previous search printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def search(registry_url: str, skill: str | None, q: str | None, org: str | None, live: bool | None,
+def search(registry_url: str, skill: str | None, q: str | None, org: str | None, state: str,
            limit: int, cursor: str | None, as_json: bool) -> None:
-    """Search agents by skill, text or organisation.
+    """Search agents by skill, text or organisation; the table shows each agent's A2A endpoint.
 
     \b
     Example:
       guildnet registry search --skill translate --live
       guildnet registry search -q "invoice extraction" --json
+      guildnet registry search --org acme --stale
     """
+    from guildnet.registry.client import RegistryClient
+
     async def go() -> Any:
         async with RegistryClient(registry_url) as client:
-            return await client.search(skill=skill, q=q, org=org, live=live, limit=limit, cursor=cursor)
+            return await client.search(skill=skill, q=q, org=org, live={"live": True, "stale": False}.get(state),
+                                       limit=limit, cursor=cursor)
 
     page = _run(go())
     if as_json:
@@ -289,13 +296,13 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
         click.echo("no agents found")
         return
     domains = any(entry.facts.organisation.domain for entry in page.agents)  # a DOMAIN column when any claims one
-    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} ID" if domains
-               else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} ID")
+    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} {'ID':<56} A2A"
+               if domains else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} {'ID':<56} A2A")
     for entry in page.agents:
         skills = ",".join(s.id for s in entry.facts.skills)
         domain = f"{_domain_cell(entry)[-24:]:<24} " if domains else ""
         click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} {domain}"
-                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
+                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id:<56} {entry.facts.endpoints.a2a or '-'}")
     if domains:
         click.echo("domain: ✓ verified, ? claimed but not proven, ✗ withdrawn, as the registry says "
                    "(`registry show ID --check-domain` checks the proof yourself)")
@@ -359,7 +366,7 @@ def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str |
     """
     from guildnet.protocols.domain import DomainCheck
     from guildnet.protocols.domain import check_domain as look_up
-    from guildnet.registry.client import DomainLookupSettings, DomainResolver
+    from guildnet.registry.client import DomainLookupSettings, DomainResolver, RegistryClient
 
     async def go() -> tuple[AgentEntry, DomainCheck | None]:
         async with RegistryClient(registry_url) as client:
@@ -399,6 +406,7 @@ def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> N
       guildnet registry withdraw did:key:z6Mk... --org-key keys/org.key
     """
     from guildnet.protocols import keyfile
+    from guildnet.registry.client import RegistryClient
 
     async def go() -> dict[str, Any]:
         async with RegistryClient(registry_url) as client:
