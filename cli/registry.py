@@ -302,7 +302,8 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
         skills = ",".join(s.id for s in entry.facts.skills)
         domain = f"{_domain_cell(entry)[-24:]:<24} " if domains else ""
         click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} {domain}"
-                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id:<56} {entry.facts.endpoints.a2a or '-'}")
+                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id:<56} "
+                   f"{entry.facts.endpoints.a2a or '-'}")
     if domains:
         click.echo("domain: ✓ verified, ? claimed but not proven, ✗ withdrawn, as the registry says "
                    "(`registry show ID --check-domain` checks the proof yourself)")

@@ -40,10 +40,11 @@ from .agent import Agent
 from .callers import AnonymousPolicy, Authenticator, Unauthenticated
 from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
-from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
+from .delegation.delegator import DelegationFailed, DelegationResult, Delegator, ProgressHandler
 from .delegation.discovery import PeerIndex
 from .delegation.domains import DomainVerifier
 from .delegation.heads import SqlHeadStore
+from .delegation.outbox import ReceiptOutbox
 from .delegation.ranking import Preference
 from .delegation.schemas import SchemaPins
 from .flywheel.process_log import ProcessLog
@@ -152,19 +153,21 @@ class Node:
             self._delegator = Delegator(registry, index, A2AClient(signer=caller.identity), caller.identity,
                                         self.org_key.did, recorder=self._process_log.record, pins=pins,
                                         domains=DomainVerifier(DomainResolver(self.domain_lookup)),
-                                        require_verified_domain=self.require_verified_domain)
+                                        require_verified_domain=self.require_verified_domain,
+                                        outbox=ReceiptOutbox(registry, self._process_log.engine))
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
-                       traceparent: str | None = None, require_verified_domain: bool | None = None
-                       ) -> DelegationResult:
+                       traceparent: str | None = None, require_verified_domain: bool | None = None,
+                       on_progress: ProgressHandler | None = None) -> DelegationResult:
         """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
         delegator = await self.delegator()
         try:
             result = await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
                                               min_reputation=min_reputation, prefer=prefer, traceparent=traceparent,
-                                              require_verified_domain=require_verified_domain)
+                                              require_verified_domain=require_verified_domain,
+                                              on_progress=on_progress)
         except DelegationFailed as exc:
             self.metrics.delegated("failed", (a.outcome for a in exc.attempts))
             raise
@@ -325,9 +328,18 @@ class Node:
 
     async def _audit(self) -> None:
         """Check the registry's log head every :attr:`audit_interval` seconds: a fork or a rollback is caught even
-        when nobody delegates, and shows in ``/readyz``, ``/metrics`` and ``guildnet doctor``."""
-        registry = (await self.delegator()).registry
+        when nobody delegates, and shows in ``/readyz``, ``/metrics`` and ``guildnet doctor``. Receipts kept in
+        the outbox (the registry could not take them yet) are filed from here too."""
+        delegator = await self.delegator()
+        registry = delegator.registry
         while True:
+            # kept receipts name this node's agents as callers: file them once the registry knows the agents
+            registered = self._publisher is None or len(self._publisher.registered) >= len(self.agents)
+            if registered and delegator.outbox is not None:
+                try:
+                    await delegator.outbox.retry({p.identity.id: p.identity.key for p in self.agents})
+                except Exception as exc:  # the node's own database: try again next round
+                    log.warning("could not file kept receipts: %s: %s", type(exc).__name__, exc)
             try:
                 head = await registry.log_head()
                 self.metrics.registry_log_size.set(head.size)
@@ -339,7 +351,7 @@ class Node:
                 return
             except Exception as exc:  # unreachable, or a head that does not verify: try again later
                 log.warning("could not check the registry's log head: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self.audit_interval)
+            await asyncio.sleep(self.audit_interval if registered else min(1.0, self.audit_interval))
 
     async def rotate(self, name: str) -> str:
         """Rotate agent ``name``'s key while the node serves: its id stays, every signature from the registry's
