@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -23,8 +24,11 @@ def node_group() -> None:
 
 
 def load_node(config_path: str, *, host: str | None = None, port: int | None = None, public_url: str | None = None,
-              db: str | None = None, registry: str | None = None) -> Node:
-    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags."""
+              db: str | None = None, registry: str | None = None,
+              fail: Callable[[str], NoReturn] | None = None) -> Node:
+    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags. A
+    config that cannot be used is told to ``fail``, by default one line on stderr and exit 2 (bad usage), as
+    for a registry's config."""
     from guildnet.node.config import ConfigError, load_config
     from guildnet.node.node import Node
     from guildnet.protocols.keys import KeyFileError
@@ -33,8 +37,10 @@ def load_node(config_path: str, *, host: str | None = None, port: int | None = N
         config = load_config(config_path, host=host, port=port, public_url=public_url, db=db, registry=registry)
         return Node.from_config(config)
     except (ConfigError, KeyFileError, ValueError) as exc:
+        if fail is not None:
+            fail(str(exc))
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(2)
 
 
 @node_group.command("run")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from registry_support import new_org, registry_process
@@ -73,3 +74,253 @@ async def test_search_live_stale_any_and_org_by_name(tmp_path: Path) -> None:
                                         env={"GUILDNET_REGISTRY": url})
         assert "A2A" in table.stdout.splitlines()[0]
         assert "http://127.0.0.1:9/agents/echo/a2a" in table.stdout                  # README promises endpoints
+
+
+# ---- a federation of real processes: a registry, acme (the worker) and globex (the caller) ----------------------
+
+WORKER = '''
+import asyncio
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from guildnet.node.agent import FunctionAgent, SkillError, TaskContext
+
+
+class Text(BaseModel):
+    text: str
+
+
+agent = FunctionAgent("worker", description="skills that fail the ways real ones do")
+
+
+@agent.skill_handler(id="echo", description="Returns its text")
+async def echo(data: Text) -> Text:
+    return data
+
+
+@agent.skill_handler(id="quota", description="Always over quota")
+async def quota(data: Text) -> Text:
+    raise SkillError("quota exceeded: 0 calls left today, try tomorrow")
+
+
+@agent.skill_handler(id="crash", description="A bug")
+async def crash(data: Text) -> Text:
+    raise RuntimeError("a bug in the skill")
+
+
+@agent.skill_handler(id="slow", description="Eight seconds, with progress")
+async def slow(data: Text, ctx: TaskContext) -> Text:
+    await ctx.progress("step 1 of 2: warming up")
+    try:
+        await asyncio.sleep(8)
+    except asyncio.CancelledError:
+        Path(data.text).write_text("cancelled")
+        raise
+    return data
+'''
+
+CALLER = '''
+from pydantic import BaseModel
+
+from guildnet.node.agent import FunctionAgent
+
+
+class Text(BaseModel):
+    text: str
+
+
+agent = FunctionAgent("caller", description="the caller's own agent")
+
+
+@agent.skill_handler(id="noop", description="Nothing")
+async def noop(data: Text) -> Text:
+    return data
+'''
+
+
+def node_config(folder: Path, org: str, agent_file: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.py").write_text(agent_file)
+    config = folder / "node.toml"
+    config.write_text(f'[node]\norg_name = "{org}"\norg_key = "keys/org.key"\ndb = "sqlite:///node.db"\n\n'
+                      '[[agents]]\nagent = "agent.py:agent"\nkey = "keys/agent.key"\n')
+    return config
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
+    import urllib.request
+
+    ends = time.monotonic() + within
+    while time.monotonic() < ends:
+        assert process.poll() is None, f"{url} exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready within {within} s")
+
+
+class Federation:
+    def __init__(self, root: Path) -> None:
+        from registry_support import free_port
+
+        self.root = root
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.registry = f"http://127.0.0.1:{free_port()}"
+        self.env = {"GUILDNET_REGISTRY": self.registry}
+        self.acme = node_config(root / "acme", "acme", WORKER)
+        self.globex = node_config(root / "globex", "globex", CALLER)
+        self.initech = node_config(root / "initech", "initech", CALLER)  # its node never runs (until a test)
+        self.acme_url = ""
+
+    def start(self, url: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "guildnet.cli", *args], stdout=subprocess.DEVNULL,
+                                   stderr=log, env={**os.environ, **self.env})
+        self.processes.append(process)
+        wait_ready(url, process)
+        return process
+
+    def node(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
+        from registry_support import free_port
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        return url, self.start(url, "node", "run", str(config), "--port", str(port))
+
+    def delegate(self, skill: str, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return guildnet("delegate", skill, "--config", str(config or self.globex), *args, env=self.env)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("federation")
+    fed = Federation(root)
+    try:
+        port = fed.registry.rsplit(":", 1)[1]
+        fed.start(fed.registry, "registry", "serve", "--port", port, "--db", f"sqlite:///{root}/registry.db")
+        fed.acme_url = fed.node(fed.acme)[0]
+        fed.node(fed.globex)
+        yield fed
+    finally:
+        fed.stop()
+
+
+@pytest.mark.slow
+def test_success_names_the_organisation_and_the_receipt_state(federation: Federation) -> None:
+    done = federation.delegate("echo", "--input", '{"text": "hi"}', "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["output"] == {"text": "hi"} and answer["organisation"]["name"] == "acme"
+    assert answer["organisation"]["id"].startswith("did:key:")
+    assert answer["receipt_state"] == {"state": "filed"}
+    assert answer["attempts"][0]["organisation"] == "acme"
+    quiet = federation.delegate("echo", "--input", '{"text": "hi"}', "--quiet")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout) == {"text": "hi"} and quiet.stderr == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("skill", "said"), [("quota", "quota exceeded: 0 calls left today"),
+                                             ("crash", "internal error (RuntimeError)")])
+def test_a_failing_skill_says_why_and_json_prints_the_error(federation: Federation, skill: str, said: str) -> None:
+    text = federation.delegate(skill, "--input", '{"text": "x"}')
+    assert text.returncode == 1
+    assert f"worker of acme: failure (task ended TASK_STATE_FAILED: {said}" in text.stderr, text.stderr
+    assert "bad-receipt" not in text.stderr
+    as_json = federation.delegate(skill, "--input", '{"text": "x"}', "--json")
+    assert as_json.returncode == 1
+    error = json.loads(as_json.stdout)["error"]
+    assert error["kind"] == "all-failed" and said in error["attempts"][0]["detail"]
+    assert error["attempts"][0]["outcome"] == "failure" and error["attempts"][0]["organisation"] == "acme"
+    assert error["receipt_state"]["state"] == "filed"  # a failure is reputation evidence too
+
+
+@pytest.mark.slow
+def test_a_skill_nobody_offers_suggests_the_near_ones(federation: Federation) -> None:
+    done = federation.delegate("Echo", "--input", '{"text": "x"}')
+    assert done.returncode == 1
+    assert "no live agent of another organisation offers skill 'Echo'" in done.stderr
+    assert "did you mean: echo?" in done.stderr and "registry search --skill Echo" in done.stderr
+    explained = federation.delegate("ecoh", "--input", "{}", "--explain", "--json")
+    assert explained.returncode == 1
+    error = json.loads(explained.stdout)["error"]
+    assert error["kind"] == "no-candidate" and error["similar"] == ["echo"]
+
+
+@pytest.mark.slow
+def test_bad_input_is_caught_before_any_peer_is_called(federation: Federation, tmp_path: Path) -> None:
+    done = federation.delegate("echo", "--input", '{"txt": 1}', "--json")
+    assert done.returncode == 2
+    error = json.loads(done.stdout)["error"]
+    assert error["kind"] == "invalid-input" and "'text' is a required property" in error["message"]
+    assert "nobody was called" in error["message"] and error["attempts"][0]["outcome"] == "invalid-input"
+    missing = federation.delegate("echo", "--input", f"@{tmp_path}/missing.json")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Errno" not in missing.stderr
+    as_json = federation.delegate("echo", "--input", "not json", "--json")
+    assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"]["kind"] == "bad-input"
+
+
+@pytest.mark.slow
+def test_the_deadline_cancels_the_peers_task_and_progress_is_shown(federation: Federation, tmp_path: Path) -> None:
+    mark = tmp_path / "cancelled"
+    started = time.monotonic()
+    done = federation.delegate("slow", "--input", json.dumps({"text": str(mark)}), "--deadline", "3")
+    assert done.returncode == 1 and time.monotonic() - started < 8 + 2
+    assert "worker: step 1 of 2: warming up" in done.stderr            # the peer's progress, as it came
+    assert "timeout" in done.stderr and "--deadline" in done.stderr
+    assert mark.read_text() == "cancelled"                              # the peer stopped working on it
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_cancels_the_peers_task(federation: Federation, tmp_path: Path) -> None:
+    import signal
+
+    mark = tmp_path / "cancelled"
+    process = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "delegate", "slow", "--config",
+                                str(federation.globex), "--input", json.dumps({"text": str(mark)})],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **federation.env})
+    assert process.stderr is not None
+    line = process.stderr.readline()  # the first progress line: the peer is working
+    assert "step 1 of 2" in line, line
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Aborted!" not in stderr
+    ends = time.monotonic() + 5
+    while not mark.exists() and time.monotonic() < ends:
+        time.sleep(0.1)
+    assert mark.read_text() == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_receipt_of_a_caller_whose_node_never_ran_is_kept_and_filed_later(federation: Federation) -> None:
+    import sqlite3
+
+    done = federation.delegate("echo", "--input", '{"text": "hi"}', "--json", config=federation.initech)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)["receipt_state"]
+    assert state["state"] == "pending" and "not registered" in state["reason"]
+    assert "guildnet node run" in state["hint"]
+    database = federation.initech.parent / "node.db"
+    assert sqlite3.connect(database).execute("SELECT state FROM receipt_outbox").fetchall() == [("pending",)]
+    _, process = federation.node(federation.initech)  # registers its agent, then files what it kept
+    ends = time.monotonic() + 15
+    while time.monotonic() < ends:
+        if sqlite3.connect(database).execute("SELECT COUNT(*) FROM receipt_outbox").fetchone() == (0,):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the kept receipt was not filed")
+    process.terminate()
+    process.wait(20)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import math
 import time
@@ -214,6 +215,22 @@ class Delegator:
 
     async def candidates(self, skill: str, *, require_verified_domain: bool | None = None) -> list[Candidate]:
         return (await self._candidates(skill, require_verified_domain))[0]
+
+    async def similar_skills(self, skill: str, *, limit: int = 3) -> list[str]:
+        """Skill ids live agents offer that look like ``skill`` (case aside, a typo away), best first: what to
+        suggest when nobody offers ``skill`` itself."""
+        offered: dict[str, str] = {}
+        for text in (skill, None):  # agents whose text matches, then the first hundred live ones
+            try:
+                page = await self.registry.search(q=text, live=True, limit=50 if text else 100)
+            except (RegistryError, OSError, ValueError):
+                continue
+            for entry in page.agents:
+                for offered_skill in entry.facts.skills:
+                    offered.setdefault(offered_skill.id.lower(), offered_skill.id)
+        wanted = skill.lower()
+        close = difflib.get_close_matches(wanted, list(offered), n=limit, cutoff=0.6)
+        return [offered[name] for name in close if offered[name] != skill]
 
     async def explain(self, skill: str, *, min_reputation: float = 0.5, budget: float | None = None,
                       prefer: Preference = "cost", require_verified_domain: bool | None = None) -> Decision:
