@@ -222,8 +222,8 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                                         domain_withdraw_after=domain_withdraw_after))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
-    log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])
-    run_server(web.run_app, app, host, port)
+    run_server(web.run_app, app, host, port, logger=log,
+               started=f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})")
 
 
 def _fail(message: str) -> NoReturn:
@@ -232,7 +232,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _run(coro: Any) -> Any:
-    from guildnet.registry.client import RegistryError, UntrustworthyRecord
+    from guildnet.registry.client import RegistryError, RegistryUnreachable, UntrustworthyRecord
 
     try:
         return asyncio.run(coro)
@@ -240,6 +240,8 @@ def _run(coro: Any) -> Any:
         _fail(f"registry refused: {exc.status} {exc.title}: {exc.detail}")
     except UntrustworthyRecord as exc:
         _fail(f"registry served a record that does not verify: {exc}")
+    except RegistryUnreachable as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot reach the registry: {exc}")
 

@@ -332,6 +332,7 @@ class Node:
         the outbox (the registry could not take them yet) are filed from here too."""
         delegator = await self.delegator()
         registry = delegator.registry
+        trouble: str | None = None  # said once (the publisher says when the registry answers again)
         while True:
             # kept receipts name this node's agents as callers: file them once the registry knows the agents
             registered = self._publisher is None or len(self._publisher.registered) >= len(self.agents)
@@ -344,13 +345,16 @@ class Node:
                 head = await registry.log_head()
                 self.metrics.registry_log_size.set(head.size)
                 self.metrics.registry_log_consistent.set(1)
+                trouble = None
             except LogForked as exc:
                 self.metrics.registry_log_consistent.set(0)
                 log.error("the registry's log is not the one this node saw before: %s; delegation through %s is "
                           "stopped", exc, self.registry_url)
                 return
             except Exception as exc:  # unreachable, or a head that does not verify: try again later
-                log.warning("could not check the registry's log head: %s: %s", type(exc).__name__, exc)
+                if f"{type(exc).__name__}: {exc}" != trouble:
+                    trouble = f"{type(exc).__name__}: {exc}"
+                    log.warning("could not check the registry's log head: %s", trouble)
             await asyncio.sleep(self.audit_interval if registered else min(1.0, self.audit_interval))
 
     async def rotate(self, name: str) -> str:

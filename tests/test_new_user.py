@@ -324,3 +324,114 @@ def test_a_receipt_of_a_caller_whose_node_never_ran_is_kept_and_filed_later(fede
         raise AssertionError("the kept receipt was not filed")
     process.terminate()
     process.wait(20)
+
+
+@pytest.mark.slow
+def test_registry_errors_say_it_is_the_registry_and_what_to_check(federation: Federation) -> None:
+    from registry_support import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    down = guildnet("registry", "search", "--registry", nowhere)
+    assert down.returncode == 1 and f"cannot reach the registry at {nowhere}" in down.stderr
+    assert "is it running" in down.stderr and "Traceback" not in down.stderr
+    delegated = federation.delegate("echo", "--input", "{}", "--registry", nowhere, "--json")
+    assert delegated.returncode == 1
+    error = json.loads(delegated.stdout)["error"]
+    assert error["kind"] == "registry" and f"cannot reach the registry at {nowhere}" in error["message"]
+    at_a_node = guildnet("registry", "search", "--registry", federation.acme_url)
+    assert at_a_node.returncode == 1 and "is this the URL of a guildnet registry (not a node's)?" in at_a_node.stderr
+
+
+@pytest.mark.slow
+def test_a_node_says_once_what_is_wrong_with_its_registry_and_when_it_answers_again(
+        federation: Federation, tmp_path: Path) -> None:
+    from registry_support import free_port
+
+    port = free_port()
+    config = node_config(tmp_path / "hooli", "hooli", CALLER)
+    log_path = tmp_path / "node.log"
+    with log_path.open("wb") as log:
+        node = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "node", "run", str(config), "--port",
+                                 str(free_port()), "--registry", f"http://127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    registry = None
+    try:
+        ends = time.monotonic() + 30
+        while "cannot reach the registry" not in log_path.read_text() and time.monotonic() < ends:
+            time.sleep(0.2)
+        time.sleep(4)  # a few retries with back-off
+        registry = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "registry", "serve", "--port", str(port),
+                                     "--db", f"sqlite:///{tmp_path}/registry.db"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        ends = time.monotonic() + 40
+        while "answers again" not in log_path.read_text() and time.monotonic() < ends:
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert "answers again" in text, text
+        said = [line for line in text.splitlines() if "cannot reach the registry" in line]
+        assert len(said) == 2, text  # once by the publisher, once by the log audit: not once per retry
+    finally:
+        for process in (node, registry):
+            if process is not None:
+                process.terminate()
+                process.wait(20)
+
+
+@pytest.mark.slow
+def test_a_node_pointed_at_a_node_says_so_once(federation: Federation, tmp_path: Path) -> None:
+    from registry_support import free_port
+
+    config = node_config(tmp_path / "hooli", "hooli", CALLER)
+    log_path = tmp_path / "node.log"
+    with log_path.open("wb") as log:
+        node = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "node", "run", str(config), "--port",
+                                 str(free_port()), "--registry", federation.acme_url],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        time.sleep(8)
+    finally:
+        node.terminate()
+        node.wait(20)
+    said = [line for line in log_path.read_text().splitlines() if "is this the URL of a guildnet registry" in line]
+    assert len(said) == 2, said  # the publisher and the log audit, each once: not once per retry
+
+
+@pytest.mark.slow
+def test_a_taken_port_is_said_plainly_and_nothing_claims_to_serve(federation: Federation) -> None:
+    port = federation.acme_url.rsplit(":", 1)[1]
+    done = guildnet("node", "run", str(federation.globex), "--port", port, env=federation.env)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is taken" in done.stderr and "--port" in done.stderr
+    assert "guildnet.cli.node" in done.stderr and "serving on" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_config_mistakes_name_the_fix_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "agent.py").write_text(CALLER.replace("agent = FunctionAgent", "agnet = FunctionAgent")
+                                       .replace("@agent.", "@agnet."))
+    cases = {
+        'port = "abc"\n': "'port' must be an integer (got 'abc')",
+        "prot = 9100\n": "unknown key 'prot' (did you mean 'port'?)",
+    }
+    for line, said in cases.items():
+        path = tmp_path / "node.toml"
+        path.write_text(f'[node]\norg_name = "a"\norg_key = "org.key"\n{line}\n[[agents]]\nagent = "agent.py:agent"\n'
+                        'key = "agent.key"\n')
+        done = guildnet("node", "run", str(path))
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+    path.write_text('[node]\norg_name = "a"\norg_key = "org.key"\n\n[[agent]]\nagent = "agent.py:agnet"\n')
+    done = guildnet("node", "run", str(path))
+    assert done.returncode == 2 and "unknown table [agent] (did you mean [[agents]]?)" in done.stderr
+    path.write_text('[node]\norg_name = "a"\norg_key = "org.key"\n\n[[agents]]\nagent = "agent.py:agent"\n'
+                    'key = "agent.key"\n')
+    done = guildnet("node", "run", str(path))
+    assert done.returncode == 2
+    assert "agent.py has no attribute 'agent' (did you mean 'agnet'?); its agents: agnet" in done.stderr
+
+
+def test_doctor_warns_about_keys_a_new_node_creates(tmp_path: Path) -> None:
+    config = node_config(tmp_path, "acme", CALLER)
+    done = guildnet("doctor", str(config))
+    assert done.returncode == 0, done.stdout
+    assert "warn  org key" in done.stdout and "the node creates it when it first runs" in done.stdout
+    assert "all checks passed (2 warning(s))" in done.stdout
