@@ -70,9 +70,12 @@ def node_run(config: str, host: str | None, port: int | None, public_url: str | 
     node = load_node(config, host=host, port=port, public_url=public_url, db=db, registry=registry_url)
     for published in node.agents:
         log.info("agent %s is %s (key %s)", published.agent.name, published.identity.id, published.identity.key.did)
-    log.info("node serving on http://%s:%d (public URL %s), %s", node.host, node.port, node.base_url,
-             f"publishing to {node.registry_url}" if node.registry_url else "no registry")
-    run_server(web.run_app, node.build_app(), node.host, node.port)
+    if len(node.agents) > 1:
+        log.info("the agent card at /.well-known/agent-card.json is %s's (the first agent); each agent's own is at "
+                 "/agents/NAME/.well-known/agent-card.json", node.agents[0].agent.name)
+    started = (f"node serving on http://{node.host}:{node.port} (public URL {node.base_url}), "
+               + (f"publishing to {node.registry_url}" if node.registry_url else "no registry"))
+    run_server(web.run_app, node.build_app(), node.host, node.port, logger=log, started=started)
 
 
 @node_group.command("mcp-stdio")
@@ -205,7 +208,7 @@ async def _rotate_running(socket_path: str, name: str) -> dict[str, str] | None:
 def doctor(config: str, timeout: float, as_json: bool) -> None:
     """Check a node's setup and say what to fix: CONFIG parses, keys exist (0600) and load, agents import,
     the registry answers and its log head verifies, and (if the node runs) its endpoints are healthy.
-    Exit 0 when every check passes, 1 when one fails.
+    Exit 0 when no check fails (warnings, such as keys the node creates when it first runs, do not), 1 when one fails.
 
     \b
     Example:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -84,8 +85,8 @@ def serve(name: str, key_path: str, db_path: str, logs: tuple[WitnessedLog, ...]
 
     setup_logging(log_format, log_level)
     app = create_app(WitnessConfig(name=name, key_path=key_path, db_path=db_path, logs=logs))
-    click.echo(f"guildnet witness {name} on http://{host}:{port} following {len(logs)} log(s)", err=True)
-    run_server(web.run_app, app, host, port)
+    run_server(web.run_app, app, host, port, logger=logging.getLogger(__name__),
+               started=f"guildnet witness {name} on http://{host}:{port} following {len(logs)} log(s)")
 
 
 @witness_group.command("id")
