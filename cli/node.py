@@ -78,6 +78,33 @@ def node_run(config: str, host: str | None, port: int | None, public_url: str | 
     run_server(web.run_app, node.build_app(), node.host, node.port, logger=log, started=started)
 
 
+@node_group.command("agents")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print what GET / on the running node answers, as JSON.")
+def node_agents(config: str, as_json: bool) -> None:
+    """List the agents CONFIG serves (creating missing keys, as `node run` would): each one's id, skills (with their
+    MCP tool names) and A2A endpoint, and which agent /.well-known/agent-card.json is. A running node answers the
+    same at GET /.
+
+    \b
+    Example:
+      guildnet node agents examples/echo/node.toml
+      curl -s http://127.0.0.1:9100/ | jq .agents
+    """
+    described = load_node(config).describe()
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    click.echo(f"organisation {described['organisation']['name']} ({described['organisation']['id']})")
+    for agent in described["agents"]:
+        click.echo(f"agent {agent['name']} {agent['id']}")
+        click.echo(f"  a2a:    {agent['a2a']}")
+        for skill in agent["skills"]:
+            click.echo(f"  skill {skill['id']}: MCP tool {skill['mcp_tool']}")
+    click.echo(f"root agent card: {described['root_card']['agent']}'s at {described['root_card']['url']}")
+    click.echo(f"mcp: {described['endpoints']['mcp']}")
+
+
 @node_group.command("mcp-stdio")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
 def node_mcp_stdio(config: str) -> None:

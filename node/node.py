@@ -51,7 +51,7 @@ from .flywheel.process_log import ProcessLog
 from .flywheel.process_log import create_engine as create_process_engine
 from .flywheel.recording import RecordedAgent
 from .identity import AgentIdentity
-from .mcp.server import setup_mcp
+from .mcp.server import AgentTools, setup_mcp
 from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
 from .publisher import PublishedAgent, Publisher
@@ -204,8 +204,30 @@ class Node:
         public = urlsplit(self.base_url).hostname
         return tuple(dict.fromkeys(h for h in ("127.0.0.1", "localhost", self.host, public) if h))
 
+    def describe(self) -> dict[str, Any]:
+        """What this node serves, for people and scripts: its organisation, each agent (id, skills, the MCP tool
+        name of each skill, its A2A endpoint and card), which agent the root card is, and the node's endpoints."""
+        tools: dict[str, dict[str, str]] = {}
+        for tool in AgentTools(self.agent_list).tools:
+            meta = tool.meta or {}
+            tools.setdefault(str(meta.get("guildnet/agent")), {})[str(meta.get("guildnet/skill"))] = tool.name
+        return {
+            "organisation": {"name": self.org_name, "id": self.org_key.did},
+            "agents": [{"name": p.agent.name, "id": p.identity.id, "description": p.agent.description,
+                        "skills": [{"id": skill.id, "mcp_tool": tools.get(p.agent.name, {}).get(skill.id)}
+                                   for skill in p.agent.skills],
+                        "a2a": f"{self.base_url}/agents/{p.agent.name}/a2a",
+                        "card": f"{self.base_url}/agents/{p.agent.name}/.well-known/agent-card.json"}
+                       for p in self.agents],
+            "root_card": {"agent": self.agents[0].agent.name, "url": f"{self.base_url}/.well-known/agent-card.json"},
+            "endpoints": {"mcp": f"{self.base_url}/mcp", "healthz": f"{self.base_url}/healthz",
+                          "readyz": f"{self.base_url}/readyz", "metrics": f"{self.base_url}/metrics"},
+            "registry": self.registry_url,
+        }
+
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self.metrics.middleware()], client_max_size=4 * 1024 * 1024)
+        app.router.add_get("/", self._index)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -278,6 +300,9 @@ class Node:
             except Exception:
                 log.exception("retention: could not delete expired rows (will try again)")
             await asyncio.sleep(RETENTION_INTERVAL)
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.json_response(self.describe())
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})

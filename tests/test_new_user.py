@@ -30,7 +30,7 @@ def guildnet(*args: str, env: dict[str, str] | None = None, timeout: float = 60
 
 @pytest.mark.parametrize("command", [[], ["delegate"], ["registry", "search"], ["node", "run"], ["doctor"],
                                      ["keys", "new"], ["witness", "serve"], ["flywheel", "report"],
-                                     ])
+                                     ["node", "agents"]])
 def test_help_imports_nothing_heavy(command: list[str]) -> None:
     """``--help`` must be instant: no database, HTTP, crypto or schema library is imported to print it."""
     probe = ("import sys\nfrom guildnet.cli.main import main\n"
@@ -435,3 +435,24 @@ def test_doctor_warns_about_keys_a_new_node_creates(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
     assert "warn  org key" in done.stdout and "the node creates it when it first runs" in done.stdout
     assert "all checks passed (2 warning(s))" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_node_shows_its_agents_and_a_second_agent_renames_no_tool(federation: Federation, tmp_path: Path) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{federation.acme_url}/") as answer:  # was 405
+        index = json.loads(answer.read())
+    assert index["organisation"]["name"] == "acme" and index["root_card"]["agent"] == "worker"
+    assert {s["id"]: s["mcp_tool"] for s in index["agents"][0]["skills"]}["echo"] == "echo"
+    assert index["endpoints"]["mcp"] == f"{federation.acme_url}/mcp"
+    config = node_config(tmp_path, "acme", WORKER)
+    (tmp_path / "second.py").write_text(WORKER.replace('FunctionAgent("worker"', 'FunctionAgent("second"'))
+    with config.open("a") as file:
+        file.write('\n[[agents]]\nagent = "second.py:agent"\nkey = "keys/second.key"\n')
+    listed = guildnet("node", "agents", str(config), "--json")
+    assert listed.returncode == 0, listed.stderr
+    agents = {a["name"]: {s["id"]: s["mcp_tool"] for s in a["skills"]} for a in json.loads(listed.stdout)["agents"]}
+    assert agents["worker"]["echo"] == "echo" and agents["second"]["echo"] == "second.echo"
+    table = guildnet("node", "agents", str(config))
+    assert "root agent card: worker's" in table.stdout and "skill echo: MCP tool second.echo" in table.stdout
