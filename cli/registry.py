@@ -360,7 +360,7 @@ def key(db_url: str, key_path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str | None, ca_file: str | None,
          as_json: bool) -> None:
-    """Show one agent's verified AgentFacts and status.
+    """Show one agent's verified AgentFacts, its status and its reputation for each skill (or why there is none).
 
     \b
     Example:
@@ -371,23 +371,25 @@ def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str |
     from guildnet.protocols.domain import check_domain as look_up
     from guildnet.registry.client import DomainLookupSettings, DomainResolver, RegistryClient
 
-    async def go() -> tuple[AgentEntry, DomainCheck | None]:
+    async def go() -> tuple[AgentEntry, dict[str, dict[str, Any]], DomainCheck | None]:
         async with RegistryClient(registry_url) as client:
             entry = await client.get(agent_id)
+            reputation = {skill.id: await _reputation(client, agent_id, skill.id) for skill in entry.facts.skills}
         organisation = entry.facts.organisation
         if not check_domain or organisation.domain is None:
-            return entry, None
+            return entry, reputation, None
         resolver = DomainResolver(DomainLookupSettings(dns_server=dns_server, ca_file=ca_file))
         try:
-            return entry, await look_up(organisation.domain, organisation.id, resolver, now=time.time())
+            return entry, reputation, await look_up(organisation.domain, organisation.id, resolver, now=time.time())
         finally:
             await resolver.close()
 
-    entry, own = _run(go())
+    entry, reputation, own = _run(go())
     if as_json:
-        click.echo(json.dumps({**_entry_json(entry), **({"domain_check": asdict(own)} if own else {})}, indent=2))
+        click.echo(json.dumps({**_entry_json(entry), "reputation": reputation,
+                               **({"domain_check": asdict(own)} if own else {})}, indent=2))
     else:
-        _print_entry(entry, own)
+        _print_entry(entry, own, reputation)
     if check_domain and (own is None or not own.verified):
         sys.exit(1)
 
@@ -422,7 +424,20 @@ def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> N
         click.echo(f"withdrawn: {agent_id} (log index {answer.get('log_index')})")
 
 
-def _print_entry(entry: AgentEntry, own: Any) -> None:
+async def _reputation(client: Any, agent_id: str, skill: str) -> dict[str, Any]:
+    """The registry's score for one skill, or ``{"unavailable": why}`` (no pre-trusted organisations, not computed
+    yet)."""
+    from guildnet.registry.client import RegistryError
+
+    try:
+        report = await client.reputation(agent_id, skill)
+    except RegistryError as exc:
+        return {"unavailable": exc.detail or exc.title}
+    return {"score": report.score, "lower_bound": report.lower_bound, "evidence": report.evidence,
+            "receipts": report.receipts}
+
+
+def _print_entry(entry: AgentEntry, own: Any, reputation: dict[str, dict[str, Any]]) -> None:
     facts = entry.facts
     status = "revoked" if entry.revoked else ("live" if entry.live else "stale")
     click.echo(f"{facts.name} (v{facts.version}, {status}) — signature and endorsement verified")
@@ -444,6 +459,10 @@ def _print_entry(entry: AgentEntry, own: Any) -> None:
         click.echo(f"  mcp:          {facts.endpoints.mcp}")
     for skill in facts.skills:
         click.echo(f"  skill {skill.id}: {skill.description}")
+        score = reputation.get(skill.id, {})
+        click.echo(f"    reputation: unavailable ({score['unavailable']})" if "unavailable" in score else
+                   f"    reputation: {score['score']:.3f}, lower bound {score['lower_bound']:.3f}, evidence "
+                   f"{score['evidence']:.1f} from {score['receipts']} receipt(s)")
 
 
 def _when(seconds: float) -> str:

@@ -456,3 +456,13 @@ def test_a_node_shows_its_agents_and_a_second_agent_renames_no_tool(federation: 
     assert agents["worker"]["echo"] == "echo" and agents["second"]["echo"] == "second.echo"
     table = guildnet("node", "agents", str(config))
     assert "root agent card: worker's" in table.stdout and "skill echo: MCP tool second.echo" in table.stdout
+
+
+@pytest.mark.slow
+def test_registry_show_says_why_there_is_no_reputation(federation: Federation) -> None:
+    agent = json.loads(guildnet("node", "agents", str(federation.acme), "--json").stdout)["agents"][0]["id"]
+    shown = guildnet("registry", "show", agent, env=federation.env)
+    assert shown.returncode == 0, shown.stderr
+    assert "reputation: unavailable (this registry names no pre-trusted organisations (--pretrusted)" in shown.stdout
+    as_json = json.loads(guildnet("registry", "show", agent, "--json", env=federation.env).stdout)
+    assert "pre-trusted" in as_json["reputation"]["echo"]["unavailable"]

@@ -28,7 +28,7 @@ def bash_blocks(markdown: str) -> list[str]:
 @pytest.mark.slow
 def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     blocks = bash_blocks(QUICKSTART.read_text())
-    assert len(blocks) == 7, "update this test's per-block checks when the page changes"
+    assert len(blocks) == 8, "update this test's per-block checks when the page changes"
     venv_bin = f"{Path(sys.executable).parent}/"  # the documented substitution for `.venv/bin/`
     script = "\n".join(f"{block.replace('.venv/bin/', venv_bin)}\necho '{MARK}'" for block in blocks)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUILDNET_")}
@@ -48,14 +48,18 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     logs = "".join(p.read_text() for p in work.rglob("*.log")) if work.exists() else ""
     assert process.returncode == 0, f"{stdout[-3000:]}\n{stderr[-3000:]}\n{logs[-3000:]}"
     out = stdout.split(MARK)
-    settings, registry, node, found, delegated, metrics, _stopped = (part.strip() for part in out[:7])
+    settings, registry, node, found, delegated, reputation, metrics, _stopped = (part.strip() for part in out[:8])
     assert settings == ""
     assert json.loads(registry) == {"status": "ready"}                                # job 1: a registry
     assert json.loads(node) == {"status": "ready"}                                    # job 2: a published agent
-    acme_agent = re.search(r"^echo\s+acme\s+yes\s+echo\s+(did:key:\S+)$", found, re.M)
+    acme_agent = re.search(r"^echo\s+acme\s+yes\s+echo\s+(did:key:\S+)\s+http://127.0.0.1:\d+/agents/echo/a2a$",
+                           found, re.M)
     assert "all checks passed" in found and acme_agent is not None
     answer = json.loads(delegated.split("\n", 1)[1])                                  # job 3: a delegated task
     assert answer["output"] == {"text": "hello from globex"} and answer["agent"] == acme_agent.group(1)
+    assert answer["organisation"]["name"] == "acme" and answer["receipt_state"] == {"state": "filed"}
+    assert re.search(r"^    reputation: 0\.\d+, lower bound 0\.\d+, evidence [\d.]+ from 1 receipt\(s\)$", reputation,
+                     re.M), reputation                                                # rated by pre-trusted globex
     assert 'guildnet_registry_writes_total{action="receipt",outcome="accepted"} 1.0' in metrics
     assert "guildnet_registry_log_size 3.0" in metrics                                # 2 agents, 1 receipt
     assert 'guildnet_node_a2a_tasks_total{agent="echo",state="completed"} 1.0' in metrics
