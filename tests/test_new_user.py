@@ -466,3 +466,13 @@ def test_registry_show_says_why_there_is_no_reputation(federation: Federation) -
     assert "reputation: unavailable (this registry names no pre-trusted organisations (--pretrusted)" in shown.stdout
     as_json = json.loads(guildnet("registry", "show", agent, "--json", env=federation.env).stdout)
     assert "pre-trusted" in as_json["reputation"]["echo"]["unavailable"]
+
+
+def test_the_function_agent_docstring_example_runs() -> None:
+    """Its example used ``@agent.skill(id=...)``, which raised TypeError."""
+    import doctest
+
+    from guildnet.node import agent
+
+    result = doctest.testmod(agent)
+    assert result.attempted >= 5 and result.failed == 0
