@@ -3,6 +3,7 @@ checks of URLs typed on a command line."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import signal
@@ -71,9 +72,11 @@ def setup_logging(log_format: str, level: str) -> None:
     logging.getLogger("guildnet").setLevel(numeric)
 
 
-def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> None:
-    """``run_app`` until stopped; a failure to start (port taken, database down) is one logged line and
-    exit status 1, not a traceback."""
+def run_server(run_app: Callable[..., None], app: Any, host: str, port: int, *, logger: logging.Logger = log,
+               started: str | None = None) -> None:
+    """``run_app`` until stopped. ``started`` is logged (by ``logger``, the server's own) once the socket is bound,
+    never before; a failure to start (port taken, database down) is one line by that logger saying what to do,
+    and exit status 1, not a traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
     async def finish_in_peace(_app: Any) -> None:
@@ -86,9 +89,19 @@ def run_server(run_app: Callable[..., None], app: Any, host: str, port: int) -> 
     try:
         # idle keep-alive connections close after 15 s (aiohttp's default is 75 s): a thousand idle sockets from
         # one client must not be free to hold; slow headers need a reverse proxy (aiohttp has no timeout for them)
-        run_app(app, host=host, port=port, print=None, access_log=None, keepalive_timeout=15)
-    except (OSError, SQLAlchemyError) as exc:
-        log.error("stopped: %s: %s", type(exc).__name__, exc)
+        run_app(app, host=host, port=port, access_log=None, keepalive_timeout=15,
+                print=lambda *_: logger.info("%s", started) if started else None)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            logger.error("cannot listen on %s:%d: the port is taken (another process listens there); stop that "
+                         "process, or choose another port (--port)", host, port)
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            logger.error("cannot listen on %s:%d: this machine has no such address (--host)", host, port)
+        else:
+            logger.error("stopped: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        logger.error("stopped: %s: %s", type(exc).__name__, exc)
         sys.exit(1)
 
 

@@ -12,11 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
-
-from guildnet.node import flywheel
-from guildnet.node.config import ConfigError, load_config, resolve_db_url
-from guildnet.node.flywheel.process_log import create_engine
 
 from .common import check_db_url
 
@@ -36,6 +31,11 @@ def _window(days: float | None) -> datetime | None:
 
 
 def _run(config_path: str | None, db: str | None, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guildnet.node.config import ConfigError, load_config, resolve_db_url
+    from guildnet.node.flywheel.process_log import create_engine
+
     if bool(config_path) == bool(db):
         raise click.UsageError("give exactly one of --config or --db")
     try:
@@ -77,6 +77,8 @@ def report(config_path: str | None, db: str | None, days: float | None, as_json:
     Example:
       guildnet flywheel report --config node.toml --days 7
     """
+    from guildnet.node import flywheel
+
     result = _run(config_path, db, lambda engine: flywheel.report(engine, since=_window(days)))
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.to_table())
 
@@ -91,6 +93,8 @@ def clusters(config_path: str | None, db: str | None, days: float | None, as_jso
     Example:
       guildnet flywheel clusters --config node.toml
     """
+    from guildnet.node import flywheel
+
     result = _run(config_path, db, lambda engine: flywheel.clusters(engine, since=_window(days)))
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.to_table())
 
@@ -120,7 +124,9 @@ def export(config_path: str | None, db: str | None, days: float | None, cluster:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        result = _run(config_path, db, lambda engine: flywheel.export(
+        from guildnet.node import flywheel
+
+    result = _run(config_path, db, lambda engine: flywheel.export(
             engine, Path(out_dir), cluster=cluster, skill=skill, since=_window(days),
             validation_fraction=validation_fraction, progress=progress))
     click.echo(f"wrote {result.train} training and {result.validation} validation examples to {result.out_dir}"

@@ -9,9 +9,6 @@ import sys
 
 import click
 
-from guildnet.protocols import keyfile
-from guildnet.protocols.keys import KeyFileError, SigningKey
-
 
 def _passphrase(env_name: str | None, prompt: bool, confirm: bool) -> str | None:
     if env_name:
@@ -46,6 +43,9 @@ def keys_new(path: str, passphrase_env: str | None, ask: bool, force: bool, as_j
       guildnet keys new org.key
       GUILDNET_PASS=... guildnet keys new agent.key --passphrase-env GUILDNET_PASS
     """
+    from guildnet.protocols import keyfile
+    from guildnet.protocols.keys import KeyFileError, SigningKey
+
     key = SigningKey.generate()
     try:
         keyfile.save(key, path, _passphrase(passphrase_env, ask, confirm=True), overwrite=force)
@@ -67,6 +67,9 @@ def keys_show(path: str, passphrase_env: str | None, ask: bool, as_json: bool) -
     Example:
       guildnet keys show org.key
     """
+    from guildnet.protocols import keyfile
+    from guildnet.protocols.keys import KeyFileError
+
     try:
         key = keyfile.load(path, _passphrase(passphrase_env, ask, confirm=False))
     except (KeyFileError, OSError) as exc:
@@ -93,6 +96,7 @@ def keys_domain_proof(path: str, domain: str, passphrase_env: str | None, ask: b
     """
     import time
 
+    from guildnet.protocols import keyfile
     from guildnet.protocols.domain import (
         is_domain_name,
         sign_proof,
@@ -101,6 +105,7 @@ def keys_domain_proof(path: str, domain: str, passphrase_env: str | None, ask: b
         well_known_document,
         well_known_url,
     )
+    from guildnet.protocols.keys import KeyFileError
 
     if not is_domain_name(domain):
         raise click.BadParameter(f"{domain!r} is not a lower-case DNS name such as acme.example", param_hint="DOMAIN")

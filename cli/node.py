@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -23,8 +24,11 @@ def node_group() -> None:
 
 
 def load_node(config_path: str, *, host: str | None = None, port: int | None = None, public_url: str | None = None,
-              db: str | None = None, registry: str | None = None) -> Node:
-    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags."""
+              db: str | None = None, registry: str | None = None,
+              fail: Callable[[str], NoReturn] | None = None) -> Node:
+    """The node of ``config_path``: the file, then ``GUILDNET_*`` environment variables, then these flags. A
+    config that cannot be used is told to ``fail``, by default one line on stderr and exit 2 (bad usage), as
+    for a registry's config."""
     from guildnet.node.config import ConfigError, load_config
     from guildnet.node.node import Node
     from guildnet.protocols.keys import KeyFileError
@@ -33,8 +37,10 @@ def load_node(config_path: str, *, host: str | None = None, port: int | None = N
         config = load_config(config_path, host=host, port=port, public_url=public_url, db=db, registry=registry)
         return Node.from_config(config)
     except (ConfigError, KeyFileError, ValueError) as exc:
+        if fail is not None:
+            fail(str(exc))
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(2)
 
 
 @node_group.command("run")
@@ -64,9 +70,39 @@ def node_run(config: str, host: str | None, port: int | None, public_url: str | 
     node = load_node(config, host=host, port=port, public_url=public_url, db=db, registry=registry_url)
     for published in node.agents:
         log.info("agent %s is %s (key %s)", published.agent.name, published.identity.id, published.identity.key.did)
-    log.info("node serving on http://%s:%d (public URL %s), %s", node.host, node.port, node.base_url,
-             f"publishing to {node.registry_url}" if node.registry_url else "no registry")
-    run_server(web.run_app, node.build_app(), node.host, node.port)
+    if len(node.agents) > 1:
+        log.info("the agent card at /.well-known/agent-card.json is %s's (the first agent); each agent's own is at "
+                 "/agents/NAME/.well-known/agent-card.json", node.agents[0].agent.name)
+    started = (f"node serving on http://{node.host}:{node.port} (public URL {node.base_url}), "
+               + (f"publishing to {node.registry_url}" if node.registry_url else "no registry"))
+    run_server(web.run_app, node.build_app(), node.host, node.port, logger=log, started=started)
+
+
+@node_group.command("agents")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print what GET / on the running node answers, as JSON.")
+def node_agents(config: str, as_json: bool) -> None:
+    """List the agents CONFIG serves (creating missing keys, as `node run` would): each one's id, skills (with their
+    MCP tool names) and A2A endpoint, and which agent /.well-known/agent-card.json is. A running node answers the
+    same at GET /.
+
+    \b
+    Example:
+      guildnet node agents examples/echo/node.toml
+      curl -s http://127.0.0.1:9100/ | jq .agents
+    """
+    described = load_node(config).describe()
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    click.echo(f"organisation {described['organisation']['name']} ({described['organisation']['id']})")
+    for agent in described["agents"]:
+        click.echo(f"agent {agent['name']} {agent['id']}")
+        click.echo(f"  a2a:    {agent['a2a']}")
+        for skill in agent["skills"]:
+            click.echo(f"  skill {skill['id']}: MCP tool {skill['mcp_tool']}")
+    click.echo(f"root agent card: {described['root_card']['agent']}'s at {described['root_card']['url']}")
+    click.echo(f"mcp: {described['endpoints']['mcp']}")
 
 
 @node_group.command("mcp-stdio")
@@ -199,7 +235,7 @@ async def _rotate_running(socket_path: str, name: str) -> dict[str, str] | None:
 def doctor(config: str, timeout: float, as_json: bool) -> None:
     """Check a node's setup and say what to fix: CONFIG parses, keys exist (0600) and load, agents import,
     the registry answers and its log head verifies, and (if the node runs) its endpoints are healthy.
-    Exit 0 when every check passes, 1 when one fails.
+    Exit 0 when no check fails (warnings, such as keys the node creates when it first runs, do not), 1 when one fails.
 
     \b
     Example:

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from guildnet.registry.client import AgentEntry, RegistryClient, RegistryError, UntrustworthyRecord
-
 from .common import check_db_url, log_options, registry_option, run_server, setup_logging
 
 if TYPE_CHECKING:
+    from guildnet.registry.client import AgentEntry
     from guildnet.registry.cosigning import WitnessEndpoint
 
 log = logging.getLogger(__name__)
@@ -227,8 +226,8 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                                         domain_withdraw_after=domain_withdraw_after, verify_workers=verify_workers))
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc), param_hint="--rate-limit-storage") from exc
-    log.info("guildnet registry on http://%s:%d (db: %s)", host, port, db_url.split("@")[-1])
-    run_server(web.run_app, app, host, port)
+    run_server(web.run_app, app, host, port, logger=log,
+               started=f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})")
 
 
 def _fail(message: str) -> NoReturn:
@@ -237,12 +236,16 @@ def _fail(message: str) -> NoReturn:
 
 
 def _run(coro: Any) -> Any:
+    from guildnet.registry.client import RegistryError, RegistryUnreachable, UntrustworthyRecord
+
     try:
         return asyncio.run(coro)
     except RegistryError as exc:
         _fail(f"registry refused: {exc.status} {exc.title}: {exc.detail}")
     except UntrustworthyRecord as exc:
         _fail(f"registry served a record that does not verify: {exc}")
+    except RegistryUnreachable as exc:
+        _fail(str(exc))
     except OSError as exc:
         _fail(f"cannot reach the registry: {exc}")
 
@@ -267,23 +270,29 @@ def _domain_cell(entry: AgentEntry) -> str:
 @registry_option()
 @click.option("--skill", help="Only agents offering this skill id.")
 @click.option("-q", "--query", "q", help="Full-text query over names, descriptions and tags.")
-@click.option("--org", help="Only agents of this organisation DID.")
-@click.option("--live/--any", "live", default=None, help="Only live (or, with --any, all) agents.")
+@click.option("--org", help="Only agents of this organisation: its name (as the tables show it) or its DID.")
+@click.option("--live", "state", flag_value="live", help="Only live agents.")
+@click.option("--stale", "state", flag_value="stale", help="Only agents that are not live (missed heartbeats).")
+@click.option("--any", "state", flag_value="any", default=True, help="Live and stale agents alike (the default).")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
 @click.option("--cursor", help="Continue from the page a previous search printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def search(registry_url: str, skill: str | None, q: str | None, org: str | None, live: bool | None,
+def search(registry_url: str, skill: str | None, q: str | None, org: str | None, state: str,
            limit: int, cursor: str | None, as_json: bool) -> None:
-    """Search agents by skill, text or organisation.
+    """Search agents by skill, text or organisation; the table shows each agent's A2A endpoint.
 
     \b
     Example:
       guildnet registry search --skill translate --live
       guildnet registry search -q "invoice extraction" --json
+      guildnet registry search --org acme --stale
     """
+    from guildnet.registry.client import RegistryClient
+
     async def go() -> Any:
         async with RegistryClient(registry_url) as client:
-            return await client.search(skill=skill, q=q, org=org, live=live, limit=limit, cursor=cursor)
+            return await client.search(skill=skill, q=q, org=org, live={"live": True, "stale": False}.get(state),
+                                       limit=limit, cursor=cursor)
 
     page = _run(go())
     if as_json:
@@ -293,13 +302,14 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
         click.echo("no agents found")
         return
     domains = any(entry.facts.organisation.domain for entry in page.agents)  # a DOMAIN column when any claims one
-    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} ID" if domains
-               else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} ID")
+    click.echo(f"{'NAME':<20} {'ORGANISATION':<16} {'DOMAIN':<24} {'LIVE':<5} {'SKILLS':<30} {'ID':<56} A2A"
+               if domains else f"{'NAME':<20} {'ORGANISATION':<16} {'LIVE':<5} {'SKILLS':<30} {'ID':<56} A2A")
     for entry in page.agents:
         skills = ",".join(s.id for s in entry.facts.skills)
         domain = f"{_domain_cell(entry)[-24:]:<24} " if domains else ""
         click.echo(f"{entry.facts.name[:20]:<20} {entry.facts.organisation.name[:16]:<16} {domain}"
-                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id}")
+                   f"{'yes' if entry.live else 'no':<5} {skills[:30]:<30} {entry.id:<56} "
+                   f"{entry.facts.endpoints.a2a or '-'}")
     if domains:
         click.echo("domain: ✓ verified, ? claimed but not proven, ✗ withdrawn, as the registry says "
                    "(`registry show ID --check-domain` checks the proof yourself)")
@@ -354,7 +364,7 @@ def key(db_url: str, key_path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str | None, ca_file: str | None,
          as_json: bool) -> None:
-    """Show one agent's verified AgentFacts and status.
+    """Show one agent's verified AgentFacts, its status and its reputation for each skill (or why there is none).
 
     \b
     Example:
@@ -363,25 +373,27 @@ def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str |
     """
     from guildnet.protocols.domain import DomainCheck
     from guildnet.protocols.domain import check_domain as look_up
-    from guildnet.registry.client import DomainLookupSettings, DomainResolver
+    from guildnet.registry.client import DomainLookupSettings, DomainResolver, RegistryClient
 
-    async def go() -> tuple[AgentEntry, DomainCheck | None]:
+    async def go() -> tuple[AgentEntry, dict[str, dict[str, Any]], DomainCheck | None]:
         async with RegistryClient(registry_url) as client:
             entry = await client.get(agent_id)
+            reputation = {skill.id: await _reputation(client, agent_id, skill.id) for skill in entry.facts.skills}
         organisation = entry.facts.organisation
         if not check_domain or organisation.domain is None:
-            return entry, None
+            return entry, reputation, None
         resolver = DomainResolver(DomainLookupSettings(dns_server=dns_server, ca_file=ca_file))
         try:
-            return entry, await look_up(organisation.domain, organisation.id, resolver, now=time.time())
+            return entry, reputation, await look_up(organisation.domain, organisation.id, resolver, now=time.time())
         finally:
             await resolver.close()
 
-    entry, own = _run(go())
+    entry, reputation, own = _run(go())
     if as_json:
-        click.echo(json.dumps({**_entry_json(entry), **({"domain_check": asdict(own)} if own else {})}, indent=2))
+        click.echo(json.dumps({**_entry_json(entry), "reputation": reputation,
+                               **({"domain_check": asdict(own)} if own else {})}, indent=2))
     else:
-        _print_entry(entry, own)
+        _print_entry(entry, own, reputation)
     if check_domain and (own is None or not own.verified):
         sys.exit(1)
 
@@ -403,6 +415,7 @@ def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> N
       guildnet registry withdraw did:key:z6Mk... --org-key keys/org.key
     """
     from guildnet.protocols import keyfile
+    from guildnet.registry.client import RegistryClient
 
     async def go() -> dict[str, Any]:
         async with RegistryClient(registry_url) as client:
@@ -415,7 +428,20 @@ def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> N
         click.echo(f"withdrawn: {agent_id} (log index {answer.get('log_index')})")
 
 
-def _print_entry(entry: AgentEntry, own: Any) -> None:
+async def _reputation(client: Any, agent_id: str, skill: str) -> dict[str, Any]:
+    """The registry's score for one skill, or ``{"unavailable": why}`` (no pre-trusted organisations, not computed
+    yet)."""
+    from guildnet.registry.client import RegistryError
+
+    try:
+        report = await client.reputation(agent_id, skill)
+    except RegistryError as exc:
+        return {"unavailable": exc.detail or exc.title}
+    return {"score": report.score, "lower_bound": report.lower_bound, "evidence": report.evidence,
+            "receipts": report.receipts}
+
+
+def _print_entry(entry: AgentEntry, own: Any, reputation: dict[str, dict[str, Any]]) -> None:
     facts = entry.facts
     status = "revoked" if entry.revoked else ("live" if entry.live else "stale")
     click.echo(f"{facts.name} (v{facts.version}, {status}) — signature and endorsement verified")
@@ -437,6 +463,10 @@ def _print_entry(entry: AgentEntry, own: Any) -> None:
         click.echo(f"  mcp:          {facts.endpoints.mcp}")
     for skill in facts.skills:
         click.echo(f"  skill {skill.id}: {skill.description}")
+        score = reputation.get(skill.id, {})
+        click.echo(f"    reputation: unavailable ({score['unavailable']})" if "unavailable" in score else
+                   f"    reputation: {score['score']:.3f}, lower bound {score['lower_bound']:.3f}, evidence "
+                   f"{score['evidence']:.1f} from {score['receipts']} receipt(s)")
 
 
 def _when(seconds: float) -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from guildnet.protocols.did import is_did_key
-from guildnet.protocols.transparency import origin_for
-from guildnet.protocols.witness import Witness, WitnessedLog, WitnessError, check_key_name
-
 from .common import log_options, run_server, setup_logging
+
+if TYPE_CHECKING:
+    from guildnet.protocols.witness import WitnessedLog
 
 
 def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from guildnet.protocols.witness import WitnessError, check_key_name
+
     try:
         check_key_name(value, "the witness name")
     except WitnessError as exc:
@@ -24,6 +27,10 @@ def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _logs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[WitnessedLog, ...]:
     """``DID`` (a guildnet registry: its origin is ``guildnet-registry/<DID>``) or ``ORIGIN=DID`` (any C2SP log
     whose checkpoints that key signs under the origin as key name)."""
+    from guildnet.protocols.did import is_did_key
+    from guildnet.protocols.transparency import origin_for
+    from guildnet.protocols.witness import WitnessedLog, WitnessError
+
     logs = []
     for value in values:
         origin, _, key = value.rpartition("=")
@@ -78,8 +85,8 @@ def serve(name: str, key_path: str, db_path: str, logs: tuple[WitnessedLog, ...]
 
     setup_logging(log_format, log_level)
     app = create_app(WitnessConfig(name=name, key_path=key_path, db_path=db_path, logs=logs))
-    click.echo(f"guildnet witness {name} on http://{host}:{port} following {len(logs)} log(s)", err=True)
-    run_server(web.run_app, app, host, port)
+    run_server(web.run_app, app, host, port, logger=logging.getLogger(__name__),
+               started=f"guildnet witness {name} on http://{host}:{port} following {len(logs)} log(s)")
 
 
 @witness_group.command("id")
@@ -95,6 +102,7 @@ def identity(name: str, key_path: str) -> None:
     """
     from guildnet.protocols import keyfile
     from guildnet.protocols.keys import KeyFileError
+    from guildnet.protocols.witness import Witness
 
     try:
         key = keyfile.load(key_path)

@@ -128,12 +128,20 @@ class _FunctionSkill:
 class FunctionAgent(Agent):
     """An agent whose skills are Python callables taking and returning pydantic models.
 
+    >>> from pydantic import BaseModel
+    >>> class EchoIn(BaseModel):
+    ...     text: str
+    >>> class EchoOut(BaseModel):
+    ...     text: str
     >>> agent = FunctionAgent("echo", description="Echoes text")
-    >>> @agent.skill(id="echo", name="Echo", description="Returns its text unchanged", tags=["text"])
+    >>> @agent.skill_handler(id="echo", name="Echo", description="Returns its text unchanged", tags=["text"])
     ... async def echo(data: EchoIn) -> EchoOut:
     ...     return EchoOut(text=data.text)
+    >>> [skill.id for skill in agent.skills]
+    ['echo']
 
-    A handler may take a second parameter annotated :class:`TaskContext`. Sync handlers are allowed.
+    A handler may take a second parameter annotated :class:`TaskContext`. Sync handlers are allowed. A price is
+    ``model=ModelFacts(family=..., cost_per_1k_input=..., cost_per_1k_output=...)``; docs/agents.md has the rest.
     """
 
     def __init__(self, name: str, *, description: str = "", model: ModelFacts | None = None) -> None:

@@ -29,6 +29,7 @@ error naming the field, never silently ignored.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import ipaddress
@@ -209,15 +210,24 @@ class NodeConfig(BaseSettings):
                                     ca_file=str(self.domain_ca_file) if self.domain_ca_file else None)
 
 
+_KINDS = {"int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+          "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false",
+          "bool_type": "true or false", "string_type": "a string", "list_type": "a list", "dict_type": "a table"}
+"""Pydantic's error types, as a config's reader would say what a value must be."""
+
+
 def _describe(error: ValidationError, where: str) -> str:
-    """One line per problem, naming the field: ``node.toml [node]: 'port': Input should be a valid integer``."""
+    """One line per problem, naming the field: ``node.toml: 'port' must be an integer (got 'abc')``."""
     problems = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(file)"
         if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key {location!r}")
+            known = difflib.get_close_matches(str(item["loc"][-1]), NodeConfig.model_fields, n=1)
+            problems.append(f"unknown key {location!r}" + (f" (did you mean {known[0]!r}?)" if known else ""))
         elif item["type"] == "missing":
             problems.append(f"{location!r} is required")
+        elif item["type"] in _KINDS:
+            problems.append(f"{location!r} must be {_KINDS[item['type']]} (got {item['input']!r})")
         else:
             problems.append(f"{location!r}: {item['msg']} (got {item['input']!r})")
     return f"{where}: " + "; ".join(problems)
@@ -237,7 +247,11 @@ def load_config(path: str | Path, **flags: Any) -> NodeConfig:
     base = source.resolve().parent
     unknown = sorted(set(data) - {"node", "agents"})
     if unknown:
-        raise ConfigError(f"{source}: unknown tables {unknown}; a node config has [node] and [[agents]]")
+        guesses = [f"[{name}] (did you mean {'[[agents]]' if close[0] == 'agents' else '[node]'}?)"
+                   if (close := difflib.get_close_matches(name, ["node", "agents"], n=1, cutoff=0.5)) else f"[{name}]"
+                   for name in unknown]
+        raise ConfigError(f"{source}: unknown table {', '.join(guesses)}; a node config has one [node] table and "
+                          "[[agents]] entries (docs/agents.md)")
     node, agents = data.get("node"), data.get("agents", [])
     if not isinstance(node, dict):
         raise ConfigError(f"{source}: a [node] table is required")
@@ -315,7 +329,14 @@ def load_agent(reference: str, base: Path) -> Agent:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise ConfigError(f"cannot import module {target!r}: {exc}") from exc
-    value = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        agents = [name for name, value in vars(module).items() if isinstance(value, Agent)]
+        close = difflib.get_close_matches(attribute, [n for n in vars(module) if not n.startswith("_")], n=1)
+        raise ConfigError(f"{target} has no attribute {attribute!r}"
+                          + (f" (did you mean {close[0]!r}?)" if close else "")
+                          + (f"; its agents: {', '.join(agents)}" if agents else "; it defines no guildnet Agent"))
+    value = getattr(module, attribute)
     if not isinstance(value, Agent):
-        raise ConfigError(f"{reference} is not a guildnet Agent (got {type(value).__name__})")
+        raise ConfigError(f"{reference} is not a guildnet Agent but a {type(value).__name__}: point it at an Agent "
+                          "instance, such as a FunctionAgent (docs/agents.md)")
     return value

@@ -32,6 +32,7 @@ from guildnet.registry.client import (
     LogForked,
     RegistryClient,
     RegistryError,
+    RegistryUnreachable,
     UntrustworthyRecord,
 )
 
@@ -40,7 +41,8 @@ from .config import AgentConfig, ConfigError, NodeConfig, load_agent, load_confi
 from .delegation.heads import SqlHeadStore
 from .identity import AgentIdentity, Signer
 
-Status = Literal["ok", "fail", "skip"]
+Status = Literal["ok", "warn", "fail", "skip"]
+"""``warn``: not a problem yet, but say so (a key the node creates when it first runs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +57,9 @@ class Check:
 
 
 def check_key(name: str, path: Path) -> Check:
-    if not path.exists():
-        return Check(name, "fail", f"{path} does not exist",
-                     f"create it: guildnet keys new {path} (or start the node once: it creates missing keys)")
+    if not path.exists():  # a brand-new config: `node run` creates it (a new identity), nothing is broken
+        return Check(name, "warn", f"{path} does not exist yet: the node creates it when it first runs",
+                     f"start the node (guildnet node run CONFIG), or create it now: guildnet keys new {path}")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         return Check(name, "fail", f"{path} has mode {mode:04o}: other users can read the secret key",
@@ -147,7 +149,10 @@ async def check_registry(url: str, wait: float, *, registry_key: str | None = No
         return Check("registry", "fail", f"{url}: the log head does not verify: {exc}",
                      "do not use this registry until its operator explains: its log is forged or its key changed")
     except RegistryError as exc:
-        return Check("registry", "fail", f"{url} refused the log head: {exc.status} {exc.title}", fix_url)
+        return Check("registry", "fail", f"{url} refused the log head: {exc.status} {exc.title}: {exc.detail}",
+                     fix_url)
+    except RegistryUnreachable as exc:
+        return Check("registry", "fail", f"cannot reach {url}: {exc.__cause__ or exc}", fix_url)
     except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return Check("registry", "fail", f"cannot reach {url}: {type(exc).__name__}: {exc}", fix_url)
     finally:
@@ -277,4 +282,6 @@ def render(checks: list[Check], echo: Callable[[str], None]) -> None:
         if check.fix:
             echo(f"{'':<5} {'':<24} fix: {check.fix}")
     failed = sum(c.status == "fail" for c in checks)
-    echo(f"{failed} check(s) failed" if failed else "all checks passed")
+    warned = sum(c.status == "warn" for c in checks)
+    echo(f"{failed} check(s) failed" if failed else
+         f"all checks passed ({warned} warning(s))" if warned else "all checks passed")

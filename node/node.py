@@ -44,17 +44,18 @@ from .agent import Agent
 from .callers import AnonymousPolicy, Authenticator, Unauthenticated
 from .config import NodeConfig, load_agent, scrubber_for
 from .db import migrate
-from .delegation.delegator import DelegationFailed, DelegationResult, Delegator
+from .delegation.delegator import DelegationFailed, DelegationResult, Delegator, ProgressHandler
 from .delegation.discovery import PeerIndex
 from .delegation.domains import DomainVerifier
 from .delegation.heads import SqlHeadStore
+from .delegation.outbox import ReceiptOutbox
 from .delegation.ranking import Preference
 from .delegation.schemas import SchemaPins
 from .flywheel.process_log import ProcessLog
 from .flywheel.process_log import create_engine as create_process_engine
 from .flywheel.recording import RecordedAgent
 from .identity import AgentIdentity
-from .mcp.server import setup_mcp
+from .mcp.server import AgentTools, setup_mcp
 from .metrics import MeteredProcessLog, MeteredTaskStore, NodeMetrics
 from .pii import Scrubber
 from .publisher import PublishedAgent, Publisher
@@ -166,19 +167,21 @@ class Node:
             self._delegator = Delegator(registry, index, A2AClient(signer=caller.identity), caller.identity,
                                         self.org_key.did, recorder=self._process_log.record, pins=pins,
                                         domains=DomainVerifier(DomainResolver(self.domain_lookup)),
-                                        require_verified_domain=self.require_verified_domain)
+                                        require_verified_domain=self.require_verified_domain,
+                                        outbox=ReceiptOutbox(registry, self._process_log.engine))
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
-                       traceparent: str | None = None, require_verified_domain: bool | None = None
-                       ) -> DelegationResult:
+                       traceparent: str | None = None, require_verified_domain: bool | None = None,
+                       on_progress: ProgressHandler | None = None) -> DelegationResult:
         """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
         delegator = await self.delegator()
         try:
             result = await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
                                               min_reputation=min_reputation, prefer=prefer, traceparent=traceparent,
-                                              require_verified_domain=require_verified_domain)
+                                              require_verified_domain=require_verified_domain,
+                                              on_progress=on_progress)
         except DelegationFailed as exc:
             self.metrics.delegated("failed", (a.outcome for a in exc.attempts))
             raise
@@ -215,8 +218,30 @@ class Node:
         public = urlsplit(self.base_url).hostname
         return tuple(dict.fromkeys(h for h in ("127.0.0.1", "localhost", self.host, public) if h))
 
+    def describe(self) -> dict[str, Any]:
+        """What this node serves, for people and scripts: its organisation, each agent (id, skills, the MCP tool
+        name of each skill, its A2A endpoint and card), which agent the root card is, and the node's endpoints."""
+        tools: dict[str, dict[str, str]] = {}
+        for tool in AgentTools(self.agent_list).tools:
+            meta = tool.meta or {}
+            tools.setdefault(str(meta.get("guildnet/agent")), {})[str(meta.get("guildnet/skill"))] = tool.name
+        return {
+            "organisation": {"name": self.org_name, "id": self.org_key.did},
+            "agents": [{"name": p.agent.name, "id": p.identity.id, "description": p.agent.description,
+                        "skills": [{"id": skill.id, "mcp_tool": tools.get(p.agent.name, {}).get(skill.id)}
+                                   for skill in p.agent.skills],
+                        "a2a": f"{self.base_url}/agents/{p.agent.name}/a2a",
+                        "card": f"{self.base_url}/agents/{p.agent.name}/.well-known/agent-card.json"}
+                       for p in self.agents],
+            "root_card": {"agent": self.agents[0].agent.name, "url": f"{self.base_url}/.well-known/agent-card.json"},
+            "endpoints": {"mcp": f"{self.base_url}/mcp", "healthz": f"{self.base_url}/healthz",
+                          "readyz": f"{self.base_url}/readyz", "metrics": f"{self.base_url}/metrics"},
+            "registry": self.registry_url,
+        }
+
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self.metrics.middleware()], client_max_size=4 * 1024 * 1024)
+        app.router.add_get("/", self._index)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -315,6 +340,9 @@ class Node:
                 log.exception("retention: could not delete expired rows (will try again)")
             await asyncio.sleep(RETENTION_INTERVAL)
 
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.json_response(self.describe())
+
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "agents": [p.agent.name for p in self.agents]})
 
@@ -364,21 +392,34 @@ class Node:
 
     async def _audit(self) -> None:
         """Check the registry's log head every :attr:`audit_interval` seconds: a fork or a rollback is caught even
-        when nobody delegates, and shows in ``/readyz``, ``/metrics`` and ``guildnet doctor``."""
-        registry = (await self.delegator()).registry
+        when nobody delegates, and shows in ``/readyz``, ``/metrics`` and ``guildnet doctor``. Receipts kept in
+        the outbox (the registry could not take them yet) are filed from here too."""
+        delegator = await self.delegator()
+        registry = delegator.registry
+        trouble: str | None = None  # said once (the publisher says when the registry answers again)
         while True:
+            # kept receipts name this node's agents as callers: file them once the registry knows the agents
+            registered = self._publisher is None or len(self._publisher.registered) >= len(self.agents)
+            if registered and delegator.outbox is not None:
+                try:
+                    await delegator.outbox.retry({p.identity.id: p.identity.key for p in self.agents})
+                except Exception as exc:  # the node's own database: try again next round
+                    log.warning("could not file kept receipts: %s: %s", type(exc).__name__, exc)
             try:
                 head = await registry.log_head()
                 self.metrics.registry_log_size.set(head.size)
                 self.metrics.registry_log_consistent.set(1)
+                trouble = None
             except LogForked as exc:
                 self.metrics.registry_log_consistent.set(0)
                 log.error("the registry's log is not the one this node saw before: %s; delegation through %s is "
                           "stopped", exc, self.registry_url)
                 return
             except Exception as exc:  # unreachable, or a head that does not verify: try again later
-                log.warning("could not check the registry's log head: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self.audit_interval)
+                if f"{type(exc).__name__}: {exc}" != trouble:
+                    trouble = f"{type(exc).__name__}: {exc}"
+                    log.warning("could not check the registry's log head: %s", trouble)
+            await asyncio.sleep(self.audit_interval if registered else min(1.0, self.audit_interval))
 
     async def rotate(self, name: str) -> str:
         """Rotate agent ``name``'s key while the node serves: its id stays, every signature from the registry's

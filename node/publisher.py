@@ -67,6 +67,8 @@ class Publisher:
         ENDORSEMENT_LIFETIME: a node that runs for months keeps its agents endorsed)."""
         self._endorsed_at = -math.inf
         self._task: asyncio.Task[None] | None = None
+        self._trouble: str | None = None
+        """What went wrong with the registry last (logged once, until it changes or the registry answers again)."""
 
     def facts(self, published: PublishedAgent) -> AgentFacts:
         return build_facts(published, org_key=self.org_key, org_name=self.org_name, base_url=self.base_url,
@@ -158,11 +160,20 @@ class Publisher:
                     await self.register_all()
                 await self.heartbeat()
                 delay = 1.0
+                if self._trouble is not None:
+                    log.info("the registry at %s answers again: every agent is registered and live",
+                             self.client.base_url)
+                    self._trouble = None
                 await asyncio.sleep(max(1.0, min(p.ttl_seconds for p in self.agents) / 3))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("registry unreachable or refusing (%s); retrying in %.0f s", exc, delay)
+                trouble = (f"the registry refused: {exc.status} {exc.title}: {exc.detail}"
+                           if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}")
+                if trouble != self._trouble:  # once per kind of trouble, not once per retry
+                    log.warning("%s; the agents are not findable until it is fixed (retrying with back-off, at "
+                                "most every 30 s)", trouble)
+                    self._trouble = trouble
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

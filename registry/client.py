@@ -13,6 +13,7 @@ rewrites its history, or shows one client a record it keeps out of the log, is c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -59,6 +60,20 @@ class RegistryError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
+
+
+class RegistryUnreachable(ConnectionError):
+    """No answer from the registry's URL (nothing listens there, the network is down, the connection dropped);
+    an :class:`OSError`, so callers that retry on network errors retry on this too."""
+
+    def __init__(self, base_url: str, cause: BaseException) -> None:
+        super().__init__(f"cannot reach the registry at {base_url} ({type(cause).__name__}: {cause}); is it running, "
+                         "and is this its URL?")
+        self.base_url = base_url
+
+
+NOT_A_REGISTRY = "is this the URL of a guildnet registry (not a node's)?"
+"""Said of a reply that is not the registry API's: another server (often a node) answers at that URL."""
 
 
 class LogForked(UntrustworthyRecord):
@@ -196,9 +211,19 @@ class RegistryClient:
     def _url(self, path: str) -> str:
         return self.base_url + path
 
+    @contextlib.asynccontextmanager
+    async def _request(self, method: str, path: str, **options: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request to the registry; a registry that does not answer is :class:`RegistryUnreachable`."""
+        try:
+            async with self.session.request(method, self._url(path), **options) as response:
+                yield response
+        except aiohttp.ClientConnectionError as exc:
+            raise RegistryUnreachable(self.base_url, exc) from exc
+
     @staticmethod
     async def _check(response: aiohttp.ClientResponse) -> Any:
-        """The reply's JSON (at most :data:`MAX_RESPONSE_BYTES`, nesting bounded), or :class:`RegistryError`."""
+        """The reply's JSON (at most :data:`MAX_RESPONSE_BYTES`, nesting bounded), or :class:`RegistryError`: an
+        error that is not the registry API's problem+json says so (another server answers at that URL)."""
         raw = await bounded_json.read_at_most(response.content, MAX_RESPONSE_BYTES + 1)
         if len(raw) > MAX_RESPONSE_BYTES:
             raise UntrustworthyRecord(f"the registry's reply is larger than the {MAX_RESPONSE_BYTES} bytes a client "
@@ -206,18 +231,22 @@ class RegistryClient:
         text = raw.decode("utf-8", errors="replace")
         if response.status >= 400:
             try:
+                if response.content_type != "application/problem+json":
+                    raise ValueError("not problem+json")
                 problem = bounded_json.loads(text)
                 raise RegistryError(response.status, str(problem.get("title", "")), str(problem.get("detail", "")))
             except (ValueError, AttributeError):
-                raise RegistryError(response.status, response.reason or "", text[:200]) from None
+                raise RegistryError(response.status, response.reason or "",
+                                    f"{response.url} answered {response.status} {response.reason or ''}, not in the "
+                                    f"registry API's shape: {NOT_A_REGISTRY}") from None
         try:
             return bounded_json.loads(text)
         except ValueError as exc:
-            raise UntrustworthyRecord(f"the registry's reply is not JSON: {exc}") from exc
+            raise UntrustworthyRecord(f"the reply of {response.url} is not JSON ({exc}): {NOT_A_REGISTRY}") from exc
 
     async def _signed_post(self, path: str, key: SigningKey, body: Mapping[str, Any]) -> dict[str, Any]:
         token = signed_write.make(key, body)
-        async with self.session.post(self._url(path), data=token, headers={"Content-Type": JOSE}) as response:
+        async with self._request("POST", path, data=token, headers={"Content-Type": JOSE}) as response:
             result: dict[str, Any] = await self._check(response)
             return result
 
@@ -269,7 +298,7 @@ class RegistryClient:
     # -- reads --------------------------------------------------------------------------------------
 
     async def _get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        async with self.session.get(self._url(path), params=params) as response:
+        async with self._request("GET", path, params=params) as response:
             return await self._check(response)
 
     async def get(self, agent_id: str, *, verify_inclusion: bool = False) -> AgentEntry:
@@ -387,7 +416,7 @@ class RegistryClient:
             params = [("agent", agent) for agent in ids[start:start + REPUTATION_BATCH]]
             if skill:
                 params.append(("skill", skill))
-            async with self.session.get(self._url("/v1/reputation"), params=params) as response:
+            async with self._request("GET", "/v1/reputation", params=params) as response:
                 body = await self._check(response)
             agents = body.get("agents") if isinstance(body, dict) else None
             for agent in ids[start:start + REPUTATION_BATCH]:
@@ -404,7 +433,7 @@ class RegistryClient:
                 params[name] = value
         if live is not None:
             params["live"] = "true" if live else "false"
-        async with self.session.get(self._url("/v1/agents"), params=params) as response:
+        async with self._request("GET", "/v1/agents", params=params) as response:
             body = await self._check(response)
         agents, refused = [], []
         for hit in body["agents"]:
@@ -445,5 +474,6 @@ def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
 
 
 __all__ = ["AgentEntry", "AuditState", "HeadStore", "LogForked", "LogHead", "RegistryClient", "RegistryError",
+           "RegistryUnreachable",
            "ReputationReport", "SearchPage",
            "UntrustworthyRecord"]

@@ -59,7 +59,7 @@ SECURITY_HEADERS = {
 PAGE_SIZE = 20
 RECEIPTS_LISTED = 50
 LOG_PAGE = 25
-_PARAM_LIMITS = {"q": 256, "skill": 64, "org": 64, "cursor": 512}
+_PARAM_LIMITS = {"q": 256, "skill": 64, "org": 128, "cursor": 512}
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,8 @@ class AgentRow(Base):
     current_key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))
     org_id: Mapped[str] = mapped_column(String(64), index=True)
-    org_name: Mapped[str] = mapped_column(String(128))
+    org_name: Mapped[str] = mapped_column(String(128), index=True)
+    """Indexed (migration 0008): search takes an organisation's name as well as its DID."""
     description: Mapped[str] = mapped_column(Text)
     tags: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

@@ -49,7 +49,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "parameters": [
                         {"name": "skill", "in": "query", "schema": {"type": "string", "maxLength": 64}},
                         {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 256}},
-                        {"name": "org", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                        {"name": "org", "in": "query", "description": "an organisation DID, or an organisation name",
+                         "schema": {"type": "string", "maxLength": 128}},
                         {"name": "live", "in": "query", "schema": {"type": "boolean"}},
                         {"name": "limit", "in": "query",
                          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},

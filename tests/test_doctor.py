@@ -88,7 +88,7 @@ async def test_each_broken_piece_is_named_with_its_fix(tmp_path: Path) -> None:
     (tmp_path / "keys" / "org.key").chmod(0o644)
     checks = by_name(await diagnose(path))
     assert checks["org key"].status == "fail" and checks["org key"].fix == f"chmod 600 {tmp_path}/keys/org.key"
-    assert checks["key echo.key"].status == "fail" and "guildnet keys new" in (checks["key echo.key"].fix or "")
+    assert checks["key echo.key"].status == "warn" and "guildnet node run" in (checks["key echo.key"].fix or "")
     assert checks["registry"].status == "fail" and "cannot reach http://127.0.0.1:9" in checks["registry"].detail
     assert checks["node"].status == "skip"
 

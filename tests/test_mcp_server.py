@@ -196,7 +196,8 @@ async def test_body_limit_is_the_sdk_limit_not_aiohttp_default() -> None:
             assert response.status == 413
 
 
-def test_shared_skill_ids_get_agent_prefixes() -> None:
+def test_a_shared_skill_id_stays_bare_for_the_first_agent() -> None:
+    """Adding an agent with the same skill must not rename the tool existing MCP clients call."""
     first, second = make_agent(Probe()), FunctionAgent("other")
 
     async def echo(data: TextIn) -> TextOut:
@@ -205,7 +206,7 @@ def test_shared_skill_ids_get_agent_prefixes() -> None:
     second.add_skill(echo, id="echo")
 
     names = [tool.name for tool in AgentTools([first, second]).tools]
-    assert names == ["echo.echo", "fail", "slow", "other.echo"]
+    assert names == ["echo", "fail", "slow", "other.echo"]
 
 
 def test_invalid_or_colliding_names_are_refused() -> None:

@@ -154,7 +154,7 @@ async def test_delegate_command(tmp_path: Path) -> None:
             outbound = [row for row in json.loads(recorded.stdout)["by_skill"] if row["name"] == "translate"]
             assert len(outbound) == 1 and outbound[0]["volume"] == 1  # the CLI's delegation is process data too
             missing = await asyncio.to_thread(run, "no-such-skill", "--input", "{}")
-            assert missing.returncode == 1 and "no candidate" in missing.stderr
+            assert missing.returncode == 1 and "offers skill 'no-such-skill'" in missing.stderr
             bad = await asyncio.to_thread(run, "translate", "--input", "not json")
             assert bad.returncode == 2 and "not JSON" in bad.stderr
 

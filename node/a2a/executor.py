@@ -88,6 +88,13 @@ class SkillExecutor:
             await self._sign_receipt(run, skill_id, invocation.arguments, None, started, "failed")
             await run.finish(a2a.FAILED, "the agent produced output that does not match its schema")
             return
+        except a2a.A2AError:
+            raise  # a protocol answer the agent chose: the task machinery reports it
+        except Exception as exc:  # a bug in the skill: the caller gets a signed failure, never the traceback
+            log.exception("agent %s: skill %s failed in task %s", self.agent.name, skill_id, run.task_id)
+            await self._sign_receipt(run, skill_id, invocation.arguments, None, started, "failed")
+            await run.finish(a2a.FAILED, f"internal error ({type(exc).__name__})")
+            return
         await run.artifact(a2a.output_artifact(output, skill_id)["parts"], name=f"{skill_id}-result")
         await self._sign_receipt(run, skill_id, invocation.arguments, output, started, "completed")
         await run.finish(a2a.COMPLETED)

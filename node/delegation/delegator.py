@@ -17,20 +17,28 @@
    (reputation moves only on receipts both sides signed); on any failure of an attempt (timeout, refusal,
    invalid output, a malformed or oversized reply) the next candidate of another organisation is tried, until
    the deadline, which holds for the whole delegation, ranking included.
+
+The input is checked against each candidate's published input schema before it is called (input nobody
+accepts fails at once, ``reason`` ``invalid-input``, calling nobody). Each call carries a context id the caller
+chose, so a call abandoned at the deadline, or cancelled, is cancelled at the peer too (ListTasks by context
+id, then CancelTask). Receipts go through a :class:`~guildnet.node.delegation.outbox.ReceiptOutbox`: kept
+before they are sent, retried until the registry files or refuses them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from guildnet.protocols import a2a, receipts
+from guildnet.protocols import a2a, receipts, schema_check
 from guildnet.protocols.canonical import content_hash
 from guildnet.registry.client import (
     AgentEntry,
@@ -48,30 +56,44 @@ from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
 from .discovery import PeerIndex
 from .domains import DomainVerifier
+from .outbox import ReceiptOutbox, ReceiptState
 from .ranking import Candidate, Decision, Preference, rank
 from .schemas import NoUsableSchema, Pin, SchemaPins
 
 log = logging.getLogger(__name__)
 _SIGNED_BY_ANOTHER_KEY = "receipt is not signed by the called agent's key in force"
 _NO_EVIDENCE = Standing(score=0.5, lower_bound=0.0, evidence=0.0, receipts=0)
+CANCEL_SECONDS = 3.0
+"""How long cancelling an abandoned call at the peer may take (after the deadline, or on Ctrl-C)."""
+Reason = Literal["no-candidate", "invalid-input", "all-failed", "deadline", "forked"]
+AttemptOutcome = Literal["success", "failure", "timeout", "invalid-input", "invalid-output", "bad-receipt",
+                         "unverified", "error"]
+ProgressHandler = Callable[[str, str], None]
+"""Told ``(agent name, text)`` for each progress message the called peer streams."""
 
 
 class DelegationFailed(Exception):
-    """No candidate completed the task within the deadline; ``attempts`` says what each one did."""
+    """No candidate completed the task within the deadline; ``attempts`` says what each one did and ``reason``
+    why in one word: ``no-candidate`` (nobody eligible offers the skill), ``invalid-input`` (no candidate's
+    input schema accepts the input: nobody was called), ``all-failed``, ``deadline`` or ``forked``."""
 
-    def __init__(self, message: str, attempts: list[Attempt], decision: Decision | None) -> None:
+    def __init__(self, message: str, attempts: list[Attempt], decision: Decision | None,
+                 reason: Reason = "all-failed") -> None:
         super().__init__(message)
         self.attempts = attempts
         self.decision = decision
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
     agent_id: str
     name: str
-    outcome: Literal["success", "failure", "timeout", "invalid-output", "bad-receipt", "unverified", "error"]
+    outcome: AttemptOutcome
     detail: str
     latency_ms: float
+    organisation: str = ""
+    """The name of the agent's organisation (as its facts say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +104,8 @@ class DelegationResult:
     traceparent: str
     decision: Decision
     attempts: list[Attempt]
+    context_id: str = ""
+    """The A2A context id this delegation's calls carried (the peer's task is found by it)."""
 
 
 @dataclass
@@ -110,13 +134,17 @@ class Delegator:
     """Where outbound calls go as process data (the node's process log); None records nothing."""
     refused_receipts: list[str] = field(default_factory=list)
     """Why the registry refused receipts this delegator submitted (see :meth:`flush`)."""
+    outbox: ReceiptOutbox | None = None
+    """Where receipts are kept until filed (default: in memory only, no retries)."""
+    receipt_states: dict[str, ReceiptState] = field(default_factory=dict)
+    """What the registry made of each receipt this delegator submitted, by receipt (see :meth:`flush`)."""
     domains: DomainVerifier | None = None
     """How this node checks candidates' domain proofs itself; needed to require a verified domain."""
     require_verified_domain: bool = False
     """Only organisations whose domain this node proved itself are candidates (docs/domains.md)."""
     _reputation: dict[tuple[str, str], tuple[float, Standing]] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
-    _submissions: set[asyncio.Task[None]] = field(default_factory=set)
+    _submissions: set[asyncio.Future[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Every call proves its caller (the callee's claim names only an authenticated caller): the A2A client
@@ -125,6 +153,8 @@ class Delegator:
             self.a2a.signer = self.identity
         elif self.a2a.signer.id != self.identity.id:
             raise ValueError("the A2A client signs as another agent than the delegator's identity")
+        if self.outbox is None:
+            self.outbox = ReceiptOutbox(self.registry)
 
     def price(self, entry: AgentEntry) -> float:
         model = entry.facts.model
@@ -186,6 +216,22 @@ class Delegator:
     async def candidates(self, skill: str, *, require_verified_domain: bool | None = None) -> list[Candidate]:
         return (await self._candidates(skill, require_verified_domain))[0]
 
+    async def similar_skills(self, skill: str, *, limit: int = 3) -> list[str]:
+        """Skill ids live agents offer that look like ``skill`` (case aside, a typo away), best first: what to
+        suggest when nobody offers ``skill`` itself."""
+        offered: dict[str, str] = {}
+        for text in (skill, None):  # agents whose text matches, then the first hundred live ones
+            try:
+                page = await self.registry.search(q=text, live=True, limit=50 if text else 100)
+            except (RegistryError, OSError, ValueError):
+                continue
+            for entry in page.agents:
+                for offered_skill in entry.facts.skills:
+                    offered.setdefault(offered_skill.id.lower(), offered_skill.id)
+        wanted = skill.lower()
+        close = difflib.get_close_matches(wanted, list(offered), n=limit, cutoff=0.6)
+        return [offered[name] for name in close if offered[name] != skill]
+
     async def explain(self, skill: str, *, min_reputation: float = 0.5, budget: float | None = None,
                       prefer: Preference = "cost", require_verified_domain: bool | None = None) -> Decision:
         candidates, refused = await self._candidates(skill, require_verified_domain)
@@ -196,12 +242,14 @@ class Delegator:
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
-                       traceparent: str | None = None, require_verified_domain: bool | None = None
-                       ) -> DelegationResult:
-        """Delegate ``skill``; ``require_verified_domain`` overrides :attr:`require_verified_domain` for this call."""
+                       traceparent: str | None = None, require_verified_domain: bool | None = None,
+                       on_progress: ProgressHandler | None = None) -> DelegationResult:
+        """Delegate ``skill``; ``require_verified_domain`` overrides :attr:`require_verified_domain` for this call.
+        With ``on_progress`` the peer is called with a stream and its progress messages are passed on."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         trace = child_traceparent(traceparent) if traceparent else new_traceparent()
+        context_id = str(uuid.uuid4())
         self._stop_if_forked()
         try:
             async with asyncio.timeout_at(ends):
@@ -209,7 +257,12 @@ class Delegator:
                                               require_verified_domain=require_verified_domain)
         except TimeoutError:
             raise DelegationFailed(f"ranking the candidates for {skill!r} took longer than the {deadline:.1f} s "
-                                   f"deadline", [], None) from None
+                                   f"deadline", [], None, "deadline") from None
+        if not decision.order:
+            why = "; ".join(f"{c.name} of {c.organisation}: {reason}" for c, reason in decision.excluded[:5])
+            raise DelegationFailed(f"no live agent of another organisation offers skill {skill!r}"
+                                   + (f" that this delegation accepts ({why})" if why else ""), [], decision,
+                                   "no-candidate")
         attempts: list[Attempt] = []
         calls_per_org: dict[str, int] = {}
         order = decision.order
@@ -232,26 +285,38 @@ class Delegator:
                 except NoUsableSchema as exc:
                     problem = f"no output schema to check its results against: {exc}"
             if problem is not None:  # never call an agent whose registration or results cannot be verified
-                attempts.append(Attempt(entry.id, entry.facts.name, "unverified", problem, 0.0))
+                attempts.append(Attempt(entry.id, entry.facts.name, "unverified", problem, 0.0,
+                                        entry.facts.organisation.name))
+                continue
+            refused = _input_problem(entry, skill, arguments)
+            if refused is not None:  # the peer would refuse it: say so without sending it
+                attempts.append(Attempt(entry.id, entry.facts.name, "invalid-input", refused, 0.0,
+                                        entry.facts.organisation.name))
                 continue
             calls_per_org[organisation] = calls_per_org.get(organisation, 0) + 1
             attempt, result = await self._try(entry, skill, dict(arguments), trace, min(share, ends - loop.time()),
-                                              pin)
+                                              pin, context_id, on_progress)
             attempts.append(attempt)
             await self._record(entry, skill, arguments, result[0] if result else None, attempt, trace,
                                candidate.price)
             if result is not None:
                 output, receipt = result
-                return DelegationResult(output, entry, receipt, trace, decision, attempts)
-            if len(attempts) >= self.max_attempts:
+                return DelegationResult(output, entry, receipt, trace, decision, attempts, context_id)
+            if sum(a.outcome != "invalid-input" for a in attempts) >= self.max_attempts:
                 break
+        if attempts and all(a.outcome == "invalid-input" for a in attempts):
+            raise DelegationFailed(f"the input does not match skill {skill!r} as its agents publish it: "
+                                   f"{attempts[0].detail}; nobody was called", attempts, decision, "invalid-input")
+        out_of_time = loop.time() >= ends or bool(attempts and attempts[-1].outcome == "timeout")
         raise DelegationFailed(f"no candidate for skill {skill!r} completed the task "
-                               f"({len(attempts)} tried, {len(decision.order)} ranked)", attempts, decision)
+                               f"({sum(a.outcome != 'invalid-input' for a in attempts)} tried, "
+                               f"{len(decision.order)} ranked)", attempts, decision,
+                               "deadline" if out_of_time else "all-failed")
 
     def _stop_if_forked(self) -> None:
         if self.registry.forked is not None:
             raise DelegationFailed(f"delegation through {self.registry.base_url} is stopped: its log is not the one "
-                                   f"this node saw before ({self.registry.forked})", [], None)
+                                   f"this node saw before ({self.registry.forked})", [], None, "forked")
 
     async def _in_log(self, entry: AgentEntry, within: float) -> str | None:
         """Why ``entry`` cannot be called (its registration is not proven to be in the registry's log), or None.
@@ -269,27 +334,69 @@ class Delegator:
         return None
 
     async def _try(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], trace: str,
-                   within: float, pin: Pin) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+                   within: float, pin: Pin, context_id: str, on_progress: ProgressHandler | None
+                   ) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
         """One call: whatever the callee sends back (a timeout, a refusal, a malformed or hostile reply) ends
-        as an :class:`Attempt`, never as an exception, so the next candidate is tried."""
+        as an :class:`Attempt`, never as an exception, so the next candidate is tried. A call abandoned at the
+        deadline (or cancelled) is cancelled at the peer too."""
         started = time.perf_counter()
 
         def attempt(outcome: Any, detail: str) -> Attempt:
             latency = (time.perf_counter() - started) * 1000
             if outcome in ("success", "failure"):
                 self._latency[entry.id] = latency
-            return Attempt(entry.id, entry.facts.name, outcome, detail, latency)
+            return Attempt(entry.id, entry.facts.name, outcome, detail, latency, entry.facts.organisation.name)
 
-        message = a2a.skill_request(arguments, skill)
+        message = a2a.skill_request(arguments, skill, context_id=context_id)
         message["metadata"] = {"traceparent": trace, "skill": skill}
+        endpoint = entry.facts.endpoints.a2a or ""
         try:
             async with asyncio.timeout(within):
-                result = await self.a2a.send_message(entry.facts.endpoints.a2a or "", message)
+                if on_progress is None:
+                    result = await self.a2a.send_message(endpoint, message)
+                else:
+                    result = await self._streamed(endpoint, message, lambda text: on_progress(entry.facts.name, text))
                 return await self._settle(entry, skill, arguments, result, pin, attempt)
-        except TimeoutError:
-            return attempt("timeout", f"no answer within {within:.1f} s"), None
+        except TimeoutError:  # cancelled at the peer in the background: the next candidate's time is its own
+            self._background(self._cancel_at_peer(endpoint, context_id))
+            return attempt("timeout", f"no answer within {within:.1f} s (its task there is being cancelled)"), None
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancel_at_peer(endpoint, context_id))
+            raise
         except Exception as exc:
             return attempt("error", f"{type(exc).__name__}: {str(exc)[:300]}"), None
+
+    async def _streamed(self, endpoint: str, message: dict[str, Any], progress: Callable[[str], None]
+                        ) -> dict[str, Any]:
+        """SendStreamingMessage, passing each progress message on; then the settled task, read whole."""
+        task_id: str | None = None
+        async for event in self.a2a.stream(endpoint, message):
+            if "message" in event:
+                return {"message": event["message"]}
+            update = event.get("statusUpdate") or event.get("task") or {}
+            if isinstance(update, dict):
+                task_id = str(update.get("taskId") or update.get("id") or task_id or "") or None
+                status = update.get("status")
+                text = _status_text(status)
+                if text and isinstance(status, dict) and status.get("state") == "TASK_STATE_WORKING":
+                    progress(text)
+        if task_id is None:
+            raise ValueError("the peer's stream named no task")
+        return {"task": await self.a2a.get_task(endpoint, task_id)}
+
+    async def _cancel_at_peer(self, endpoint: str, context_id: str) -> None:
+        """Cancel what the peer still runs for this delegation's context (best effort, bounded)."""
+        try:
+            async with asyncio.timeout(CANCEL_SECONDS):
+                listed = await self.a2a.list_tasks(endpoint, context_id=context_id)
+                for task in listed.get("tasks") or ():
+                    status = task.get("status") if isinstance(task, dict) else None
+                    if isinstance(status, dict) and status.get("state") not in a2a.TERMINAL_STATES:
+                        await self.a2a.cancel_task(endpoint, str(task.get("id")))
+                        log.info("cancelled task %s at %s", task.get("id"), endpoint)
+        except Exception as exc:  # the peer is gone or refuses: its task ends on its own
+            log.info("could not cancel the task of context %s at %s: %s: %s", context_id, endpoint,
+                     type(exc).__name__, exc)
 
     async def _settle(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], result: Any, pin: Pin,
                       attempt: Callable[[Any, str], Attempt]) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
@@ -301,6 +408,10 @@ class Delegator:
         output = a2a.artifact_output(task)
         metadata = task.get("metadata")
         token = metadata.get(RECEIPT_KEY) if isinstance(metadata, dict) else None
+        said = _status_text(status)
+        if token is None and state in a2a.TERMINAL_STATES and state != "TASK_STATE_COMPLETED":
+            # nothing signed to countersign (e.g. refused before it ran): report what the peer said
+            return attempt("failure", f"task ended {state}" + (f": {said}" if said else "")), None
         problem = self._check_receipt(token, entry, skill, arguments, output, task)
         if problem == _SIGNED_BY_ANOTHER_KEY:  # the callee may have rotated since we read its record: read it again
             with contextlib.suppress(RegistryError, UntrustworthyRecord, OSError):
@@ -310,13 +421,13 @@ class Delegator:
             return attempt("bad-receipt", problem), None
         assert isinstance(token, str)
         if state != "TASK_STATE_COMPLETED" or output is None:
-            self._submit(token, "failure", f"task ended {state}")
-            return attempt("failure", f"task ended {state}"), None
+            await self._submit(token, "failure", f"task ended {state}")
+            return attempt("failure", f"task ended {state}" + (f": {said}" if said else "")), None
         schema_problem = await pin.problem_with(output)
         if schema_problem is not None:
-            self._submit(token, "failure", "output does not match the skill's output schema")
+            await self._submit(token, "failure", "output does not match the skill's output schema")
             return attempt("invalid-output", f"{schema_problem} (schema pinned from {pin.source})"), None
-        receipt = self._submit(token, "success", None)
+        receipt = await self._submit(token, "success", None)
         return attempt("success", "completed"), (output, receipt)
 
     async def _record(self, entry: AgentEntry, skill: str, arguments: Mapping[str, Any],
@@ -324,7 +435,8 @@ class Delegator:
         if self.recorder is None:
             return
         outcome: Outcome = ("ok" if attempt.outcome == "success"
-                            else "rejected" if attempt.outcome in ("failure", "invalid-output", "bad-receipt")
+                            else "rejected" if attempt.outcome in ("failure", "invalid-output", "bad-receipt",
+                                                                   "invalid-input")
                             else "error")
         try:
             await self.recorder(CallRecord(
@@ -359,23 +471,53 @@ class Delegator:
             return "receipt hashes another output"
         return None
 
-    def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
-        """Countersign now; submit in the background so feedback never delays the caller."""
+    async def _submit(self, token: str, verdict: Literal["success", "failure"], reason: str | None) -> str:
+        """Countersign and keep in the outbox now; submit in the background so feedback never delays the caller."""
         receipt: str = receipts.caller_countersign(token, self.identity.key, verdict, reason=reason)
+        outbox = self.outbox
+        assert outbox is not None
+        try:
+            await outbox.keep(receipt, self.identity.id)
+        except Exception:  # the node's database failing must not fail a delegation that succeeded
+            log.exception("could not keep a receipt in the outbox; sending it once")
+        self.receipt_states[receipt] = ReceiptState("pending", "not sent yet")
 
         async def submit() -> None:
-            try:
-                await self.registry.submit_receipt(receipt, self.identity.key)
-            except Exception as exc:  # refused, or the registry unreachable: a background task must not leak it
-                log.warning("receipt not accepted by the registry: %s: %s", type(exc).__name__, exc)
-                self.refused_receipts.append(str(exc) or type(exc).__name__)
+            state = await outbox.file(receipt, self.identity.key)
+            self.receipt_states[receipt] = state
+            if state.state != "filed":
+                log.warning("%s", state.describe())
+                self.refused_receipts.append(state.reason or state.state)
 
-        task = asyncio.create_task(submit())
-        self._submissions.add(task)
-        task.add_done_callback(self._submissions.discard)
+        self._background(submit())
         return receipt
 
+    def _background(self, work: Awaitable[None]) -> None:
+        """Run ``work`` without making the caller wait; :meth:`flush` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._submissions.add(task)
+        task.add_done_callback(self._submissions.discard)
+
     async def flush(self) -> None:
-        """Wait for receipts still being submitted (before shutting down, or to read fresh reputation)."""
+        """Wait for receipts still being submitted and abandoned calls still being cancelled (before shutting
+        down, or to read fresh reputation)."""
         if self._submissions:
             await asyncio.gather(*list(self._submissions), return_exceptions=True)
+
+
+def _status_text(status: Any) -> str:
+    """The text the peer gave with a task's status (why it failed, or its progress), bounded."""
+    message = status.get("message") if isinstance(status, dict) else None
+    return a2a.message_text(message)[:500] if isinstance(message, dict) else ""
+
+
+def _input_problem(entry: AgentEntry, skill: str, arguments: Mapping[str, Any]) -> str | None:
+    """Why ``arguments`` break the input schema ``entry`` publishes for ``skill``, or None (also when the schema
+    cannot be applied here: the peer then decides)."""
+    declared = entry.facts.skill(skill)
+    if declared is None:
+        return None
+    try:
+        return schema_check.first_error(schema_check.checker(declared.input_schema), dict(arguments))
+    except Exception:  # an unsafe or broken schema: not this check's business
+        return None

@@ -79,14 +79,14 @@ class AgentTools:
     """The tool view of a set of agents: listing, input schemas and calls."""
 
     def __init__(self, agents: Sequence[Agent]) -> None:
-        owners: dict[str, int] = {}
-        for agent in agents:
-            for skill in agent.skills:
-                owners[skill.id] = owners.get(skill.id, 0) + 1
+        # The first agent offering a skill keeps the bare skill id, later ones get ``agent.skill``: adding an agent
+        # never renames a tool existing MCP clients call.
+        bare: set[str] = set()
         self._entries: dict[str, _Entry] = {}
         for agent in agents:
             for skill in agent.skills:
-                name = skill.id if owners[skill.id] == 1 else f"{agent.name}.{skill.id}"
+                name = skill.id if skill.id not in bare else f"{agent.name}.{skill.id}"
+                bare.add(skill.id)
                 if not _TOOL_NAME.match(name):
                     raise ValueError(f"tool name {name!r} (agent {agent.name!r}) is not a valid MCP tool name")
                 if name in self._entries:

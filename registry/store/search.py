@@ -79,7 +79,8 @@ def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None
         where.append(_SKILL_FILTER)
         params["skill"] = skill
     if org:
-        where.append("a.org_id = :org")
+        # a DID names one organisation; anything else is the name organisations call themselves (not unique)
+        where.append("a.org_id = :org" if org.startswith("did:") else "a.org_name = :org")
         params["org"] = org
     if live is True:
         where.append("a.expires_at > :now")
