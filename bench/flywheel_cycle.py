@@ -103,12 +103,13 @@ async def run(agent: SLMAgent, mix: Sequence[Ticket], ledger: Ledger, process_lo
             "models": sorted({r.model or "?" for r in ledger.rows}), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def cli(*args: str, nice: bool = False) -> str:
+def cli(*args: str, nice: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``guildnet flywheel ARGS`` as a user runs it (training nice'd: the machine is shared)."""
     command = (["nice", "-n", "10"] if nice else []) + [GUILDNET, "flywheel", *args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode:
+    if check and done.returncode:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
-    return done.stdout
+    return done
 
 
 def novel_examples() -> list[dict[str, Any]]:
@@ -146,18 +147,18 @@ async def cycle(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         started = time.perf_counter()
         candidate = cli("train", "--skill", SKILL.id, "--db", db_cli, "--models", str(models), "--epochs",
-                        str(args.epochs), "--threads", str(args.threads), nice=True).strip().splitlines()[-1]
+                        str(args.epochs), "--threads", str(args.threads), nice=True).stdout.strip().splitlines()[-1]
         train_wall = time.perf_counter() - started
         card = json.loads(cli("evaluate", candidate, "--skill", SKILL.id, "--models", str(models), "--key",
-                              str(key_file), "--json"))
+                              str(key_file), "--json").stdout)
         print(f"evaluated: {card['verdict']}", file=sys.stderr)
 
         served.base_policy = ConfidencePolicy(min_mean_logprob=card["scores"]["current"]["threshold"])
         await served.aclose()
         await served.reload()  # the base again, with the threshold its evaluation chose
         before = await run(agent, new, Ledger(usage))
-        promoted = subprocess.run([GUILDNET, "flywheel", "promote", candidate, "--skill", SKILL.id, "--models",
-                                   str(models), "--key", str(key_file)], capture_output=True, text=True, check=False)
+        promoted = cli("promote", candidate, "--skill", SKILL.id, "--models", str(models), "--key", str(key_file),
+                       check=False)
         swapped = await served.reload()
         after = await run(agent, new, Ledger(usage))
         await served.aclose()

@@ -20,7 +20,7 @@ from guildnet.node.agent import TaskContext
 from guildnet.node.flywheel.dataset import write_time_split
 from guildnet.node.flywheel.evaluation import Answer, calibrate, schema_of
 from guildnet.node.flywheel.models import ModelStore, ModelStoreError, sha256_file
-from guildnet.node.flywheel.process_log import CallRecord, ProcessLog
+from guildnet.node.flywheel.process_log import ProcessLog
 from guildnet.node.flywheel.tasks import Row, Task
 from guildnet.node.pii import Scrubber
 from guildnet.node.slm import ConfidencePolicy, ModelSkill, ScriptedBackend, SLMAgent
@@ -208,6 +208,60 @@ async def test_llama_cpp_loads_the_converted_adapter_and_applies_it(tmp_path: Pa
         from guildnet.node.slm.embedded import EmbeddedServer
 
         EmbeddedServer(lora=tmp_path / "missing.gguf").start()
+
+
+def transformers_greedy(peft_dir: Path, messages: list[dict[str, str]], tokens: int) -> tuple[str, str]:
+    """Greedy text of the de-quantised base in transformers, without and with the PEFT adapter."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from guildnet.node.slm.embedded import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    prompt = tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False), return_tensors="pt",
+                 add_special_tokens=False)
+
+    def greedy(m: Any) -> str:
+        with torch.no_grad():
+            out = m.generate(**prompt, max_new_tokens=tokens, do_sample=False)
+        return str(tok.decode(out[0][prompt["input_ids"].shape[1]:], skip_special_tokens=True))
+
+    return greedy(model), greedy(PeftModel.from_pretrained(model, str(peft_dir)))
+
+
+@pytest.mark.slow
+@needs_train
+async def test_served_adapter_answers_as_the_trained_model_does(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GGUF adapter in llama.cpp gives the same greedy text as the PEFT adapter in transformers, and the
+    rotary row order of q and k matters: without it llama.cpp says something else."""
+    from guildnet.node.flywheel import lora_gguf
+    from guildnet.node.slm.backends import ChatRequest
+    from guildnet.node.slm.embedded import EmbeddedServer
+
+    peft_dir = fake_peft(tmp_path / "peft", scale=0.012)
+    config = json.loads((peft_dir / "adapter_config.json").read_text())
+    (peft_dir / "adapter_config.json").write_text(json.dumps({
+        **config, "peft_type": "LORA", "task_type": "CAUSAL_LM", "target_modules": ["q_proj", "k_proj", "v_proj"],
+        "lora_dropout": 0.0, "bias": "none"}))
+    messages = [{"role": "user", "content": "Name three colours."}]
+    base, adapted = await asyncio.to_thread(transformers_greedy, peft_dir, messages, 12)
+    assert base != adapted
+
+    async def served(adapter: Path | None) -> str:
+        server = EmbeddedServer(n_ctx=512, n_parallel=1, threads=1, lora=adapter)
+        async with server, server.backend() as backend:
+            return (await backend.chat(ChatRequest(messages, max_tokens=12))).content or ""
+
+    lora_gguf.convert(peft_dir, tmp_path / "right.gguf", n_head=9, n_head_kv=3, name="right")
+    assert await served(None) == base
+    assert await served(tmp_path / "right.gguf") == adapted
+    monkeypatch.setattr(lora_gguf, "_permute", lambda weights, heads: weights)
+    lora_gguf.convert(peft_dir, tmp_path / "unpermuted.gguf", n_head=9, n_head_kv=3, name="unpermuted")
+    assert await served(tmp_path / "unpermuted.gguf") != adapted
 
 
 @pytest.mark.slow

@@ -76,13 +76,13 @@ def train(train_file: Path, out_dir: Path, settings: TrainSettings = TrainSettin
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl's lazy module
 
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses it ("quantized with
     # QuantizationMethod.GGUF but that quantization method do not support training").
     model.hf_quantizer = None
@@ -90,7 +90,7 @@ def train(train_file: Path, out_dir: Path, settings: TrainSettings = TrainSettin
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     data = load_dataset("json", data_files={"train": str(train_file)})["train"]
-    trainer = SFTTrainer(
+    trainer: Any = SFTTrainer(
         model=model, processing_class=tok, train_dataset=data,
         args=SFTConfig(output_dir=str(out_dir / "trainer"), num_train_epochs=settings.epochs,
                        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch,
