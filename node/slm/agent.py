@@ -83,6 +83,10 @@ class _Verdict:
     reason: str | None  # None: accepted
 
 
+SCHEMA_INSTRUCTION = "\nAnswer with one JSON object matching this JSON Schema: "
+"""What ends every system prompt, followed by the output schema: the flywheel reads the schema back from there."""
+
+
 def trace_id_of(ctx: TaskContext) -> str:
     """The W3C trace id of the call if it came with a ``traceparent``, else the task id."""
     return trace_id(ctx.traceparent) or ctx.task_id
@@ -115,6 +119,13 @@ class SLMAgent(Agent):
         if len(self._specs) != len(skills):
             raise ValueError("skill ids must be unique")
 
+    def replace_primary(self, tier: Tier) -> Tier:
+        """Answer with ``tier`` first from the next task on and return the tier it replaces (tasks already under
+        way finish with it); the agent's AgentFacts ``model`` block follows."""
+        old, self.tiers[0] = self.tiers[0], tier
+        self.model = tier.backend.model_facts()
+        return old
+
     @property
     def skills(self) -> Sequence[Skill]:
         return [spec.skill for spec in self._specs.values()]
@@ -129,8 +140,7 @@ class SLMAgent(Agent):
 
     def _messages(self, spec: ModelSkill, arguments: dict[str, Any]) -> list[dict[str, str]]:
         render = spec.render or (lambda args: json.dumps(args, ensure_ascii=False, sort_keys=True))
-        system = (f"{spec.system_prompt}\nAnswer with one JSON object matching this JSON Schema: "
-                  f"{_canonical(spec.skill.output_schema)}")
+        system = f"{spec.system_prompt}{SCHEMA_INSTRUCTION}{_canonical(spec.skill.output_schema)}"
         return [{"role": "system", "content": system}, {"role": "user", "content": render(arguments)}]
 
     def _judge_sample(self, skill_id: str, sample: _Sample) -> None:

@@ -56,7 +56,12 @@ class EmbeddedServer:
     """
 
     def __init__(self, *, n_ctx: int = 2048, n_parallel: int = 2, threads: int = 2,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, lora: Path | None = None, alias: str = MODEL_ALIAS) -> None:
+        """``lora``: a GGUF LoRA adapter for the base (``guildnet flywheel train`` writes one), applied at full
+        scale; ``alias``: the model name the server answers with, which process data records per call, so
+        name each adapter differently."""
+        self.lora = lora
+        self.alias = alias
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.threads = threads
@@ -65,7 +70,7 @@ class EmbeddedServer:
         self.base_url: str | None = None
 
     def __repr__(self) -> str:
-        return f"EmbeddedServer(base_url={self.base_url!r})"
+        return f"EmbeddedServer(base_url={self.base_url!r}, alias={self.alias!r})"
 
     def start(self) -> str:
         if importlib.util.find_spec("xllamacpp") is None:
@@ -81,7 +86,14 @@ class EmbeddedServer:
         params.cpuparams_batch.n_threads = self.threads
         params.port = 0
         params.hostnames = ["127.0.0.1"]
-        params.model_alias = {MODEL_ALIAS}  # a set: a plain str would become a set of characters
+        params.model_alias = {self.alias}  # a set: a plain str would become a set of characters
+        if self.lora is not None:
+            if not self.lora.is_file():
+                raise FileNotFoundError(f"no LoRA adapter at {self.lora}")
+            adapter = xllamacpp.CommonAdapterLoraInfo()
+            adapter.path = str(self.lora)
+            adapter.scale = 1.0
+            params.lora_adapters = [adapter]
         params.verbosity = 0
         if self.__api_key:
             params.api_keys = [self.__api_key]
@@ -98,10 +110,10 @@ class EmbeddedServer:
         """A backend for this server (free: the price is zero)."""
         if self.base_url is None:
             raise RuntimeError("embedded server is not running")
-        return OpenAIChatBackend(self.base_url, MODEL_ALIAS, api_key=self.__api_key, timeout=timeout,
+        return OpenAIChatBackend(self.base_url, self.alias, api_key=self.__api_key, timeout=timeout,
                                  price=Price(), capabilities=Capabilities(structured_output="json_schema",
                                                                           logprobs=True, tools=False),
-                                 family="SmolLM2", parameters=PARAMETERS)
+                                 family="SmolLM2" + self.alias.removeprefix(MODEL_ALIAS), parameters=PARAMETERS)
 
     async def __aenter__(self) -> str:
         return await asyncio.to_thread(self.start)
