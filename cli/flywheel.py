@@ -151,6 +151,7 @@ def _store(models_dir: str, skill: str) -> Any:
 
 
 def _signing_key(config_path: str | None, key_path: str | None) -> Any:
+    from guildnet.node.config import ConfigError, load_config
     from guildnet.protocols import keyfile
     from guildnet.protocols.keys import KeyFileError
 
