@@ -150,8 +150,14 @@ class ProcessLog:
         """Load the scrubber's name models in a thread (seconds), so neither the node's start nor
         its first records wait for them; ``close`` stops it between two models."""
         if self.scrubber.detects_names:
-            threading.Thread(target=self.scrubber.warm_up, args=(self._closing.is_set,),
-                             name="process-log warm-up").start()
+            threading.Thread(target=self._warm_up, name="process-log warm-up").start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.scrubber.warm_up(self._closing.is_set)
+        except Exception as exc:  # a model that cannot load fails again, with its traceback, on the first record
+            if not self._closing.is_set():  # at exit, imports fail ("can't register atexit after shutdown")
+                log.warning("could not load the name models ahead of use: %s: %s", type(exc).__name__, exc)
 
     async def flush(self) -> None:
         """Wait until every record handed over so far is written (or its write failed and was logged)."""
