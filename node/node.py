@@ -257,6 +257,7 @@ class Node:
     async def _process_log_lifespan(self, app: web.Application) -> AsyncIterator[None]:
         process_log = app[PROCESS_LOG]
         await migrate(process_log.engine)
+        process_log.warm_up()
         retention = asyncio.create_task(self._retention(app), name="guildnet-retention")
         try:
             yield

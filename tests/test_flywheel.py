@@ -238,3 +238,33 @@ async def test_a_serving_node_records_in_the_background(tmp_path: Path) -> None:
     async with reopened.engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(ProcessCall)) == 22
     await reopened.close()
+
+
+async def test_closing_stops_scrubbing_between_records(tmp_path: Path) -> None:
+    """A thread cannot be cancelled and the interpreter waits for it at exit: once ``close`` has spent its drain
+    time, the batch being scrubbed stops at the next record and is counted as dropped, so a node's shutdown waits
+    for one record's name detection, not a batch's."""
+    calls: list[float] = []
+
+    def slow_names(text: str) -> list[tuple[int, int]]:
+        calls.append(time.perf_counter())
+        time.sleep(0.01)
+        return []
+
+    process_log = await ProcessLog.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", Scrubber(names=slow_names),
+                                        pending=100)
+    process_log.drain_seconds = 0.5
+    for n in range(80):
+        await process_log.record(CallRecord(direction="in", transport="a2a", skill="s", agent="a", outcome="ok",
+                                            input={"text": f"Ticket {n} from Ann"}))
+    started = time.perf_counter()
+    await process_log.close()
+    closed = time.perf_counter()
+    assert closed - started < 0.8
+    await asyncio.sleep(0.3)
+    assert sum(1 for at in calls if at > closed) <= 1  # the thread stopped at the next record
+    reopened = await ProcessLog.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", Scrubber(names="off"))
+    async with reopened.engine.connect() as connection:
+        stored = await connection.scalar(select(func.count()).select_from(ProcessCall))
+    await reopened.close()
+    assert stored is not None and 0 < stored < 80 and stored + process_log.dropped == 80

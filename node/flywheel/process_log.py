@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ from ..pii import Scrubber
 
 log = logging.getLogger(__name__)
 _BATCH = 256
+_BATCH_WITH_NAMES = 16  # ~15 ms of name detection a record: a batch stays well under a second
+_BATCH_WITH_NAMES = 16
+"""Name detection costs up to ~15 ms a record, and a batch scrubbed in a thread cannot be stopped: at 16 records
+a batch still in flight when ``close`` gives up holds the process's exit for a quarter of a second, not seconds."""
 
 Direction = Literal["in", "out", "model"]
 Transport = Literal["a2a", "mcp", "delegation", "model"]
@@ -132,6 +137,7 @@ class ProcessLog:
         self._queue: asyncio.Queue[CallRecord] | None = asyncio.Queue(pending) if pending > 0 else None
         self._writer: asyncio.Task[None] | None = None
         self._last_drop_warning = -math.inf
+        self._closing = threading.Event()
 
     @classmethod
     async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None,
@@ -139,6 +145,13 @@ class ProcessLog:
         engine = create_engine(url)
         await migrate(engine)
         return cls(engine, scrubber, retention_days=retention_days, pending=pending)
+
+    def warm_up(self) -> None:
+        """Load the scrubber's name models in a thread (seconds), so neither the node's start nor
+        its first records wait for them; ``close`` stops it between two models."""
+        if self.scrubber.detects_names:
+            threading.Thread(target=self.scrubber.warm_up, args=(self._closing.is_set,),
+                             name="process-log warm-up").start()
 
     async def flush(self) -> None:
         """Wait until every record handed over so far is written (or its write failed and was logged)."""
@@ -152,11 +165,22 @@ class ProcessLog:
                     await self._queue.join()
             except TimeoutError:
                 self._drop(self._queue.qsize(), "still queued at shutdown")
+        self._closing.set()
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
         await self.engine.dispose()
+
+    def _rows(self, batch: list[CallRecord]) -> list[dict[str, Any]]:
+        # A thread cannot be cancelled and the interpreter waits for it at exit: once ``close`` has given up,
+        # stop between records, so shutdown waits for one record's scrubbing at most, not a batch's.
+        rows = []
+        for record in batch:
+            if self._closing.is_set():
+                raise _Abandoned
+            rows.append(self._row(record))
+        return rows
 
     def _row(self, record: CallRecord) -> dict[str, Any]:
         record.check()
@@ -208,12 +232,17 @@ class ProcessLog:
             log.warning("process data: %d record(s) dropped, %s; %d dropped in all", count, why, self.dropped)
 
     async def _write_queued(self, queue: asyncio.Queue[CallRecord]) -> None:
+        limit = _BATCH_WITH_NAMES if self.scrubber.detects_names else _BATCH
         while True:
             batch = [await queue.get()]
-            while len(batch) < _BATCH and not queue.empty():
+            while len(batch) < limit and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
                 await self._write(batch)
+            except (_Abandoned, asyncio.CancelledError) as exc:
+                self._drop(len(batch), "not yet scrubbed at shutdown")
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
             except Exception:
                 log.exception("could not write %d process-data records", len(batch))
             finally:
@@ -224,7 +253,7 @@ class ProcessLog:
         # Scrub (and validate) all before opening a transaction; name detection is milliseconds of CPU per
         # string and a batch is many strings, so either runs off the event loop.
         if self.scrubber.detects_names or len(batch) > 1:
-            rows = await asyncio.to_thread(lambda: [self._row(r) for r in batch])
+            rows = await asyncio.to_thread(self._rows, batch)
         else:
             rows = [self._row(r) for r in batch]
         if not rows:
@@ -241,6 +270,10 @@ class ProcessLog:
         async with self.engine.begin() as connection:
             result = await connection.execute(delete(ProcessCall).where(ProcessCall.at < cutoff))
         return int(result.rowcount or 0)
+
+
+class _Abandoned(Exception):
+    """A batch given up because the log is closing."""
 
 
 def monotonic_ms(start: float) -> float:

@@ -176,6 +176,15 @@ class CombinedNames:
     def __init__(self, models: Sequence[str]) -> None:
         self.models = tuple(models)
 
+    def warm_up(self, stop: Callable[[], bool]) -> None:
+        """Load every model now (seconds of CPU), so the first text scrubbed does not pay for it; ``stop`` is
+        asked before each one."""
+        for model in self.models:
+            if stop():
+                return
+            with _lock:
+                NAME_MODELS[model][1]()
+
     def __call__(self, text: str) -> Sequence[Span]:
         spans: list[Span] = []
         with _lock:

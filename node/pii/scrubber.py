@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from .exact import PHONE_REGIONS, Hit, exact_hits
@@ -77,6 +77,12 @@ class Scrubber:
     @property
     def detects_names(self) -> bool:
         return self._names is not None
+
+    def warm_up(self, stop: Callable[[], bool] = lambda: False) -> None:
+        """Load the name models now instead of on the first text with a capital letter (blocking: call it off
+        the event loop); ``stop`` is asked before each model."""
+        if isinstance(self._names, CombinedNames):
+            self._names.warm_up(stop)
 
     def _token(self, kind: str, normalised: str) -> str:
         if self.mode == "redact":
