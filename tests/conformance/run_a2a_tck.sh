@@ -4,6 +4,8 @@
 #     tests/conformance/run_a2a_tck.sh [run_tck.py args]
 # The TCK checkout is not part of this repository: fetch it yourself and install it in its own venv
 # (pip install -e "$A2A_TCK_DIR"). Extra arguments go to run_tck.py (e.g. --level must, --transport jsonrpc).
+# The server serves every binding (JSON-RPC and HTTP+JSON on one port, gRPC on another) with push notifications
+# (the TCK's webhook receiver on localhost is allowed) and the extended card: results in docs/a2a-bindings.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
