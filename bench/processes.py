@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,9 +51,10 @@ async def registry_database(backend: str, prefix: str) -> AsyncIterator[tuple[st
 
 
 @contextlib.asynccontextmanager
-async def guildnet_process(args: list[str], port: int, log_path: Path, *,
-                           pinned: bool = False) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``guildnet ARGS`` serving on ``port``; yields the process once ``/healthz`` answers, stops it after.
+async def guildnet_process(args: list[str], port: int, log_path: Path, *, pinned: bool = False,
+                           ready_within: float = 30.0) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``guildnet ARGS`` serving on ``port``; yields the process once ``/healthz`` answers (within
+    ``ready_within`` seconds), stops it after.
 
     Its output goes to ``log_path`` (a file, never a pipe nobody reads); ``pinned`` runs it on core 0 (taskset
     execs, so the pid stays the server's) and leaves the other core to the load generator."""
@@ -64,7 +66,8 @@ async def guildnet_process(args: list[str], port: int, log_path: Path, *,
                                                        stderr=log)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            for _ in range(300):
+            deadline = time.monotonic() + ready_within
+            while time.monotonic() < deadline:
                 if process.returncode is not None:
                     output = await asyncio.to_thread(log_path.read_text, errors="replace")
                     raise RuntimeError(f"guildnet {args[0]} exited: {output[-2000:]}")
@@ -74,7 +77,7 @@ async def guildnet_process(args: list[str], port: int, log_path: Path, *,
                             break
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError(f"guildnet {args[0]} did not become ready in 30 s")
+                raise RuntimeError(f"guildnet {args[0]} did not become ready in {ready_within:.0f} s")
         yield process
     finally:
         if process.returncode is None:

@@ -226,7 +226,9 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 "--write-rate-per-key", "off"]
         if verify_workers:
             args += ["--verify-workers", str(verify_workers)]
-        async with guildnet_process(args, port, tmp / "registry.log", pinned=pinned) as process:
+        ready_within = 30.0 + prefilled / 1000  # start-up loads the log tree: allow ~1 ms a leaf
+        async with guildnet_process(args, port, tmp / "registry.log", pinned=pinned,
+                                    ready_within=ready_within) as process:
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
             rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
@@ -245,7 +247,8 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             result["liveness"] = await liveness(url, population, concurrency)
             result["rss_mib"] = rss_mb(process.pid)
         started = time.perf_counter()  # the same database again: migrations (none to run) and the log tree load
-        async with guildnet_process(args, port, tmp / "registry-restart.log", pinned=pinned) as process:
+        async with guildnet_process(args, port, tmp / "registry-restart.log", pinned=pinned,
+                                    ready_within=ready_within) as process:
             result["startup_s"] = time.perf_counter() - started
             result["rss_mib_after_restart"] = rss_mb(process.pid)
         return result
