@@ -38,6 +38,8 @@ class _Failure(Exception):
         else:
             click.echo(f"error: {self.message}", err=True)
             for attempt in self.attempts:
+                if len(self.attempts) == 1 and attempt["detail"] in self.message:
+                    continue  # the message already gives the one attempt's reason
                 click.echo(f"  {attempt['name']} of {attempt['organisation']}: {attempt['outcome']} "
                            f"({attempt['detail']})", err=True)
             if self.similar:

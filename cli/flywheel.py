@@ -118,6 +118,8 @@ def export(config_path: str | None, db: str | None, days: float | None, cluster:
       guildnet flywheel export 2 --config node.toml --out data/cluster-2
       guildnet flywheel export --skill ticket.classify --config node.toml --out data/tickets
     """
+    from guildnet.node import flywheel
+
     if cluster is None and skill is None:
         raise click.UsageError("give a CLUSTER (from guildnet flywheel clusters) or --skill, or both")
     with click.progressbar(length=1, label="exporting", file=sys.stderr) as bar:
@@ -125,9 +127,7 @@ def export(config_path: str | None, db: str | None, days: float | None, cluster:
             bar.length = max(total, 1)
             bar.update(done - bar.pos)
 
-        from guildnet.node import flywheel
-
-    result = _run(config_path, db, lambda engine: flywheel.export(
+        result = _run(config_path, db, lambda engine: flywheel.export(
             engine, Path(out_dir), cluster=cluster, skill=skill, since=_window(days),
             validation_fraction=validation_fraction, progress=progress))
     click.echo(f"wrote {result.train} training and {result.validation} validation examples to {result.out_dir}"

@@ -62,9 +62,10 @@ class RegistryError(Exception):
         self.detail = detail
 
 
-class RegistryUnreachable(ConnectionError):
-    """No answer from the registry's URL (nothing listens there, the network is down, the connection dropped);
-    an :class:`OSError`, so callers that retry on network errors retry on this too."""
+class RegistryUnreachable(aiohttp.ClientOSError):
+    """No answer from the registry's URL (nothing listens there, the network is down, the connection dropped).
+    Both an :class:`OSError` and an :class:`aiohttp.ClientConnectionError`, as the error it replaces was: code
+    that retries on either retries on this too."""
 
     def __init__(self, base_url: str, cause: BaseException) -> None:
         super().__init__(f"cannot reach the registry at {base_url} ({type(cause).__name__}: {cause}); is it running, "

@@ -308,9 +308,11 @@ class Delegator:
             raise DelegationFailed(f"the input does not match skill {skill!r} as its agents publish it: "
                                    f"{attempts[0].detail}; nobody was called", attempts, decision, "invalid-input")
         out_of_time = loop.time() >= ends or bool(attempts and attempts[-1].outcome == "timeout")
-        raise DelegationFailed(f"no candidate for skill {skill!r} completed the task "
-                               f"({sum(a.outcome != 'invalid-input' for a in attempts)} tried, "
-                               f"{len(decision.order)} ranked)", attempts, decision,
+        tried = [a for a in attempts if a.outcome != "invalid-input"]
+        why = (f": {tried[0].name} of {tried[0].organisation}: {tried[0].outcome} ({tried[0].detail})"
+               if len(tried) == 1 else "")  # one peer: its reason is the reason
+        raise DelegationFailed(f"no candidate for skill {skill!r} completed the task ({len(tried)} tried, "
+                               f"{len(decision.order)} ranked){why}", attempts, decision,
                                "deadline" if out_of_time else "all-failed")
 
     def _stop_if_forked(self) -> None:
