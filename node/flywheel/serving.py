@@ -69,7 +69,9 @@ class ServedModel:
     """The first tier of ``agent`` for ``store.skill``: the promoted adapter, or the base model."""
 
     def __init__(self, store: ModelStore, agent: SLMAgent, *, base_policy: ConfidencePolicy | None = None,
-                 n_parallel: int = 2, threads: int = 2, drain_seconds: float = 120.0) -> None:
+                 n_parallel: int = 2, threads: int = 1, drain_seconds: float = 120.0) -> None:
+        """``threads``: llama.cpp threads; one by default, as for evaluation (on a busy machine two wait on each
+        other)."""
         self.store = store
         self.agent = agent
         self.base_policy = base_policy or ConfidencePolicy()
