@@ -191,17 +191,19 @@ class McpTasks:
                 live.record = settled
                 return
             except MCPError as exc:
-                live.record = mcp_tasks.failed(live.record, exc.error.code, exc.error.message)
+                settled = mcp_tasks.failed(live.record, exc.error.code, exc.error.message)
             except Exception:
                 log.exception("MCP task %s (tool %s) failed", live.record.id, params.name)
-                live.record = mcp_tasks.failed(live.record, mcp_tasks.INTERNAL_ERROR, "Internal error")
+                settled = mcp_tasks.failed(live.record, mcp_tasks.INTERNAL_ERROR, "Internal error")
             else:
                 if result.get("resultType") == "input_required" or "inputRequests" in result:
-                    live.record = mcp_tasks.input_required(live.record, result.get("inputRequests") or {},
-                                                           result.get("requestState"))
+                    settled = mcp_tasks.input_required(live.record, result.get("inputRequests") or {},
+                                                       result.get("requestState"))
                 else:
-                    live.record = mcp_tasks.completed(live.record, result)
-            await self.store.put(live.record, new=False)
+                    settled = mcp_tasks.completed(live.record, result)
+            # durable before anyone sees it: tasks/get answers from live.record, A2A GetTask from the store
+            await self.store.put(settled, new=False)
+            live.record = settled
         except Exception:
             log.exception("MCP task %s could not be stored", live.record.id)
         finally:
