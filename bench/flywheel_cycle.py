@@ -36,10 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slm_routing import LARGE, LARGE_CHEAP, SKILL, SMALL, SPEC, script_large, scripted_app, serve
+from slm_routing import LARGE, LARGE_CHEAP, SKILL, SMALL, SPEC, answer_tickets, script_large, scripted_app, serve
 from tickets import NOVEL, Ticket, tickets
 
-from guildnet.node.agent import SkillError, TaskContext
 from guildnet.node.config import resolve_db_url
 from guildnet.node.flywheel.evaluation import score
 from guildnet.node.flywheel.models import ModelStore
@@ -79,25 +78,11 @@ class Ledger:
 async def run(agent: SLMAgent, mix: Sequence[Ticket], ledger: Ledger, process_log: ProcessLog | None = None,
               concurrency: int = 4) -> dict[str, Any]:
     served = agent if process_log is None else RecordedAgent(agent, process_log, "a2a")
-    gate = asyncio.Semaphore(concurrency)
-    outcome = {"success": 0, "escalated": 0}
     agent.recorder = ledger.record
-
-    async def one(number: int, ticket: Ticket) -> None:
-        context = TaskContext(task_id=f"t-{number}", skill_id=SKILL.id)
-        async with gate:
-            try:
-                output = await served.call(SKILL.id, {"text": ticket.text}, context)
-            except SkillError:
-                return
-        outcome["success"] += output == {"label": ticket.label}
-        outcome["escalated"] += bool(context.annotations["slm"]["escalations"])
-
     started = time.perf_counter()
-    await asyncio.gather(*(one(n, t) for n, t in enumerate(mix)))
+    success, escalated = await answer_tickets(served, mix, concurrency)
     n = len(mix)
-    success = outcome["success"]
-    return {"tasks": n, "success_rate": success / n, "escalation_rate": outcome["escalated"] / n,
+    return {"tasks": n, "success_rate": success / n, "escalation_rate": escalated / n,
             "cost_per_success": ledger.cost(LARGE[1]) / success if success else None,
             "cost_per_success_cheap_70b": ledger.cost(LARGE_CHEAP) / success if success else None,
             "models": sorted({r.model or "?" for r in ledger.rows}), "seconds": round(time.perf_counter() - started, 1)}

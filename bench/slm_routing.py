@@ -188,6 +188,27 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def answer_tickets(served: Agent, mix: Sequence[Ticket], concurrency: int) -> tuple[int, int]:
+    """Send every ticket to ``served``'s skill, ``concurrency`` at a time, as a node's callers would: how many
+    were answered right, and how many escalated (the SLM agent's annotation on each task)."""
+    gate = asyncio.Semaphore(concurrency)
+    successes = 0
+    escalated = 0
+
+    async def one(number: int, ticket: Ticket) -> None:
+        nonlocal successes, escalated
+        context = TaskContext(task_id=f"task-{number}", skill_id=SKILL.id)
+        async with gate:
+            try:
+                output = await served.call(SKILL.id, {"text": ticket.text}, context)
+            except SkillError:
+                return
+        successes += output == {"label": ticket.label}
+        escalated += bool(context.annotations["slm"]["escalations"])
+
+    await asyncio.gather(*(one(n, t) for n, t in enumerate(mix)))
+    return successes, escalated
+
 async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str], threshold: float,
                        concurrency: int, process_log: ProcessLog | None = None) -> dict[str, Any]:
     small = OpenAIChatBackend(urls["small"], SMALL[0], price=SMALL[1], timeout=120, family="Llama-3.2",
@@ -208,24 +229,9 @@ async def run_strategy(strategy: str, mix: Sequence[Ticket], urls: dict[str, str
         agent = SLMAgent("bench", [SPEC], Tier(small, ConfidencePolicy(min_mean_logprob=threshold)),
                          escalation=[large], recorder=record)
     served: Agent = agent if process_log is None else RecordedAgent(agent, process_log, "a2a")  # as a node does
-    gate = asyncio.Semaphore(concurrency)
-    successes = 0
-    escalated = 0
-
-    async def one(number: int, ticket: Ticket) -> None:
-        nonlocal successes, escalated
-        context = TaskContext(task_id=f"task-{number}", skill_id=SKILL.id)
-        async with gate:
-            try:
-                output = await served.call(SKILL.id, {"text": ticket.text}, context)
-            except SkillError:
-                return
-        successes += output == {"label": ticket.label}
-        escalated += bool(context.metadata["slm"]["escalations"])
-
     started = time.perf_counter()
     async with small, large:
-        await asyncio.gather(*(one(n, t) for n, t in enumerate(mix)))
+        successes, escalated = await answer_tickets(served, mix, concurrency)
     elapsed = time.perf_counter() - started
     cost = sum(r.cost for r in rows)
     cheap = sum(LARGE_CHEAP.cost(r.tokens_in, r.tokens_out) if r.model == LARGE[0] else r.cost for r in rows)
