@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from process_support import process_rows
 from registry_support import KeyChain, bump, cli_process, free_port, live_registry, new_org
 
 from guildnet.node.a2a.client import A2AClient
@@ -199,10 +200,11 @@ async def test_caller_metadata_never_reaches_the_nodes_own_fields(tmp_path: Path
                 task = (await alice.send_message(w.endpoint, message))["task"]
                 assert task["status"]["state"] == a2a.COMPLETED
                 assert jws.verify_json(task["metadata"]["guildnet.receipt"])[1]["caller"] == w.alice.did
-    with contextlib.closing(sqlite3.connect(w.db)) as conn:  # the node stopped: what it queued is written
-        rows = conn.execute("SELECT model, escalated, escalation_reason FROM process_calls "
-                            "WHERE direction = 'in'").fetchall()
+            # The node scrubs in the background; its first records wait for the name models to load, which
+            # under a loaded machine outlasts the few seconds a stopping node gives its queue.
+            rows = await process_rows(w.db, "model, escalated, escalation_reason", count=2, where="direction = 'in'")
     assert rows == [(None, 0, None), (None, 0, None)]
+
 
 
 async def _initialize(http: aiohttp.ClientSession, url: str) -> int:

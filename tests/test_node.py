@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client, StdioServerParameters
+from process_support import process_rows
 from registry_support import cli_process, free_port, registry_process
 
 from guildnet.node.a2a.client import A2AClient
@@ -108,6 +109,7 @@ async def test_inbound_calls_are_recorded_without_pii(tmp_path: Path) -> None:
         await client.call_tool("echo", {"text": "mail jane.doe@example.com or call +44 20 7946 0958. Regards, "
                                                 "Maria Garcia"})
         await client.call_tool("echo", {"txt": "wrong argument"})
+        await process_rows(tmp_path / "node.db", "id", count=2, where="direction = 'in'")
     report = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "guildnet.cli", "flywheel", "report", "--config", str(config),
                          "--json"], capture_output=True, text=True, timeout=60)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 
 import aiohttp
 import pytest
+from process_support import process_rows
 from registry_support import free_port, start_cli
 from sqlalchemy import func, select
 from test_node import write_config
@@ -429,7 +430,7 @@ async def test_issue_strings_never_reach_the_process_log_or_train_jsonl(tmp_path
     async with echo_node(tmp_path) as (url, config), A2AClient() as client:
         reply = await client.send_message(f"{url}/agents/echo/a2a", a2a.skill_request({"text": text}, "echo"))
         assert a2a.artifact_output(reply["task"]) == {"text": text}  # the caller gets its answer unscrubbed
-        await asyncio.sleep(1.0)  # the record is written after the reply
+        await process_rows(tmp_path / "node.db", "id", count=1, where="direction = 'in'")
     out = tmp_path / "export"
     done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "guildnet.cli", "flywheel", "export",
                                    "--config", str(config), "--skill", "echo", "--validation-fraction", "0",
