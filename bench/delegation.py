@@ -8,9 +8,13 @@ call, receipt checks, the output checked against the pinned schema, countersigni
 submission to the registry. Sequential, after warm-up, interleaved in blocks so all see the same machine.
 Goal (issue 4): delegation overhead p50 < 2 ms, over the bare signed call.
 
-    python bench/delegation.py [--requests 500]
+Latency on a shared 2-core machine moves with whatever else runs, so the CPU each kind of call costs is
+measured too, per process (the caller, the peer node, the registry; the registry's share of a delegation is the
+receipt it files), over the same blocks: a figure the load moves much less, and what the overhead is made of.
 
-Prints a table and writes bench/results/delegation.json.
+    python bench/delegation.py [--requests 500] [--out bench/results/delegation.json]
+
+Prints a table and writes the JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import percentile
+from measure import cpu_seconds, percentile
 from processes import free_port, guildnet_process
 
 from guildnet.node.a2a.client import A2AClient
@@ -61,8 +65,8 @@ key = "echo.key"
     # the caller's key submits a receipt per task, faster than a key's default write budget allows
     registry_args = ["registry", "serve", "--port", str(registry_port), "--db", f"sqlite:///{tmp}/registry.db",
                      "--write-rate-per-key", "off"]
-    async with guildnet_process(registry_args, registry_port, tmp / "registry.log"), \
-            guildnet_process(["node", "run", str(tmp / "node.toml")], node_port, tmp / "node.log"):
+    async with guildnet_process(registry_args, registry_port, tmp / "registry.log") as registry_process, \
+            guildnet_process(["node", "run", str(tmp / "node.toml")], node_port, tmp / "node.log") as peer_process:
         async with RegistryClient(registry_url) as registry, A2AClient() as client, \
                 A2AClient() as signed_client:
             org, caller = SigningKey.generate(), SigningKey.generate()
@@ -103,13 +107,25 @@ key = "echo.key"
             bare.clear()
             signed.clear()
             delegated.clear()
+            pids = {"caller": 0, "peer": peer_process.pid, "registry": registry_process.pid}
+            cpu = {kind: dict.fromkeys(pids, 0.0) for kind in ("bare", "bare_signed", "delegate")}
+
+            def cpu_now() -> dict[str, float]:
+                return {name: time.process_time() if pid == 0 else cpu_seconds(pid) for name, pid in pids.items()}
+
+            async def timed_block(kind: str, call: Any, first: int) -> None:
+                before = cpu_now()
+                for i in range(50):
+                    await call(first + i)
+                await delegator.flush()  # the receipts this block filed are part of its cost
+                after = cpu_now()
+                for name in pids:
+                    cpu[kind][name] += after[name] - before[name]
+
             for block in range(requests // 50):
-                for i in range(50):
-                    await bare_call(block * 50 + i)
-                for i in range(50):
-                    await signed_call(block * 50 + i)
-                for i in range(50):
-                    await delegate_call(block * 50 + i)
+                await timed_block("bare", bare_call, block * 50)
+                await timed_block("bare_signed", signed_call, block * 50)
+                await timed_block("delegate", delegate_call, block * 50)
             await delegator.flush()
             await index.close()
             head = await registry.log_head()
@@ -119,14 +135,18 @@ key = "echo.key"
         return {"p50_ms": percentile(sorted(values), 50), "p99_ms": percentile(sorted(values), 99),
                 "mean_ms": statistics.fmean(values)}
 
+    cpu_ms = {kind: {name: seconds * 1000 / len(bare) for name, seconds in per.items()} for kind, per in cpu.items()}
     return {"requests": len(bare), "bare": figures(bare), "bare_signed": figures(signed),
-            "delegate": figures(delegated), "receipts_in_last_256_log_entries": accepted}
+            "delegate": figures(delegated), "cpu_ms_per_call": cpu_ms, "load_average": os.getloadavg(),
+            "receipts_in_last_256_log_entries": accepted}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=500, help="calls of each kind (multiple of 50)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "delegation.json")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     result = asyncio.run(main(args.requests))
     bare, signed, delegated = result["bare"], result["bare_signed"], result["delegate"]
 
@@ -140,7 +160,18 @@ if __name__ == "__main__":
     row("delegate (signed)", delegated)
     row("authentication (signed-bare)", signed, bare, "   (token signed by the caller, verified by the peer)")
     row("delegation overhead", delegated, signed, "   (goal: p50 < 2 ms)")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "delegation.json"
-    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(), **result}, indent=2))
-    print(f"wrote {out}")
+    cpu = result["cpu_ms_per_call"]
+    print(f"\n{'CPU ms per call':<28}{'caller':>9}{'peer':>9}{'registry':>9}{'total':>9}")
+    for name, kind in (("bare A2A (anonymous)", "bare"), ("bare A2A (signed)", "bare_signed"),
+                       ("delegate (signed)", "delegate")):
+        print(f"{name:<28}" + "".join(f"{cpu[kind][p]:>9.2f}" for p in ("caller", "peer", "registry"))
+              + f"{sum(cpu[kind].values()):>9.2f}")
+    print(f"{'delegation overhead':<28}" + "".join(f"{cpu['delegate'][p] - cpu['bare_signed'][p]:>9.2f}"
+                                                 for p in ("caller", "peer", "registry"))
+          + f"{sum(cpu['delegate'].values()) - sum(cpu['bare_signed'].values()):>9.2f}")
+    print(f"\nload average (1, 5, 15 min): before {' '.join(f'{v:.2f}' for v in load_before)}, "
+          f"after {' '.join(f'{v:.2f}' for v in result['load_average'])} on {os.cpu_count()} CPUs")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
+                                    "load_average_before": load_before, **result}, indent=2))
+    print(f"wrote {args.out}")

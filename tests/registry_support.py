@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from guildnet.protocols import keyhistory
 from guildnet.protocols.agentfacts import AgentFacts, endorse
@@ -238,3 +240,11 @@ async def registry_process(db_url: str, *extra_args: str) -> AsyncIterator[str]:
     async with cli_process("registry", "serve", "--port", str(port), "--db", db_url, *extra_args,
                            url=f"http://127.0.0.1:{port}") as url:
         yield url
+
+
+async def reputation_requests(registry_url: str) -> float:
+    """How many reputation requests (batched, any status) the registry at ``registry_url`` has answered."""
+    async with aiohttp.ClientSession() as http, http.get(f"{registry_url}/metrics") as response:
+        text = await response.text()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "guildnet_http_requests_total" and sample.labels.get("route") == "/v1/reputation")

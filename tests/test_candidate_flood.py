@@ -9,11 +9,9 @@ import asyncio
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 from delegation_support import running_node, translator
-from prometheus_client.parser import text_string_to_metric_families
-from registry_support import live_registry, new_org
+from registry_support import live_registry, new_org, reputation_requests
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import Delegator
@@ -23,13 +21,6 @@ from guildnet.registry.client import RegistryClient
 
 FLOOD = 2000
 SKILL = [{"id": "translate", "name": "Translate"}]
-
-
-async def reputation_requests(registry_url: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{registry_url}/metrics") as response:
-        text = await response.text()
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "guildnet_http_requests_total" and sample.labels.get("route") == "/v1/reputation")
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from delegation_support import running_node, translator, wait_for_registrations
-from registry_support import live_registry
+from registry_support import live_registry, reputation_requests
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import DelegationFailed, Delegator
@@ -101,6 +101,30 @@ async def test_timeouts_and_revoked_peers_fall_through_within_the_deadline(tmp_p
             assert result.traceparent.startswith("00-") and len(result.traceparent.split("-")[1]) == 32
             with pytest.raises(DelegationFailed):
                 await delegator.delegate("no-such-skill", {"text": "x"}, deadline=1.0)
+            await delegator.flush()
+            await index.close()
+
+
+async def test_a_registry_that_computes_no_reputation_is_asked_again_only_after_the_retry_time(
+        tmp_path: Path) -> None:
+    """Without pre-trusted organisations the registry answers every reputation request 503: each delegation
+    asking again cost it a round trip (most of the delegation overhead bench/delegation.py measured)."""
+    async with live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db") as server, \
+            RegistryClient(server.url) as registry, A2AClient() as a2a_client:
+        org_a, planner = await caller_identity(registry)
+        async with running_node("org-b", translator("steady"), server.url, f"sqlite+aiosqlite:///{tmp_path}/b.db"):
+            await wait_for_registrations(registry, 2)
+            index = PeerIndex(registry)
+            delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org_a.did,
+                                  reputation_retry=0.5)
+            before = await reputation_requests(server.url)
+            for i in range(3):
+                result = await delegator.delegate("translate", {"text": f"x{i}"}, min_reputation=0.0)
+                assert result.output == {"text": f"X{i}"} and result.decision.order[0].evidence == 0.0
+            assert await reputation_requests(server.url) - before == 1
+            await asyncio.sleep(0.6)
+            await delegator.delegate("translate", {"text": "again"}, min_reputation=0.0)
+            assert await reputation_requests(server.url) - before == 2
             await delegator.flush()
             await index.close()
 

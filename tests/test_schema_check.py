@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from guildnet.protocols.schema_check import UnsafeSchema, checker, first_error
+from guildnet.protocols.schema_check import UnsafeSchema, cached_checker, checker, first_error
 
 CATASTROPHIC = "^(a|aa)+$"
 EVIL = "a" * 38 + "!"
@@ -52,6 +52,21 @@ def test_pattern_properties_and_additional_properties_use_the_linear_engine() ->
 def test_schemas_that_would_reach_out_or_backtrack_are_refused(schema: Any, why: str) -> None:
     with pytest.raises(UnsafeSchema, match=why):
         checker(schema)
+
+
+def test_a_cached_checker_is_built_once_per_schema_and_refuses_what_checker_refuses() -> None:
+    """The delegator checks every call's input with it: building a checker costs a meta-schema validation."""
+    schema = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 3}}, "required": ["text"]}
+    first = cached_checker(schema)
+    assert cached_checker({"required": ["text"], **schema}) is first  # same JSON, keys in another order
+    schema["properties"]["text"]["maxLength"] = 1  # the caller's later change does not reach the cached one
+    assert first_error(first, {"text": "abc"}) is None and first_error(first, {"text": "abcd"}) is not None
+    assert cached_checker(schema) is not first
+    for _ in range(2):  # a refusal is remembered, and raised each time
+        with pytest.raises(UnsafeSchema, match="not a linear-time regular expression"):
+            cached_checker({"type": "string", "pattern": "(?=a)a"})
+    with pytest.raises(UnsafeSchema, match="must be JSON"):
+        cached_checker({"type": {1, 2}})
 
 
 def test_a_remote_reference_is_never_fetched() -> None:

@@ -119,6 +119,8 @@ class Delegator:
     """The caller's organisation DID: peers of the same organisation are not candidates."""
     expected_tokens: tuple[int, int] = (500, 500)
     reputation_ttl: float = 30.0
+    reputation_retry: float = 5.0
+    """Seconds before asking again after the registry could not give reputations (at most ``reputation_ttl``)."""
     max_attempts: int = 3
     max_candidates: int = 64
     """Candidates considered per delegation, whatever the registry lists."""
@@ -143,6 +145,7 @@ class Delegator:
     require_verified_domain: bool = False
     """Only organisations whose domain this node proved itself are candidates (docs/domains.md)."""
     _reputation: dict[tuple[str, str], tuple[float, Standing]] = field(default_factory=dict)
+    """(agent, skill) -> (when to ask again, on the monotonic clock; the standing last known)."""
     _latency: dict[str, float] = field(default_factory=dict)
     _submissions: set[asyncio.Future[None]] = field(default_factory=set)
 
@@ -165,18 +168,22 @@ class Delegator:
 
     async def _reputations(self, agent_ids: list[str], skill: str) -> list[Standing]:
         """Each agent's standing for ``skill``: cached for ``reputation_ttl``, the rest in one batched request;
-        an agent the registry has no score for (or a registry that does not answer) has no evidence."""
+        an agent the registry has no score for (or a registry that does not answer) has no evidence. A failed
+        request is not repeated for ``reputation_retry`` seconds (the standings known before are kept), so a
+        registry that computes no reputation, or is down, does not cost every delegation a round trip."""
         now = time.monotonic()
-        stale = [a for a in agent_ids if now - self._reputation.get((a, skill), (-math.inf, _NO_EVIDENCE))[0]
-                 >= self.reputation_ttl]
+        stale = [a for a in agent_ids if self._reputation.get((a, skill), (-math.inf, _NO_EVIDENCE))[0] <= now]
         if stale:
             try:
                 fetched = await self.registry.reputations(stale, skill)
             except (RegistryError, OSError, ValueError) as exc:  # no reputation computed, or the registry is down
                 log.debug("no reputations for %s: %s", skill, exc)
+                for agent in stale:
+                    known = self._reputation.get((agent, skill), (now, _NO_EVIDENCE))[1]
+                    self._reputation[(agent, skill)] = (now + min(self.reputation_retry, self.reputation_ttl), known)
             else:
                 for agent in stale:
-                    self._reputation[(agent, skill)] = (now, fetched.get(agent, _NO_EVIDENCE))
+                    self._reputation[(agent, skill)] = (now + self.reputation_ttl, fetched.get(agent, _NO_EVIDENCE))
         return [self._reputation.get((a, skill), (now, _NO_EVIDENCE))[1] for a in agent_ids]
 
     def _considered(self, entries: list[AgentEntry]) -> list[AgentEntry]:
@@ -520,6 +527,6 @@ def _input_problem(entry: AgentEntry, skill: str, arguments: Mapping[str, Any]) 
     if declared is None:
         return None
     try:
-        return schema_check.first_error(schema_check.checker(declared.input_schema), dict(arguments))
+        return schema_check.first_error(schema_check.cached_checker(declared.input_schema), dict(arguments))
     except Exception:  # an unsafe or broken schema: not this check's business
         return None
