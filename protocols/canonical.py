@@ -51,42 +51,67 @@ def _number(value: float) -> str:
 
 
 def _write(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
+    kind = type(value)  # exact types first (what parsed JSON is made of), one comparison each
+    if kind is str:
         out.append(_escape(value))
+    elif kind is dict:
+        _write_object(value, out)
+    elif kind is list:
+        _write_array(value, out)
+    elif kind is int:
+        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            raise _Uncovered
+        out.append(str(value))
     elif value is None:
         out.append("null")
     elif value is True:
         out.append("true")
     elif value is False:
         out.append("false")
-    elif type(value) is int:
-        if not -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
-            raise _Uncovered
-        out.append(str(value))
-    elif type(value) is float:
+    elif kind is float:
         out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(_escape(value))
     elif isinstance(value, dict):
-        if not all(type(k) is str for k in value):
-            raise _Uncovered
-        # RFC 8785 sorts by UTF-16 code units; code points sort the same unless a key leaves the BMP
-        keys = sorted(value) if all(k.isascii() for k in value) else sorted(value, key=lambda k: k.encode("utf-16-be"))
-        out.append("{")
-        for i, key in enumerate(keys):
-            if i:
-                out.append(",")
-            out.append(_escape(key))
-            out.append(":")
-            _write(value[key], out)
-        out.append("}")
+        _write_object(value, out)
     elif isinstance(value, list | tuple):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _write(item, out)
-        out.append("]")
+        _write_array(value, out)
     else:
         raise _Uncovered
+
+
+def _write_object(value: dict[Any, Any], out: list[str]) -> None:
+    if not value:
+        out.append("{}")
+        return
+    if {*map(type, value)} != {str}:
+        raise _Uncovered
+    # RFC 8785 sorts by UTF-16 code units; code points sort the same unless a key leaves the BMP
+    keys = sorted(value) if "".join(value).isascii() else sorted(value, key=lambda k: k.encode("utf-16-be"))
+    separator = "{"
+    for key in keys:
+        out.append(separator)
+        out.append(_escape(key))
+        out.append(":")
+        item = value[key]
+        if type(item) is str:
+            out.append(_escape(item))
+        else:
+            _write(item, out)
+        separator = ","
+    out.append("}")
+
+
+def _write_array(value: list[Any] | tuple[Any, ...], out: list[str]) -> None:
+    if value and {*map(type, value)} == {str}:  # tags, enums, required: one join
+        out.append("[" + ",".join(map(_escape, value)) + "]")
+        return
+    separator = "["
+    for item in value:
+        out.append(separator)
+        _write(item, out)
+        separator = ","
+    out.append("]" if value else "[]")
 
 
 def canonical_json(value: Any) -> bytes:

@@ -15,6 +15,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -90,6 +91,13 @@ def _split(token: str) -> tuple[str, str, str]:
 def read_header(token: str) -> dict[str, Any]:
     """Parse and check the protected header (EdDSA, did:key ``kid``) without verifying the signature."""
     protected, _, _ = _split(token)
+    return dict(_header(protected))
+
+
+@lru_cache(maxsize=16384)
+def _header(protected: str) -> dict[str, Any]:
+    """The checked header the base64url text ``protected`` encodes: one parse per distinct header (one signer's
+    tokens of one kind share theirs: an organisation's endorsements, an agent's calls), callers get a copy."""
     try:
         header = bounded_json.loads(b64url_decode(protected))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -112,8 +120,8 @@ def read_header(token: str) -> dict[str, Any]:
 
 def verify(token: str, *, detached_payload: bytes | None = None) -> VerifiedJWS:
     """Verify ``token`` under the key named by its ``kid``; return the header and payload bytes."""
-    header = read_header(token)
     protected, encoded_body, encoded_signature = _split(token)
+    header = dict(_header(protected))
     if detached_payload is not None:
         if encoded_body:
             raise MalformedJWS("a detached JWS must have an empty payload part")

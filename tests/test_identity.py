@@ -10,6 +10,8 @@ from pathlib import Path
 import base58
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guildnet.protocols import jws, keyfile, signed_write
 from guildnet.protocols.canonical import canonical_json
@@ -54,6 +56,39 @@ def test_did_key_vectors(public_b58: str, did: str) -> None:
     for other_spelling in (did + "#" + did.split(":")[2], did + "#clone0", " " + did, did.upper()):
         with pytest.raises(InvalidDID):  # one key is one id: no fragments, no other forms
             public_bytes_from_did(other_spelling)
+
+
+def _by_base58(did: str) -> bytes | None:
+    """The decoding guildnet used before its own: ``base58`` decodes, encodes again, and only its own spelling
+    counts."""
+    if not did.startswith("did:key:z") or len(did) != 56:
+        return None
+    try:
+        decoded = base58.b58decode(did[9:])
+    except ValueError:
+        return None
+    if len(decoded) != 34 or decoded[:2] != b"\xed\x01" or did_from_public_bytes(decoded[2:]) != did:
+        return None
+    return decoded[2:]
+
+
+def _decoded(did: str) -> bytes | None:
+    try:
+        return public_bytes_from_did.__wrapped__(did)
+    except InvalidDID:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.integers(0, 46), st.sampled_from(
+    list("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0OIl +/#\n\u00e9")))
+def test_did_key_decoding_refuses_and_accepts_exactly_what_base58_did(raw: bytes, where: int, char: str) -> None:
+    did = did_from_public_bytes(raw)
+    assert _decoded(did) == _by_base58(did) == raw
+    changed = did[:9 + where] + char + did[10 + where:]  # one character of the key replaced
+    assert _decoded(changed) == _by_base58(changed)
+    for edge in ("did:key:z1" + did[10:], "did:key:z" + "z" * 47, "did:key:z" + "1" * 47, did[:-1] + " "):
+        assert _decoded(edge) == _by_base58(edge)
 
 
 @pytest.mark.parametrize("did", DID_KEY_EXAMPLES)
