@@ -203,6 +203,11 @@ def check_endorsement(facts: AgentFacts, *, now: float | None = None) -> Endorse
     if endorsement.facts != facts_digest(facts):
         raise EndorsementError("organisation endorsement vouches for other facts (endpoints, skills or prices "
                                "changed without the organisation's signature)")
+    return check_unexpired(endorsement, now=now)
+
+
+def check_unexpired(endorsement: Endorsement, *, now: float | None = None) -> Endorsement:
+    """``endorsement`` if it has not expired at ``now`` (default: the current time)."""
     if endorsement.expires_at <= (time.time() if now is None else now):
         raise EndorsementError("organisation endorsement has expired; the organisation must renew it")
     return endorsement

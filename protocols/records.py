@@ -8,12 +8,15 @@ registry's word is what it cannot sign: liveness, and whether it revoked the age
 hides an agent).
 
 The signature checks are cached by token: a node sees the same registration in every search page and watch
-refetch, and an Ed25519 verification is most of a record's cost.
+refetch, and an Ed25519 verification is most of a record's cost. A record verified whole is remembered by its
+token with its key events and facts, so the same record served again skips the facts' validation and digest too
+(measured in bench/verify_records.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import jws
-from .agentfacts import AgentFacts, Endorsement, EndorsementError, check_endorsement
+from .agentfacts import AgentFacts, Endorsement, EndorsementError, check_endorsement, check_unexpired
 from .domain import DomainMark, served_mark
 from .keyhistory import KeyHistoryError, KeyState, key_in_force
 
@@ -76,8 +79,43 @@ def _history(agent: str, events: tuple[str, ...]) -> KeyState:
     return key_in_force(agent, events)
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What a full verification of one registration proved, kept to verify the same record again cheaply."""
+
+    facts_json: Any
+    """The facts as signed in the registration (a private copy: nobody outside this module holds it)."""
+    events: tuple[str, ...]
+    facts: AgentFacts
+    keys: KeyState
+    endorsement: Endorsement
+
+
+_VERIFIED: OrderedDict[str, _Verified] = OrderedDict()
+"""By registration token, the oldest first out (no reordering on a hit: nothing to race between threads)."""
+_VERIFIED_MAX = 16384
+
+
 def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> AgentEntry:
-    """``body`` as ``GET /v1/agents/{id}`` (or one search hit) serves it, or :class:`UntrustworthyRecord`."""
+    """``body`` as ``GET /v1/agents/{id}`` (or one search hit) serves it, or :class:`UntrustworthyRecord`.
+
+    A record seen before is recognised by its registration token, its key events and its facts, all three equal
+    to what was verified then (so the facts are not validated, nor their digest computed, again); what depends
+    on the moment (the endorsement's expiry) or on the registry's word (the key it names) is checked every time."""
+    token, events = body.get("jws"), body.get("key_events") or []
+    if (isinstance(token, str) and (seen := _VERIFIED.get(token)) is not None and isinstance(events, list | tuple)
+            and seen.events == tuple(events) and seen.facts_json == body.get("facts")):
+        facts, keys = seen.facts, seen.keys
+        _check_served_key(body, facts, keys)
+        try:
+            endorsement = check_unexpired(seen.endorsement, now=now)
+        except EndorsementError as exc:
+            raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
+        return _entry(body, facts, keys, endorsement, token, seen.events)
+    return _verify_fully(body, now=now)
+
+
+def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
     try:
         facts = AgentFacts.model_validate(body["facts"])
     except (KeyError, TypeError, ValidationError) as exc:
@@ -101,17 +139,30 @@ def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> Agent
     if signer != keys.key:
         raise UntrustworthyRecord(f"the registration of {facts.id} is not signed by the key in force per its key "
                                   f"history ({keys.key})")
-    served_key = body.get("current_key")
-    if served_key is not None and served_key != keys.key:
-        raise UntrustworthyRecord(f"the registry names {served_key} as the key of {facts.id}; its key history "
-                                  f"proves {keys.key}")
+    _check_served_key(body, facts, keys)
     try:
         endorsement = check_endorsement(facts, now=time.time() if now is None else now)
     except EndorsementError as exc:
         raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
+    _VERIFIED[token] = _Verified(payload["facts"], tuple(events), facts, keys, endorsement)
+    if len(_VERIFIED) > _VERIFIED_MAX:
+        _VERIFIED.popitem(last=False)
+    return _entry(body, facts, keys, endorsement, token, tuple(events))
+
+
+def _check_served_key(body: Mapping[str, Any], facts: AgentFacts, keys: KeyState) -> None:
+    served_key = body.get("current_key")
+    if served_key is not None and served_key != keys.key:
+        raise UntrustworthyRecord(f"the registry names {served_key} as the key of {facts.id}; its key history "
+                                  f"proves {keys.key}")
+
+
+def _entry(body: Mapping[str, Any], facts: AgentFacts, keys: KeyState, endorsement: Endorsement, token: str,
+           events: tuple[str, ...]) -> AgentEntry:
+    """The verified entry, with what the registry says unsigned (liveness, revocation, times, its domain mark)."""
     log_index = body.get("log_index")
     return AgentEntry(facts=facts, keys=keys, live=body.get("live") is True, last_seen=_seconds(body, "last_seen"),
-                      revoked=body.get("revoked") is True, jws=token, key_events=tuple(events),
+                      revoked=body.get("revoked") is True, jws=token, key_events=events,
                       log_index=log_index if isinstance(log_index, int) and not isinstance(log_index, bool) else None,
                       endorsement=endorsement, registered_at=_seconds(body, "registered_at"),
                       domain=served_mark(facts.organisation, body.get("domain")))
