@@ -43,7 +43,7 @@ def test_a_record_served_again_verifies_alike_and_changed_facts_are_still_refuse
 def test_the_registrys_word_and_the_time_are_checked_each_time() -> None:
     record, _, _ = served(lifetime=60)
     verify_record(record)
-    with pytest.raises(UntrustworthyRecord, match="names .* as the key"):
+    with pytest.raises(UntrustworthyRecord, match=r"names .* as the key"):
         verify_record({**record, "current_key": SigningKey.generate().did})
     with pytest.raises(UntrustworthyRecord, match="expired"):
         verify_record(record, now=time.time() + 120)

@@ -56,7 +56,8 @@ def test_schemas_that_would_reach_out_or_backtrack_are_refused(schema: Any, why:
 
 def test_a_cached_checker_is_built_once_per_schema_and_refuses_what_checker_refuses() -> None:
     """The delegator checks every call's input with it: building a checker costs a meta-schema validation."""
-    schema = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 3}}, "required": ["text"]}
+    schema: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 3}},
+                              "required": ["text"]}
     first = cached_checker(schema)
     assert cached_checker({"required": ["text"], **schema}) is first  # same JSON, keys in another order
     schema["properties"]["text"]["maxLength"] = 1  # the caller's later change does not reach the cached one
