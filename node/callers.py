@@ -59,8 +59,11 @@ class Authenticator:
             return False
 
     async def caller(self, *, authorization: str | None, remote: str | None, method: str, path: str,
-                     body: bytes) -> str | None:
-        """The verified caller's agent id, None for an allowed anonymous caller, else :class:`Unauthenticated`."""
+                     body: bytes, base: str | None = None) -> str | None:
+        """The verified caller's agent id, None for an allowed anonymous caller, else :class:`Unauthenticated`.
+
+        The token's audience is ``base`` (default: the node's base URL) followed by ``path``: a binding with an
+        address of its own (gRPC's ``host:port``) names that one, as its callers read it from the card."""
         if authorization is None:
             if self.allows_anonymous(remote):
                 return None
@@ -70,7 +73,8 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         try:
-            call = verify_call(token.strip(), method=method, url=self.base_url + path, body=body, now=self.clock())
+            call = verify_call(token.strip(), method=method, url=(base or self.base_url) + path, body=body,
+                               now=self.clock())
         except CallRefused as exc:
             raise Unauthenticated(str(exc)) from exc
         if call.key != await self._key_in_force(call.agent, own_key=call.key == call.agent):

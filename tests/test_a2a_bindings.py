@@ -262,12 +262,12 @@ async def test_a_signed_grpc_call_names_its_caller() -> None:
     """Over gRPC a guildnet caller signs the method's path and the request's deterministic bytes; the task is then
     its own, and an anonymous caller does not see it."""
     caller = SigningKey.generate()
-    async with serve_a2a(InMemoryTaskStore(), grpc=True) as (base, service):
+    async with serve_a2a(InMemoryTaskStore(), grpc=True) as (_base, service):
         grpc_url = service.cards["echo"]["supportedInterfaces"][2]["url"]
         async with grpc.aio.insecure_channel(grpc_url) as channel:
             stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
             request = a2a_pb2.SendMessageRequest(message=sdk_message({"text": "x"}), tenant="echo")
-            token = sign_call(caller.did, caller, method="POST", url=f"{base}/lf.a2a.v1.A2AService/SendMessage",
+            token = sign_call(caller.did, caller, method="POST", url=f"{grpc_url}/lf.a2a.v1.A2AService/SendMessage",
                               body=request.SerializeToString(deterministic=True))
             reply = await stub.SendMessage(request, metadata=(("a2a-version", "1.0"),
                                                               ("authorization", f"Bearer {token}")))

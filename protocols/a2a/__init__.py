@@ -50,6 +50,7 @@ from .errors import (
     VERSION_NOT_SUPPORTED,
     A2AError,
     error_from_json,
+    error_from_reason,
     invalid_params,
     shorten,
 )
@@ -184,6 +185,7 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "error_from_json",
+    "error_from_reason",
     "error_response",
     "invalid_params",
     "message_input",
