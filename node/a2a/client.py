@@ -249,9 +249,10 @@ class A2AClient:
             yield event
 
     # ---- plumbing ------------------------------------------------------------------------------------------
-    def choices(self, endpoint: str | Mapping[str, Any]) -> list[Interface]:
+    def choices(self, endpoint: str | Mapping[str, Any], *, peek: bool = False) -> list[Interface]:
         """The interfaces to try, in order (see the module's rule): a URL is JSON-RPC; of a card's interfaces the
-        chosen one first, the others after it in the card's order, those left aside as unreachable last."""
+        chosen one first, the others after it in the card's order, those left aside as unreachable last. Each
+        call counts towards the peer's next re-measure, unless ``peek``."""
         if isinstance(endpoint, str):
             return [Interface(a2a.BINDING_JSONRPC, endpoint)]
         offered = interfaces(endpoint, self.bindings)
@@ -262,7 +263,9 @@ class A2AClient:
         up = [i for i in offered if self.down.get(i.url, 0.0) <= now]
         pool = up or offered
         peer = offered[0].url
-        calls = self._calls[peer] = self._calls.get(peer, 0) + 1
+        calls = self._calls.get(peer, 0) + 1
+        if not peek:
+            self._calls[peer] = calls
         unmeasured = [i for i in pool if i.url not in self.round_trips]
         if unmeasured:
             first = unmeasured[0]
@@ -274,7 +277,7 @@ class A2AClient:
 
     def pick(self, endpoint: str | Mapping[str, Any]) -> Interface:
         """The interface the next call to ``endpoint`` goes to first."""
-        return self.choices(endpoint)[0]
+        return self.choices(endpoint, peek=True)[0]
 
     def _measured(self, url: str, seconds: float) -> None:
         last = self.round_trips.get(url)

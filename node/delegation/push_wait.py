@@ -62,7 +62,6 @@ class Slot:
     """The peer's task, once SendMessage named it; notifications for another task are refused."""
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     events: set[str] = field(default_factory=set)
-    received: int = 0
 
     @property
     def config(self) -> dict[str, Any]:
@@ -76,6 +75,8 @@ class PushInbox:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._slots: dict[str, Slot] = {}
+        self.heard = 0
+        """Notifications accepted (verified, and not a repeat)."""
         self.refused = 0
         """Notifications refused (unknown slot, wrong token, bad signature, another task): for the metrics."""
 
@@ -122,7 +123,7 @@ class PushInbox:
             return web.Response(status=204)  # a retry of an event already heard
         if len(slot.events) < MAX_EVENTS_PER_SLOT:
             slot.events.add(event)
-        slot.received += 1
+        self.heard += 1
         try:
             state = _state(bounded_json.loads(body))
         except (ValueError, UnicodeDecodeError):
