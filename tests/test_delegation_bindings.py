@@ -170,3 +170,21 @@ async def test_the_webhook_refuses_what_the_peer_did_not_sign() -> None:
             assert inbox.heard == 1
         assert await post(slot.url, peer, token=slot.token, event="e2") == 404  # the call is over
 
+
+
+async def test_a_node_hears_the_push_at_its_own_webhook(tmp_path: Path) -> None:
+    """The node's app mounts the webhook and its delegator uses it: a long delegation is pushed to the node."""
+    async with live_registry(f"sqlite+aiosqlite:///{tmp_path}/r.db") as server, \
+            RegistryClient(server.url) as registry, \
+            running_node("org-b", translator("b", delay=0.5), server.url, f"sqlite+aiosqlite:///{tmp_path}/b.db",
+                         grpc_port=free_port(), push_allow_networks=("127.0.0.0/8",)), \
+            running_node("org-a", translator("a"), server.url, f"sqlite+aiosqlite:///{tmp_path}/a.db") as a:
+        await wait_for_registrations(registry, 2)
+        delegator = await a.node.delegator()
+        assert delegator.inbox is not None
+        delegator.poll_first = 60.0  # only a push ends the wait within the test
+        try:
+            result = await a.node.delegate("translate", {"text": "n"}, deadline=150, min_reputation=0.0)
+            assert result.output == {"text": "N"} and delegator.inbox.heard >= 1
+        finally:
+            await a.node.close()
