@@ -10,8 +10,11 @@
    for ``reputation_ttl``), its price for the expected tokens, its recent latency and its age;
    :func:`~guildnet.node.ranking.rank` orders them and says why;
 3. the best is called over A2A (the call signed by the calling agent, a W3C ``traceparent`` in the message
-   metadata) within a fair share of what is left of the deadline; its output is checked against the schema
-   *this node* pinned for the skill (:mod:`~guildnet.node.delegation.schemas`), and its signed receipt
+   metadata) within a fair share of what is left of the deadline, on the binding of its verified card measured
+   fastest (:mod:`~guildnet.node.delegation.cards`); a long task (a deadline over :attr:`Delegator.push_after`)
+   is pushed back to this node's webhook instead of holding a connection
+   (:mod:`~guildnet.node.delegation.push_wait`); its output is checked against the schema *this node* pinned
+   for the skill (:mod:`~guildnet.node.delegation.schemas`), and its signed receipt
    (callee, caller, skill, hashes of this input and this output) is checked;
 4. the caller countersigns the receipt with its verdict and submits it to the registry in the background
    (reputation moves only on receipts both sides signed); on any failure of an attempt (timeout, refusal,
