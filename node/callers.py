@@ -16,6 +16,7 @@ caller, never to a signed one, and a signed caller's tasks are visible to that c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -32,6 +33,16 @@ for a revoked agent, anything else when the history cannot be verified."""
 log = logging.getLogger(__name__)
 MAX_REMEMBERED = 100_000
 KEY_CACHE_SECONDS = 60.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(remote: str) -> bool:
+    """Whether a peer address is this machine's (cached: parsing an address costs more than the rest of the check,
+    and a node's callers come from few addresses)."""
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class Unauthenticated(Exception):
@@ -53,10 +64,7 @@ class Authenticator:
             return True
         if self.anonymous == "off" or not remote:
             return False
-        try:
-            return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(remote)
 
     async def caller(self, *, authorization: str | None, remote: str | None, method: str, path: str,
                      body: bytes, base: str | None = None) -> str | None:

@@ -1,7 +1,7 @@
 """The gRPC binding of A2A (spec §10) on ``grpc.aio``, with the message classes a2a-sdk generates from the official
 ``a2a.proto`` (``a2a.types.a2a_pb2``): nothing of the proto is vendored or hand-written here.
 
-Each call is turned into the JSON-RPC shape (``MessageToDict``: camelCase ProtoJSON) and handed to the agent's
+Each call is turned into the JSON-RPC shape (camelCase ProtoJSON, :func:`.proto_json.to_json`) and handed to the agent's
 :class:`~guildnet.node.a2a.operations.AgentEndpoint`, and the result back (:mod:`.proto_json`, ``ParseDict``'s
 job at a third of its cost), so the three bindings
 share one task engine and one set of request checks. Errors carry the spec's status code (§5.4) and a
@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from guildnet.protocols import a2a
@@ -32,7 +31,7 @@ from guildnet.protocols.a2a import JSON, A2AError
 from ..callers import Authenticator, Unauthenticated
 from .grpc_wire import RPCS, SERVICE, Rpc, path, status_of
 from .operations import EXTENSIONS_HEADER, AgentEndpoint
-from .proto_json import to_message
+from .proto_json import to_json, to_message
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class GrpcBinding:
                 body=request.SerializeToString(deterministic=True) if authorization else b"")
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthenticated: {exc}")
-        params = MessageToDict(request)
+        params = to_json(request)
         tenant = params.pop("tenant", None) or self.default
         endpoint = self.endpoints.get(tenant)
         if endpoint is None:

@@ -21,15 +21,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import grpc
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON
 
 from .client import A2AClientError, Unreachable
 from .grpc_wire import RPCS, error_of, path
-from .proto_json import to_message
+from .proto_json import to_json, to_message
 
 MAX_CHANNELS: Final = 64
 Sign = Callable[[str, bytes], str | None]
@@ -97,7 +95,7 @@ class GrpcCaller:
             reply = await unary(body, metadata=metadata, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise _failure(exc, f"{method} {url}") from exc
-        return _json(reply)
+        return to_json(reply)
 
     async def stream(self, url: str, tenant: str | None, method: str, params: JSON, sign: Sign
                      ) -> AsyncIterator[JSON]:
@@ -108,16 +106,11 @@ class GrpcCaller:
         call = streaming(body, metadata=metadata, timeout=self.timeout)
         try:
             async for reply in call:
-                yield _json(reply)
+                yield to_json(reply)
         except grpc.aio.AioRpcError as exc:
             raise _failure(exc, f"{method} {url}") from exc
         finally:
             call.cancel()
-
-
-def _json(reply: Message) -> JSON:
-    value: JSON = MessageToDict(reply)
-    return value
 
 
 def _failure(exc: grpc.aio.AioRpcError, what: str) -> Exception:
