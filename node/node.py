@@ -123,6 +123,8 @@ class Node:
     push_allow_networks: Sequence[str] = ()
     """Private networks webhooks may point into anyway (CIDR); refused by default."""
     extended_card: bool = False
+    delegation_push_after: float = 120.0
+    """Delegations with a longer deadline (seconds) ask the peer to push (:mod:`guildnet.node.delegation.push_wait`)."""
     _push: PushService | None = field(default=None, repr=False)
     _inbox: PushInbox | None = field(default=None, repr=False)
     _publisher: Publisher | None = field(default=None, repr=False)
@@ -144,7 +146,8 @@ class Node:
                    pinned_schemas=config.read_pinned_schemas(), org_domain=config.org_domain,
                    require_verified_domain=config.require_verified_domain, domain_lookup=config.domain_lookup,
                    grpc_port=config.grpc_port, push_notifications=config.push_notifications,
-                   push_allow_networks=tuple(config.push_allow_networks), extended_card=config.extended_card)
+                   push_allow_networks=tuple(config.push_allow_networks), extended_card=config.extended_card,
+                   delegation_push_after=config.delegation_push_after)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -171,7 +174,7 @@ class Node:
                                         domains=DomainVerifier(DomainResolver(self.domain_lookup)),
                                         require_verified_domain=self.require_verified_domain,
                                         outbox=ReceiptOutbox(registry, self._process_log.engine),
-                                        inbox=self._inbox)
+                                        inbox=self._inbox, push_after=self.delegation_push_after)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
