@@ -8,7 +8,7 @@ import marshal
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from .errors import JSON, invalid_params
 
@@ -42,7 +42,7 @@ def copy_json(value: _T) -> _T:
     the stores and every stream copy a task on each event. ``marshal`` copies exactly these types in C; anything
     else falls back to ``deepcopy``."""
     try:
-        copied: _T = marshal.loads(marshal.dumps(value))
+        copied: _T = marshal.loads(marshal.dumps(cast(Any, value)))
     except ValueError:  # not only plain JSON types (a subclass, a datetime): the general copy
         return copy.deepcopy(value)
     return copied
