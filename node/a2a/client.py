@@ -92,6 +92,8 @@ EXPLORE_EVERY: Final = 16
 DOWN_SECONDS: Final = 30.0
 """How long an interface that could not be reached is left aside (unless the peer has no other)."""
 _FALLBACK_STATUSES: Final = frozenset({503})
+MAX_PEERS: Final = 10_000
+"""Interfaces whose round trips (and failures) are remembered; past this the memory starts afresh."""
 
 
 def interfaces(card: Mapping[str, Any], bindings: tuple[str, ...] = CLIENT_BINDINGS) -> list[Interface]:
@@ -138,6 +140,7 @@ class A2AClient:
         self.down: dict[str, float] = {}
         """Interface URLs that could not be reached, with the time (monotonic) until they are left aside."""
         self._measured_at: dict[str, int] = {}
+        self._measures = 0
         self._calls: dict[str, int] = {}
         self._grpc: GrpcCaller | None = None
 
@@ -280,12 +283,19 @@ class A2AClient:
         return self.choices(endpoint, peek=True)[0]
 
     def _measured(self, url: str, seconds: float) -> None:
+        if len(self.round_trips) >= MAX_PEERS and url not in self.round_trips:  # a bound, not an eviction policy
+            self.round_trips.clear()
+            self._measured_at.clear()
+            self._calls.clear()
         last = self.round_trips.get(url)
         self.round_trips[url] = seconds if last is None else last + _SMOOTHING * (seconds - last)
-        self._measured_at[url] = max(self._measured_at.values(), default=0) + 1
+        self._measures += 1
+        self._measured_at[url] = self._measures
         self.down.pop(url, None)
 
     def _unreachable(self, interface: Interface) -> None:
+        if len(self.down) >= MAX_PEERS:
+            self.down.clear()
         self.down[interface.url] = time.monotonic() + DOWN_SECONDS
 
     def _sign(self, verb: str, url: str, body: bytes) -> str | None:
