@@ -43,6 +43,9 @@ class TaskContext:
     annotations: dict[str, Any] = field(default_factory=dict)
     """What the node itself notes about the call (which model answered, why it escalated): filled by the node's
     agents, read by the process log; the caller's metadata never lands here."""
+    input_checked: bool = False
+    """The node already checked the input against the skill's input schema (A2A does, before it makes a task, to
+    refuse bad input without one): :meth:`Agent.call` does not check it a second time."""
 
 
 class SkillError(Exception):
@@ -106,8 +109,9 @@ class Agent(ABC):
             raise InvalidOutput(f"output of skill {skill_id!r} does not match its schema: {problem}")
 
     async def call(self, skill_id: str, arguments: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        """Validate input, run, validate output."""
-        self.check_input(skill_id, arguments)
+        """Validate input (unless ``ctx.input_checked``), run, validate output."""
+        if not ctx.input_checked:
+            self.check_input(skill_id, arguments)
         output = await self.run(skill_id, arguments, ctx)
         self.check_output(skill_id, output)
         return output

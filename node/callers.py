@@ -16,6 +16,7 @@ caller, never to a signed one, and a signed caller's tasks are visible to that c
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -32,6 +33,16 @@ for a revoked agent, anything else when the history cannot be verified."""
 log = logging.getLogger(__name__)
 MAX_REMEMBERED = 100_000
 KEY_CACHE_SECONDS = 60.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(remote: str) -> bool:
+    """Whether a peer address is this machine's (cached: parsing an address costs more than the rest of the check,
+    and a node's callers come from few addresses)."""
+    try:
+        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class Unauthenticated(Exception):
@@ -53,14 +64,14 @@ class Authenticator:
             return True
         if self.anonymous == "off" or not remote:
             return False
-        try:
-            return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(remote)
 
     async def caller(self, *, authorization: str | None, remote: str | None, method: str, path: str,
-                     body: bytes) -> str | None:
-        """The verified caller's agent id, None for an allowed anonymous caller, else :class:`Unauthenticated`."""
+                     body: bytes, base: str | None = None) -> str | None:
+        """The verified caller's agent id, None for an allowed anonymous caller, else :class:`Unauthenticated`.
+
+        The token's audience is ``base`` (default: the node's base URL) followed by ``path``: a binding with an
+        address of its own (gRPC's ``host:port``) names that one, as its callers read it from the card."""
         if authorization is None:
             if self.allows_anonymous(remote):
                 return None
@@ -70,7 +81,8 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         try:
-            call = verify_call(token.strip(), method=method, url=self.base_url + path, body=body, now=self.clock())
+            call = verify_call(token.strip(), method=method, url=(base or self.base_url) + path, body=body,
+                               now=self.clock())
         except CallRefused as exc:
             raise Unauthenticated(str(exc)) from exc
         if call.key != await self._key_in_force(call.agent, own_key=call.key == call.agent):

@@ -144,6 +144,9 @@ class NodeConfig(BaseSettings):
     default such targets are refused, since a caller could aim them at the node's own network."""
     extended_card: bool = False
     """Serve GetExtendedAgentCard to the callers the node accepts."""
+    delegation_push_after: float = Field(120.0, gt=0)
+    """A delegation with a longer deadline (seconds) is a long task: a peer whose signed card offers push
+    notifications is asked to push the result to this node's webhook instead of holding a connection open."""
     admin_socket: Path = Path("node.sock")
     """The Unix socket (mode 0600, relative to the config file) where the running node takes local commands."""
     org_domain: str | None = Field(None, pattern=DOMAIN_PATTERN, max_length=MAX_DOMAIN_LENGTH)

@@ -49,6 +49,7 @@ from .delegation.discovery import PeerIndex
 from .delegation.domains import DomainVerifier
 from .delegation.heads import SqlHeadStore
 from .delegation.outbox import ReceiptOutbox
+from .delegation.push_wait import PushInbox
 from .delegation.ranking import Preference
 from .delegation.schemas import SchemaPins
 from .flywheel.process_log import ProcessLog
@@ -122,7 +123,10 @@ class Node:
     push_allow_networks: Sequence[str] = ()
     """Private networks webhooks may point into anyway (CIDR); refused by default."""
     extended_card: bool = False
+    delegation_push_after: float = 120.0
+    """Delegations with a longer deadline (seconds) ask the peer to push (:mod:`guildnet.node.delegation.push_wait`)."""
     _push: PushService | None = field(default=None, repr=False)
+    _inbox: PushInbox | None = field(default=None, repr=False)
     _publisher: Publisher | None = field(default=None, repr=False)
 
     @classmethod
@@ -142,7 +146,8 @@ class Node:
                    pinned_schemas=config.read_pinned_schemas(), org_domain=config.org_domain,
                    require_verified_domain=config.require_verified_domain, domain_lookup=config.domain_lookup,
                    grpc_port=config.grpc_port, push_notifications=config.push_notifications,
-                   push_allow_networks=tuple(config.push_allow_networks), extended_card=config.extended_card)
+                   push_allow_networks=tuple(config.push_allow_networks), extended_card=config.extended_card,
+                   delegation_push_after=config.delegation_push_after)
 
     async def delegator(self, *, as_agent: str | None = None) -> Delegator:
         """The node's delegator (created on first use): its calls are made as ``as_agent`` (default: the
@@ -168,20 +173,21 @@ class Node:
                                         self.org_key.did, recorder=self._process_log.record, pins=pins,
                                         domains=DomainVerifier(DomainResolver(self.domain_lookup)),
                                         require_verified_domain=self.require_verified_domain,
-                                        outbox=ReceiptOutbox(registry, self._process_log.engine))
+                                        outbox=ReceiptOutbox(registry, self._process_log.engine),
+                                        inbox=self._inbox, push_after=self.delegation_push_after)
         return self._delegator
 
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
                        traceparent: str | None = None, require_verified_domain: bool | None = None,
-                       on_progress: ProgressHandler | None = None) -> DelegationResult:
+                       on_progress: ProgressHandler | None = None, push: bool | None = None) -> DelegationResult:
         """Delegate ``skill`` to the best peer of another organisation (see :mod:`guildnet.node.delegation`)."""
         delegator = await self.delegator()
         try:
             result = await delegator.delegate(skill, arguments, deadline=deadline, budget=budget,
                                               min_reputation=min_reputation, prefer=prefer, traceparent=traceparent,
                                               require_verified_domain=require_verified_domain,
-                                              on_progress=on_progress)
+                                              on_progress=on_progress, push=push)
         except DelegationFailed as exc:
             self.metrics.delegated("failed", (a.outcome for a in exc.attempts))
             raise
@@ -270,6 +276,10 @@ class Node:
                          identities, version=_version(), provider=(self.org_name, self.base_url),
                          authenticator=authenticator, push=push, grpc_url=grpc_url, extended_card=self.extended_card)
         a2a.add_routes(app)
+        self._inbox = PushInbox(self.base_url)  # the webhook for the long tasks this node delegates
+        self._inbox.add_routes(app)
+        if self._delegator is not None:
+            self._delegator.inbox = self._inbox
         if self.grpc_port:
             app.cleanup_ctx.append(functools.partial(self._grpc, a2a))
         app.cleanup_ctx.append(self._publishing)

@@ -16,7 +16,6 @@ State mapping (MCP status <- A2A state):
 
 from __future__ import annotations
 
-import copy
 import time
 import uuid
 from collections.abc import Mapping
@@ -67,7 +66,7 @@ def new_record(namespace: str, tool: str, arguments: Mapping[str, Any], owner: s
 
 def _settle(record: TaskRecord, state: str, text: str | None, **mcp: Any) -> TaskRecord:
     """A copy of ``record`` in A2A ``state`` with ``mcp`` merged into its MCP part (None values removed)."""
-    task = copy.deepcopy(record.task)
+    task = a2a.copy_json(record.task)
     message = None if text is None else a2a.new_message(a2a.ROLE_AGENT, [a2a.text_part(text)],
                                                         context_id=record.context_id, task_id=record.id)
     task["status"] = a2a.new_status(state, message)

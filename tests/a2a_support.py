@@ -79,11 +79,12 @@ def free_port() -> int:
 async def serve_a2a(store: TaskStore, agents: Sequence[Agent] | None = None,
                     executors: dict[str, Executor] | None = None,
                     keys: dict[str, SigningKey] | None = None, *, push: PushService | None = None,
-                    grpc: bool = False, extended_card: bool = False,
-                    required_extensions: Sequence[str] = ()) -> AsyncIterator[tuple[str, A2AService]]:
+                    grpc: bool = False, extended_card: bool = False, required_extensions: Sequence[str] = (),
+                    grpc_listens: bool = True) -> AsyncIterator[tuple[str, A2AService]]:
     """A real aiohttp site on a free 127.0.0.1 port serving the node's A2A service; yields (base URL, service).
 
-    With ``grpc`` the gRPC binding listens on a port of its own too (the cards name it)."""
+    With ``grpc`` the gRPC binding listens on a port of its own too (the cards name it); without
+    ``grpc_listens`` the cards name the port but nothing listens there (a binding that is down)."""
     agents = list(agents) if agents is not None else [echo_agent(), slow_agent()]
     keys = keys or {a.name: SigningKey.generate() for a in agents}
     sock = socket.socket()
@@ -99,7 +100,7 @@ async def serve_a2a(store: TaskStore, agents: Sequence[Agent] | None = None,
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    binding = service.grpc_binding() if grpc_port else None
+    binding = service.grpc_binding() if grpc_port and grpc_listens else None
     if binding is not None and grpc_port is not None:
         await binding.start("127.0.0.1", grpc_port)
     try:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -53,8 +54,9 @@ class RunningNode:
 
 @contextlib.asynccontextmanager
 async def running_node(org_name: str, agent: Agent, registry_url: str, db_url: str,
-                       org_key: SigningKey | None = None) -> AsyncIterator[RunningNode]:
-    """A node process-equivalent on a real socket: registers its agent, serves A2A and MCP."""
+                       org_key: SigningKey | None = None, **options: Any) -> AsyncIterator[RunningNode]:
+    """A node process-equivalent on a real socket: registers its agent, serves A2A and MCP; ``options`` are
+    more of the :class:`Node`'s settings (``grpc_port``, ``push_allow_networks``, ...)."""
     import socket
 
     with socket.socket() as sock:
@@ -62,7 +64,7 @@ async def running_node(org_name: str, agent: Agent, registry_url: str, db_url: s
         port = sock.getsockname()[1]
     node = Node(org_name=org_name, org_key=org_key or SigningKey.generate(),
                 agents=[PublishedAgent(agent, StaticIdentity.generate(), ttl_seconds=30)],
-                base_url=f"http://127.0.0.1:{port}", db_url=db_url, registry_url=registry_url, port=port)
+                base_url=f"http://127.0.0.1:{port}", db_url=db_url, registry_url=registry_url, port=port, **options)
     runner = web.AppRunner(node.build_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -34,7 +34,7 @@ from a2a_support import LOOPBACK, WebhookReceiver, sdk_message, serve_a2a
 from google.protobuf.json_format import MessageToDict, ParseDict
 from google.protobuf.message import Message as ProtoMessage
 
-from guildnet.node.a2a.proto_json import to_message
+from guildnet.node.a2a.proto_json import to_json, to_message
 from guildnet.node.a2a.push import PushService
 from guildnet.node.a2a.push_store import InMemoryPushStore
 from guildnet.node.a2a.store import InMemoryTaskStore
@@ -204,8 +204,9 @@ async def test_the_three_bindings_give_the_same_histories(node: Node) -> None:
     assert runs[a2a.BINDING_JSONRPC][-1] == "TaskNotFoundError"
 
 
-async def test_proto_json_reads_results_as_parse_dict_does(node: Node) -> None:
-    """The gRPC binding's fast conversion gives the very messages ``ParseDict`` gives (it replaces it)."""
+async def test_proto_json_converts_as_parse_dict_and_message_to_dict_do(node: Node) -> None:
+    """The gRPC binding's fast conversions give the very messages ``ParseDict`` gives and the very objects
+    ``MessageToDict`` gives (they replace them), requests included."""
     message = {"messageId": "m1", "role": "ROLE_AGENT", "parts": [
         {"data": {"text": "hello", "n": [1, 2.5, {"a": None, "b": True}]}, "metadata": {"k": "v"}},
         {"raw": "dGNr", "mediaType": "text/plain", "filename": "x.txt"}, {"url": "https://example.com/x"},
@@ -225,8 +226,14 @@ async def test_proto_json_reads_results_as_parse_dict_does(node: Node) -> None:
               a2a_pb2.ListTaskPushNotificationConfigsResponse)]
     card = (await node.http.get(f"{node.base}/agents/echo/.well-known/agent-card.json")).json()
     cases.append((card, a2a_pb2.AgentCard))
+    cases += [({"message": message, "configuration": {"returnImmediately": True, "historyLength": 3,
+                                                      "acceptedOutputModes": ["application/json"]},
+               "metadata": {"k": [1, None]}, "tenant": "echo"}, a2a_pb2.SendMessageRequest),
+              ({"id": "t1", "historyLength": 0}, a2a_pb2.GetTaskRequest), ({}, a2a_pb2.ListTasksRequest)]
     for value, kind in cases:
-        assert to_message(value, kind()) == ParseDict(value, kind(), ignore_unknown_fields=True), kind
+        parsed = ParseDict(value, kind(), ignore_unknown_fields=True)
+        assert to_message(value, kind()) == parsed, kind
+        assert to_json(parsed) == MessageToDict(parsed), kind
     with pytest.raises(ValueError):
         to_message({"task": {"status": {"state": "TASK_STATE_NOPE"}}}, a2a_pb2.SendMessageResponse())
 
@@ -262,12 +269,12 @@ async def test_a_signed_grpc_call_names_its_caller() -> None:
     """Over gRPC a guildnet caller signs the method's path and the request's deterministic bytes; the task is then
     its own, and an anonymous caller does not see it."""
     caller = SigningKey.generate()
-    async with serve_a2a(InMemoryTaskStore(), grpc=True) as (base, service):
+    async with serve_a2a(InMemoryTaskStore(), grpc=True) as (_base, service):
         grpc_url = service.cards["echo"]["supportedInterfaces"][2]["url"]
         async with grpc.aio.insecure_channel(grpc_url) as channel:
             stub = a2a_pb2_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
             request = a2a_pb2.SendMessageRequest(message=sdk_message({"text": "x"}), tenant="echo")
-            token = sign_call(caller.did, caller, method="POST", url=f"{base}/lf.a2a.v1.A2AService/SendMessage",
+            token = sign_call(caller.did, caller, method="POST", url=f"{grpc_url}/lf.a2a.v1.A2AService/SendMessage",
                               body=request.SerializeToString(deterministic=True))
             reply = await stub.SendMessage(request, metadata=(("a2a-version", "1.0"),
                                                               ("authorization", f"Bearer {token}")))

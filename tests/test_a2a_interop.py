@@ -16,7 +16,7 @@ from a2a.helpers import new_task_from_user_message
 from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
-from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes, create_rest_routes
 from a2a.server.tasks import InMemoryTaskStore as SdkTaskStore
 from a2a.server.tasks import TaskUpdater
 from a2a.types import (
@@ -34,7 +34,7 @@ from a2a.types import (
 )
 from a2a.utils.errors import A2AError as SdkA2AError
 from a2a.utils.signing import create_signature_verifier
-from a2a_support import sdk_message, serve_a2a
+from a2a_support import free_port, sdk_message, serve_a2a
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
@@ -148,19 +148,33 @@ class _SdkEcho(AgentExecutor):
 
 
 async def _sdk_server() -> AsyncIterator[str]:
+    """a2a-sdk's own server on its three bindings: JSON-RPC at /rpc, HTTP+JSON under /rest, gRPC on a port."""
+    import grpc
+    from a2a.server.request_handlers import GrpcHandler
+    from a2a.types import a2a_pb2_grpc
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    grpc_port = free_port()
     card = AgentCard(
         name="sdk-echo", description="a2a-sdk echo", version="1.0.0",
-        supported_interfaces=[AgentInterface(url=f"{base}/rpc", protocol_binding="JSONRPC", protocol_version="1.0")],
+        supported_interfaces=[
+            AgentInterface(url=f"{base}/rpc", protocol_binding="JSONRPC", protocol_version="1.0"),
+            AgentInterface(url=f"{base}/rest", protocol_binding="HTTP+JSON", protocol_version="1.0"),
+            AgentInterface(url=f"127.0.0.1:{grpc_port}", protocol_binding="GRPC", protocol_version="1.0")],
         capabilities=AgentCapabilities(streaming=True), default_input_modes=["application/json"],
         default_output_modes=["application/json"],
         skills=[AgentSkill(id="echo", name="Echo", description="Echo", tags=["echo"])])
     handler = DefaultRequestHandler(agent_executor=_SdkEcho(), task_store=SdkTaskStore(), agent_card=card)
-    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/rpc")])
+    app = Starlette(routes=[*create_agent_card_routes(card), *create_jsonrpc_routes(handler, rpc_url="/rpc"),
+                            *create_rest_routes(handler, path_prefix="/rest")])
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
+    grpc_server = grpc.aio.server()
+    a2a_pb2_grpc.add_A2AServiceServicer_to_server(GrpcHandler(handler), grpc_server)  # type: ignore[no-untyped-call]
+    grpc_server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    await grpc_server.start()
     for _ in range(500):  # uvicorn offers a flag, not an event, for "listening"
         if server.started:
             break
@@ -168,6 +182,7 @@ async def _sdk_server() -> AsyncIterator[str]:
     try:
         yield base
     finally:
+        await grpc_server.stop(0)
         server.should_exit = True
         await serving
 
@@ -178,14 +193,18 @@ async def sdk_server() -> AsyncIterator[str]:
         yield base
 
 
-async def test_our_client_against_sdk_server(sdk_server: str) -> None:
-    async with A2AClient() as client:
+@pytest.mark.parametrize("binding", [a2a.BINDING_JSONRPC, a2a.BINDING_HTTP_JSON, a2a.BINDING_GRPC])
+async def test_our_client_against_sdk_server(sdk_server: str, binding: str) -> None:
+    """Every operation our client makes, on each binding the SDK's server offers, answered as the SDK means it."""
+    async with A2AClient(bindings=(binding,)) as client:
         card = await client.resolve_card(sdk_server)
         assert card["name"] == "sdk-echo"
+        assert client.pick(card).binding == binding
 
         task, output = await client.call_skill(card, "echo", {"text": "hello"})
         assert task["status"]["state"] == a2a.COMPLETED
         assert output == {"echo": {"text": "hello"}}
+        assert set(client.round_trips) == {client.pick(card).url}  # measured on that binding alone
 
         fetched = await client.get_task(card, task["id"])
         assert fetched["id"] == task["id"] and fetched["status"]["state"] == a2a.COMPLETED

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from a2a_support import LOOPBACK, WebhookReceiver, free_port, serve_a2a
 
-from guildnet.node.a2a.client import A2AClient
+from guildnet.node.a2a.client import A2AClient, Interface
 from guildnet.node.a2a.push import PushService
 from guildnet.node.a2a.push_store import Delivery, InMemoryPushStore, SqlPushStore, StoredConfig
 from guildnet.node.a2a.store import InMemoryTaskStore
@@ -233,14 +233,14 @@ async def test_our_client_speaks_both_http_bindings_and_prefers_the_faster() -> 
                 A2AClient(signer=StaticIdentity(SigningKey.generate())) as client:
             card = await client.resolve_card(f"{base}/agents/echo")
             rpc_url, rest_url = f"{base}/agents/echo/a2a", f"{base}/agents/echo/rest"
-            assert client.pick(card) == (a2a.BINDING_JSONRPC, rpc_url)  # each offered binding once, in order
+            assert client.pick(card) == Interface(a2a.BINDING_JSONRPC, rpc_url)  # each offered binding once, in order
             task, output = await client.call_skill(card, "echo", {"text": "a"})
             assert output == {"text": "a"}
-            assert client.pick(card) == (a2a.BINDING_HTTP_JSON, rest_url)
+            assert client.pick(card) == Interface(a2a.BINDING_HTTP_JSON, rest_url)
             task, output = await client.call_skill(card, "echo", {"text": "b"})
             assert output == {"text": "b"} and set(client.round_trips) == {rpc_url, rest_url}
             client.round_trips[rpc_url] = 10.0  # then the one measured faster
-            assert client.pick(card) == (a2a.BINDING_HTTP_JSON, rest_url)
+            assert client.pick(card) == Interface(a2a.BINDING_HTTP_JSON, rest_url)
 
             # Every operation over HTTP+JSON, signed (the callee checks the token against verb, path and body).
             assert (await client.get_task(card, task["id"], history_length=0))["id"] == task["id"]

@@ -74,7 +74,8 @@ class SkillExecutor:
         metadata = dict(run.message.get("metadata") or {})
         traceparent = metadata.get("traceparent")
         ctx = TaskContext(task_id=run.task_id, skill_id=skill_id, progress=run.working, metadata=metadata,
-                          traceparent=traceparent if isinstance(traceparent, str) else None, caller=run.caller)
+                          traceparent=traceparent if isinstance(traceparent, str) else None, caller=run.caller,
+                          input_checked=True)  # accept() checked it
         started = int(time.time() * 1000)
         try:
             # call(), not run(): wrappers such as the node's process-data recorder hook in there

@@ -1,7 +1,7 @@
 """The gRPC binding of A2A (spec §10) on ``grpc.aio``, with the message classes a2a-sdk generates from the official
 ``a2a.proto`` (``a2a.types.a2a_pb2``): nothing of the proto is vendored or hand-written here.
 
-Each call is turned into the JSON-RPC shape (``MessageToDict``: camelCase ProtoJSON) and handed to the agent's
+Each call is turned into the JSON-RPC shape (camelCase ProtoJSON, :func:`.proto_json.to_json`) and handed to the agent's
 :class:`~guildnet.node.a2a.operations.AgentEndpoint`, and the result back (:mod:`.proto_json`, ``ParseDict``'s
 job at a third of its cost), so the three bindings
 share one task engine and one set of request checks. Errors carry the spec's status code (§5.4) and a
@@ -9,7 +9,8 @@ share one task engine and one set of request checks. Errors carry the spec's sta
 
 Which agent: the request's ``tenant`` names it (each agent's card lists the gRPC interface with its name as
 tenant); an empty tenant is the node's first agent, the one its root card describes. Service parameters
-(``a2a-version``, ``a2a-extensions``, ``authorization``) are gRPC metadata.
+(``a2a-version``, ``a2a-extensions``, ``authorization``) are gRPC metadata; a signed call's token is bound to
+``{the gRPC URL of the card}/lf.a2a.v1.A2AService/{Method}`` and the request's deterministic protobuf bytes.
 
 Needs the ``grpc`` extra (``pip install 'guildnet[grpc]'``: a2a-sdk's own grpc extra).
 """
@@ -19,62 +20,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from a2a.types import a2a_pb2
-from google.protobuf import any_pb2, empty_pb2
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
 
 from guildnet.protocols import a2a
 from guildnet.protocols.a2a import JSON, A2AError
 
 from ..callers import Authenticator, Unauthenticated
+from .grpc_wire import RPCS, SERVICE, Rpc, path, status_of
 from .operations import EXTENSIONS_HEADER, AgentEndpoint
-from .proto_json import to_message
+from .proto_json import to_json, to_message
 
 log = logging.getLogger(__name__)
-
-SERVICE = a2a_pb2.DESCRIPTOR.services_by_name["A2AService"].full_name
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-@dataclass(frozen=True, slots=True)
-class _Rpc:
-    request: type[Message]
-    response: type[Message]
-    streaming: bool = False
-
-
-_RPCS: dict[str, _Rpc] = {
-    "SendMessage": _Rpc(a2a_pb2.SendMessageRequest, a2a_pb2.SendMessageResponse),
-    "SendStreamingMessage": _Rpc(a2a_pb2.SendMessageRequest, a2a_pb2.StreamResponse, streaming=True),
-    "GetTask": _Rpc(a2a_pb2.GetTaskRequest, a2a_pb2.Task),
-    "ListTasks": _Rpc(a2a_pb2.ListTasksRequest, a2a_pb2.ListTasksResponse),
-    "CancelTask": _Rpc(a2a_pb2.CancelTaskRequest, a2a_pb2.Task),
-    "SubscribeToTask": _Rpc(a2a_pb2.SubscribeToTaskRequest, a2a_pb2.StreamResponse, streaming=True),
-    "CreateTaskPushNotificationConfig": _Rpc(a2a_pb2.TaskPushNotificationConfig,
-                                             a2a_pb2.TaskPushNotificationConfig),
-    "GetTaskPushNotificationConfig": _Rpc(a2a_pb2.GetTaskPushNotificationConfigRequest,
-                                          a2a_pb2.TaskPushNotificationConfig),
-    "ListTaskPushNotificationConfigs": _Rpc(a2a_pb2.ListTaskPushNotificationConfigsRequest,
-                                            a2a_pb2.ListTaskPushNotificationConfigsResponse),
-    "DeleteTaskPushNotificationConfig": _Rpc(a2a_pb2.DeleteTaskPushNotificationConfigRequest, empty_pb2.Empty),
-    "GetExtendedAgentCard": _Rpc(a2a_pb2.GetExtendedAgentCardRequest, a2a_pb2.AgentCard),
-}
-
-
-def _status(exc: A2AError) -> tuple[grpc.StatusCode, tuple[tuple[str, bytes], ...]]:
-    """The status code and the rich-status trailer (google.rpc.Status holding the ErrorInfo)."""
-    code = grpc.StatusCode[exc.grpc_status]
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=a2a.ERROR_DOMAIN, metadata=exc.metadata))
-    status = status_pb2.Status(code=code.value[0], message=exc.message, details=[info])
-    return code, ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
-
 
 def _remote(peer: str) -> str | None:
     """The address in a gRPC peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
@@ -97,15 +56,18 @@ def to_proto(result: JSON, response: type[Message]) -> Message:
 class GrpcBinding:
     """The node's A2A gRPC service: ``endpoints`` by agent name, ``default`` for requests without a tenant."""
 
-    def __init__(self, endpoints: Mapping[str, AgentEndpoint], default: str, authenticator: Authenticator) -> None:
+    def __init__(self, endpoints: Mapping[str, AgentEndpoint], default: str, authenticator: Authenticator,
+                 url: str | None = None) -> None:
         self.endpoints = endpoints
         self.default = default
         self.authenticator = authenticator
+        self.url = url
+        """The ``host:port`` the cards list: a signed call's audience is ``{url}/{SERVICE}/{method}``."""
         self._server: grpc.aio.Server | None = None
 
     def handler(self) -> grpc.GenericRpcHandler:
         handlers: dict[str, grpc.RpcMethodHandler] = {}
-        for name, rpc in _RPCS.items():
+        for name, rpc in RPCS.items():
             if rpc.streaming:
                 handlers[name] = grpc.unary_stream_rpc_method_handler(
                     self._streaming(name, rpc), request_deserializer=rpc.request.FromString,
@@ -138,11 +100,11 @@ class GrpcBinding:
         try:  # a signed call covers the request's bytes (deterministic serialisation), as an HTTP call its body
             caller = await self.authenticator.caller(
                 authorization=authorization, remote=_remote(context.peer()), method="POST",
-                path=f"/{SERVICE}/{method}",
+                path=path(method), base=self.url,
                 body=request.SerializeToString(deterministic=True) if authorization else b"")
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthenticated: {exc}")
-        params = MessageToDict(request)
+        params = to_json(request)
         tenant = params.pop("tenant", None) or self.default
         endpoint = self.endpoints.get(tenant)
         if endpoint is None:
@@ -151,7 +113,7 @@ class GrpcBinding:
         endpoint.check_extensions(metadata.get(EXTENSIONS_HEADER.lower()))
         return endpoint, params, caller
 
-    def _unary(self, method: str, rpc: _Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
+    def _unary(self, method: str, rpc: Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
             async with _answering(context, method):
                 endpoint, params, caller = await self._prepare(method, request, context)
@@ -159,7 +121,7 @@ class GrpcBinding:
             raise AssertionError("unreachable: a failed call was aborted")
         return call
 
-    def _streaming(self, method: str, rpc: _Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
+    def _streaming(self, method: str, rpc: Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
         async def stream(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
             async with _answering(context, method):
                 endpoint, params, caller = await self._prepare(method, request, context)
@@ -187,6 +149,6 @@ async def _answering(context: grpc.aio.ServicerContext, method: str) -> AsyncIte
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: A2AError) -> None:
-    code, trailer = _status(exc)
+    code, trailer = status_of(exc)
     context.set_trailing_metadata(trailer)
     await context.abort(code, exc.message)

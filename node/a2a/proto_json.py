@@ -9,12 +9,18 @@ nothing here names an A2A field; ``tests/test_a2a_bindings.py`` checks the resul
 
 Unknown fields are dropped (as ``ParseDict(..., ignore_unknown_fields=True)``); a value of the wrong type raises
 :class:`ValueError`.
+
+The other way, :func:`to_json` is ``MessageToDict`` for the same reason (a gRPC request is read into ProtoJSON
+on every call, a reply on every call of our client): the set fields come from ``ListFields`` (C), and each
+field's conversion is chosen once per field descriptor. ``tests/test_a2a_bindings.py`` checks it equals
+``MessageToDict``'s.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -170,3 +176,87 @@ def _scalar(field: FieldDescriptor, value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"{field.full_name}: expected an integer")
     return int(value)  # ProtoJSON writes 64-bit integers as strings
+
+
+# ---- protobuf -> ProtoJSON -----------------------------------------------------------------------------------
+_INT64 = frozenset({FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64})
+_FLOATS = frozenset({FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE})
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """The ProtoJSON object of ``message``, as ``MessageToDict(message)`` makes it (fields that are set, by JSON
+    name; 64-bit integers as strings, enums by name, bytes in base64)."""
+    value = _message_json(message)
+    if not isinstance(value, dict):
+        raise ValueError(f"{message.DESCRIPTOR.full_name} is not a JSON object in ProtoJSON")
+    return value
+
+
+def _message_json(message: Any) -> Any:
+    kind = message.DESCRIPTOR.full_name
+    if kind == _STRUCT:
+        return {key: _value_json(item) for key, item in message.fields.items()}
+    if kind == _VALUE:
+        return _value_json(message)
+    if kind == _LIST:
+        return [_value_json(item) for item in message.values]
+    if kind == _TIMESTAMP:
+        return message.ToJsonString()
+    return {field.json_name: _converter(field)(value) for field, value in message.ListFields()}
+
+
+def _value_json(value: Any) -> Any:
+    which = value.WhichOneof("kind")
+    if which is None or which == "null_value":
+        return None
+    if which == "number_value":
+        number = value.number_value
+        if math.isinf(number) or math.isnan(number):
+            raise ValueError("google.protobuf.Value: a number that is not finite has no JSON form")
+        return number
+    if which == "struct_value":
+        return {key: _value_json(item) for key, item in value.struct_value.fields.items()}
+    if which == "list_value":
+        return [_value_json(item) for item in value.list_value.values]
+    return getattr(value, which)
+
+
+@cache
+def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
+    """How one field's value becomes JSON (chosen once per field)."""
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        item = _converter(field.message_type.fields_by_name["value"])
+        return lambda value: {str(key): item(value[key]) for key in value}
+    single = _single(field)
+    if field.is_repeated:
+        return lambda value: [single(item) for item in value]
+    return single
+
+
+def _single(field: FieldDescriptor) -> Callable[[Any], Any]:
+    if field.cpp_type == FieldDescriptor.CPPTYPE_MESSAGE:
+        return _message_json
+    if field.cpp_type == FieldDescriptor.CPPTYPE_ENUM:
+        if field.enum_type.full_name == "google.protobuf.NullValue":
+            return lambda value: None
+        names = {number: value.name for number, value in field.enum_type.values_by_number.items()}
+        return lambda value: names.get(value, value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return lambda value: base64.b64encode(value).decode()
+    if field.cpp_type in _INT64:
+        return str
+    if field.cpp_type in _FLOATS:
+        return _float_json
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _float_json(value: float) -> Any:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value

@@ -84,6 +84,7 @@ class A2AService:
                                               extended_card=self._extended(name) if extended_card else None)
                           for name, tasks in self.tasks.items()}
         self._identities = dict(identities)
+        self._grpc_url = grpc_url
         card = functools.partial(build_card, version=version, provider=provider, push_notifications=push is not None,
                                  extended_card=extended_card, extensions=tuple(required_extensions))
         self._unsigned = {a.name: card(a, f"{self.base_url}/agents/{a.name}/a2a",
@@ -107,7 +108,7 @@ class A2AService:
     def grpc_binding(self) -> GrpcBinding:
         """The gRPC binding over these agents' endpoints (start it with ``await binding.start(host, port)``)."""
         from .grpc_binding import GrpcBinding  # the grpc extra: imported only by nodes that serve gRPC
-        return GrpcBinding(self.endpoints, self.agents[0].name, self.authenticator)
+        return GrpcBinding(self.endpoints, self.agents[0].name, self.authenticator, self._grpc_url)
 
     def _served(self, name: str, *, root: bool = False) -> ServedCard:
         """The agent's card signed by its key in force: signed again after a rotation, else from cache."""

@@ -14,7 +14,6 @@ node's own database); a store shared by several live processes would need an own
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -77,7 +76,7 @@ def _page(records: list[TaskRecord], page_size: int, total: int) -> TaskPage:
 
 
 def _copy(record: TaskRecord) -> TaskRecord:
-    return TaskRecord(record.agent, copy.deepcopy(record.task), record.skill, record.created, record.updated,
+    return TaskRecord(record.agent, a2a.copy_json(record.task), record.skill, record.created, record.updated,
                       record.owner)
 
 

@@ -14,7 +14,6 @@ durable before anyone hears of it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -309,4 +308,4 @@ class AgentTasks:
 
 def _snapshot(task: JSON, history_length: int | None) -> JSON:
     """A copy for a stream: the live task keeps changing before the event is written out."""
-    return copy.deepcopy(a2a.with_history_length(task, history_length))
+    return a2a.copy_json(a2a.with_history_length(task, history_length))

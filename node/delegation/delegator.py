@@ -10,8 +10,11 @@
    for ``reputation_ttl``), its price for the expected tokens, its recent latency and its age;
    :func:`~guildnet.node.ranking.rank` orders them and says why;
 3. the best is called over A2A (the call signed by the calling agent, a W3C ``traceparent`` in the message
-   metadata) within a fair share of what is left of the deadline; its output is checked against the schema
-   *this node* pinned for the skill (:mod:`~guildnet.node.delegation.schemas`), and its signed receipt
+   metadata) within a fair share of what is left of the deadline, on the binding of its verified card measured
+   fastest (:mod:`~guildnet.node.delegation.cards`); a long task (a deadline over :attr:`Delegator.push_after`)
+   is pushed back to this node's webhook instead of holding a connection
+   (:mod:`~guildnet.node.delegation.push_wait`); its output is checked against the schema *this node* pinned
+   for the skill (:mod:`~guildnet.node.delegation.schemas`), and its signed receipt
    (callee, caller, skill, hashes of this input and this output) is checked;
 4. the caller countersigns the receipt with its verdict and submits it to the registry in the background
    (reputation moves only on receipts both sides signed); on any failure of an attempt (timeout, refusal,
@@ -54,6 +57,8 @@ from ..a2a.executor import RECEIPT_KEY
 from ..flywheel.process_log import CallRecord, Outcome
 from ..identity import Signer
 from ..tracing import child_traceparent, new_traceparent, trace_id
+from . import push_wait
+from .cards import PeerCards, PeerTarget
 from .discovery import PeerIndex
 from .domains import DomainVerifier
 from .outbox import ReceiptOutbox, ReceiptState
@@ -144,6 +149,17 @@ class Delegator:
     """How this node checks candidates' domain proofs itself; needed to require a verified domain."""
     require_verified_domain: bool = False
     """Only organisations whose domain this node proved itself are candidates (docs/domains.md)."""
+    cards: PeerCards | None = None
+    """The peers' verified agent cards: which bindings to call them on (default: one over :attr:`a2a`)."""
+    inbox: push_wait.PushInbox | None = None
+    """This node's webhook for delegated tasks (set by a node that serves): without one, calls block."""
+    push_after: float = 120.0
+    """A delegation with a longer deadline than this (seconds) is a long task: a peer whose signed card declares
+    push notifications is asked to push, instead of holding a connection open (:mod:`.push_wait`)."""
+    poll_first: float = 5.0
+    """Seconds before the first GetTask of a pushed call when no notification came; then doubling, up to
+    :attr:`poll_max`."""
+    poll_max: float = 60.0
     _reputation: dict[tuple[str, str], tuple[float, Standing]] = field(default_factory=dict)
     """(agent, skill) -> (when to ask again, on the monotonic clock; the standing last known)."""
     _latency: dict[str, float] = field(default_factory=dict)
@@ -158,6 +174,8 @@ class Delegator:
             raise ValueError("the A2A client signs as another agent than the delegator's identity")
         if self.outbox is None:
             self.outbox = ReceiptOutbox(self.registry)
+        if self.cards is None:
+            self.cards = PeerCards(self.a2a)
 
     def price(self, entry: AgentEntry) -> float:
         model = entry.facts.model
@@ -250,13 +268,15 @@ class Delegator:
     async def delegate(self, skill: str, arguments: Mapping[str, Any], *, deadline: float = 30.0,
                        budget: float | None = None, min_reputation: float = 0.5, prefer: Preference = "cost",
                        traceparent: str | None = None, require_verified_domain: bool | None = None,
-                       on_progress: ProgressHandler | None = None) -> DelegationResult:
+                       on_progress: ProgressHandler | None = None, push: bool | None = None) -> DelegationResult:
         """Delegate ``skill``; ``require_verified_domain`` overrides :attr:`require_verified_domain` for this call.
-        With ``on_progress`` the peer is called with a stream and its progress messages are passed on."""
+        With ``on_progress`` the peer is called with a stream and its progress messages are passed on. ``push``
+        says whether to ask for push delivery (default: when ``deadline`` exceeds :attr:`push_after`)."""
         loop = asyncio.get_running_loop()
         ends = loop.time() + deadline
         trace = child_traceparent(traceparent) if traceparent else new_traceparent()
         context_id = str(uuid.uuid4())
+        pushed = (deadline > self.push_after if push is None else push) and on_progress is None
         self._stop_if_forked()
         try:
             async with asyncio.timeout_at(ends):
@@ -302,7 +322,7 @@ class Delegator:
                 continue
             calls_per_org[organisation] = calls_per_org.get(organisation, 0) + 1
             attempt, result = await self._try(entry, skill, dict(arguments), trace, min(share, ends - loop.time()),
-                                              pin, context_id, on_progress)
+                                              pin, context_id, on_progress, pushed)
             attempts.append(attempt)
             await self._record(entry, skill, arguments, result[0] if result else None, attempt, trace,
                                candidate.price)
@@ -343,8 +363,8 @@ class Delegator:
         return None
 
     async def _try(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], trace: str,
-                   within: float, pin: Pin, context_id: str, on_progress: ProgressHandler | None
-                   ) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
+                   within: float, pin: Pin, context_id: str, on_progress: ProgressHandler | None,
+                   pushed: bool = False) -> tuple[Attempt, tuple[dict[str, Any], str] | None]:
         """One call: whatever the callee sends back (a timeout, a refusal, a malformed or hostile reply) ends
         as an :class:`Attempt`, never as an exception, so the next candidate is tried. A call abandoned at the
         deadline (or cancelled) is cancelled at the peer too."""
@@ -358,10 +378,15 @@ class Delegator:
 
         message = a2a.skill_request(arguments, skill, context_id=context_id)
         message["metadata"] = {"traceparent": trace, "skill": skill}
-        endpoint = entry.facts.endpoints.a2a or ""
+        endpoint: str | dict[str, Any] = entry.facts.endpoints.a2a or ""
         try:
             async with asyncio.timeout(within):
-                if on_progress is None:
+                assert self.cards is not None
+                peer = await self.cards.target(entry, within)
+                endpoint = peer.endpoint
+                if pushed and peer.pushes and self.inbox is not None:
+                    result = await self._pushed(peer, message, self.inbox)
+                elif on_progress is None:
                     result = await self.a2a.send_message(endpoint, message)
                 else:
                     result = await self._streamed(endpoint, message, lambda text: on_progress(entry.facts.name, text))
@@ -375,7 +400,8 @@ class Delegator:
         except Exception as exc:
             return attempt("error", f"{type(exc).__name__}: {str(exc)[:300]}"), None
 
-    async def _streamed(self, endpoint: str, message: dict[str, Any], progress: Callable[[str], None]
+    async def _streamed(self, endpoint: str | dict[str, Any], message: dict[str, Any],
+                        progress: Callable[[str], None]
                         ) -> dict[str, Any]:
         """SendStreamingMessage, passing each progress message on; then the settled task, read whole."""
         task_id: str | None = None
@@ -393,7 +419,32 @@ class Delegator:
             raise ValueError("the peer's stream named no task")
         return {"task": await self.a2a.get_task(endpoint, task_id)}
 
-    async def _cancel_at_peer(self, endpoint: str, context_id: str) -> None:
+    async def _pushed(self, peer: PeerTarget, message: dict[str, Any], inbox: push_wait.PushInbox
+                      ) -> dict[str, Any]:
+        """SendMessage returning at once with a push config naming this node's webhook; then the settled task,
+        read when a verified notification says so (or at a poll). A peer that refuses the config is called again
+        with a blocking call."""
+        with inbox.expect(peer.key) as slot:
+            if slot is None:  # too many calls already wait for pushes
+                return await self.a2a.send_message(peer.endpoint, message)
+            try:
+                result = await self.a2a.send_message(peer.endpoint, message, return_immediately=True,
+                                                     push=slot.config)
+            except a2a.A2AError as exc:
+                if exc.code not in (a2a.INVALID_PARAMS, a2a.PUSH_NOT_SUPPORTED):
+                    raise
+                log.info("the peer refused the push config (%s): calling it again without", exc.message)
+                return await self.a2a.send_message(peer.endpoint, message)
+            task = result.get("task")
+            status = task.get("status") if isinstance(task, dict) else None
+            if not isinstance(task, dict) or not isinstance(status, dict) or \
+                    status.get("state") in a2a.TERMINAL_STATES | a2a.INTERRUPTED_STATES:
+                return result
+            task_id = slot.task_id = str(task.get("id"))
+            return {"task": await push_wait.settled(slot, lambda: self.a2a.get_task(peer.endpoint, task_id),
+                                                    poll_first=self.poll_first, poll_max=self.poll_max)}
+
+    async def _cancel_at_peer(self, endpoint: str | dict[str, Any], context_id: str) -> None:
         """Cancel what the peer still runs for this delegation's context (best effort, bounded)."""
         try:
             async with asyncio.timeout(CANCEL_SECONDS):
@@ -402,9 +453,9 @@ class Delegator:
                     status = task.get("status") if isinstance(task, dict) else None
                     if isinstance(status, dict) and status.get("state") not in a2a.TERMINAL_STATES:
                         await self.a2a.cancel_task(endpoint, str(task.get("id")))
-                        log.info("cancelled task %s at %s", task.get("id"), endpoint)
+                        log.info("cancelled task %s at %s", task.get("id"), _where(endpoint))
         except Exception as exc:  # the peer is gone or refuses: its task ends on its own
-            log.info("could not cancel the task of context %s at %s: %s: %s", context_id, endpoint,
+            log.info("could not cancel the task of context %s at %s: %s: %s", context_id, _where(endpoint),
                      type(exc).__name__, exc)
 
     async def _settle(self, entry: AgentEntry, skill: str, arguments: dict[str, Any], result: Any, pin: Pin,
@@ -512,6 +563,10 @@ class Delegator:
         down, or to read fresh reputation)."""
         if self._submissions:
             await asyncio.gather(*list(self._submissions), return_exceptions=True)
+
+
+def _where(endpoint: str | dict[str, Any]) -> str:
+    return endpoint if isinstance(endpoint, str) else str(endpoint.get("name"))
 
 
 def _status_text(status: Any) -> str:

@@ -22,7 +22,6 @@ one write.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .model import (
     TERMINAL_STATES,
     WORKING,
     artifact_update,
+    copy_json,
     new_artifact,
     new_id,
     new_message,
@@ -212,7 +212,7 @@ class TaskMachine:
                                      owner=self.owner)
             if self.reveal:
                 effects.append(self._store(self.record))
-            effects.append(Emit({"task": copy.deepcopy(task)}))
+            effects.append(Emit({"task": copy_json(task)}))
         return self.record
 
     def start(self) -> list[Effect]:

@@ -124,3 +124,12 @@ def error_from_json(error: Any) -> A2AError:
         return A2AError(INTERNAL_ERROR, f"malformed JSON-RPC error: {str(error)[:200]}")
     message = error.get("message")
     return A2AError(error["code"], message if isinstance(message, str) else None)
+
+
+def error_from_reason(reason: str, message: str | None = None) -> A2AError | None:
+    """The A2A error an ``ErrorInfo`` reason names (how HTTP+JSON and gRPC carry the error's kind), or None."""
+    code = _BY_REASON.get(reason)
+    return None if code is None else A2AError(code, message)
+
+
+_BY_REASON: Final = {reason: code for code, (reason, _) in ERRORS.items()}

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import copy
+import marshal
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from .errors import JSON, invalid_params
 
@@ -28,6 +30,22 @@ ROLE_USER: Final = "ROLE_USER"
 ROLE_AGENT: Final = "ROLE_AGENT"
 ROLES: Final = frozenset({ROLE_USER, ROLE_AGENT})
 PART_KINDS: Final = ("text", "raw", "url", "data")
+
+
+_T = TypeVar("_T")
+
+
+def copy_json(value: _T) -> _T:
+    """A deep copy of a JSON value (dicts, lists, strings, numbers, booleans, None).
+
+    Why not ``copy.deepcopy``: it is generic and keeps a memo, about four times slower on a task, and the engine,
+    the stores and every stream copy a task on each event. ``marshal`` copies exactly these types in C; anything
+    else falls back to ``deepcopy``."""
+    try:
+        copied: _T = marshal.loads(marshal.dumps(cast(Any, value)))
+    except ValueError:  # not only plain JSON types (a subclass, a datetime): the general copy
+        return copy.deepcopy(value)
+    return copied
 
 
 def now_iso() -> str:

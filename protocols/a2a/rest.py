@@ -16,7 +16,7 @@ from typing import Any, Final
 from urllib.parse import quote, unquote
 
 from .. import bounded_json
-from .errors import ERRORS, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, JSON, PARSE_ERROR, A2AError
+from .errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, JSON, PARSE_ERROR, A2AError, error_from_reason
 
 MESSAGE_SEND: Final = "message:send"
 MESSAGE_STREAM: Final = "message:stream"
@@ -173,13 +173,10 @@ def error_from_status_json(status: int, doc: Any) -> A2AError:
     message = error.get("message") if isinstance(error.get("message"), str) else None
     for detail in error.get("details") or ():
         reason = detail.get("reason") if isinstance(detail, dict) else None
-        code = _BY_REASON.get(reason) if isinstance(reason, str) else None
-        if code is not None:
-            return A2AError(code, message)
+        found = error_from_reason(reason, message) if isinstance(reason, str) else None
+        if found is not None:
+            return found
     return A2AError(INTERNAL_ERROR, message or f"HTTP {status}")
-
-
-_BY_REASON: Final = {reason: code for code, (reason, _) in ERRORS.items()}
 
 
 def stream_event(event: JSON) -> bytes:
