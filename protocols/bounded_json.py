@@ -92,9 +92,17 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         value = json.loads(data, parse_constant=_constant, parse_float=_finite_float, object_pairs_hook=_unique)
     except RecursionError as exc:
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
-    if isinstance(value, dict | list) and deeper_than(value, max_depth):
+    if isinstance(value, dict | list) and _openers(data) > max_depth and deeper_than(value, max_depth):
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels")
     return value
+
+
+def _openers(data: str | bytes) -> int:
+    """How many ``[`` and ``{`` the text holds (in strings too): a bound on its nesting, counted in C, so the walk
+    in Python is needed only for documents with more of them than the limit."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    return data.count(b"[") + data.count(b"{")
 
 
 class ByteSource(Protocol):
