@@ -58,6 +58,7 @@ from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler, read_body
 from .caller import CALLER
 from .fast import FastPath, is_modern
 from .sessions import SessionQuota
+from .spans import only_when_collected
 from .tasks import DEFAULT_TTL_MS, McpTasks, TaskSupport
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def build_server(agents: Sequence[Agent] | AgentTools, *, name: str = "guildnet-
     server.add_request_handler("tools/list", types.PaginatedRequestParams, list_tools)
     server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
     server.get_tool_input_schema = input_schema
+    only_when_collected(server)
     return server
 
 
