@@ -35,6 +35,9 @@ def schemas() -> st.SearchStrategy[Any]:
                   st.integers(0, 3)),
     )
 
+    def annotated(sub: Any, description: str) -> Any:
+        return {**sub, "description": description, "default": None} if isinstance(sub, dict) else sub
+
     def extend(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         objects = st.builds(
             lambda props, required, additional, title: {
@@ -46,8 +49,7 @@ def schemas() -> st.SearchStrategy[Any]:
         return st.one_of(objects,
                          st.builds(lambda items: {"type": "array", "items": items}, inner),
                          st.builds(lambda options: {"anyOf": options}, st.lists(inner, min_size=1, max_size=3)),
-                         st.builds(lambda sub, d: {**sub, "description": d, "default": None} if isinstance(sub, dict) else sub,
-                                   inner, st.text(max_size=3)))
+                         st.builds(annotated, inner, st.text(max_size=3)))
 
     return st.recursive(leaf, extend, max_leaves=6)
 

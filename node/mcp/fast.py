@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -58,6 +58,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from guildnet.protocols import bounded_json
+
+from .direct import DirectCalls
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
@@ -147,9 +149,12 @@ class FastPath:
     """Serves stateless 2026-07-28 POSTs for ``server`` (see the module docstring)."""
 
     def __init__(self, server: Server[Any], security: TransportSecuritySettings, *,
-                 lifespan_state: Callable[[], Any], poll_interval: float = 0.25,
+                 lifespan_state: Callable[[], Any], direct: DirectCalls | None = None, poll_interval: float = 0.25,
                  ping_interval: float = DEFAULT_PING_INTERVAL) -> None:
+        """``direct`` takes plain calls of agent tools past the SDK's per-request kernel (:mod:`.direct`); every
+        other request goes through the kernel."""
         self.server = server
+        self.direct = direct
         self.security = TransportSecurityMiddleware(security)
         self.lifespan_state = lifespan_state
         self.poll_interval = poll_interval
@@ -190,9 +195,13 @@ class FastPath:
                                                        headers=cast(Any, request.headers)),
                              message.id, ServerMessageMetadata(request_context=request),
                              progress_token=progress_token_from_params(message.params))
-        connection = Connection.from_envelope(verdict.protocol_version, verdict.client_info,
-                                              verdict.client_capabilities)
-        return await self._serve(exchange, message, connection)
+        if self.direct is not None and self.direct.takes(message):
+            work = self.direct.call(message, verdict.protocol_version, exchange.progress)
+        else:
+            connection = Connection.from_envelope(verdict.protocol_version, verdict.client_info,
+                                                  verdict.client_capabilities)
+            work = self._dispatch(exchange, message, connection)
+        return await self._serve(exchange, message, work)
 
     def _notification(self, request: web.Request, decoded: dict[str, Any]) -> web.Response:
         try:
@@ -227,10 +236,11 @@ class FastPath:
         return validate_mcp_param_headers(schema, arguments or {}, headers)
 
     async def _serve(self, exchange: _Exchange, message: types.JSONRPCRequest,
-                     connection: Connection) -> web.StreamResponse:
+                     work: Coroutine[Any, Any, dict[str, Any]]) -> web.StreamResponse:
+        """Run ``work`` (the call's wire result) and answer with it, or with the error it raised."""
         watchdog = _Watchdog(exchange, self.poll_interval, self.ping_interval)
         try:
-            result = await self._dispatch(exchange, message, connection)
+            result = await work
         except asyncio.CancelledError:
             watchdog.timer.cancel()
             if not watchdog.fired:
