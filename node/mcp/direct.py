@@ -52,6 +52,9 @@ class DirectCalls:
         self.handler = entry.handler if entry is not None else None
         self.params_type = entry.params_type if entry is not None else None
         self.middleware = tuple(server.middleware)
+        # The SDK computes the stamp once per server too, and deep-copies it per response only so a caller that
+        # mutates a response cannot corrupt later ones: this one is encoded at once and never mutated.
+        self.stamp = server.server_info_stamp
         known = tuple(m for m in self.middleware
                       if isinstance(m, _WhenCollected) or (tasks is not None and m is tasks.middleware))
         self.chain_known = len(known) == len(self.middleware)
@@ -98,7 +101,7 @@ class DirectCalls:
             wire["resultType"] = "complete"
         meta = wire.get("_meta")
         if meta is None:
-            wire["_meta"] = {types.SERVER_INFO_META_KEY: self.server.server_info_stamp}
+            wire["_meta"] = {types.SERVER_INFO_META_KEY: self.stamp}
         elif isinstance(meta, dict) and meta.get(types.SERVER_INFO_META_KEY) is None:
-            wire["_meta"] = {**meta, types.SERVER_INFO_META_KEY: self.server.server_info_stamp}
+            wire["_meta"] = {**meta, types.SERVER_INFO_META_KEY: self.stamp}
         return wire
