@@ -14,8 +14,9 @@ is made of interleaved rounds (within a round each case runs on both servers bac
 alternating) and the table gives medians over rounds. A case stops after ``--requests`` requests or
 ``--seconds`` seconds, whichever comes first. Beside each figure the server's CPU use over the case
 (1.0 = its core busy: the figure is the server's capacity; well below 1.0 at concurrency 1: the round trip
-through the client bounds it), its CPU milliseconds per request (the least noisy figure of cost), and, in
-the progress lines and the JSON, the client's CPU use. A bare aiohttp handler with canned replies gives
+through the client bounds it), its CPU milliseconds per request (the least noisy figure of cost), and the
+client's CPU milliseconds per request (at c=1 each round trip holds the client's time too, so a cheaper server
+shows a smaller req/s ratio than its CPU ratio). A bare aiohttp handler with canned replies gives
 the floor: what this client and loopback allow at concurrency 1, whatever the server.
 
     python bench/node.py            # 3 rounds, about 4-8 minutes; writes bench/results/node.json
@@ -112,6 +113,7 @@ class Sample:
     server_cpu: float
     server_cpu_ms_per_request: float
     client_cpu: float
+    client_cpu_ms_per_request: float = 0.0
     first_error: str | None = None
 
 
@@ -347,7 +349,9 @@ async def measure(server: Server, case: Case, requests: int, seconds: float) -> 
                   rps=round(len(latencies) / elapsed, 1), p50_ms=round(percentile(latencies, 50) * 1000, 2),
                   p99_ms=round(percentile(latencies, 99) * 1000, 2), server_cpu=round(cpu_server / elapsed, 2),
                   server_cpu_ms_per_request=round(cpu_server * 1000 / max(1, len(latencies)), 3),
-                  client_cpu=round(cpu_client / elapsed, 2), first_error=errors[0] if errors else None)
+                  client_cpu=round(cpu_client / elapsed, 2),
+                  client_cpu_ms_per_request=round(cpu_client * 1000 / max(1, len(latencies)), 3),
+                  first_error=errors[0] if errors else None)
 
 
 def grpc_error() -> type[Exception]:
@@ -407,6 +411,7 @@ def summary(samples: list[Sample]) -> dict[str, Any]:
             "server_cpu": statistics.median(s.server_cpu for s in samples),
             "server_cpu_ms_per_request": statistics.median(s.server_cpu_ms_per_request for s in samples),
             "client_cpu": statistics.median(s.client_cpu for s in samples),
+            "client_cpu_ms_per_request": statistics.median(s.client_cpu_ms_per_request for s in samples),
             "requests": sum(s.ok for s in samples), "errors": sum(s.errors for s in samples),
             "first_error": next((s.first_error for s in samples if s.first_error), None),
             "rounds": [asdict(s) for s in samples]}
@@ -472,7 +477,8 @@ async def run(rounds: int, requests: int, seconds: float, pinned: bool, bindings
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(f"\n{'case':<36}{'ours req/s':>11}{'p50/p99 ms':>17}{'SDK req/s':>11}{'p50/p99 ms':>18}"
-          f"{'ratio':>7}{'rounds':>12}{'goal':>6}  met  {'cpu ours/SDK':>12}{'cpu ms/req':>14}{'errors':>7}")
+          f"{'ratio':>7}{'rounds':>12}{'goal':>6}  met  {'cpu ours/SDK':>12}{'cpu ms/req':>14}{'client ms/req':>15}"
+          f"{'errors':>7}")
     for r in rows:
         if r["family"] == "floor":
             continue
@@ -483,6 +489,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{spread:>12}{r['goal']:>5.1f}x  {'yes' if r['met'] else 'NO ':<3}  "
               f"{ours['server_cpu']:>5.2f}/{sdk['server_cpu']:<6.2f}"
               f"{ours['server_cpu_ms_per_request']:>7.2f}/{sdk['server_cpu_ms_per_request']:<6.2f}"
+              f"{ours['client_cpu_ms_per_request']:>8.2f}/{sdk['client_cpu_ms_per_request']:<6.2f}"
               f"{ours['errors'] + sdk['errors']:>7}")
     floors = [r for r in rows if r["family"] == "floor"]
     print("\nfloor at c=1, canned replies from a bare aiohttp handler (the client and loopback alone): "

@@ -12,6 +12,10 @@ Draft 2020-12 through ``jsonschema``, with three changes:
 * ``unevaluatedProperties`` in a schema with ``patternProperties`` is refused: ``jsonschema`` would match
   those patterns with Python's backtracking ``re`` while collecting evaluated keys.
 
+Checkers for the plain schemas skills declare carry a compiled yes-check (:mod:`.schema_fast`): a valid instance
+is accepted without ``jsonschema``'s walk, and anything else goes through ``jsonschema`` as before, which words the
+error.
+
 Validation time still grows with the instance (``uniqueItems`` over a long array is quadratic); callers that
 validate another party's output bound its size first and run this off their event loop with a time limit.
 """
@@ -19,6 +23,7 @@ validate another party's output bound its size first and run this off their even
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
@@ -28,6 +33,8 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
 from referencing import Registry
+
+from .schema_fast import Check, compile_schema
 
 MAX_PATTERN_CHARS = 1024
 
@@ -125,7 +132,15 @@ def checker(schema: Mapping[str, Any]) -> Validator:
         raise UnsafeSchema(f"not a valid JSON Schema: {exc.message}") from None
     _refuse_unsafe_parts(schema)
     validator: Validator = _Checker(schema, registry=Registry())
+    accepts = compile_schema(schema)
+    if accepts is not None:  # keyed by id, dropped with the validator (which is unhashable), so an id never lies
+        _ACCEPTS[id(validator)] = accepts
+        weakref.finalize(validator, _ACCEPTS.pop, id(validator), None)
     return validator
+
+
+_ACCEPTS: dict[int, Check] = {}
+"""The compiled yes-check of each live validator :func:`checker` made, by ``id``."""
 
 
 def checker_of_text(schema_text: str) -> Validator:
@@ -158,6 +173,9 @@ def _checker_or_refusal(schema_text: str) -> Validator | UnsafeSchema:
 
 def first_error(validator: Validator, instance: Any) -> str | None:
     """The problem with ``instance`` at the first path (``where: message``), or None when it is valid."""
+    accepts = _ACCEPTS.get(id(validator))
+    if accepts is not None and accepts(instance):
+        return None
     error = min(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path], default=None)
     if error is None:
         return None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -58,6 +58,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from guildnet.protocols import bounded_json
+
+from .direct import DirectCalls
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache, no-transform",
@@ -101,6 +103,7 @@ class _Exchange:
     can_send_request: bool = field(default=False, init=False)
     stream: web.StreamResponse | None = None
     closed: bool = False
+    writing: asyncio.Lock | None = None  # made at the first write: a plain JSON answer never needs one
 
     async def send_raw_request(self, method: str, params: Mapping[str, Any] | None,
                                opts: CallOptions | None = None) -> dict[str, Any]:
@@ -113,12 +116,17 @@ class _Exchange:
         return self.stream
 
     async def write(self, chunk: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            await (await self.commit()).write(chunk)
-        except (ConnectionResetError, RuntimeError):
-            self.closed = True  # the client left; the handler is cancelled by whoever notices first
+        """Write one event (the first one commits the answer to SSE); the handler's notifications and the
+        watchdog's pings come from two tasks, so one write finishes before the next starts."""
+        if self.writing is None:
+            self.writing = asyncio.Lock()
+        async with self.writing:
+            if self.closed:
+                return
+            try:
+                await (await self.commit()).write(chunk)
+            except (ConnectionResetError, RuntimeError):
+                self.closed = True  # the client left; the handler is cancelled by whoever notices first
 
     async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
@@ -141,9 +149,12 @@ class FastPath:
     """Serves stateless 2026-07-28 POSTs for ``server`` (see the module docstring)."""
 
     def __init__(self, server: Server[Any], security: TransportSecuritySettings, *,
-                 lifespan_state: Callable[[], Any], poll_interval: float = 0.25,
+                 lifespan_state: Callable[[], Any], direct: DirectCalls | None = None, poll_interval: float = 0.25,
                  ping_interval: float = DEFAULT_PING_INTERVAL) -> None:
+        """``direct`` takes plain calls of agent tools past the SDK's per-request kernel (:mod:`.direct`); every
+        other request goes through the kernel."""
         self.server = server
+        self.direct = direct
         self.security = TransportSecurityMiddleware(security)
         self.lifespan_state = lifespan_state
         self.poll_interval = poll_interval
@@ -184,9 +195,13 @@ class FastPath:
                                                        headers=cast(Any, request.headers)),
                              message.id, ServerMessageMetadata(request_context=request),
                              progress_token=progress_token_from_params(message.params))
-        connection = Connection.from_envelope(verdict.protocol_version, verdict.client_info,
-                                              verdict.client_capabilities)
-        return await self._serve(exchange, message, connection)
+        if self.direct is not None and self.direct.takes(message):
+            work = self.direct.call(message, verdict.protocol_version, exchange.progress)
+        else:
+            connection = Connection.from_envelope(verdict.protocol_version, verdict.client_info,
+                                                  verdict.client_capabilities)
+            work = self._dispatch(exchange, message, connection)
+        return await self._serve(exchange, message, work)
 
     def _notification(self, request: web.Request, decoded: dict[str, Any]) -> web.Response:
         try:
@@ -221,27 +236,29 @@ class FastPath:
         return validate_mcp_param_headers(schema, arguments or {}, headers)
 
     async def _serve(self, exchange: _Exchange, message: types.JSONRPCRequest,
-                     connection: Connection) -> web.StreamResponse:
-        call = asyncio.ensure_future(self._dispatch(exchange, message, connection))
+                     work: Coroutine[Any, Any, dict[str, Any]]) -> web.StreamResponse:
+        """Run ``work`` (the call's wire result) and answer with it, or with the error it raised."""
+        watchdog = _Watchdog(exchange, self.poll_interval, self.ping_interval)
         try:
-            gone = await self._watch(exchange, call)
-        finally:
-            if not call.done():  # the client left, or this handler was cancelled (aiohttp handler_cancellation)
-                call.cancel()
-                with contextlib.suppress(BaseException):
-                    await call
-        if gone:
+            result = await work
+        except asyncio.CancelledError:
+            watchdog.timer.cancel()
+            if not watchdog.fired:
+                raise  # aiohttp's own cancellation (handler_cancellation, shutdown): not ours to swallow
+            cast(asyncio.Task[Any], asyncio.current_task()).uncancel()
             exchange.closed = True
-            return exchange.stream or web.Response(status=499)  # nobody reads it
-        try:
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message.id, "result": call.result()}
+            return exchange.stream or web.Response(status=499)  # the client left: nobody reads it
         except Exception as exc:
+            await watchdog.stop()
             error = modern_error_data(exc)
             if exchange.stream is None:
                 exchange.closed = True
                 return _error(message.id, error.code, error.message, error.data)
-            reply = {"jsonrpc": "2.0", "id": message.id,
-                     "error": error.model_dump(mode="json", by_alias=True, exclude_none=True)}
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message.id,
+                                     "error": error.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        else:
+            await watchdog.stop()
+            reply = {"jsonrpc": "2.0", "id": message.id, "result": result}
         if exchange.stream is None:
             exchange.closed = True  # a task the call started may outlive it: its notifications go nowhere
             return web.Response(body=_dumps(reply), headers=JSON_HEADERS)
@@ -265,18 +282,43 @@ class FastPath:
         await connection.exit_stack.aclose()
         return result
 
-    async def _watch(self, exchange: _Exchange, call: asyncio.Future[Any]) -> bool:
-        """Wait for the handler while keeping a silent SSE stream alive; True when the client went away first."""
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
-        while True:
-            done, _ = await asyncio.wait((call,), timeout=self.poll_interval)
-            if done:
-                return False
-            transport = exchange.request.transport
-            if exchange.closed or transport is None or transport.is_closing():
-                return True
-            if loop.time() - quiet_since >= self.ping_interval:
-                await exchange.write(b": ping\r\n\r\n")
-                quiet_since = loop.time()
 
+class _Watchdog:
+    """Watches one call that runs in the request's own task, off the event loop's timer heap instead of in a
+    second task: cheaper at concurrency 1, where a task per call and ``asyncio.wait`` on it cost two extra loop
+    turns and their futures on every round trip.
+
+    Every ``poll_interval`` seconds it checks the client is still there and cancels the request's task when it is
+    not (aiohttp cancels it itself when the node runs with ``handler_cancellation``); a call silent for
+    ``ping_interval`` seconds gets an SSE comment, written from a task of its own."""
+
+    def __init__(self, exchange: _Exchange, poll_interval: float, ping_interval: float) -> None:
+        self.exchange = exchange
+        self.task = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        self.poll_interval = poll_interval
+        self.ping_interval = ping_interval
+        self.quiet_since = self.loop.time()
+        self.fired = False
+        self.pings: set[asyncio.Task[None]] = set()
+        self.timer = self.loop.call_later(poll_interval, self._check)
+
+    def _check(self) -> None:
+        transport = self.exchange.request.transport
+        if self.exchange.closed or transport is None or transport.is_closing():
+            self.fired = True
+            if self.task is not None:
+                self.task.cancel()
+            return
+        if self.loop.time() - self.quiet_since >= self.ping_interval:
+            ping = asyncio.ensure_future(self.exchange.write(b": ping\r\n\r\n"))
+            self.pings.add(ping)
+            ping.add_done_callback(self.pings.discard)
+            self.quiet_since = self.loop.time()
+        self.timer = self.loop.call_later(self.poll_interval, self._check)
+
+    async def stop(self) -> None:
+        """No more checks; a ping being written is finished first, so the reply never overtakes it."""
+        self.timer.cancel()
+        if self.pings:
+            await asyncio.gather(*self.pings, return_exceptions=True)

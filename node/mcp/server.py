@@ -32,11 +32,12 @@ are answered (421 to others).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -56,8 +57,10 @@ from ..agent import Agent, InvalidInput, SkillError, TaskContext
 from ..callers import Authenticator, Unauthenticated
 from .bridge import DEFAULT_BODY_TIMEOUT, Authorize, asgi_handler, read_body
 from .caller import CALLER
+from .direct import DirectCalls
 from .fast import FastPath, is_modern
 from .sessions import SessionQuota
+from .spans import only_when_collected
 from .tasks import DEFAULT_TTL_MS, McpTasks, TaskSupport
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,10 @@ log = logging.getLogger(__name__)
 DEFAULT_ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_ERROR_TEXT = 1024
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+"""Reports a call's progress: ``(progress, total, message)``, as the SDK's ``report_progress``."""
 MANAGER_KEY: web.AppKey[StreamableHTTPSessionManager] = web.AppKey("guildnet_mcp_manager", StreamableHTTPSessionManager)
+FAST_PATH_KEY: web.AppKey[FastPath] = web.AppKey("guildnet_mcp_fast_path", FastPath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,25 +126,32 @@ class AgentTools:
         return None if entry is None else entry.tool.input_schema
 
     async def call(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        """The ``tools/call`` handler: :meth:`run` with what it needs of the SDK's request context."""
+        return await self.run(params, progress=ctx.session.report_progress, meta=ctx.meta,
+                              protocol_version=ctx.protocol_version)
+
+    async def run(self, params: types.CallToolRequestParams, *, progress: Progress, meta: Mapping[str, Any] | None,
+                  protocol_version: str) -> types.CallToolResult:
+        """Call the tool ``params`` names; ``progress`` reports progress as the SDK's session does (the fast path
+        hands its own exchange's, :mod:`.direct`)."""
         entry = self._entries.get(params.name)
         if entry is None:
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name}")
         arguments = params.arguments or {}
         steps = 0
 
-        async def progress(message: str) -> None:
+        async def report(message: str) -> None:
             nonlocal steps
             steps += 1
-            await ctx.session.report_progress(steps, None, message)
+            await progress(steps, None, message)
 
-        meta = ctx.meta or {}
-        traceparent = meta.get("traceparent")
+        traceparent = (meta or {}).get("traceparent")
         task = TaskContext(
             task_id=uuid.uuid4().hex,
             skill_id=entry.skill_id,
             traceparent=traceparent if isinstance(traceparent, str) else None,
-            progress=progress,
-            metadata={"transport": "mcp", "protocol_version": ctx.protocol_version},
+            progress=report,
+            metadata={"transport": "mcp", "protocol_version": protocol_version},
         )
         try:
             output = await entry.agent.call(entry.skill_id, arguments, task)  # call() runs check_input first
@@ -200,6 +213,7 @@ def build_server(agents: Sequence[Agent] | AgentTools, *, name: str = "guildnet-
     server.add_request_handler("tools/list", types.PaginatedRequestParams, list_tools)
     server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
     server.get_tool_input_schema = input_schema
+    only_when_collected(server)
     return server
 
 
@@ -250,6 +264,7 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
                          input_first=input_first, ttl_ms=task_ttl_ms)
         tasks.install(mcp_server)
     security = transport_security(allowed_hosts)
+    server_state = _LifespanState(mcp_server)  # before the manager, which enters the server's lifespan at startup
     manager = StreamableHTTPSessionManager(
         app=mcp_server,
         json_response=False,
@@ -263,8 +278,8 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     authorize = _authorize(authenticator, quota)
     handler = asgi_handler(manager.handle_request, body_timeout=body_timeout, authorize=authorize,
                            max_body_size=max_body_size)
-    # the state the manager's lifespan yielded (it enters the server's lifespan once, at startup)
-    fast = FastPath(mcp_server, security, lifespan_state=lambda: getattr(manager, "_lifespan_state", None))
+    fast = app[FAST_PATH_KEY] = FastPath(mcp_server, security, lifespan_state=server_state.get,
+                                         direct=DirectCalls(mcp_server, toolset, tasks))
 
     async def native(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, body_timeout=body_timeout, max_body_size=max_body_size)
@@ -316,6 +331,29 @@ def setup_mcp(app: web.Application, agents: Sequence[Agent], *, path: str = "/mc
     app.cleanup_ctx.append(lifespan)
     app.on_shutdown.append(on_shutdown)
     return manager
+
+
+class _LifespanState:
+    """What the server's lifespan yielded, while it is open: the SDK's session manager enters the lifespan once, at
+    app startup, and hands the state to every request; the fast path hands the same state to its handlers."""
+
+    def __init__(self, server: Server[Any]) -> None:
+        self.value: Any = None
+        inner = server.lifespan
+
+        @contextlib.asynccontextmanager
+        async def observed(server: Server[Any]) -> AsyncIterator[Any]:
+            async with inner(server) as state:
+                self.value = state
+                try:
+                    yield state
+                finally:
+                    self.value = None
+
+        server.lifespan = observed
+
+    def get(self) -> Any:
+        return self.value
 
 
 def _authorize(authenticator: Authenticator | None, quota: SessionQuota) -> Authorize:

@@ -112,6 +112,8 @@ class McpTasks:
         self.live: dict[str, _Live] = {}
         self.closing = False
         self._call: ToolCall | None = None
+        self.middleware: Any = None
+        """The middleware :meth:`install` put on the server (the fast path recognises it)."""
 
     # ---- wiring ---------------------------------------------------------------------------------------------
     def install(self, server: Server[Any]) -> None:
@@ -134,6 +136,7 @@ class McpTasks:
             return {**created, "_meta": {types.SERVER_INFO_META_KEY: stamp}}
 
         # a middleware returns the CreateTaskResult as it is: the SDK would sieve it as a CallToolResult
+        self.middleware = middleware
         server.middleware.append(cast(Any, middleware))
 
     async def stop(self) -> None:
@@ -279,14 +282,18 @@ def negotiated(ctx: ServerRequestContext[Any]) -> bool:
     ``tools/call`` result is a ``CallToolResult``), so a 2025-era session gets plain calls, as before."""
     if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
         return False
-    meta = ctx.meta if isinstance(ctx.meta, Mapping) else {}
-    declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY)
-    if isinstance(declared, Mapping) and isinstance(declared.get("extensions"), Mapping) \
-            and mcp_tasks.EXTENSION in declared["extensions"]:
+    if declared_tasks(ctx.meta):
         return True
     capabilities = ctx.session.client_capabilities if ctx.session is not None else None
     extensions = capabilities.extensions if capabilities is not None else None
     return isinstance(extensions, Mapping) and mcp_tasks.EXTENSION in extensions
+
+
+def declared_tasks(meta: Any) -> bool:
+    """Whether a request's ``_meta`` envelope declares the tasks extension in its client capabilities."""
+    declared = meta.get(types.CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, Mapping) else None
+    return isinstance(declared, Mapping) and isinstance(declared.get("extensions"), Mapping) \
+        and mcp_tasks.EXTENSION in declared["extensions"]
 
 
 def _wire(result: Any) -> dict[str, Any]:
