@@ -114,6 +114,7 @@ async def test_a_bad_match_is_a_problem_and_a_query_of_no_word_matches_nothing(d
 async def test_the_migration_fills_in_agents_stored_before_it(db_url: str) -> None:
     from alembic import command
     from alembic.config import Config
+
     from guildnet.registry import db as registry_db
 
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
