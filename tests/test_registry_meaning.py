@@ -14,7 +14,7 @@ from registry_support import live_registry, new_org
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning
 
-CATALOGUE = [
+CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
     ("invoice-reader", "Extracts line items and totals from supplier invoices",
      {"id": "extract-invoice", "name": "Invoice extraction", "tags": ["accounting", "pdf"]}),
     ("translator", "Translates web pages and documents into French, German or Spanish",
