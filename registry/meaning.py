@@ -11,13 +11,13 @@ matches both the words and the sense ranks first and one that matches either sti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from guildnet.embedding import default_embedder
-from guildnet.protocols.agentfacts import AgentFacts
 
 STORED_DTYPE = np.float16
 """Vectors are stored as float16 (512 bytes for 256 dimensions): half the bytes of float32 to read per query,
@@ -31,17 +31,26 @@ FUSION_K = 60
 """Reciprocal-rank fusion constant (Cormack et al. 2009): a match at rank r adds 1/(FUSION_K + r)."""
 
 
-def agent_text(facts: AgentFacts) -> str:
+def agent_text(facts: Mapping[str, Any]) -> str:
     """What a requester's words should be compared with: the agent's name and description, and each skill's
-    name, description and tags."""
-    parts = [facts.name, facts.description]
-    for skill in facts.skills:
-        parts.append(" ".join([skill.name, skill.description, *skill.tags]))
+    name, description and tags, read from the facts as JSON (registrations are validated before; stored facts
+    are read as they are, so a field of an unexpected type is left out rather than failing)."""
+    parts = [_text(facts.get("name")), _text(facts.get("description"))]
+    skills = facts.get("skills")
+    for skill in skills if isinstance(skills, list) else []:
+        if isinstance(skill, dict):
+            tags = skill.get("tags")
+            parts.append(" ".join([_text(skill.get("name")), _text(skill.get("description")),
+                                   *(_text(t) for t in (tags if isinstance(tags, list) else []))]).strip())
     return ". ".join(p for p in parts if p)
 
 
-def embed_facts(facts: AgentFacts) -> bytes:
-    """The stored vector of one agent's facts."""
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def embed_facts(facts: Mapping[str, Any]) -> bytes:
+    """The stored vector of one agent's facts (as JSON)."""
     vector: NDArray[np.float16] = default_embedder().embed([agent_text(facts)])[0].astype(STORED_DTYPE)
     return vector.tobytes()
 

@@ -46,8 +46,6 @@ class AgentRow(Base):
     """The agent's signed key history, a JSON array of compact JWS (migration 0004)."""
     org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True, index=True)
     """The domain the facts claim for the organisation (migration 0006); its mark is in ``org_domains``."""
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    """The facts' vector for search by meaning, float16 (migration 0009, :mod:`guildnet.registry.meaning`)."""
 
 
 class OrgDomainRow(Base):
@@ -61,6 +59,17 @@ class OrgDomainRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     checked_at: Mapped[float] = mapped_column(Float, index=True)
     mark: Mapped[str] = mapped_column(Text)
+
+
+class AgentVectorRow(Base):
+    """The vector of a registered, unrevoked agent's facts, for search by meaning (migration 0009, float16: see
+    :mod:`guildnet.registry.meaning`). A table of its own so a search reads 512-byte rows in pk order, not the
+    agents rows whose facts and signatures spill over several pages; revocation deletes the row."""
+
+    __tablename__ = "agent_vectors"
+
+    agent_pk: Mapped[int] = mapped_column(ForeignKey("agents.pk", ondelete="CASCADE"), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AgentSkillRow(Base):

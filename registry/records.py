@@ -57,7 +57,7 @@ class Registration:
     facts_json: dict[str, Any]
     inception: str | None = None
     """The inception key event a first registration may carry (committing to the agent's next key)."""
-    embedding: bytes | None = None
+    embedding: bytes = b""
     """The facts' vector for search by meaning (:mod:`.meaning`), computed here so that with verifier workers
     it is computed on their cores, not the writer's."""
 
@@ -83,7 +83,7 @@ def parse_registration(write: SignedWrite) -> Registration:
             keyhistory.replay(facts.id, [inception])
         except keyhistory.KeyHistoryError as exc:
             raise UnauthorizedWrite(f"the inception key event does not verify: {exc}") from exc
-    return Registration(facts=facts, facts_json=raw, inception=inception, embedding=embed_facts(facts))
+    return Registration(facts=facts, facts_json=raw, inception=inception, embedding=embed_facts(raw))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ records of one page.
 
 Each ranking is cut at :data:`FUSION_DEPTH`, so a query lists at most twice that many agents: enough for a person
 or a delegating node to choose from, and it bounds the work per page. Brute force reads every vector the filters
-leave (512 bytes an agent); a skill narrows it through the (skill_id, agent_pk) index.
+leave (``agent_vectors``, 512 bytes an agent); a skill narrows it through the (skill_id, agent_pk) index.
 """
 
 from __future__ import annotations
@@ -79,10 +79,20 @@ def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float3
     if words:
         params.update(text_params(postgres=postgres, q=q, fts=fts), limit=FUSION_DEPTH, offset=0)
         word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk"))
-    if skill:
-        scoped = [w if w != SKILL_FILTER else "s.skill_id = :skill" for w in where]
-        vector_sql = ("SELECT a.pk, a.embedding FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk "
-                      f"WHERE {' AND '.join(scoped)}")
-    else:
-        vector_sql = f"SELECT a.pk, a.embedding FROM agents a WHERE {' AND '.join(where)}"
+    vector_sql = _vectors_sql(where, skill=bool(skill))
     return HybridQuery(word_sql, cached_text(vector_sql), params, query, offset, limit)
+
+
+def _vectors_sql(where: list[str], *, skill: bool) -> str:
+    """(pk, vector) of every candidate: revoked agents have no vector, so without other filters this reads the
+    vectors table alone; a skill walks its (skill_id, agent_pk) index; organisation and liveness read agents."""
+    others = [w for w in where[1:] if w != SKILL_FILTER]  # where[0] is the revoked filter
+    sql = "SELECT v.agent_pk, v.embedding FROM "
+    if skill:
+        sql += "agent_skills s JOIN agent_vectors v ON v.agent_pk = s.agent_pk "
+    else:
+        sql += "agent_vectors v "
+    if others:
+        sql += "JOIN agents a ON a.pk = v.agent_pk "
+    conditions = (["s.skill_id = :skill"] if skill else []) + others
+    return sql + (f"WHERE {' AND '.join(conditions)}" if conditions else "")

@@ -39,7 +39,7 @@ _SELECT_FOR_WRITE = text("SELECT pk, current_key, org_id, revoked, ttl_seconds, 
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
-                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain", "embedding")
+                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain")
 _INSERT_AGENT = text(
     "INSERT INTO agents (id, current_key, registered_at, revoked, key_events, " + ", ".join(_AGENT_FIELDS) + ") "
     "VALUES (:id, :current_key, :registered_at, false, :key_events, " + ", ".join(f":{f}" for f in _AGENT_FIELDS)
@@ -48,6 +48,9 @@ _UPDATE_AGENT = text("UPDATE agents SET " + ", ".join(f"{f} = :{f}" for f in _AG
 _ROTATE_AGENT = text("UPDATE agents SET current_key = :current_key, key_events = :key_events WHERE pk = :pk")
 _DELETE_SKILLS = text("DELETE FROM agent_skills WHERE agent_pk = :pk")
 _INSERT_SKILL = text("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (:skill_id, :agent_pk)")
+INSERT_VECTOR = text("INSERT INTO agent_vectors (agent_pk, embedding) VALUES (:agent_pk, :embedding) "
+                     "ON CONFLICT (agent_pk) DO UPDATE SET embedding = excluded.embedding")
+_DELETE_VECTOR = text("DELETE FROM agent_vectors WHERE agent_pk = :pk")
 _DELETE_FTS = text("DELETE FROM agents_fts WHERE rowid = :pk")
 _INSERT_FTS = text("INSERT INTO agents_fts (rowid, name, tags, description) VALUES (:pk, :name, :tags, :description)")
 _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:agent_id, :kind, :at, :data) "
@@ -78,8 +81,7 @@ def facts_values(registration: Registration, write: SignedWrite, now: float) -> 
         description=facts.description, tags=tags, version=facts.version,
         facts=json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False),
         jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain,
-        embedding=registration.embedding)
+        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class Writes:
             conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
             conn.execute(_DELETE_SKILLS, {"pk": pk})
         conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
+        conn.execute(INSERT_VECTOR, {"agent_pk": pk, "embedding": registration.embedding})
         self._index_text(conn, pk, facts.name, tags, facts.description, replace=stored_version > 0)
         seq = self._append_change(conn, facts.id, "updated" if stored_version else "registered",
                                   {"version": facts.version, "skills": [s.id for s in facts.skills]}, locked=True)
@@ -228,6 +231,7 @@ class Writes:
         conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
             revoked=True, revoked_at=self.clock(), live=False, expires_at=0.0))
         conn.execute(_DELETE_SKILLS, {"pk": row.pk})
+        conn.execute(_DELETE_VECTOR, {"pk": row.pk})
         if not self.postgres:
             conn.execute(_DELETE_FTS, {"pk": row.pk})
         index = self._append_log(conn, kind, agent_id, write.token)
