@@ -70,15 +70,15 @@ def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float3
     """The statements of a search by meaning (with ``words``, fused with the full-text ranking), or None when
     ``q`` has nothing to match (no word, no known token)."""
     check_limit(limit)
-    fts = fts5_query(q)
-    if fts is None or not query.any():
+    if fts5_query(q) is None or not query.any():
         return None
+    fts = fts5_query(q, any_word=True)
     where, params = filters(postgres=postgres, now=now, skill=skill, org=org, live=live)
     offset = decode_cursor(cursor, "o") if cursor else 0
     word_sql = None
-    if words:
+    if words and fts is not None:  # any word: the meaning ranking covers requests that share none
         params.update(text_params(postgres=postgres, q=q, fts=fts), limit=FUSION_DEPTH, offset=0)
-        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk"))
+        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk", any_word=True))
     vector_sql = _vectors_sql(where, skill=bool(skill))
     return HybridQuery(word_sql, cached_text(vector_sql), params, query, offset, limit)
 
