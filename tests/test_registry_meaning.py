@@ -168,3 +168,14 @@ async def test_a_request_with_one_matching_word_among_others_is_found(db_url: st
         request = "somebody who handles invoices please"
         assert (await client.search(q=request, match="words")).agents == []  # not every word is in the record
         assert (await client.search(q=request)).agents[0].id == registered["invoice-reader"][1].id
+
+
+async def test_the_explorer_finds_by_meaning(db_url: str) -> None:
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        await _register_catalogue(client)
+        async with aiohttp.ClientSession() as session, session.get(
+                registry.url + "/", params={"q": "pull the amounts out of a bill we received"}) as response:
+            page = await response.text()
+        assert response.status == 200 and "invoice-reader" in page
+        others = [page.index(name) for name, _, _ in CATALOGUE if name != "invoice-reader" and name in page]
+        assert all(page.index("invoice-reader") < position for position in others)
