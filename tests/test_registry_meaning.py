@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 from registry_support import live_registry, new_org
 
 from guildnet.registry.client import RegistryClient
@@ -179,3 +180,20 @@ async def test_the_explorer_finds_by_meaning(db_url: str) -> None:
         assert response.status == 200 and "invoice-reader" in page
         others = [page.index(name) for name, _, _ in CATALOGUE if name != "invoice-reader" and name in page]
         assert all(page.index("invoice-reader") < position for position in others)
+
+
+async def test_meaning_compares_the_most_recent_candidates_up_to_its_window(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MEANING_WINDOW candidates, brute force reads the most recently registered only: the work per search
+    stays bounded however many agents a registry holds."""
+    from guildnet.registry.store import hybrid
+
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)  # invoice-reader first, room-booker last
+        request = "pull the amounts out of a bill we received"
+        assert (await client.search(q=request, match="meaning")).agents[0].id == registered["invoice-reader"][1].id
+        monkeypatch.setattr(hybrid, "MEANING_WINDOW", 2)
+        found = {a.id for a in (await client.search(q=request, match="meaning")).agents}
+        assert found <= {registered["test-writer"][1].id, registered["room-booker"][1].id}
+        newest = (await client.search(q="schedule a conference with my colleagues", match="meaning")).agents
+        assert newest[0].id == registered["room-booker"][1].id

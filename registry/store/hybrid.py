@@ -4,7 +4,8 @@ records of one page.
 
 Each ranking is cut at :data:`FUSION_DEPTH`, so a query lists at most twice that many agents: enough for a person
 or a delegating node to choose from, and it bounds the work per page. Brute force reads every vector the filters
-leave (``agent_vectors``, 512 bytes an agent); a skill narrows it through the (skill_id, agent_pk) index.
+leave (``agent_vectors``, 512 bytes an agent), at most :data:`MEANING_WINDOW` of them; a skill narrows them
+through the (skill_id, agent_pk) index.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ from .search import (
 )
 
 FUSION_DEPTH = 100
+MEANING_WINDOW = 10_000
+"""Candidates compared by meaning at most: the most recently registered, when the filters leave more. Brute force
+costs ~0.3 µs of numpy and ~1 µs of reading an agent; past this many a query would cost more than the whole
+search is meant to (a skill filter narrows the candidates first). An index that is not brute force (pgvector,
+HNSW) is what lifts it."""
 MATCHES = ("hybrid", "words", "meaning")
 """``match=``: both rankings fused (the default), full-text search alone, or meaning alone."""
 _RECORDS = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a WHERE a.pk IN :pks").bindparams(
@@ -95,4 +101,5 @@ def _vectors_sql(where: list[str], *, skill: bool) -> str:
     if others:
         sql += "JOIN agents a ON a.pk = v.agent_pk "
     conditions = (["s.skill_id = :skill"] if skill else []) + others
-    return sql + (f"WHERE {' AND '.join(conditions)}" if conditions else "")
+    return (sql + (f"WHERE {' AND '.join(conditions)} " if conditions else "")
+            + f"ORDER BY {'s' if skill else 'v'}.agent_pk DESC LIMIT {MEANING_WINDOW}")
