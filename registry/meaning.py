@@ -60,18 +60,27 @@ def embed_query(q: str) -> NDArray[np.float32]:
     return row
 
 
-def rank_by_meaning(query: NDArray[np.float32], pks: Sequence[int], vectors: Sequence[bytes | None], *,
-                    depth: int) -> list[int]:
-    """The ``depth`` candidates closest to ``query`` (at least :data:`MIN_COSINE`), best first, ties by pk.
-
-    A stored vector of another size (another model) is skipped, never compared."""
+def stack(query: NDArray[np.float32], pks: Sequence[int], vectors: Sequence[bytes]
+          ) -> tuple[NDArray[np.int64], NDArray[np.float16]]:
+    """Candidates' pks and stored vectors as arrays (one join, no copy per row). A vector of another size
+    (another model's) is left out, never compared."""
     width = query.shape[0] * np.dtype(STORED_DTYPE).itemsize
-    keep = [i for i, blob in enumerate(vectors) if blob is not None and len(blob) == width]
-    if not keep or not query.any():
+    joined = b"".join(vectors)
+    if len(joined) != width * len(vectors):
+        keep = [i for i, blob in enumerate(vectors) if len(blob) == width]
+        pks, joined = [pks[i] for i in keep], b"".join(vectors[i] for i in keep)
+    ids = np.fromiter(pks, dtype=np.int64, count=len(pks))
+    return ids, np.frombuffer(joined, dtype=STORED_DTYPE).reshape(len(ids), query.shape[0])
+
+
+def rank_by_meaning(query: NDArray[np.float32], ids: NDArray[np.int64], matrix: NDArray[np.float16], *,
+                    depth: int) -> list[int]:
+    """The ``depth`` candidates closest to ``query`` (at least :data:`MIN_COSINE`), best first, ties by pk."""
+    if not len(ids) or not query.any():
         return []
-    matrix = np.frombuffer(b"".join(vectors[i] or b"" for i in keep), dtype=STORED_DTYPE).reshape(len(keep), -1)
-    scores = matrix.astype(np.float32) @ query
-    ids = np.fromiter((pks[i] for i in keep), dtype=np.int64, count=len(keep))
+    # einsum, not @: BLAS's matrix-vector product runs on two threads here, and on a loaded machine waits for the
+    # second (10,000 x 256: 11 ms with two OpenBLAS threads, 0.6 ms with one, 0.8 ms in einsum's own loop).
+    scores = np.einsum("ij,j->i", matrix.astype(np.float32), query)
     close = np.flatnonzero(scores >= MIN_COSINE)
     if len(close) > depth:
         close = close[np.argpartition(-scores[close], depth - 1)[:depth]]

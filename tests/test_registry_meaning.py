@@ -13,7 +13,7 @@ import pytest
 from registry_support import live_registry, new_org
 
 from guildnet.registry.client import RegistryClient
-from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning
+from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
 from guildnet.registry.store.search import fts5_query
 
 CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
@@ -152,9 +152,12 @@ def test_meaning_ranking_drops_distant_and_foreign_vectors() -> None:
     closer = np.array([1.0, 0.0, 0.0, 0.0], dtype=STORED_DTYPE).tobytes()
     distant = np.array([MIN_COSINE - 0.05, 1.0, 0.0, 0.0], dtype=STORED_DTYPE).tobytes()
     foreign = np.ones(8, dtype=STORED_DTYPE).tobytes()  # another model's width: never compared
-    assert rank_by_meaning(query, [1, 2, 3, 4, 5], [close, distant, closer, foreign, None], depth=10) == [3, 1]
-    assert rank_by_meaning(query, [1, 3], [close, closer], depth=1) == [3]
-    assert rank_by_meaning(np.zeros(4, dtype=np.float32), [1], [closer], depth=10) == []
+    ids, matrix = stack(query, [1, 2, 3, 4], [close, distant, closer, foreign])
+    assert ids.tolist() == [1, 2, 3] and matrix.shape == (3, 4)
+    assert rank_by_meaning(query, ids, matrix, depth=10) == [3, 1]
+    assert rank_by_meaning(query, *stack(query, [1, 3], [close, closer]), depth=1) == [3]
+    assert rank_by_meaning(np.zeros(4, dtype=np.float32), *stack(query, [1], [closer]), depth=10) == []
+    assert rank_by_meaning(query, *stack(query, [], []), depth=10) == []
 
 
 def test_the_words_half_of_hybrid_needs_any_word_not_every_word() -> None:
