@@ -14,7 +14,6 @@ from registry_support import live_registry, new_org
 
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
-from guildnet.registry.store.search import fts5_query
 
 CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
     ("invoice-reader", "Extracts line items and totals from supplier invoices",
@@ -158,20 +157,6 @@ def test_meaning_ranking_drops_distant_and_foreign_vectors() -> None:
     assert rank_by_meaning(query, *stack(query, [1, 3], [close, closer]), depth=1) == [3]
     assert rank_by_meaning(np.zeros(4, dtype=np.float32), *stack(query, [1], [closer]), depth=10) == []
     assert rank_by_meaning(query, *stack(query, [], []), depth=10) == []
-
-
-def test_the_words_half_of_hybrid_needs_any_word_not_every_word() -> None:
-    assert fts5_query("the invoices of my vendor") == '"the" "invoices" "of" "my" "vendor"'
-    assert fts5_query("the invoices of my vendor", any_word=True) == '"invoices" OR "vendor"'
-    assert fts5_query("what is it", any_word=True) is None
-
-
-async def test_a_request_with_one_matching_word_among_others_is_found(db_url: str) -> None:
-    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        registered = await _register_catalogue(client)
-        request = "somebody who handles invoices please"
-        assert (await client.search(q=request, match="words")).agents == []  # not every word is in the record
-        assert (await client.search(q=request)).agents[0].id == registered["invoice-reader"][1].id
 
 
 async def test_the_explorer_finds_by_meaning(db_url: str) -> None:

@@ -95,15 +95,15 @@ def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float3
     """The statements of a search by meaning (with ``words``, fused with the full-text ranking), or None when
     ``q`` has nothing to match (no word, no known token)."""
     check_limit(limit)
-    if fts5_query(q) is None or not query.any():
+    fts = fts5_query(q)
+    if fts is None or not query.any():
         return None
-    fts = fts5_query(q, any_word=True)
     where, params = filters(postgres=postgres, now=now, skill=skill, org=org, live=live)
     offset = decode_cursor(cursor, "o") if cursor else 0
     word_sql = None
-    if words and fts is not None:  # any word: the meaning ranking covers requests that share none
+    if words:
         params.update(text_params(postgres=postgres, q=q, fts=fts), limit=FUSION_DEPTH, offset=0)
-        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk", any_word=True))
+        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk"))
     rows_sql = _vectors_sql(where, skill=bool(skill))
     vector_sql = (f"SELECT array_agg(agent_pk ORDER BY agent_pk), string_agg(embedding, ''::bytea ORDER BY agent_pk) "
                   f"FROM ({rows_sql}) w")

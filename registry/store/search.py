@@ -24,11 +24,6 @@ MAX_LIMIT = 100
 RANK_WINDOW = 1000
 SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
 _WORD = re.compile(r"\w+", re.UNICODE)
-STOP_WORDS = frozenset(
-    "a about an and are as at be been but by can could do does for from had has have how i if in into is it its me "
-    "my no not of on or our so than that the their them there these they this to was we were what when where which "
-    "who why will with would you your".split())
-"""Words too common to say what a request is about (a subset of PostgreSQL's english stop words)."""
 
 
 def encode_cursor(value: dict[str, int]) -> str:
@@ -45,15 +40,10 @@ def decode_cursor(cursor: str, key: str) -> int:
     return int(value[key])
 
 
-def fts5_query(q: str, *, any_word: bool = False) -> str | None:
-    """The words of ``q`` (at most 16) as quoted FTS5 terms: user text never reaches FTS5's query syntax.
-
-    Every word is required, or with ``any_word`` any one of them (stop words left out, as PostgreSQL's english
-    configuration leaves them out): a request in a person's own words rarely has all its words in one record."""
+def fts5_query(q: str) -> str | None:
+    """The words of ``q`` (at most 16) as quoted FTS5 terms: user text never reaches FTS5's query syntax."""
     words = _WORD.findall(q)[:16]
-    if any_word:
-        words = [w for w in words if w.lower() not in STOP_WORDS]
-    return (" OR " if any_word else " ").join(f'"{w}"' for w in words) if words else None
+    return " ".join(f'"{w}"' for w in words) if words else None
 
 
 @lru_cache(maxsize=256)
@@ -96,18 +86,15 @@ def filters(*, postgres: bool, now: float, skill: str | None, org: str | None,
     return where, params
 
 
-def text_ranked_sql(*, postgres: bool, where: list[str], columns: str, any_word: bool = False) -> str:
-    """Matches of the words in ``:q`` (all of them, or ``any_word``), best first, ``:limit`` from ``:offset``, as
-    ``columns`` of ``agents a``."""
+def text_ranked_sql(*, postgres: bool, where: list[str], columns: str) -> str:
+    """Matches of the words in ``:q``, best first, ``:limit`` from ``:offset``, as ``columns`` of ``agents a``."""
     if postgres:
-        tsquery = ("replace(plainto_tsquery('english', :q)::text, ' & ', ' | ')::tsquery" if any_word
-                   else "plainto_tsquery('english', :q)")
         # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
         # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
         return (f"SELECT {columns} FROM (SELECT pk FROM agents "
-                f"WHERE search @@ {tsquery} LIMIT :window) m "
+                "WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
                 f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)} "
-                f"ORDER BY ts_rank(a.search, {tsquery}) DESC, a.pk "
+                "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
                 "LIMIT :limit OFFSET :offset")
     # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
     # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
