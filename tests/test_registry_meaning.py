@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from registry_support import live_registry, new_org
+from registry_support import downgrade_registry, live_registry, new_org
 
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
@@ -113,26 +113,10 @@ async def test_a_bad_match_is_a_problem_and_a_query_of_no_word_matches_nothing(d
 
 
 async def test_the_migration_fills_in_agents_stored_before_it(db_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from guildnet.registry import db as registry_db
-
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
         registered = await _register_catalogue(client)
 
-    def downgrade(connection: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(registry_db._MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008")
-
-    engine = registry_db.create_engine(db_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(downgrade)
-    finally:
-        await engine.dispose()
+    await downgrade_registry(db_url, "0008")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
         found = (await client.search(q="pull the amounts out of a vendor bill", match="meaning")).agents
         assert found[0].id == registered["invoice-reader"][1].id
