@@ -15,8 +15,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from guildnet.embedding import default_embedder
 from guildnet.protocols.merkle import leaf_hash
 from guildnet.registry.db import create_engine, migrate
+from guildnet.registry.meaning import STORED_DTYPE, agent_text
 
 CHUNK = 20_000
 
@@ -58,10 +60,19 @@ def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     for row in rows:
         chunk.append(row)
         if len(chunk) == CHUNK:
-            yield chunk
+            yield _embedded(chunk)
             chunk = []
     if chunk:
-        yield chunk
+        yield _embedded(chunk)
+
+
+def _embedded(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chunk with each agent's vector for search by meaning, as a registration stores it (in one batch)."""
+    texts = [agent_text(json.loads(row["facts"])) for row in chunk]
+    vectors = default_embedder().embed(texts).astype(STORED_DTYPE)
+    for row, vector in zip(chunk, vectors, strict=True):
+        row["embedding"] = vector.tobytes()
+    return chunk
 
 
 async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> float:
@@ -83,6 +94,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
                              [tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
             conn.executemany("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (?, ?)",
                              [(s, r["pk"]) for r in chunk for s in r["skills"]])
+            conn.executemany("INSERT INTO agent_vectors (agent_pk, embedding) VALUES (?, ?)",
+                             [(r["pk"], r["embedding"]) for r in chunk])
             conn.executemany("INSERT INTO agents_fts (rowid, name, tags, description) VALUES (?, ?, ?, ?)",
                              [(r["pk"], r["name"], r["tags"], r["description"]) for r in chunk])
             conn.executemany("INSERT INTO log_entries (idx, kind, agent_id, data, leaf_hash) VALUES (?, ?, ?, ?, ?)",
@@ -101,6 +114,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
                                                  records=[tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
                 await conn.copy_records_to_table("agent_skills", columns=("skill_id", "agent_pk"),
                                                  records=[(s, r["pk"]) for r in chunk for s in r["skills"]])
+                await conn.copy_records_to_table("agent_vectors", columns=("agent_pk", "embedding"),
+                                                 records=[(r["pk"], r["embedding"]) for r in chunk])
                 await conn.copy_records_to_table("log_entries", columns=("idx", "kind", "agent_id", "data",
                                                                          "leaf_hash"),
                                                  records=[(r["log_index"], "register", r["id"], r["leaf"],

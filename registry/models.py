@@ -61,6 +61,17 @@ class OrgDomainRow(Base):
     mark: Mapped[str] = mapped_column(Text)
 
 
+class AgentVectorRow(Base):
+    """The vector of a registered, unrevoked agent's facts, for search by meaning (migration 0009, float16: see
+    :mod:`guildnet.registry.meaning`). A table of its own so a search reads 512-byte rows in pk order, not the
+    agents rows whose facts and signatures spill over several pages; revocation deletes the row."""
+
+    __tablename__ = "agent_vectors"
+
+    agent_pk: Mapped[int] = mapped_column(ForeignKey("agents.pk", ondelete="CASCADE"), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AgentSkillRow(Base):
     """Skill id -> agent, for discovery by skill."""
 

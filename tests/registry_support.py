@@ -165,6 +165,27 @@ async def snapshot(registry: LiveRegistry) -> dict[str, Any]:
                 for table in STORE_TABLES}
 
 
+async def downgrade_registry(db_url: str, revision: str) -> None:
+    """Take a registry database back to migration ``revision`` (the next registry started upgrades it again)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from guildnet.registry import db as registry_db
+
+    def downgrade(connection: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(registry_db._MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    engine = registry_db.create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+
+
 def new_org(name: str) -> Org:
     return Org(name, SigningKey.generate())
 

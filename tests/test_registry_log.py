@@ -13,7 +13,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from registry_support import bump, database, key_path_for, live_registry, new_org, registry_process
+from registry_support import (
+    bump,
+    database,
+    downgrade_registry,
+    key_path_for,
+    live_registry,
+    new_org,
+    registry_process,
+)
 from sqlalchemy import text
 
 from guildnet.protocols import jws, keyfile, merkle, signed_write
@@ -190,29 +198,13 @@ async def test_key_created_private_next_to_sqlite_file(tmp_path: Path) -> None:
 
 
 async def test_migration_starts_the_log_with_existing_agents(db_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from guildnet.registry import db as registry_db
-
     acme = new_org("acme")
     agents = [acme.agent(f"a{i}") for i in range(3)]
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
         for key, facts in agents:
             await client.register(facts, key)
 
-    def downgrade(connection: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(registry_db._MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0001")
-
-    engine = create_engine(db_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(downgrade)
-    finally:
-        await engine.dispose()
+    await downgrade_registry(db_url, "0001")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
         head = await client.log_head()
         assert head.size == 3

@@ -33,6 +33,7 @@ from .writes import (
     _INSERT_SKILL,
     _NOTIFY,
     AGENTS,
+    INSERT_VECTOR,
     NOTIFY_CHANNEL,
     Writes,
     facts_values,
@@ -85,6 +86,8 @@ def register_new(writes: Writes, conn: Connection, items: list[Item]) -> list[Wr
     conn.execute(_INSERT_SKILL, [{"skill_id": skill.id, "agent_pk": pk}
                                  for (registration, _), pk in zip(items, pks, strict=True)
                                  for skill in registration.facts.skills])
+    conn.execute(INSERT_VECTOR, [{"agent_pk": pk, "embedding": registration.embedding}
+                                 for (registration, _), pk in zip(items, pks, strict=True)])
     if not writes.postgres:  # PostgreSQL's tsvector is a generated column
         conn.execute(_INSERT_FTS, [{"pk": pk, "name": row["name"], "tags": row["tags"],
                                     "description": row["description"]} for row, pk in zip(rows, pks, strict=True)])

@@ -48,6 +48,9 @@ _UPDATE_AGENT = text("UPDATE agents SET " + ", ".join(f"{f} = :{f}" for f in _AG
 _ROTATE_AGENT = text("UPDATE agents SET current_key = :current_key, key_events = :key_events WHERE pk = :pk")
 _DELETE_SKILLS = text("DELETE FROM agent_skills WHERE agent_pk = :pk")
 _INSERT_SKILL = text("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (:skill_id, :agent_pk)")
+INSERT_VECTOR = text("INSERT INTO agent_vectors (agent_pk, embedding) VALUES (:agent_pk, :embedding) "
+                     "ON CONFLICT (agent_pk) DO UPDATE SET embedding = excluded.embedding")
+_DELETE_VECTOR = text("DELETE FROM agent_vectors WHERE agent_pk = :pk")
 _DELETE_FTS = text("DELETE FROM agents_fts WHERE rowid = :pk")
 _INSERT_FTS = text("INSERT INTO agents_fts (rowid, name, tags, description) VALUES (:pk, :name, :tags, :description)")
 _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:agent_id, :kind, :at, :data) "
@@ -174,6 +177,7 @@ class Writes:
             conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
             conn.execute(_DELETE_SKILLS, {"pk": pk})
         conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
+        conn.execute(INSERT_VECTOR, {"agent_pk": pk, "embedding": registration.embedding})
         self._index_text(conn, pk, facts.name, tags, facts.description, replace=stored_version > 0)
         seq = self._append_change(conn, facts.id, "updated" if stored_version else "registered",
                                   {"version": facts.version, "skills": [s.id for s in facts.skills]}, locked=True)
@@ -227,6 +231,7 @@ class Writes:
         conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
             revoked=True, revoked_at=self.clock(), live=False, expires_at=0.0))
         conn.execute(_DELETE_SKILLS, {"pk": row.pk})
+        conn.execute(_DELETE_VECTOR, {"pk": row.pk})
         if not self.postgres:
             conn.execute(_DELETE_FTS, {"pk": row.pk})
         index = self._append_log(conn, kind, agent_id, write.token)
