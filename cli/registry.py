@@ -269,7 +269,10 @@ def _domain_cell(entry: AgentEntry) -> str:
 @registry_group.command("search")
 @registry_option()
 @click.option("--skill", help="Only agents offering this skill id.")
-@click.option("-q", "--query", "q", help="Full-text query over names, descriptions and tags.")
+@click.option("-q", "--query", "q", help="What you need, in your own words: matched by words (names, descriptions, "
+              "tags) and by meaning (a paraphrase finds the agent), the two rankings fused.")
+@click.option("--match", type=click.Choice(["hybrid", "words", "meaning"]), default="hybrid", show_default=True,
+              help="How -q matches: both fused, words alone (full-text search), or meaning alone.")
 @click.option("--org", help="Only agents of this organisation: its name (as the tables show it) or its DID.")
 @click.option("--live", "state", flag_value="live", help="Only live agents.")
 @click.option("--stale", "state", flag_value="stale", help="Only agents that are not live (missed heartbeats).")
@@ -277,14 +280,14 @@ def _domain_cell(entry: AgentEntry) -> str:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
 @click.option("--cursor", help="Continue from the page a previous search printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def search(registry_url: str, skill: str | None, q: str | None, org: str | None, state: str,
+def search(registry_url: str, skill: str | None, q: str | None, match: str, org: str | None, state: str,
            limit: int, cursor: str | None, as_json: bool) -> None:
     """Search agents by skill, text or organisation; the table shows each agent's A2A endpoint.
 
     \b
     Example:
       guildnet registry search --skill translate --live
-      guildnet registry search -q "invoice extraction" --json
+      guildnet registry search -q "pull the amounts out of a vendor bill" --json
       guildnet registry search --org acme --stale
     """
     from guildnet.registry.client import RegistryClient
@@ -292,7 +295,7 @@ def search(registry_url: str, skill: str | None, q: str | None, org: str | None,
     async def go() -> Any:
         async with RegistryClient(registry_url) as client:
             return await client.search(skill=skill, q=q, org=org, live={"live": True, "stale": False}.get(state),
-                                       limit=limit, cursor=cursor)
+                                       limit=limit, cursor=cursor, match=None if match == "hybrid" else match)
 
     page = _run(go())
     if as_json:

@@ -427,9 +427,11 @@ class RegistryClient:
         return standings
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
-                     live: bool | None = None, limit: int = 20, cursor: str | None = None) -> SearchPage:
+                     live: bool | None = None, limit: int = 20, cursor: str | None = None,
+                     match: str | None = None) -> SearchPage:
+        """One page of agents; ``q`` matches by words and meaning fused, or by ``match`` ("words", "meaning")."""
         params: dict[str, str] = {"limit": str(limit)}
-        for name, value in (("skill", skill), ("q", q), ("org", org), ("cursor", cursor)):
+        for name, value in (("skill", skill), ("q", q), ("org", org), ("cursor", cursor), ("match", match)):
             if value:
                 params[name] = value
         if live is not None:

@@ -46,6 +46,8 @@ class AgentRow(Base):
     """The agent's signed key history, a JSON array of compact JWS (migration 0004)."""
     org_domain: Mapped[str | None] = mapped_column(String(253), nullable=True, index=True)
     """The domain the facts claim for the organisation (migration 0006); its mark is in ``org_domains``."""
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The facts' vector for search by meaning, float16 (migration 0009, :mod:`guildnet.registry.meaning`)."""
 
 
 class OrgDomainRow(Base):

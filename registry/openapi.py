@@ -48,7 +48,11 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "summary": "Search live and stale agents by skill, text, organisation",
                     "parameters": [
                         {"name": "skill", "in": "query", "schema": {"type": "string", "maxLength": 64}},
-                        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                        {"name": "q", "in": "query", "description": "matched by words and by meaning (see match)",
+                         "schema": {"type": "string", "maxLength": 256}},
+                        {"name": "match", "in": "query", "description": "how q matches: words and meaning fused "
+                         "(reciprocal rank), words alone (full-text search) or meaning alone (embeddings)",
+                         "schema": {"type": "string", "enum": ["hybrid", "words", "meaning"], "default": "hybrid"}},
                         {"name": "org", "in": "query", "description": "an organisation DID, or an organisation name",
                          "schema": {"type": "string", "maxLength": 128}},
                         {"name": "live", "in": "query", "schema": {"type": "boolean"}},

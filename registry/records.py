@@ -17,6 +17,8 @@ from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_en
 from guildnet.protocols.receipts import Receipt, verify_receipt
 from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite, open_write
 
+from .meaning import embed_facts
+
 
 def require_action(write: SignedWrite, action: str, agent_id: str | None = None) -> None:
     """Bind a signed write to one action (and one agent), so it cannot be replayed at another endpoint."""
@@ -55,6 +57,9 @@ class Registration:
     facts_json: dict[str, Any]
     inception: str | None = None
     """The inception key event a first registration may carry (committing to the agent's next key)."""
+    embedding: bytes | None = None
+    """The facts' vector for search by meaning (:mod:`.meaning`), computed here so that with verifier workers
+    it is computed on their cores, not the writer's."""
 
 
 def parse_registration(write: SignedWrite) -> Registration:
@@ -78,7 +83,7 @@ def parse_registration(write: SignedWrite) -> Registration:
             keyhistory.replay(facts.id, [inception])
         except keyhistory.KeyHistoryError as exc:
             raise UnauthorizedWrite(f"the inception key event does not verify: {exc}") from exc
-    return Registration(facts=facts, facts_json=raw, inception=inception)
+    return Registration(facts=facts, facts_json=raw, inception=inception, embedding=embed_facts(facts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,7 @@ async def search(request: web.Request) -> web.Response:
     records, next_cursor, position = await request.app[STORE].search(
         skill=_bounded(query.get("skill"), "skill", 64), q=_bounded(query.get("q"), "q", 256),
         org=_bounded(query.get("org"), "org", 128), live=_bool_param(query.get("live"), "live"),
-        limit=limit, cursor=_bounded(query.get("cursor"), "cursor", 512))
+        limit=limit, cursor=_bounded(query.get("cursor"), "cursor", 512), match=query.get("match", "hybrid"))
     body = ('{"agents":[' + ",".join(r.to_json_text() for r in records) + '],"next":'
             + json.dumps(next_cursor) + ',"seq":' + str(position) + "}")
     return web.Response(text=body, content_type="application/json")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("protocols", "registry", "node", "witness", "cli")
+PRODUCT = ("protocols", "registry", "node", "witness", "cli", "embedding")
 
 
 def _typecheck_tree() -> Path:

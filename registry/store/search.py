@@ -22,7 +22,7 @@ from .results import QUERY_INT_MAX, RECORD_COLUMNS, BadQuery
 
 MAX_LIMIT = 100
 RANK_WINDOW = 1000
-_SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
+SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -47,7 +47,7 @@ def fts5_query(q: str) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _statement(sql: str) -> TextClause:
+def cached_text(sql: str) -> TextClause:
     """Search SQL varies only by which filters are present: a few dozen shapes, each built once."""
     return text(sql)
 
@@ -67,16 +67,13 @@ class SearchQuery:
         return encode_cursor({"k": int(rows[-1][-1])})
 
 
-def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None, org: str | None,
-                 live: bool | None, limit: int, cursor: str | None) -> SearchQuery | None:
-    """The statement for one page of matches (``limit + 1`` rows, to tell whether more follow), or None when
-    ``q`` holds no word at all (nothing can match)."""
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+def filters(*, postgres: bool, now: float, skill: str | None, org: str | None,
+            live: bool | None) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE conditions (on ``agents a``) and parameters of the filters every search shape shares."""
     where = ["a.revoked = false" if postgres else "a.revoked = 0"]
-    params: dict[str, Any] = {"limit": limit + 1, "now": now}
+    params: dict[str, Any] = {"now": now}
     if skill:
-        where.append(_SKILL_FILTER)
+        where.append(SKILL_FILTER)
         params["skill"] = skill
     if org:
         # a DID names one organisation; anything else is the name organisations call themselves (not unique)
@@ -86,42 +83,63 @@ def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None
         where.append("a.expires_at > :now")
     elif live is False:
         where.append("a.expires_at <= :now")
+    return where, params
+
+
+def text_ranked_sql(*, postgres: bool, where: list[str], columns: str) -> str:
+    """Matches of the words in ``:q``, best first, ``:limit`` from ``:offset``, as ``columns`` of ``agents a``."""
+    if postgres:
+        # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
+        # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
+        return (f"SELECT {columns} FROM (SELECT pk FROM agents "
+                "WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
+                f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)} "
+                "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
+                "LIMIT :limit OFFSET :offset")
+    # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
+    # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
+    ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
+              "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
+    if len(where) > 1:
+        ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
+                  f"WHERE {' AND '.join(where)}")
+    return (f"SELECT {columns} FROM (SELECT pk, score FROM ({ranked}) "
+            "ORDER BY score, pk LIMIT :limit OFFSET :offset) top "
+            "JOIN agents a ON a.pk = top.pk ORDER BY top.score, top.pk")
+
+
+def text_params(*, postgres: bool, q: str, fts: str) -> dict[str, Any]:
+    return {"q": q if postgres else fts, "window": RANK_WINDOW}
+
+
+def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None, org: str | None,
+                 live: bool | None, limit: int, cursor: str | None) -> SearchQuery | None:
+    """The statement for one page of matches (``limit + 1`` rows, to tell whether more follow), or None when
+    ``q`` holds no word at all (nothing can match)."""
+    check_limit(limit)
+    where, params = filters(postgres=postgres, now=now, skill=skill, org=org, live=live)
+    params["limit"] = limit + 1
     fts = fts5_query(q) if q else None
     if q and fts is None:
         return None
-    if fts is not None:
+    if q and fts is not None:
         params["offset"] = decode_cursor(cursor, "o") if cursor else 0
-        params["window"] = RANK_WINDOW
-        if postgres:
-            params["q"] = q
-            # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
-            # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
-            sql = (f"SELECT {RECORD_COLUMNS} FROM (SELECT pk FROM agents "
-                   "WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
-                   f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)} "
-                   "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
-                   "LIMIT :limit OFFSET :offset")
-        else:
-            # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
-            # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
-            params["q"] = fts
-            ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
-                      "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
-            if len(where) > 1:
-                ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
-                          f"WHERE {' AND '.join(where)}")
-            sql = (f"SELECT {RECORD_COLUMNS} FROM (SELECT pk, score FROM ({ranked}) "
-                   "ORDER BY score, pk LIMIT :limit OFFSET :offset) top "
-                   "JOIN agents a ON a.pk = top.pk ORDER BY top.score, top.pk")
-        return SearchQuery(_statement(sql), params, ranked=True)
+        params.update(text_params(postgres=postgres, q=q, fts=fts))
+        sql = text_ranked_sql(postgres=postgres, where=where, columns=RECORD_COLUMNS)
+        return SearchQuery(cached_text(sql), params, ranked=True)
     params["after"] = decode_cursor(cursor, "k") if cursor else 0
     if skill:
         # Walk the (skill_id, agent_pk) index in order and stop at the page.
-        where[where.index(_SKILL_FILTER)] = "s.skill_id = :skill"
+        where[where.index(SKILL_FILTER)] = "s.skill_id = :skill"
         sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk "
                f"WHERE {' AND '.join(where)} AND s.agent_pk > :after ORDER BY s.agent_pk LIMIT :limit")
     else:
         where.append("a.pk > :after")
         sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a WHERE {' AND '.join(where)} "
                "ORDER BY a.pk LIMIT :limit")
-    return SearchQuery(_statement(sql), params, ranked=False)
+    return SearchQuery(cached_text(sql), params, ranked=False)
+
+
+def check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")

@@ -24,6 +24,7 @@ from guildnet.protocols.receipts import ReceiptRefused
 from guildnet.protocols.signed_write import CLOCK_WINDOW_SECONDS, SignedWrite
 
 from ..db import sync_twin
+from ..meaning import embed_query
 from ..records import (
     ParsedReceipt,
     Registration,
@@ -33,9 +34,11 @@ from ..records import (
     require_action,
 )
 from .bulk import register_new
+from .hybrid import MATCHES, build_hybrid
 from .results import (
     RECORD_COLUMNS,
     AgentRecord,
+    BadQuery,
     Change,
     NodeHeartbeatResult,
     NotFound,
@@ -167,13 +170,19 @@ class RegistryStore:
         return AgentRecord.from_row(row, self.clock())
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
-                     live: bool | None = None, limit: int = 20, cursor: str | None = None
+                     live: bool | None = None, limit: int = 20, cursor: str | None = None, match: str = "hybrid"
                      ) -> tuple[list[AgentRecord], str | None, int]:
         """One page of matches, the cursor of the next page, and the change-feed position read first.
 
-        A cache that loads pages and then watches from that position misses nothing in between.
+        A cache that loads pages and then watches from that position misses nothing in between. ``q`` matches
+        by ``match`` (:data:`~.hybrid.MATCHES`): words and meaning fused, words alone, or meaning alone.
         """
+        if match not in MATCHES:
+            raise BadQuery(f"match must be one of {', '.join(MATCHES)}")
         now = self.clock()
+        if q and match != "words":
+            return await self._search_by_meaning(now, skill=skill, q=q, org=org, live=live, limit=limit,
+                                                 cursor=cursor, words=match == "hybrid")
         search = build_search(postgres=self._readers is None, now=now, skill=skill, q=q, org=org, live=live,
                               limit=limit, cursor=cursor)
         if search is None:
@@ -186,6 +195,19 @@ class RegistryStore:
         page = list(rows[:limit])
         next_cursor = search.next_cursor(page, limit) if len(rows) > limit else None
         return [AgentRecord.from_row(row, now) for row in page], next_cursor, position
+
+    async def _search_by_meaning(self, now: float, *, q: str, words: bool, **where: Any
+                                 ) -> tuple[list[AgentRecord], str | None, int]:
+        hybrid = build_hybrid(postgres=self._readers is None, now=now, q=q, query=embed_query(q), words=words,
+                              **where)
+        if hybrid is None:
+            return [], None, await self.last_seq()
+
+        def query(conn: Connection) -> tuple[int, tuple[list[Any], str | None]]:
+            return int(conn.execute(_LAST_SEQ).scalar() or 0), hybrid.run(conn)
+
+        position, (rows, next_cursor) = await self.read(query)
+        return [AgentRecord.from_row(row, now) for row in rows], next_cursor, position
 
     async def changes_since(self, seq: int, limit: int = 500) -> list[Change]:
         rows = await self.read(lambda conn: conn.execute(_CHANGES_SINCE, {"seq": seq, "limit": limit}).all())

@@ -39,7 +39,7 @@ _SELECT_FOR_WRITE = text("SELECT pk, current_key, org_id, revoked, ttl_seconds, 
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
 _AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
-                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain")
+                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain", "embedding")
 _INSERT_AGENT = text(
     "INSERT INTO agents (id, current_key, registered_at, revoked, key_events, " + ", ".join(_AGENT_FIELDS) + ") "
     "VALUES (:id, :current_key, :registered_at, false, :key_events, " + ", ".join(f":{f}" for f in _AGENT_FIELDS)
@@ -78,7 +78,8 @@ def facts_values(registration: Registration, write: SignedWrite, now: float) -> 
         description=facts.description, tags=tags, version=facts.version,
         facts=json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False),
         jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
+        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain,
+        embedding=registration.embedding)
 
 
 @dataclass(frozen=True, slots=True)

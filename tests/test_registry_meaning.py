@@ -1,0 +1,155 @@
+"""Search by meaning through the registry API, on SQLite and PostgreSQL: a request in the user's own words finds
+the agent whose facts share none of them; words alone do not; filters, paging, revocation and the migration
+that fills in agents stored before it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+import numpy as np
+from registry_support import live_registry, new_org
+
+from guildnet.registry.client import RegistryClient
+from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning
+
+CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
+    ("invoice-reader", "Extracts line items and totals from supplier invoices",
+     {"id": "extract-invoice", "name": "Invoice extraction", "tags": ["accounting", "pdf"]}),
+    ("translator", "Translates web pages and documents into French, German or Spanish",
+     {"id": "translate", "name": "Translation", "tags": ["language"]}),
+    ("parcel-tracker", "Tracks parcels and reports where a shipment is and when it will arrive",
+     {"id": "track-shipment", "name": "Shipment tracking", "tags": ["logistics"]}),
+    ("test-writer", "Writes unit tests for Python functions",
+     {"id": "write-tests", "name": "Test generation", "tags": ["software"]}),
+    ("room-booker", "Books meeting rooms and sends calendar invitations",
+     {"id": "book-room", "name": "Room booking", "tags": ["office"]}),
+]
+PARAPHRASES = {  # what a user asks -> the agent that does it; no word in common with its facts
+    "pull the amounts out of a vendor bill": "invoice-reader",
+    "has my package been delivered yet": "parcel-tracker",
+    "schedule a conference with my colleagues": "room-booker",
+}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+async def _register_catalogue(client: RegistryClient, org_name: str = "acme") -> dict[str, Any]:
+    org = new_org(org_name)
+    registered = {}
+    for name, description, skill in CATALOGUE:
+        key, facts = org.agent(name, description=description, skills=[{**skill, "description": description}])
+        await client.register(facts, key)
+        registered[name] = (key, facts)
+    return registered
+
+
+def _facts_words(name: str) -> set[str]:
+    entry = next(c for c in CATALOGUE if c[0] == name)
+    return _words(" ".join([entry[0], entry[1], entry[2]["id"], entry[2]["name"], *entry[2]["tags"]]))
+
+
+async def test_a_paraphrase_with_no_shared_word_finds_the_agent(db_url: str) -> None:
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)
+        for request, expected in PARAPHRASES.items():
+            assert not _words(request) & _facts_words(expected), request
+            assert (await client.search(q=request, match="words")).agents == []  # full-text search finds nothing
+            for match in (None, "meaning"):
+                found = (await client.search(q=request, match=match)).agents
+                assert found and found[0].id == registered[expected][1].id, (request, match,
+                                                                               [a.facts.name for a in found])
+
+
+async def test_words_and_meaning_agree_first_and_filters_still_apply(db_url: str) -> None:
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)
+        other = await _register_catalogue(client, "globex")
+        hybrid = (await client.search(q="supplier invoices"))
+        assert {a.id for a in hybrid.agents[:2]} == {registered["invoice-reader"][1].id,
+                                                     other["invoice-reader"][1].id}
+        acme_only = (await client.search(q="pull the amounts out of a vendor bill", org="acme")).agents
+        assert acme_only[0].id == registered["invoice-reader"][1].id
+        assert all(a.facts.organisation.name == "acme" for a in acme_only)
+        by_skill = (await client.search(q="has my package been delivered yet", skill="track-shipment")).agents
+        assert sorted(a.id for a in by_skill) == sorted([other["parcel-tracker"][1].id,
+                                                         registered["parcel-tracker"][1].id])
+        key, facts = registered["parcel-tracker"]
+        await client.revoke(facts.id, key)
+        after = (await client.search(q="has my package been delivered yet")).agents
+        assert facts.id not in {a.id for a in after} and after[0].id == other["parcel-tracker"][1].id
+
+
+async def test_hybrid_pages_continue_without_repeats(db_url: str) -> None:
+    acme = new_org("acme")
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        ids = set()
+        for i in range(7):
+            key, facts = acme.agent(f"worker{i}", description="parses shipping manifests and customs declarations")
+            await client.register(facts, key)
+            ids.add(facts.id)
+        seen, cursor = [], None
+        while True:
+            page = await client.search(q="read the cargo paperwork", limit=3, cursor=cursor)
+            seen += [a.id for a in page.agents]
+            if page.next is None:
+                break
+            cursor = page.next
+        assert sorted(seen) == sorted(ids)
+
+
+async def test_a_bad_match_is_a_problem_and_a_query_of_no_word_matches_nothing(db_url: str) -> None:
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        await _register_catalogue(client)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(registry.url + "/v1/agents", params={"q": "bill", "match": "vibes"}) as response:
+                assert response.status == 400 and response.content_type == "application/problem+json"
+                assert "match must be one of hybrid, words, meaning" in (await response.json())["detail"]
+        assert (await client.search(q="?!  --")).agents == []
+
+
+async def test_the_migration_fills_in_agents_stored_before_it(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from guildnet.registry import db as registry_db
+
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)
+
+    def downgrade(connection: Any) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(registry_db._MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+
+    engine = registry_db.create_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade)
+    finally:
+        await engine.dispose()
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
+        found = (await client.search(q="pull the amounts out of a vendor bill", match="meaning")).agents
+        assert found[0].id == registered["invoice-reader"][1].id
+
+
+def test_fusion_ranks_agreement_first_and_keeps_either_alone() -> None:
+    assert fuse([1, 2, 3], [3, 4]) == [3, 1, 2, 4]
+    assert fuse([1, 2], [2, 1]) == [1, 2]  # equal scores: by pk
+    assert fuse([], [5, 6]) == [5, 6] and fuse([7], []) == [7]
+
+
+def test_meaning_ranking_drops_distant_and_foreign_vectors() -> None:
+    query = np.zeros(4, dtype=np.float32)
+    query[0] = 1.0
+    close = np.array([0.9, 0.1, 0.0, 0.0], dtype=STORED_DTYPE).tobytes()
+    closer = np.array([1.0, 0.0, 0.0, 0.0], dtype=STORED_DTYPE).tobytes()
+    distant = np.array([MIN_COSINE - 0.05, 1.0, 0.0, 0.0], dtype=STORED_DTYPE).tobytes()
+    foreign = np.ones(8, dtype=STORED_DTYPE).tobytes()  # another model's width: never compared
+    assert rank_by_meaning(query, [1, 2, 3, 4, 5], [close, distant, closer, foreign, None], depth=10) == [3, 1]
+    assert rank_by_meaning(query, [1, 3], [close, closer], depth=1) == [3]
+    assert rank_by_meaning(np.zeros(4, dtype=np.float32), [1], [closer], depth=10) == []
