@@ -34,8 +34,8 @@ from slm_routing import SKILL, SPEC, script_large
 from tickets import LABELS, tickets
 
 from guildnet.node.flywheel import training
-from guildnet.node.flywheel.evaluation import calibrate, schema_of
 from guildnet.node.flywheel.evaluation import Answer as Judged
+from guildnet.node.flywheel.evaluation import calibrate, schema_of
 from guildnet.node.pii import Scrubber
 from guildnet.node.slm.agent import SCHEMA_INSTRUCTION
 from guildnet.node.slm.backends import BackendError, Capabilities, ChatRequest, OpenAIChatBackend
@@ -80,19 +80,19 @@ async def answers(base_url: str, rows: Sequence[dict[str, Any]]) -> list[dict[st
 
 def summary(rows: Sequence[dict[str, Any]], got: Sequence[dict[str, Any]]) -> dict[str, Any]:
     expected = [json.loads(r["completion"][0]["content"])["label"] for r in rows]
-    judged = [Judged(g["label"] in LABELS, g["label"] == e, g["logprob"]) for g, e in zip(got, expected)]
+    judged = [Judged(g["label"] in LABELS, g["label"] == e, g["logprob"]) for g, e in zip(got, expected, strict=True)]
     n = len(rows)
     calibration = {}
     for target in (0.95, 0.90, 0.85):
         threshold, kept, kept_accuracy = calibrate(judged, target)
-        calibration[str(target)] = {"threshold": threshold, "kept": kept, "kept_accuracy": kept_accuracy}
-    confusion = Counter(f"{r['truth']}->{g['label']}" for r, g in zip(rows, got))
-    ranked = sorted(((g["logprob"], g["label"] == e) for g, e in zip(got, expected) if g["logprob"] is not None),
-                    reverse=True)
+        calibration[f"{target:.2f}"] = {"threshold": threshold, "kept": kept, "kept_accuracy": kept_accuracy}
+    confusion = Counter(f"{r['truth']}->{g['label']}" for r, g in zip(rows, got, strict=True))
+    ranked = sorted(((g["logprob"], g["label"] == e) for g, e in zip(got, expected, strict=True)
+                     if g["logprob"] is not None), reverse=True)
     quarters = [ranked[i * len(ranked) // 4:(i + 1) * len(ranked) // 4] for i in range(4)]
     return {"n": n, "accuracy": sum(j.correct for j in judged) / n,
-            "accuracy_vs_truth": sum(g["label"] == r["truth"] for r, g in zip(rows, got)) / n,
-            "label_noise": sum(e != r["truth"] for r, e in zip(rows, expected)) / n,
+            "accuracy_vs_truth": sum(g["label"] == r["truth"] for r, g in zip(rows, got, strict=True)) / n,
+            "label_noise": sum(e != r["truth"] for r, e in zip(rows, expected, strict=True)) / n,
             "calibration": calibration,
             "accuracy_by_confidence_quarter": [round(sum(c for _, c in q) / len(q), 3) if q else None
                                                for q in quarters],
@@ -116,6 +116,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base", action="store_true", help="score the base model only, no training")
+    parser.add_argument("--keep", type=Path, help="keep the training data and adapter in this folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "flywheel_tune.jsonl")
     args = parser.parse_args(argv)
     rows = examples(args.log, args.seed, args.clean)
@@ -127,26 +128,28 @@ def main(argv: list[str]) -> None:
     record: dict[str, Any] = {"log": args.log, "clean": args.clean, "train_rows": cut,
                               "settings": None if args.base else asdict(settings)}
     with tempfile.TemporaryDirectory(prefix="flywheel-tune-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         adapter = None
         if not args.base:
-            train_file = Path(tmp) / "train.jsonl"
+            train_file = work / "train.jsonl"
             train_file.write_text("".join(json.dumps({k: r[k] for k in ("prompt", "completion")}) + "\n"
                                           for r in rows[:cut]))
-            result = training.train(train_file, Path(tmp) / "run", settings)
+            result = training.train(train_file, work / "run", settings)
             adapter = result.adapter
             record.update(steps=result.steps, train_seconds=result.train_seconds, loss_first=result.loss_first,
                           loss_last=result.loss_last)
         started = time.perf_counter()
         record.update(asyncio.run(score(adapter, sets)))
         record["score_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
     for name in sets:
         s = record[name]
         print(f"{name}: accuracy {s['accuracy']:.1%} (vs truth {s['accuracy_vs_truth']:.1%}), "
               f"kept at 0.95/0.90 {s['calibration']['0.95']['kept']:.1%}/{s['calibration']['0.90']['kept']:.1%}, "
               f"by confidence quarter {s['accuracy_by_confidence_quarter']}, predicted {s['predicted']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a", encoding="utf-8") as out:
-        out.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
