@@ -10,7 +10,8 @@ initial threshold). Split by time as ``guildnet flywheel train`` does: the newes
 out. Then ``training.train`` with the given settings and both evaluation sets through llama.cpp with the
 adapter, as ``guildnet flywheel evaluate`` scores them.
 
-    nice -n 10 python bench/flywheel_tune.py --epochs 1 --lr 2e-4 --rank 16 [--out FILE]
+    nice -n 10 python bench/flywheel_tune.py --epochs 1 --lr 2e-4 --rank 16 [--keep DIR] [--out FILE]
+    python bench/flywheel_tune.py --adapter models/ticket.classify/candidates/ID/adapter.gguf   # score only
 
 Prints a summary and appends one JSON line per run to bench/results/flywheel_tune.jsonl (or --out).
 """
@@ -116,6 +117,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base", action="store_true", help="score the base model only, no training")
+    parser.add_argument("--adapter", type=Path, help="score this GGUF adapter (e.g. a cycle's), no training")
     parser.add_argument("--keep", type=Path, help="keep the training data and adapter in this folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "flywheel_tune.jsonl")
     args = parser.parse_args(argv)
@@ -126,12 +128,13 @@ def main(argv: list[str]) -> None:
     settings = training.TrainSettings(epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, rank=args.rank,
                                       batch=args.batch)
     record: dict[str, Any] = {"log": args.log, "clean": args.clean, "train_rows": cut,
-                              "settings": None if args.base else asdict(settings)}
+                              "settings": None if args.base or args.adapter else asdict(settings),
+                              "adapter": str(args.adapter) if args.adapter else None}
     with tempfile.TemporaryDirectory(prefix="flywheel-tune-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        adapter = None
-        if not args.base:
+        adapter = args.adapter
+        if not args.base and adapter is None:
             train_file = work / "train.jsonl"
             train_file.write_text("".join(json.dumps({k: r[k] for k in ("prompt", "completion")}) + "\n"
                                           for r in rows[:cut]))
