@@ -108,9 +108,14 @@ def test_embedding_vectors_are_centred_unit_vectors_and_deterministic() -> None:
     assert isinstance(vectoriser("tfidf"), TfidfVectoriser) and isinstance(vectoriser("auto"), EmbeddingVectoriser)
 
 
-async def test_clusters_command_takes_vectors_from_the_flag_then_the_config(log: ProcessLog, tmp_path: Path) -> None:
-    url = log.engine.url.render_as_string(hide_password=False)
-    await log.close()
+async def test_clusters_command_takes_vectors_from_the_flag_then_the_config(tmp_path: Path) -> None:
+    """Through the real CLI (on SQLite only: the choice of vectors does not depend on the database)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'node.db'}"
+    process_log = await ProcessLog.open(url, Scrubber(names="off"))
+    await process_log.record_many(
+        CallRecord("in", "a2a", "helpdesk.triage", "desk", "ok", input={"arguments": {"text": text}},
+                   trace_id=f"t{i:03d}") for i, (_, text) in enumerate(texts(30)))
+    await process_log.close()
     config = tmp_path / "node.toml"
     config.write_text(f'[node]\norg_name = "acme"\norg_key = "org.key"\ndb = "{url}"\ncluster_vectors = "tfidf"\n'
                       f'{AGENTS}')
@@ -119,15 +124,13 @@ async def test_clusters_command_takes_vectors_from_the_flag_then_the_config(log:
         return subprocess.run([sys.executable, "-m", "guildnet.cli", "flywheel", "clusters", "--json", *args],
                               capture_output=True, text=True, timeout=120)
 
-    from_config = await asyncio.to_thread(clusters, "--config", str(config))
+    from_config, flag, wrong = await asyncio.gather(*(asyncio.to_thread(clusters, *args) for args in (
+        ("--config", str(config)), ("--config", str(config), "--vectors", "embedding"),
+        ("--db", url, "--vectors", "bert"))))
     assert from_config.returncode == 0, from_config.stderr
     assert json.loads(from_config.stdout)["vectors"] == "tfidf"
-    flag = await asyncio.to_thread(clusters, "--config", str(config), "--vectors", "embedding")
     assert flag.returncode == 0, flag.stderr
     assert json.loads(flag.stdout)["vectors"].startswith("m2v-")
-    default = await asyncio.to_thread(clusters, "--db", url)
-    assert json.loads(default.stdout)["vectors"].startswith("m2v-")
-    wrong = await asyncio.to_thread(clusters, "--db", url, "--vectors", "bert")
     assert wrong.returncode == 2 and "bert" in wrong.stderr
 
 
