@@ -16,7 +16,8 @@ Costs: every call is priced on the small model's token counts for that ticket (t
 same prompt), at the two prices of bench/slm_routing.py: ~1B $0.04/$0.04 per 1M tokens against a Groq-priced
 70B $0.59/$0.79 (14.9x per call) and a cheap 70B $0.12/$0.30 (3.1x).
 
-    python bench/flywheel_cycle.py [--log 400] [--new 300] [--epochs 1] [--out FILE]
+    python bench/flywheel_cycle.py [--log 400] [--new 300] [--epochs 1] [--lr X] [--rank R]
+                                   [--target-precision P] [--out FILE]
 
 Prints a table and writes bench/results/flywheel_cycle.json (or --out).
 """
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import json
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -52,6 +54,7 @@ from guildnet.protocols import keyfile
 
 RESULTS = Path(__file__).with_name("results")
 GUILDNET = str(Path(sys.executable).with_name("guildnet"))
+TICKET = re.compile(r"\(ticket (\d+)\)")
 
 
 class Ledger:
@@ -97,6 +100,22 @@ def cli(*args: str, nice: bool = False, check: bool = True) -> subprocess.Comple
     return done
 
 
+def accepted_right(folder: Path, mix: Sequence[Ticket]) -> dict[str, float]:
+    """Share of the training and held-out answers (the accepted ones) that are the ticket's true label: the
+    ceiling the held-out accuracy is measured against, and the noise the model learns from."""
+    shares = {}
+    for side in ("train", "validation"):
+        right = []
+        for line in (folder / f"{side}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            number = TICKET.search(row["prompt"][-1]["content"])
+            if number:
+                label = json.loads(row["completion"][0]["content"])["label"]
+                right.append(label == mix[int(number.group(1)) - 1].label)
+        shares[side] = sum(right) / len(right) if right else 0.0
+    return shares
+
+
 def novel_examples() -> list[dict[str, Any]]:
     system = (f"{SPEC.system_prompt}{SCHEMA_INSTRUCTION}"
               f"{json.dumps(SKILL.output_schema, sort_keys=True, separators=(',', ':'))}")
@@ -131,11 +150,15 @@ async def cycle(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print(f"logged {args.log} tasks: {log_run}", file=sys.stderr)
 
         started = time.perf_counter()
+        tuning = [arg for name in ("lr", "rank") if getattr(args, name) is not None
+                  for arg in (f"--{name}", str(getattr(args, name)))]
         candidate = cli("train", "--skill", SKILL.id, "--db", db_cli, "--models", str(models), "--epochs",
-                        str(args.epochs), "--threads", str(args.threads), nice=True).stdout.strip().splitlines()[-1]
+                        str(args.epochs), "--threads", str(args.threads), *tuning,
+                        nice=True).stdout.strip().splitlines()[-1]
         train_wall = time.perf_counter() - started
+        precision = [] if args.target_precision is None else ["--target-precision", str(args.target_precision)]
         card = json.loads(cli("evaluate", candidate, "--skill", SKILL.id, "--models", str(models), "--key",
-                              str(key_file), "--json").stdout)
+                              str(key_file), *precision, "--json").stdout)
         print(f"evaluated: {card['verdict']}", file=sys.stderr)
 
         served.base_policy = ConfidencePolicy(min_mean_logprob=card["scores"]["current"]["threshold"])
@@ -168,11 +191,12 @@ async def cycle(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "scale": {"logged": args.log, "new": args.new, "epochs": args.epochs, "threads": args.threads,
                   "seed": args.seed, "initial_threshold": args.initial_threshold},
+        "training_settings": training["settings"], "target_precision": card["target_precision"],
         "candidate": candidate, "promoted": promoted.returncode == 0,
         "promote_output": (promoted.stdout or promoted.stderr).strip(), "hot_swapped": swapped,
         "before": side(before, card["scores"]["current"], novel_before),
         "after": side(after, card["scores"]["candidate"], novel_after),
-        "llm_only": llm_only, "log_run": log_run,
+        "llm_only": llm_only, "log_run": log_run, "accepted_right": accepted_right(store.candidate(candidate), mix),
         "train_seconds": training["train_seconds"], "train_wall_seconds": round(train_wall, 1),
         "train_steps": training["steps"], "train_rows": training["rows"], "peak_rss_mb": training["peak_rss_mb"],
         "bench_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
@@ -205,6 +229,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--new", type=int, default=300, help="new tasks after it")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    parser.add_argument("--lr", type=float, help="learning rate (default: guildnet flywheel train's)")
+    parser.add_argument("--rank", type=int, help="LoRA rank (default: guildnet flywheel train's)")
+    parser.add_argument("--target-precision", type=float,
+                        help="for the escalation threshold (default: guildnet flywheel evaluate's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--initial-threshold", type=float, default=-0.5,
                         help="the base model's escalation threshold while the first tasks are logged")

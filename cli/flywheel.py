@@ -27,6 +27,25 @@ def _source(function: F) -> F:
                         help="The node's TOML config: its [node] db holds the process data.")(function)
 
 
+def _vectors(function: F) -> F:
+    return click.option("--vectors", type=click.Choice(["auto", "embedding", "tfidf"]),
+                        help="Cluster by meaning (embedding) or wording (tfidf); default: the config's "
+                             "cluster_vectors, else auto (embeddings when the model loads).")(function)
+
+
+def _vector_choice(config_path: str | None, vectors: str | None) -> Any:
+    """--vectors, else the config's ``cluster_vectors``, else ``auto``."""
+    if vectors is not None or config_path is None:
+        return vectors or "auto"
+    from guildnet.node.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path).cluster_vectors
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 def _window(days: float | None) -> datetime | None:
     return datetime.now(UTC) - timedelta(days=days) if days else None
 
@@ -86,8 +105,10 @@ def report(config_path: str | None, db: str | None, days: float | None, as_json:
 
 @flywheel_group.command("clusters")
 @_source
+@_vectors
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def clusters(config_path: str | None, db: str | None, days: float | None, as_json: bool) -> None:
+def clusters(config_path: str | None, db: str | None, days: float | None, vectors: str | None,
+             as_json: bool) -> None:
     """Cluster recurring tasks (k by silhouette) and flag candidates for a specialised SLM.
 
     \b
@@ -96,19 +117,21 @@ def clusters(config_path: str | None, db: str | None, days: float | None, as_jso
     """
     from guildnet.node import flywheel
 
-    result = _run(config_path, db, lambda engine: flywheel.clusters(engine, since=_window(days)))
+    choice = _vector_choice(config_path, vectors)
+    result = _run(config_path, db, lambda engine: flywheel.clusters(engine, since=_window(days), vectors=choice))
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.to_table())
 
 
 @flywheel_group.command("export")
 @_source
+@_vectors
 @click.argument("cluster", type=int, required=False)
 @click.option("--skill", help="Only tasks of this skill (with or without CLUSTER).")
 @click.option("--validation-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1,
               show_default=True, help="Share of distinct prompts held out in validation.jsonl.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def export(config_path: str | None, db: str | None, days: float | None, cluster: int | None, skill: str | None,
-           validation_fraction: float, out_dir: str) -> None:
+def export(config_path: str | None, db: str | None, days: float | None, vectors: str | None, cluster: int | None,
+           skill: str | None, validation_fraction: float, out_dir: str) -> None:
     """Write a cluster's or a skill's accepted answers as JSONL (train/validation) for LoRA/QLoRA.
 
     The rows are TRL's conversational prompt-completion format (docs/flywheel.md has the fine-tuning recipe).
@@ -122,6 +145,7 @@ def export(config_path: str | None, db: str | None, days: float | None, cluster:
 
     if cluster is None and skill is None:
         raise click.UsageError("give a CLUSTER (from guildnet flywheel clusters) or --skill, or both")
+    choice = _vector_choice(config_path, vectors)
     with click.progressbar(length=1, label="exporting", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.length = max(total, 1)
@@ -129,7 +153,7 @@ def export(config_path: str | None, db: str | None, days: float | None, cluster:
 
         result = _run(config_path, db, lambda engine: flywheel.export(
             engine, Path(out_dir), cluster=cluster, skill=skill, since=_window(days),
-            validation_fraction=validation_fraction, progress=progress))
+            validation_fraction=validation_fraction, progress=progress, vectors=choice))
     click.echo(f"wrote {result.train} training and {result.validation} validation examples to {result.out_dir}"
                f" ({result.skipped} skipped)")
 
@@ -173,6 +197,7 @@ def _signer(function: F) -> F:
 
 @flywheel_group.command("train")
 @_source
+@_vectors
 @_models_options
 @click.argument("cluster", type=int, required=False)
 @click.option("--heldout-fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.2,
@@ -184,9 +209,9 @@ def _signer(function: F) -> F:
 @click.option("--rank", type=click.IntRange(1), default=16, show_default=True, help="LoRA rank.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch threads (one trained ~7x faster than two on a shared 2-vCPU machine).")
-def train(config_path: str | None, db: str | None, days: float | None, skill: str, models_dir: str,
-          cluster: int | None, heldout_fraction: float, epochs: float, max_steps: int, batch: int, lr: float,
-          rank: int, threads: int) -> None:
+def train(config_path: str | None, db: str | None, days: float | None, vectors: str | None, skill: str,
+          models_dir: str, cluster: int | None, heldout_fraction: float, epochs: float, max_steps: int, batch: int,
+          lr: float, rank: int, threads: int) -> None:
     """Fine-tune a LoRA adapter of the bundled SmolLM2 on the skill's accepted answers (a new candidate).
 
     Training uses the older tasks and holds out the newest (--heldout-fraction) for `evaluate`; only tasks that
@@ -205,8 +230,9 @@ def train(config_path: str | None, db: str | None, days: float | None, skill: st
         click.echo(f"error: training needs {', '.join(absent)}: {training.INSTALL_HINT}", err=True)
         sys.exit(1)
     store = _store(models_dir, skill)
+    choice = _vector_choice(config_path, vectors)
     tasks = _run(config_path, db, lambda engine: select_tasks(engine, cluster=cluster, skill=skill,
-                                                               since=_window(days)))
+                                                               since=_window(days), vectors=choice))
     candidate, folder = store.new_candidate()
     try:
         data = write_time_split(tasks, folder, heldout_fraction=heldout_fraction,

@@ -12,6 +12,7 @@
     pii_key_env = "GUILDNET_PII_KEY"        # ... read from this environment variable (>= 16 bytes)
     pii_names = "auto"                      # person names: "auto" (the installed models), "on" (all required), "off"
     retention_days = 30                     # process data older than this is deleted
+    cluster_vectors = "auto"                # flywheel clusters by "embedding" (meaning), "tfidf" (wording), "auto"
     task_retention_days = 7                 # finished A2A tasks (raw inputs and outputs) too
     org_domain = "acme.example"             # optional: the domain the organisation claims (docs/domains.md)
     require_verified_domain = false         # delegate only to organisations whose domain this node proved
@@ -126,6 +127,9 @@ class NodeConfig(BaseSettings):
     pii: Literal["redact", "hash"] = "redact"
     pii_key_env: str = "GUILDNET_PII_KEY"
     pii_names: Literal["auto", "on", "off"] = "auto"
+    cluster_vectors: Literal["auto", "embedding", "tfidf"] = "auto"
+    """What ``guildnet flywheel clusters`` groups process data by: meaning (``embedding``, the bundled static
+    model), wording (``tfidf``), or ``auto`` (embeddings when the model loads)."""
     retention_days: int = Field(30, ge=1)
     task_retention_days: float = Field(7.0, gt=0)
     """Finished A2A tasks (callers' raw inputs and outputs) are deleted this long after their last update."""

@@ -110,7 +110,9 @@ def test_percentile_nearest_rank() -> None:
 
 
 async def test_clusters_find_the_three_tasks_and_flag_the_escalating_one(log: ProcessLog) -> None:
-    result = await flywheel.clusters(log.engine, seed=0)
+    """By wording: the three families share their words (tests/test_flywheel_meaning.py clusters by meaning)."""
+    result = await flywheel.clusters(log.engine, seed=0, vectors="tfidf")
+    assert result.vectors == "tfidf"
     assert result.k == 3, result.silhouette_by_k
     assert result.silhouette_by_k[3] == max(result.silhouette_by_k.values())
     sizes = sorted(c.size for c in result.clusters)
@@ -143,12 +145,12 @@ def test_clustering_is_deterministic_and_fast_enough() -> None:
 
 
 async def test_export_cluster_as_chat_jsonl(log: ProcessLog, tmp_path: Path) -> None:
-    result = await flywheel.clusters(log.engine, seed=0)
+    result = await flywheel.clusters(log.engine, seed=0, vectors="tfidf")
     refund = next(c for c in result.clusters if c.escalation_rate == 0.5)
     seen: list[tuple[int, int]] = []
     out = tmp_path / "refund"
     exported = await flywheel.export(log.engine, out, cluster=refund.id, seed=0, validation_fraction=0.25,
-                                     progress=lambda done, total: seen.append((done, total)))
+                                     progress=lambda done, total: seen.append((done, total)), vectors="tfidf")
     assert exported.train + exported.validation == 20 and exported.skipped == 0
     assert exported.validation > 0 and seen[-1] == (20, 20)
     lines = [json.loads(line) for name in ("train.jsonl", "validation.jsonl")

@@ -2,8 +2,9 @@
 are worth handing to a specialised small model.
 
 k-means runs on at most ``max_tasks`` tasks (a seeded sample) and the rest are assigned to the nearest
-centroid; k is the one with the highest mean silhouette over k = 2..8 on a seeded sample. TF-IDF follows
-wording, not meaning: an embedding model would catch paraphrases it cannot.
+centroid; k is the one with the highest mean silhouette over k = 2..8 on a seeded sample. The vectors are
+sentence embeddings (meaning) or TF-IDF (wording), see :mod:`.vectorisers`; a cluster's top terms always come
+from TF-IDF, so a person can read what it is about either way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .tasks import Task, group_tasks, load_rows
-from .vectors import Vector, dot, kmeans, nearest, silhouette, tfidf, tokens
+from .vectorisers import TfidfVectoriser, VectorChoice, Vectoriser, vectoriser
+from .vectors import Vector, centroid, dot, kmeans, nearest, silhouette, tfidf, tokens
 
 
 def _strings(value: Any) -> Iterable[str]:
@@ -72,14 +74,16 @@ class ClusterReport:
     tasks: int
     clusters: list[Cluster]
     labels: dict[str, int] = field(repr=False)
+    vectors: str = "tfidf"
+    """What the tasks were clustered on: ``tfidf`` or the embedding model's id."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"k": self.k, "criterion": self.criterion, "tasks": self.tasks,
+        return {"k": self.k, "criterion": self.criterion, "vectors": self.vectors, "tasks": self.tasks,
                 "silhouette_by_k": {str(k): v for k, v in self.silhouette_by_k.items()},
                 "clusters": [asdict(c) for c in self.clusters]}
 
     def to_table(self) -> str:
-        lines = [f"{self.tasks} tasks, k={self.k} ({self.criterion})",
+        lines = [f"{self.tasks} tasks, k={self.k} ({self.criterion}; vectors: {self.vectors})",
                  f"{'id':>3} {'size':>6} {'volume':>7} {'cost':>7} {'escalate':>9} {'cohesion':>9} cand  top terms"]
         for c in self.clusters:
             lines.append(f"{c.id:>3} {c.size:>6} {c.volume_share:>7.1%} {c.cost_share:>7.1%} {c.escalation_rate:>9.1%} "
@@ -93,11 +97,16 @@ def task_text(task: Task) -> str:
 
 
 def cluster_tasks(tasks: Sequence[Task], *, k_range: range = range(2, 9), seed: int = 0, max_tasks: int = 2000,
-                  silhouette_sample: int = 300, n_init: int = 4, rule: CandidateRule | None = None) -> ClusterReport:
+                  silhouette_sample: int = 300, n_init: int = 4, rule: CandidateRule | None = None,
+                  vectors_from: Vectoriser | None = None) -> ClusterReport:
+    """Cluster ``tasks`` on the vectors ``vectors_from`` gives (default: TF-IDF)."""
     rule = rule or CandidateRule()
+    vectors_from = vectors_from or TfidfVectoriser()
     if not tasks:
-        return ClusterReport(0, "no tasks", {}, 0, [], {})
-    vectors = tfidf([tokens(task_text(t)) for t in tasks])
+        return ClusterReport(0, "no tasks", {}, 0, [], {}, vectors_from.name)
+    texts = [task_text(t) for t in tasks]
+    vectors = vectors_from.vectors(texts)
+    terms = vectors if isinstance(vectors_from, TfidfVectoriser) else tfidf([tokens(text) for text in texts])
     rng = random.Random(seed)
     fit_index = sorted(rng.sample(range(len(tasks)), min(max_tasks, len(tasks))))
     fit = [vectors[i] for i in fit_index]
@@ -116,11 +125,12 @@ def cluster_tasks(tasks: Sequence[Task], *, k_range: range = range(2, 9), seed: 
         k, criterion = 1, "too few tasks to compare k"
     _, centroids = kmeans(fit, k, seed=seed, n_init=n_init)
     labels = [nearest(v, centroids) for v in vectors]
-    return _describe(tasks, vectors, labels, centroids, k, criterion, scores, rule)
+    return _describe(tasks, vectors, terms, labels, centroids, k, criterion, scores, rule, vectors_from.name)
 
 
-def _describe(tasks: Sequence[Task], vectors: Sequence[Vector], labels: Sequence[int], centroids: Sequence[Vector],
-              k: int, criterion: str, scores: dict[int, float], rule: CandidateRule) -> ClusterReport:
+def _describe(tasks: Sequence[Task], vectors: Sequence[Vector], terms: Sequence[Vector], labels: Sequence[int],
+              centroids: Sequence[Vector], k: int, criterion: str, scores: dict[int, float],
+              rule: CandidateRule, vectors_name: str) -> ClusterReport:
     total_cost = math.fsum(t.cost for t in tasks)
     clusters = []
     for j in range(len(centroids)):
@@ -145,23 +155,24 @@ def _describe(tasks: Sequence[Task], vectors: Sequence[Vector], labels: Sequence
         }
         candidate = all(checks.values())
         why = "; ".join(f"{'ok' if passed else 'NOT'} {text}" for text, passed in checks.items())
-        terms = sorted(centroids[j].items(), key=lambda item: (-item[1], item[0]))
+        top = sorted(centroid([terms[i] for i in members]).items(), key=lambda item: (-item[1], item[0]))
         examples = list(dict.fromkeys(task_text(t)[:120] for t in group))[:3]
         clusters.append(Cluster(
             id=j, size=len(group), volume_share=volume_share, cost=cost, cost_share=cost_share,
             completion_rate=sum(t.ok for t in group) / len(group), escalation_rate=escalation, cohesion=cohesion,
-            skills=dict(skills), top_terms=[t for t, _ in terms[:8]], examples=examples, candidate=candidate,
+            skills=dict(skills), top_terms=[t for t, _ in top[:8]], examples=examples, candidate=candidate,
             why=why))
     clusters.sort(key=lambda c: -c.size)
     return ClusterReport(k, criterion, scores, len(tasks), clusters,
-                         {t.key: label for t, label in zip(tasks, labels, strict=True)})
+                         {t.key: label for t, label in zip(tasks, labels, strict=True)}, vectors_name)
 
 
 async def clusters(engine: AsyncEngine, *, since: datetime | None = None, until: datetime | None = None,
-                   seed: int = 0, k_range: range = range(2, 9), rule: CandidateRule | None = None) -> ClusterReport:
+                   seed: int = 0, k_range: range = range(2, 9), rule: CandidateRule | None = None,
+                   vectors: VectorChoice = "auto") -> ClusterReport:
     """Recurring tasks over ``[since, until)``, with volume and cost shares and S4 candidates."""
     tasks = group_tasks(await load_rows(engine, since=since, until=until))
-    return cluster_tasks(tasks, seed=seed, k_range=k_range, rule=rule)
+    return cluster_tasks(tasks, seed=seed, k_range=k_range, rule=rule, vectors_from=vectoriser(vectors))
 
 
 # --------------------------------------------------------------------------------------------- export

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .clustering import cluster_tasks
 from .tasks import Task, group_tasks, load_rows
+from .vectorisers import VectorChoice, vectoriser
 
 Progress = Callable[[int, int], None]
 
@@ -106,12 +107,13 @@ def write_time_split(tasks: Sequence[Task], out_dir: Path, *, heldout_fraction: 
 
 
 async def select_tasks(engine: AsyncEngine, *, cluster: int | None = None, skill: str | None = None,
-                       since: datetime | None = None, until: datetime | None = None, seed: int = 0) -> list[Task]:
-    """The tasks of one cluster (ids as :func:`clusters` gives them for the same window and seed) and/or one
-    skill, oldest first."""
+                       since: datetime | None = None, until: datetime | None = None, seed: int = 0,
+                       vectors: VectorChoice = "auto") -> list[Task]:
+    """The tasks of one cluster (ids as :func:`clusters` gives them for the same window, seed and vectors)
+    and/or one skill, oldest first."""
     tasks = group_tasks(await load_rows(engine, since=since, until=until))
     if cluster is not None:
-        labels = cluster_tasks(tasks, seed=seed).labels
+        labels = cluster_tasks(tasks, seed=seed, vectors_from=vectoriser(vectors)).labels
         if cluster not in set(labels.values()):
             raise ValueError(f"no cluster {cluster} in this window (clusters: {sorted(set(labels.values()))})")
         tasks = [t for t in tasks if labels[t.key] == cluster]
@@ -122,10 +124,12 @@ async def select_tasks(engine: AsyncEngine, *, cluster: int | None = None, skill
 
 async def export(engine: AsyncEngine, out_dir: Path, *, cluster: int | None = None, skill: str | None = None,
                  since: datetime | None = None, until: datetime | None = None, seed: int = 0,
-                 validation_fraction: float = 0.1, progress: Progress | None = None) -> ExportResult:
+                 validation_fraction: float = 0.1, progress: Progress | None = None,
+                 vectors: VectorChoice = "auto") -> ExportResult:
     """Export the successful tasks of one cluster and/or one skill (see :func:`select_tasks`) as a
     fine-tuning data set."""
-    tasks = await select_tasks(engine, cluster=cluster, skill=skill, since=since, until=until, seed=seed)
+    tasks = await select_tasks(engine, cluster=cluster, skill=skill, since=since, until=until, seed=seed,
+                               vectors=vectors)
     return write_dataset(tasks, out_dir, validation_fraction=validation_fraction, seed=seed, progress=progress,
                          manifest={"cluster": cluster, "skill": skill,
                                    "since": since.isoformat() if since else None,
