@@ -10,7 +10,7 @@ initial threshold). Split by time as ``guildnet flywheel train`` does: the newes
 out. Then ``training.train`` with the given settings and both evaluation sets through llama.cpp with the
 adapter, as ``guildnet flywheel evaluate`` scores them.
 
-    nice -n 10 python bench/flywheel_tune.py --epochs 1 --lr 2e-4 --rank 16 [--keep DIR] [--out FILE]
+    nice -n 10 python bench/flywheel_tune.py [--epochs 1] [--lr 1e-3] [--rank 16] [--train-seed 0] [--keep DIR]
     python bench/flywheel_tune.py --adapter models/ticket.classify/candidates/ID/adapter.gguf   # score only
 
 Prints a summary and appends one JSON line per run to bench/results/flywheel_tune.jsonl (or --out).
@@ -113,9 +113,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--clean", action="store_true", help="train on the true labels, not the accepted ones")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=-1)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=training.TrainSettings().lr)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--train-seed", type=int, default=0, help="torch / trainer seed")
     parser.add_argument("--base", action="store_true", help="score the base model only, no training")
     parser.add_argument("--adapter", type=Path, help="score this GGUF adapter (e.g. a cycle's), no training")
     parser.add_argument("--keep", type=Path, help="keep the training data and adapter in this folder")
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> None:
     novel = [{**row, "truth": json.loads(row["completion"][0]["content"])["label"]} for row in novel_examples()]
     sets = {"heldout": rows[cut:], "novel": novel}
     settings = training.TrainSettings(epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, rank=args.rank,
-                                      batch=args.batch)
+                                      batch=args.batch, seed=args.train_seed)
     record: dict[str, Any] = {"log": args.log, "clean": args.clean, "train_rows": cut,
                               "settings": None if args.base or args.adapter else asdict(settings),
                               "adapter": str(args.adapter) if args.adapter else None}

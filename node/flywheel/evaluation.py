@@ -131,7 +131,15 @@ def served_alias(candidate: str | None) -> str:
     return MODEL_ALIAS if candidate is None else f"{MODEL_ALIAS}+{candidate}"
 
 
-async def evaluate(store: ModelStore, candidate: str, *, target_precision: float = 0.95) -> dict[str, Any]:
+TARGET_PRECISION = 0.90
+"""Below what the accepted answers themselves reach: they are the judge, and a large model right on ~95 % of
+tasks makes a 95 % target unreachable for a small model that is always right (on the ticket benchmark the
+candidate matched the truth on all 80 held-out tasks, 93.8 % of the accepted answers; 0.95 kept 77.5 % of them
+with the small model, 0.90 all of them, and SLM-first then succeeded on 100 % of 300 new tasks)."""
+
+
+async def evaluate(store: ModelStore, candidate: str, *,
+                   target_precision: float = TARGET_PRECISION) -> dict[str, Any]:
     """Score the candidate and the model in service on the candidate's held-out tasks; return the model card
     (unsigned: :meth:`ModelStore.write_card` signs it)."""
     folder = store.candidate(candidate)
