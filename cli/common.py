@@ -3,6 +3,7 @@ checks of URLs typed on a command line."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import re
@@ -13,6 +14,7 @@ from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import click
+import uvloop
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8400"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +74,18 @@ def setup_logging(log_format: str, level: str) -> None:
     logging.getLogger("guildnet").setLevel(numeric)
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every server runs on: uvloop's (libuv), not asyncio's own selector loop.
+
+    Why: a gRPC call through ``grpc.aio`` is a dozen event-loop turns and thread wake-ups (its completion-queue
+    poller hands each event to the loop), and the loop's own cost is a large part of the node's CPU per call;
+    on uvloop a node spends about a fifth less CPU per gRPC SendMessage, a bare ``grpc.aio`` handler too
+    (docs/a2a-bindings.md, measured with ``bench/node.py``). aiohttp and SQLAlchemy's async drivers run on it
+    unchanged.
+    """
+    return uvloop.new_event_loop()
+
+
 def run_server(run_app: Callable[..., None], app: Any, host: str, port: int, *, logger: logging.Logger = log,
                started: str | None = None) -> None:
     """``run_app`` until stopped. ``started`` is logged (by ``logger``, the server's own) once the socket is bound,
@@ -89,7 +103,7 @@ def run_server(run_app: Callable[..., None], app: Any, host: str, port: int, *, 
     try:
         # idle keep-alive connections close after 15 s (aiohttp's default is 75 s): a thousand idle sockets from
         # one client must not be free to hold; slow headers need a reverse proxy (aiohttp has no timeout for them)
-        run_app(app, host=host, port=port, access_log=None, keepalive_timeout=15,
+        run_app(app, host=host, port=port, access_log=None, keepalive_timeout=15, loop=new_event_loop(),
                 print=lambda *_: logger.info("%s", started) if started else None)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:

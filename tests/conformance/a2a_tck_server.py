@@ -16,6 +16,7 @@ import socket
 from aiohttp import web
 from tck_agent import TckAgent, TckExecutor
 
+from guildnet.cli.common import new_event_loop
 from guildnet.node.a2a.push import PushService
 from guildnet.node.a2a.push_store import InMemoryPushStore, PushStore, SqlPushStore
 from guildnet.node.a2a.service import A2AService
@@ -62,7 +63,8 @@ def main() -> None:
     parser.add_argument("--db", default=None)
     parser.add_argument("--grpc-port", type=int, default=0, help="default: a free port")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.db, args.grpc_port or free_port()))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:  # the event loop a node serves on
+        runner.run(serve(args.port, args.db, args.grpc_port or free_port()))
 
 
 if __name__ == "__main__":
