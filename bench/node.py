@@ -17,7 +17,8 @@ alternating) and the table gives medians over rounds. A case stops after ``--req
 through the client bounds it), its CPU milliseconds per request (the least noisy figure of cost), and the
 client's CPU milliseconds per request (at c=1 each round trip holds the client's time too, so a cheaper server
 shows a smaller req/s ratio than its CPU ratio). A bare aiohttp handler with canned replies gives
-the floor: what this client and loopback allow at concurrency 1, whatever the server.
+the floor: what this client and loopback allow at concurrency 1, whatever the server; with gRPC cases, a bare
+``grpc.aio`` handler with canned replies gives the gRPC floor (what grpcio on both ends allows).
 
     python bench/node.py            # 3 rounds, about 4-8 minutes; writes bench/results/node.json
     python bench/node.py --quick    # 1 round of a few hundred requests per case; writes only with --out
@@ -364,7 +365,7 @@ def grpc_error() -> type[Exception]:
 # ---- servers -----------------------------------------------------------------------------------------------
 async def start(kind: str, store: str, tmp: Path, pinned: bool, grpc: bool = False) -> Server:
     port = free_port()
-    grpc_port = free_port() if grpc and kind in ("node", "sdk-a2a") else None
+    grpc_port = free_port() if grpc and kind in ("node", "sdk-a2a", "floor") else None
     command = [sys.executable, str(SERVERS), kind, store, str(port)]
     if store == "sqlite":
         command.append(str(tmp / f"{kind}-{port}.db"))
@@ -441,7 +442,8 @@ async def run(rounds: int, requests: int, seconds: float, pinned: bool, bindings
         pairs = {("a2a", "memory"): (node_mem, sdk_mem), ("a2a", "sqlite"): (node_sql, sdk_sql),
                  ("mcp", "-"): (node_mem, sdk_mcp)}
         all_cases = [case for case in cases(bindings) if only is None or case.family == only]
-        floor_cases = [Case("floor", "-", op, 1, 0.0) for op in ("send", "stream")]
+        floor_cases = [Case("floor", "-", op, 1, 0.0, binding) for binding in ("jsonrpc", "grpc")
+                       if binding == "jsonrpc" or binding in bindings for op in ("send", "stream")]
         for round_no in range(rounds):
             for case in floor_cases:
                 floor.samples.setdefault(case, []).append(await measure(floor, case, requests, seconds))
@@ -492,7 +494,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{ours['client_cpu_ms_per_request']:>8.2f}/{sdk['client_cpu_ms_per_request']:<6.2f}"
               f"{ours['errors'] + sdk['errors']:>7}")
     floors = [r for r in rows if r["family"] == "floor"]
-    print("\nfloor at c=1, canned replies from a bare aiohttp handler (the client and loopback alone): "
+    print("\nfloor at c=1, canned replies from a bare aiohttp handler, for gRPC a bare grpc.aio one (the client and "
+          "loopback alone): "
           + ", ".join(f"{r['case'][7:-4]} {r['floor']['rps']:.0f} req/s (p50 {r['floor']['p50_ms']:.2f} ms)"
                       for r in floors))
     rows = [r for r in rows if r["family"] != "floor"]

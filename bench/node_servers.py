@@ -13,7 +13,11 @@ imported lazily, so a process loads only the one it serves; the pydantic models 
 the tools' type hints must resolve there.
 
 With ``GRPC_PORT`` in the environment, ``node`` and ``sdk-a2a`` also serve the gRPC binding on that port (ours:
-node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop.
+node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop, and
+``floor`` answers gRPC calls with canned replies there (a bare ``grpc.aio`` handler: the gRPC floor).
+
+Our node and the floor run on the event loop ``guildnet node serve`` runs on (uvloop: ``cli.common.new_event_loop``);
+the SDK's servers on asyncio's own, as ``asyncio.run`` and ``uvicorn.run`` give them here.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -38,6 +43,7 @@ class EchoOut(BaseModel):
 def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = False) -> None:
     from aiohttp import web
 
+    from guildnet.cli.common import new_event_loop
     from guildnet.node.a2a.service import A2AService
     from guildnet.node.a2a.store import InMemoryTaskStore, SqlTaskStore, TaskStore
     from guildnet.node.agent import FunctionAgent
@@ -69,7 +75,7 @@ def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = Fal
             await binding.stop(0)
 
         app.cleanup_ctx.append(grpc_lifespan)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop())
 
 
 def serve_sdk_a2a(store: str, port: int, db_path: str | None) -> None:
@@ -166,6 +172,8 @@ def serve_sdk_mcp(port: int) -> None:
 def serve_floor(port: int) -> None:
     from aiohttp import web
 
+    from guildnet.cli.common import new_event_loop
+
     status = {"state": "TASK_STATE_COMPLETED"}
     artifact = {"artifactId": "a", "parts": [{"data": {"text": "hello"}}]}
     task = {"id": "t", "contextId": "c", "status": status, "artifacts": [artifact]}
@@ -188,7 +196,45 @@ def serve_floor(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/", rpc)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    grpc_port = os.environ.get("GRPC_PORT")
+    if grpc_port:
+        app.cleanup_ctx.append(lambda _app: grpc_floor(int(grpc_port), task, events))
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop())
+
+
+async def grpc_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[None]:
+    """The gRPC floor: a bare ``grpc.aio`` handler answering SendMessage with one canned reply and
+    SendStreamingMessage with three canned events (the same task and events as the HTTP floor's), serialised per
+    call as any server does: what grpcio, this client and loopback allow, whatever the server does besides."""
+    import grpc
+    from a2a.types import a2a_pb2
+    from google.protobuf.json_format import ParseDict
+
+    from guildnet.node.a2a.grpc_wire import SERVICE
+
+    reply = ParseDict({"task": task}, a2a_pb2.SendMessageResponse())
+    stream = [ParseDict(event, a2a_pb2.StreamResponse()) for event in events]
+
+    async def send(_request: object, _context: object) -> object:
+        return reply
+
+    async def send_streaming(_request: object, _context: object) -> AsyncIterator[object]:
+        for event in stream:
+            yield event
+
+    read = a2a_pb2.SendMessageRequest.FromString
+    handlers = {
+        "SendMessage": grpc.unary_unary_rpc_method_handler(
+            send, request_deserializer=read, response_serializer=a2a_pb2.SendMessageResponse.SerializeToString),
+        "SendStreamingMessage": grpc.unary_stream_rpc_method_handler(
+            send_streaming, request_deserializer=read, response_serializer=a2a_pb2.StreamResponse.SerializeToString),
+    }
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    yield
+    await server.stop(0)
 
 
 def main(argv: list[str]) -> None:
