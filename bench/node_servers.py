@@ -16,8 +16,9 @@ With ``GRPC_PORT`` in the environment, ``node`` and ``sdk-a2a`` also serve the g
 node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop, and
 ``floor`` answers gRPC calls with canned replies there (a bare ``grpc.aio`` handler: the gRPC floor).
 
-Our node and the floor run on the event loop ``guildnet node serve`` runs on (uvloop: ``cli.common.new_event_loop``);
-the SDK's servers on asyncio's own, as ``asyncio.run`` and ``uvicorn.run`` give them here.
+Our node and the floor run on the event loop ``guildnet node run`` serves on (uvloop: ``cli.common.new_event_loop``).
+a2a-sdk's A2A server runs on ``asyncio.run``'s loop (on uvloop its cost is the same: docs/a2a-bindings.md); the SDK's
+MCP server on the one ``uvicorn.run`` picks (uvloop, as it is installed).
 """
 
 from __future__ import annotations
