@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sqlalchemy import inspect, text
+
 from guildnet.embedding import default_embedder
 from guildnet.protocols.merkle import leaf_hash
 from guildnet.registry.db import create_engine, migrate
@@ -73,6 +75,21 @@ def _embedded(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row, vector in zip(chunk, vectors, strict=True):
         row["embedding"] = vector.tobytes()
     return chunk
+
+
+async def prefilled_agents(db_url: str) -> tuple[int, int]:
+    """How many prefilled agents ``db_url`` holds already, and how many agents in all ((0, 0) for a new, empty
+    database), to reuse a database a previous run filled."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda sync: inspect(sync).has_table("agents")):
+                return 0, 0
+            prefilled = await conn.scalar(text("SELECT count(*) FROM agents WHERE id LIKE 'did:key:zPrefill%'"))
+            total = await conn.scalar(text("SELECT count(*) FROM agents"))
+            return int(prefilled or 0), int(total or 0)
+    finally:
+        await engine.dispose()
 
 
 async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> float:

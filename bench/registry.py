@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from typing import Any
 import aiohttp
 import prefill
 from measure import percentile, rss_mb
-from processes import free_port, guildnet_process, registry_database
+from processes import free_port, guildnet_process, kept_registry_database, registry_database
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
@@ -206,20 +207,30 @@ async def some_ids(url: str, count: int) -> list[str]:
     return [a["id"] for a in body["agents"]][:count]
 
 
+def bench_orgs() -> list[tuple[SigningKey, str]]:
+    """The 50 organisations, the same keys every run: a reused prefilled database names them."""
+    return [(SigningKey.from_seed(hashlib.sha256(f"guildnet-bench-org-{i}".encode()).digest()), f"org-{i}")
+            for i in range(50)]
+
+
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
-                      verify_workers: int, prefilled: int = 0) -> dict[str, Any]:
+                      verify_workers: int, prefilled: int = 0, reuse: str | None = None) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    population = Population([(SigningKey.generate(), f"org-{i}") for i in range(50)])
-    async with registry_database(backend, "guildnet-bench-") as (db, tmp):
+    population = Population(bench_orgs())
+    database = kept_registry_database(backend, reuse) if reuse else registry_database(backend, "guildnet-bench-")
+    async with database as (db, tmp):
         prefill_s = 0.0
-        if prefilled:
+        existing, before = await prefill.prefilled_agents(db) if reuse else (0, 0)
+        if existing:
+            print(f"[{backend}] reusing {db}: {existing:,} prefilled agents, {before:,} in all", file=sys.stderr)
+            prefilled = existing
+        elif prefilled:
             print(f"[{backend}] prefilling {prefilled:,} agents", file=sys.stderr)
             rows = prefill.agents(prefilled, [k.did for k, _ in population.orgs], SKILLS, WORDS, COMMON_WORDS)
             prefill_s = await prefill.prefill(db, rows, prefilled)
-            for i in range(prefilled):
-                population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(
-                    f"did:key:zPrefill{i:09d}")
+        for i in range(prefilled):
+            population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(f"did:key:zPrefill{i:09d}")
         # the capacity measured here is the registry's own, so the write limits are off (one client sends every
         # registration; an organisation key signs every node-level heartbeat)
         args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off",
@@ -233,8 +244,9 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
             result = {
-                "backend": backend, "agents": prefilled + agents, "registered_through_the_api": agents,
-                "prefilled": prefilled, "prefill_s": prefill_s, "registry_pinned_to_one_core": pinned,
+                "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
+                "prefilled": prefilled, "prefill_s": prefill_s,
+                "reused_database": bool(existing), "registry_pinned_to_one_core": pinned,
                 "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
                 "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
@@ -270,6 +282,10 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=0,
                         help="agents written into the database directly before the registry starts (bench/prefill.py);"
                              " --agents more are then registered through the API")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="keep the database after the run and reuse it next time (SQLite: $TMPDIR/guildnet-bench-"
+                             "NAME.db, PostgreSQL: database NAME); --prefill fills it only when it holds no agents, "
+                             "and the agents registered through the API stay in it")
     parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
     args = parser.parse_args()
     pinned = args.registry_cores == 1 and shutil.which("taskset") is not None
@@ -277,7 +293,8 @@ def main() -> None:
         pin(1)
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
-                                       verify_workers=args.verify_workers, prefilled=args.prefill))
+                                       verify_workers=args.verify_workers, prefilled=args.prefill,
+                                       reuse=args.reuse))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
