@@ -53,8 +53,8 @@ def agents(count: int, org_dids: Sequence[str], skills: Sequence[str], words: Se
 
 
 _AGENT_COLUMNS = ("pk", "id", "current_key", "name", "org_id", "org_name", "description", "tags", "version", "facts",
-                  "jws", "ttl_seconds", "registered_at", "updated_at", "last_seen", "expires_at", "live", "revoked",
-                  "log_index", "key_events")
+                  "jws", "registered_at", "updated_at", "live", "revoked", "log_index", "key_events")
+_LIVENESS_COLUMNS = ("pk", "ttl_seconds", "last_seen", "expires_at")
 
 
 def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -109,6 +109,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
         for chunk in _chunks(rows):
             conn.executemany(f"INSERT INTO agents ({', '.join(_AGENT_COLUMNS)}) VALUES ({placeholders})",
                              [tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
+            conn.executemany("INSERT INTO agent_liveness (agent_pk, ttl_seconds, last_seen, expires_at) "
+                             "VALUES (?, ?, ?, ?)", [tuple(r[c] for c in _LIVENESS_COLUMNS) for r in chunk])
             conn.executemany("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (?, ?)",
                              [(s, r["pk"]) for r in chunk for s in r["skills"]])
             conn.executemany("INSERT INTO agent_vectors (agent_pk, embedding) VALUES (?, ?)",
@@ -129,6 +131,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
             for chunk in _chunks(rows):
                 await conn.copy_records_to_table("agents", columns=_AGENT_COLUMNS,
                                                  records=[tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
+                await conn.copy_records_to_table("agent_liveness", columns=("agent_pk", *_LIVENESS_COLUMNS[1:]),
+                                                 records=[tuple(r[c] for c in _LIVENESS_COLUMNS) for r in chunk])
                 await conn.copy_records_to_table("agent_skills", columns=("skill_id", "agent_pk"),
                                                  records=[(s, r["pk"]) for r in chunk for s in r["skills"]])
                 await conn.copy_records_to_table("agent_vectors", columns=("agent_pk", "embedding"),

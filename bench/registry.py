@@ -30,12 +30,13 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import prefill
-from measure import percentile, rss_mb
+from measure import cpu_seconds, percentile, rss_mb
 from processes import free_port, guildnet_process, kept_registry_database, registry_database
 
 from guildnet.protocols import signed_write
@@ -184,12 +185,15 @@ async def liveness(url: str, population: Population, concurrency: int) -> dict[s
     return result
 
 
-async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
+async def latency(url: str, paths: list[str], repeats: int, pid: int) -> dict[str, float]:
+    """p50/p99/mean of ``repeats`` requests one at a time, and the registry process's CPU per request (steadier
+    than latency on a shared machine: it leaves out the time the registry waited for a core)."""
     samples: list[float] = []
     async with aiohttp.ClientSession() as session:
         for path in paths[:20]:  # warm-up
             async with session.get(url + path) as response:
                 await response.read()
+        cpu_before = cpu_seconds(pid)
         for i in range(repeats):
             path = paths[i % len(paths)]
             started = time.perf_counter()
@@ -197,8 +201,9 @@ async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
                 await response.read()
                 assert response.status == 200, (path, response.status)
             samples.append((time.perf_counter() - started) * 1000)
+        cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / repeats
     return {"p50_ms": percentile(sorted(samples), 50), "p99_ms": percentile(sorted(samples), 99),
-            "mean_ms": statistics.fmean(samples)}
+            "mean_ms": statistics.fmean(samples), "cpu_ms_per_request": cpu_ms}
 
 
 async def some_ids(url: str, count: int) -> list[str]:
@@ -243,20 +248,21 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
             rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
+            timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
                 "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
                 "prefilled": prefilled, "prefill_s": prefill_s,
                 "reused_database": bool(existing), "registry_pinned_to_one_core": pinned,
                 "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
-                "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
+                "search_skill": await timed([f"/v1/agents?skill={s}&limit=20" for s in SKILLS]),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
-                "search_text": await latency(url, [f"/v1/agents?q={w}&match=words&limit=20" for w in WORDS[:100]],
-                                             repeats),
-                "search_text_common": await latency(
-                    url, [f"/v1/agents?q={w}&match=words&limit=20" for w in COMMON_WORDS], repeats),
+                "search_text": await timed([f"/v1/agents?q={w}&match=words&limit=20" for w in WORDS[:100]]),
+                "search_text_common": await timed(
+                    [f"/v1/agents?q={w}&match=words&limit=20" for w in COMMON_WORDS]),
                 # q= as users send it: words and meaning fused (brute-force cosine over every agent's vector)
-                "search_hybrid": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS], repeats),
-                "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
+                "search_hybrid": await timed([f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS]),
+                "get_by_id": await timed([f"/v1/agents/{i}" for i in ids]),
+                "load_average_after_reads": os.getloadavg(),
             }
             print(f"[{backend}] liveness", file=sys.stderr)
             result["liveness"] = await liveness(url, population, concurrency)
@@ -312,6 +318,11 @@ def main() -> None:
               f"{r['liveness']['per_agent']['updates_per_s']:>12,.0f}"
               f"{(r['liveness']['node_level'] or {}).get('updates_per_s', 0):>11,.0f}"
               f"{r['rss_mib']:>9.0f}{r['startup_s']:>9.1f}")
+    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "get_by_id")
+    print(f"\nregistry CPU ms per read request: {'backend':<11}" + "".join(f"{r:>20}" for r in reads))
+    for r in results:
+        print(f"{'':<34}{r['backend']:<11}" + "".join(f"{r[k]['cpu_ms_per_request']:>20.2f}" for k in reads))
+    print(f"load average at the end: {os.getloadavg()}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
