@@ -92,6 +92,22 @@ async def prefilled_agents(db_url: str) -> tuple[int, int]:
         await engine.dispose()
 
 
+async def keep_live(db_url: str) -> None:
+    """Mark every agent heard from now, as its node's heartbeats would: a reused database's prefilled agents
+    expire an hour after the prefill (their TTL), and a registry started later would spend the run announcing
+    a million agents stale (and the node-level heartbeats announcing them live again)."""
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            now = time.time()
+            await conn.execute(text("UPDATE agent_liveness SET last_seen = :now, "
+                                    "expires_at = CAST(:now AS FLOAT) + ttl_seconds"), {"now": now})
+            await conn.execute(text("UPDATE agents SET live = true WHERE NOT live AND NOT revoked"))
+    finally:
+        await engine.dispose()
+
+
 async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> float:
     """Migrate ``db_url`` and write ``rows`` into it; returns the seconds it took."""
     started = time.perf_counter()

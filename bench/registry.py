@@ -230,6 +230,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
         if existing:
             print(f"[{backend}] reusing {db}: {existing:,} prefilled agents, {before:,} in all", file=sys.stderr)
             prefilled = existing
+            await prefill.keep_live(db)
         elif prefilled:
             print(f"[{backend}] prefilling {prefilled:,} agents", file=sys.stderr)
             rows = prefill.agents(prefilled, [k.did for k, _ in population.orgs], SKILLS, WORDS, COMMON_WORDS)
