@@ -104,6 +104,9 @@ async def keep_live(db_url: str) -> None:
             await conn.execute(text("UPDATE agent_liveness SET last_seen = :now, "
                                     "expires_at = CAST(:now AS FLOAT) + ttl_seconds"), {"now": now})
             await conn.execute(text("UPDATE agents SET live = true WHERE NOT live AND NOT revoked"))
+            if conn.dialect.name == "postgresql":
+                # every row just moved: without fresh statistics the sweep's plan hash-joins both tables each second
+                await conn.execute(text("ANALYZE agent_liveness"))
     finally:
         await engine.dispose()
 
