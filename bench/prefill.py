@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from sqlalchemy import inspect, text
+
 from guildnet.embedding import default_embedder
 from guildnet.protocols.merkle import leaf_hash
 from guildnet.registry.db import create_engine, migrate
@@ -51,8 +53,8 @@ def agents(count: int, org_dids: Sequence[str], skills: Sequence[str], words: Se
 
 
 _AGENT_COLUMNS = ("pk", "id", "current_key", "name", "org_id", "org_name", "description", "tags", "version", "facts",
-                  "jws", "ttl_seconds", "registered_at", "updated_at", "last_seen", "expires_at", "live", "revoked",
-                  "log_index", "key_events")
+                  "jws", "registered_at", "updated_at", "live", "revoked", "log_index", "key_events")
+_LIVENESS_COLUMNS = ("pk", "ttl_seconds", "last_seen", "expires_at")
 
 
 def _chunks(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -75,6 +77,40 @@ def _embedded(chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return chunk
 
 
+async def prefilled_agents(db_url: str) -> tuple[int, int]:
+    """How many prefilled agents ``db_url`` holds already, and how many agents in all ((0, 0) for a new, empty
+    database), to reuse a database a previous run filled."""
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            if not await conn.run_sync(lambda sync: inspect(sync).has_table("agents")):
+                return 0, 0
+            prefilled = await conn.scalar(text("SELECT count(*) FROM agents WHERE id LIKE 'did:key:zPrefill%'"))
+            total = await conn.scalar(text("SELECT count(*) FROM agents"))
+            return int(prefilled or 0), int(total or 0)
+    finally:
+        await engine.dispose()
+
+
+async def keep_live(db_url: str) -> None:
+    """Mark every agent heard from now, as its node's heartbeats would: a reused database's prefilled agents
+    expire an hour after the prefill (their TTL), and a registry started later would spend the run announcing
+    a million agents stale (and the node-level heartbeats announcing them live again)."""
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as conn:
+            now = time.time()
+            await conn.execute(text("UPDATE agent_liveness SET last_seen = :now, "
+                                    "expires_at = CAST(:now AS FLOAT) + ttl_seconds"), {"now": now})
+            await conn.execute(text("UPDATE agents SET live = true WHERE NOT live AND NOT revoked"))
+            if conn.dialect.name == "postgresql":
+                # every row just moved: without fresh statistics the sweep's plan hash-joins both tables each second
+                await conn.execute(text("ANALYZE agent_liveness"))
+    finally:
+        await engine.dispose()
+
+
 async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> float:
     """Migrate ``db_url`` and write ``rows`` into it; returns the seconds it took."""
     started = time.perf_counter()
@@ -92,6 +128,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
         for chunk in _chunks(rows):
             conn.executemany(f"INSERT INTO agents ({', '.join(_AGENT_COLUMNS)}) VALUES ({placeholders})",
                              [tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
+            conn.executemany("INSERT INTO agent_liveness (agent_pk, ttl_seconds, last_seen, expires_at) "
+                             "VALUES (?, ?, ?, ?)", [tuple(r[c] for c in _LIVENESS_COLUMNS) for r in chunk])
             conn.executemany("INSERT INTO agent_skills (skill_id, agent_pk) VALUES (?, ?)",
                              [(s, r["pk"]) for r in chunk for s in r["skills"]])
             conn.executemany("INSERT INTO agent_vectors (agent_pk, embedding) VALUES (?, ?)",
@@ -112,6 +150,8 @@ async def prefill(db_url: str, rows: Iterator[dict[str, Any]], count: int) -> fl
             for chunk in _chunks(rows):
                 await conn.copy_records_to_table("agents", columns=_AGENT_COLUMNS,
                                                  records=[tuple(r[c] for c in _AGENT_COLUMNS) for r in chunk])
+                await conn.copy_records_to_table("agent_liveness", columns=("agent_pk", *_LIVENESS_COLUMNS[1:]),
+                                                 records=[tuple(r[c] for c in _LIVENESS_COLUMNS) for r in chunk])
                 await conn.copy_records_to_table("agent_skills", columns=("skill_id", "agent_pk"),
                                                  records=[(s, r["pk"]) for r in chunk for s in r["skills"]])
                 await conn.copy_records_to_table("agent_vectors", columns=("agent_pk", "embedding"),

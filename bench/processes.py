@@ -51,6 +51,28 @@ async def registry_database(backend: str, prefix: str) -> AsyncIterator[tuple[st
 
 
 @contextlib.asynccontextmanager
+async def kept_registry_database(backend: str, name: str) -> AsyncIterator[tuple[str, Path]]:
+    """The registry database ``name`` of ``backend``, created if missing and kept afterwards (a 1M-agent prefill
+    takes longer than the runs that reuse it), and a fresh scratch folder for logs (removed afterwards). SQLite's
+    file is ``$TMPDIR/guildnet-bench-NAME.db``; PostgreSQL's database is NAME on the bench's server."""
+    folder = Path(tempfile.mkdtemp(prefix=f"guildnet-bench-{name}-"))
+    if backend == "sqlite":
+        db = f"sqlite:///{Path(tempfile.gettempdir()) / f'guildnet-bench-{name}.db'}"
+    else:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        db = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield db, folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
 async def guildnet_process(args: list[str], port: int, log_path: Path, *, pinned: bool = False,
                            ready_within: float = 30.0) -> AsyncIterator[asyncio.subprocess.Process]:
     """``guildnet ARGS`` serving on ``port``; yields the process once ``/healthz`` answers (within

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -29,13 +30,14 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import prefill
-from measure import percentile, rss_mb
-from processes import free_port, guildnet_process, registry_database
+from measure import cpu_seconds, percentile, rss_mb
+from processes import free_port, guildnet_process, kept_registry_database, registry_database
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.agentfacts import endorse
@@ -183,12 +185,15 @@ async def liveness(url: str, population: Population, concurrency: int) -> dict[s
     return result
 
 
-async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
+async def latency(url: str, paths: list[str], repeats: int, pid: int) -> dict[str, float]:
+    """p50/p99/mean of ``repeats`` requests one at a time, and the registry process's CPU per request (steadier
+    than latency on a shared machine: it leaves out the time the registry waited for a core)."""
     samples: list[float] = []
     async with aiohttp.ClientSession() as session:
         for path in paths[:20]:  # warm-up
             async with session.get(url + path) as response:
                 await response.read()
+        cpu_before = cpu_seconds(pid)
         for i in range(repeats):
             path = paths[i % len(paths)]
             started = time.perf_counter()
@@ -196,8 +201,9 @@ async def latency(url: str, paths: list[str], repeats: int) -> dict[str, float]:
                 await response.read()
                 assert response.status == 200, (path, response.status)
             samples.append((time.perf_counter() - started) * 1000)
+        cpu_ms = (cpu_seconds(pid) - cpu_before) * 1000 / repeats
     return {"p50_ms": percentile(sorted(samples), 50), "p99_ms": percentile(sorted(samples), 99),
-            "mean_ms": statistics.fmean(samples)}
+            "mean_ms": statistics.fmean(samples), "cpu_ms_per_request": cpu_ms}
 
 
 async def some_ids(url: str, count: int) -> list[str]:
@@ -206,20 +212,31 @@ async def some_ids(url: str, count: int) -> list[str]:
     return [a["id"] for a in body["agents"]][:count]
 
 
+def bench_orgs() -> list[tuple[SigningKey, str]]:
+    """The 50 organisations, the same keys every run: a reused prefilled database names them."""
+    return [(SigningKey.from_seed(hashlib.sha256(f"guildnet-bench-org-{i}".encode()).digest()), f"org-{i}")
+            for i in range(50)]
+
+
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
-                      verify_workers: int, prefilled: int = 0) -> dict[str, Any]:
+                      verify_workers: int, prefilled: int = 0, reuse: str | None = None) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    population = Population([(SigningKey.generate(), f"org-{i}") for i in range(50)])
-    async with registry_database(backend, "guildnet-bench-") as (db, tmp):
+    population = Population(bench_orgs())
+    database = kept_registry_database(backend, reuse) if reuse else registry_database(backend, "guildnet-bench-")
+    async with database as (db, tmp):
         prefill_s = 0.0
-        if prefilled:
+        existing, before = await prefill.prefilled_agents(db) if reuse else (0, 0)
+        if existing:
+            print(f"[{backend}] reusing {db}: {existing:,} prefilled agents, {before:,} in all", file=sys.stderr)
+            prefilled = existing
+            await prefill.keep_live(db)
+        elif prefilled:
             print(f"[{backend}] prefilling {prefilled:,} agents", file=sys.stderr)
             rows = prefill.agents(prefilled, [k.did for k, _ in population.orgs], SKILLS, WORDS, COMMON_WORDS)
             prefill_s = await prefill.prefill(db, rows, prefilled)
-            for i in range(prefilled):
-                population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(
-                    f"did:key:zPrefill{i:09d}")
+        for i in range(prefilled):
+            population.ids_by_org.setdefault(population.orgs[i % 50][0].did, []).append(f"did:key:zPrefill{i:09d}")
         # the capacity measured here is the registry's own, so the write limits are off (one client sends every
         # registration; an organisation key signs every node-level heartbeat)
         args = ["registry", "serve", "--port", str(port), "--db", db, "--write-rate-per-ip", "off",
@@ -232,19 +249,21 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
             rate, failures = await register_all(url, agents, concurrency, population)
             ids = await some_ids(url, 50)
+            timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
-                "backend": backend, "agents": prefilled + agents, "registered_through_the_api": agents,
-                "prefilled": prefilled, "prefill_s": prefill_s, "registry_pinned_to_one_core": pinned,
+                "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
+                "prefilled": prefilled, "prefill_s": prefill_s,
+                "reused_database": bool(existing), "registry_pinned_to_one_core": pinned,
                 "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
-                "search_skill": await latency(url, [f"/v1/agents?skill={s}&limit=20" for s in SKILLS], repeats),
+                "search_skill": await timed([f"/v1/agents?skill={s}&limit=20" for s in SKILLS]),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
-                "search_text": await latency(url, [f"/v1/agents?q={w}&match=words&limit=20" for w in WORDS[:100]],
-                                             repeats),
-                "search_text_common": await latency(
-                    url, [f"/v1/agents?q={w}&match=words&limit=20" for w in COMMON_WORDS], repeats),
+                "search_text": await timed([f"/v1/agents?q={w}&match=words&limit=20" for w in WORDS[:100]]),
+                "search_text_common": await timed(
+                    [f"/v1/agents?q={w}&match=words&limit=20" for w in COMMON_WORDS]),
                 # q= as users send it: words and meaning fused (brute-force cosine over every agent's vector)
-                "search_hybrid": await latency(url, [f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS], repeats),
-                "get_by_id": await latency(url, [f"/v1/agents/{i}" for i in ids], repeats),
+                "search_hybrid": await timed([f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS]),
+                "get_by_id": await timed([f"/v1/agents/{i}" for i in ids]),
+                "load_average_after_reads": os.getloadavg(),
             }
             print(f"[{backend}] liveness", file=sys.stderr)
             result["liveness"] = await liveness(url, population, concurrency)
@@ -270,6 +289,10 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=0,
                         help="agents written into the database directly before the registry starts (bench/prefill.py);"
                              " --agents more are then registered through the API")
+    parser.add_argument("--reuse", metavar="NAME",
+                        help="keep the database after the run and reuse it next time (SQLite: $TMPDIR/guildnet-bench-"
+                             "NAME.db, PostgreSQL: database NAME); --prefill fills it only when it holds no agents, "
+                             "and the agents registered through the API stay in it")
     parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
     args = parser.parse_args()
     pinned = args.registry_cores == 1 and shutil.which("taskset") is not None
@@ -277,7 +300,8 @@ def main() -> None:
         pin(1)
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
-                                       verify_workers=args.verify_workers, prefilled=args.prefill))
+                                       verify_workers=args.verify_workers, prefilled=args.prefill,
+                                       reuse=args.reuse))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
@@ -295,6 +319,11 @@ def main() -> None:
               f"{r['liveness']['per_agent']['updates_per_s']:>12,.0f}"
               f"{(r['liveness']['node_level'] or {}).get('updates_per_s', 0):>11,.0f}"
               f"{r['rss_mib']:>9.0f}{r['startup_s']:>9.1f}")
+    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "get_by_id")
+    print(f"\nregistry CPU ms per read request: {'backend':<11}" + "".join(f"{r:>20}" for r in reads))
+    for r in results:
+        print(f"{'':<34}{r['backend']:<11}" + "".join(f"{r[k]['cpu_ms_per_request']:>20.2f}" for k in reads))
+    print(f"load average at the end: {os.getloadavg()}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),

@@ -32,12 +32,10 @@ class AgentRow(Base):
     version: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     facts: Mapped[str] = mapped_column(Text)
     jws: Mapped[str] = mapped_column(Text)
-    ttl_seconds: Mapped[int] = mapped_column(Integer)
     registered_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
-    last_seen: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float] = mapped_column(Float, index=True)
     live: Mapped[bool] = mapped_column(Boolean)
+    """Liveness as last announced on the change feed; the heartbeat times are in ``agent_liveness``."""
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -59,6 +57,19 @@ class OrgDomainRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     checked_at: Mapped[float] = mapped_column(Float, index=True)
     mark: Mapped[str] = mapped_column(Text)
+
+
+class AgentLivenessRow(Base):
+    """When an agent was last heard from and when it expires (migration 0010): a narrow row of its own, so a
+    heartbeat rewrites four numbers, not the agent's facts and signed registration, and touches no index of
+    ``agents``."""
+
+    __tablename__ = "agent_liveness"
+
+    agent_pk: Mapped[int] = mapped_column(ForeignKey("agents.pk", ondelete="CASCADE"), primary_key=True)
+    ttl_seconds: Mapped[int] = mapped_column(Integer)
+    last_seen: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class AgentVectorRow(Base):

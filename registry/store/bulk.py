@@ -35,8 +35,10 @@ from .writes import (
     AGENTS,
     INSERT_VECTOR,
     NOTIFY_CHANNEL,
+    UPSERT_LIVENESS,
     Writes,
     facts_values,
+    liveness_values,
 )
 
 CHANGES = cast(Table, ChangeRow.__table__)
@@ -83,6 +85,8 @@ def register_new(writes: Writes, conn: Connection, items: list[Item]) -> list[Wr
                      "key_events": json.dumps(events), "log_index": first_leaf + i})
     conn.execute(_INSERT_LEAF, leaves)
     pks = conn.execute(_INSERT_AGENTS, rows).scalars().all()
+    conn.execute(UPSERT_LIVENESS, [liveness_values(registration, pk, now)
+                                   for (registration, _), pk in zip(items, pks, strict=True)])
     conn.execute(_INSERT_SKILL, [{"skill_id": skill.id, "agent_pk": pk}
                                  for (registration, _), pk in zip(items, pks, strict=True)
                                  for skill in registration.facts.skills])

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Row
 
 from ..meaning import STORED_DTYPE, fuse, rank_by_meaning, stack
-from .results import RECORD_COLUMNS
+from .results import LIVENESS_JOIN, RECORD_COLUMNS
 from .search import (
     SKILL_FILTER,
     cached_text,
@@ -41,7 +41,7 @@ by bench/discovery.py --filler under load 6), so past this many one search would
 registrations (a skill filter narrows the candidates first). An index that is not brute force is what lifts it."""
 MATCHES = ("hybrid", "words", "meaning")
 """``match=``: both rankings fused (the default), full-text search alone, or meaning alone."""
-_RECORDS = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a WHERE a.pk IN :pks").bindparams(
+_RECORDS = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE a.pk IN :pks").bindparams(
     bindparam("pks", expanding=True))
 
 
@@ -103,7 +103,7 @@ def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float3
     word_sql = None
     if words:
         params.update(text_params(postgres=postgres, q=q, fts=fts), limit=FUSION_DEPTH, offset=0)
-        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, columns="a.pk"))
+        word_sql = cached_text(text_ranked_sql(postgres=postgres, where=where, records=False))
     rows_sql = _vectors_sql(where, skill=bool(skill))
     vector_sql = (f"SELECT array_agg(agent_pk ORDER BY agent_pk), string_agg(embedding, ''::bytea ORDER BY agent_pk) "
                   f"FROM ({rows_sql}) w")

@@ -75,11 +75,14 @@ def last_seq(value: Any) -> int:
     return 0
 
 
-RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, a.expires_at, a.last_seen, "
+RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, l.expires_at, l.last_seen, "
                   "a.registered_at, a.updated_at, a.revoked, a.revoked_at, a.log_index, a.key_events, "
                   "(SELECT d.mark FROM org_domains d WHERE d.org_id = a.org_id AND d.domain = a.org_domain)")
 """The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order (the last: the
-registry's mark for the domain the facts claim, by primary key; NULL when they claim none)."""
+registry's mark for the domain the facts claim, by primary key; NULL when they claim none), from ``agents a``
+joined with :data:`LIVENESS_JOIN`."""
+LIVENESS_JOIN = "JOIN agent_liveness l ON l.agent_pk = a.pk"
+"""Each agent's heartbeat times (``l``), beside its row ``a``: a statement reading :data:`RECORD_COLUMNS` joins it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import TextClause, text
 
-from .results import QUERY_INT_MAX, RECORD_COLUMNS, BadQuery
+from .results import LIVENESS_JOIN, QUERY_INT_MAX, RECORD_COLUMNS, BadQuery
 
 MAX_LIMIT = 100
 RANK_WINDOW = 1000
 SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
+_EXPIRES_AT = "(SELECT lv.expires_at FROM agent_liveness lv WHERE lv.agent_pk = a.pk)"
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -80,32 +81,37 @@ def filters(*, postgres: bool, now: float, skill: str | None, org: str | None,
         where.append("a.org_id = :org" if org.startswith("did:") else "a.org_name = :org")
         params["org"] = org
     if live is True:
-        where.append("a.expires_at > :now")
+        where.append(f"{_EXPIRES_AT} > :now")
     elif live is False:
-        where.append("a.expires_at <= :now")
+        where.append(f"{_EXPIRES_AT} <= :now")
     return where, params
 
 
-def text_ranked_sql(*, postgres: bool, where: list[str], columns: str) -> str:
-    """Matches of the words in ``:q``, best first, ``:limit`` from ``:offset``, as ``columns`` of ``agents a``."""
+def text_ranked_sql(*, postgres: bool, where: list[str], records: bool) -> str:
+    """Matches of the words in ``:q``, best first, ``:limit`` from ``:offset``: their records
+    (:data:`RECORD_COLUMNS`), or with ``records`` False their primary keys alone.
+
+    The page is cut before any record column is read: facts, signatures and domain marks are read for the page's
+    rows, not for every ranked match."""
     if postgres:
         # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
         # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
-        return (f"SELECT {columns} FROM (SELECT pk FROM agents "
-                "WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
-                f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)} "
-                "ORDER BY ts_rank(a.search, plainto_tsquery('english', :q)) DESC, a.pk "
-                "LIMIT :limit OFFSET :offset")
-    # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
-    # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
-    ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
-              "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
-    if len(where) > 1:
-        ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
-                  f"WHERE {' AND '.join(where)}")
-    return (f"SELECT {columns} FROM (SELECT pk, score FROM ({ranked}) "
-            "ORDER BY score, pk LIMIT :limit OFFSET :offset) top "
-            "JOIN agents a ON a.pk = top.pk ORDER BY top.score, top.pk")
+        ranked = ("SELECT a.pk, -ts_rank(a.search, plainto_tsquery('english', :q)) AS score "
+                  "FROM (SELECT pk FROM agents WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
+                  f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)}")
+    else:
+        # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
+        # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
+        ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
+                  "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
+        if len(where) > 1:
+            ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
+                      f"WHERE {' AND '.join(where)}")
+    page = f"SELECT pk, score FROM ({ranked}) r ORDER BY score, pk LIMIT :limit OFFSET :offset"
+    if not records:
+        return f"SELECT top.pk FROM ({page}) top ORDER BY top.score, top.pk"
+    return (f"SELECT {RECORD_COLUMNS} FROM ({page}) top JOIN agents a ON a.pk = top.pk {LIVENESS_JOIN} "
+            "ORDER BY top.score, top.pk")
 
 
 def text_params(*, postgres: bool, q: str, fts: str) -> dict[str, Any]:
@@ -125,17 +131,17 @@ def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None
     if q and fts is not None:
         params["offset"] = decode_cursor(cursor, "o") if cursor else 0
         params.update(text_params(postgres=postgres, q=q, fts=fts))
-        sql = text_ranked_sql(postgres=postgres, where=where, columns=RECORD_COLUMNS)
+        sql = text_ranked_sql(postgres=postgres, where=where, records=True)
         return SearchQuery(cached_text(sql), params, ranked=True)
     params["after"] = decode_cursor(cursor, "k") if cursor else 0
     if skill:
         # Walk the (skill_id, agent_pk) index in order and stop at the page.
         where[where.index(SKILL_FILTER)] = "s.skill_id = :skill"
-        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk "
+        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk {LIVENESS_JOIN} "
                f"WHERE {' AND '.join(where)} AND s.agent_pk > :after ORDER BY s.agent_pk LIMIT :limit")
     else:
         where.append("a.pk > :after")
-        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE {' AND '.join(where)} "
                "ORDER BY a.pk LIMIT :limit")
     return SearchQuery(cached_text(sql), params, ranked=False)
 

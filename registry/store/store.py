@@ -36,6 +36,7 @@ from ..records import (
 from .bulk import register_new
 from .hybrid import MATCHES, build_hybrid
 from .results import (
+    LIVENESS_JOIN,
     RECORD_COLUMNS,
     AgentRecord,
     BadQuery,
@@ -52,7 +53,7 @@ from .writes import Admission, Writes
 
 READER_THREADS = 3
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
-_GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a WHERE a.id = :id")
+_GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a {LIVENESS_JOIN} WHERE a.id = :id")
 _CHANGES_SINCE = text("SELECT seq, agent_id, kind, at, data FROM changes WHERE seq > :seq ORDER BY seq LIMIT :limit")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, text, update
+from sqlalchemy import Table, bindparam, delete, text
 from sqlalchemy.engine import Connection
 
 from guildnet.protocols import keyhistory
@@ -34,12 +34,12 @@ _CHANGE_LOCK_ID = 7_301_947_114
 
 _SELECT_FOR_REGISTER = text("SELECT pk, current_key, version, revoked, key_events FROM agents WHERE id = :id")
 _ADOPT_INCEPTION = text("UPDATE agents SET key_events = :key_events WHERE pk = :pk")
-_SELECT_FOR_WRITE = text("SELECT pk, current_key, org_id, revoked, ttl_seconds, live, version, key_events "
-                         "FROM agents WHERE id = :id")
+_SELECT_FOR_WRITE = text("SELECT pk, current_key, org_id, revoked, live, version, key_events FROM agents "
+                         "WHERE id = :id")
 _INSERT_NONCE = text("INSERT INTO nonces (nonce, expires_at) VALUES (:nonce, :expires_at) "
                      "ON CONFLICT (nonce) DO NOTHING")
-_AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "ttl_seconds",
-                 "updated_at", "last_seen", "expires_at", "live", "log_index", "org_domain")
+_AGENT_FIELDS = ("name", "org_id", "org_name", "description", "tags", "version", "facts", "jws", "updated_at", "live",
+                 "log_index", "org_domain")
 _INSERT_AGENT = text(
     "INSERT INTO agents (id, current_key, registered_at, revoked, key_events, " + ", ".join(_AGENT_FIELDS) + ") "
     "VALUES (:id, :current_key, :registered_at, false, :key_events, " + ", ".join(f":{f}" for f in _AGENT_FIELDS)
@@ -57,11 +57,22 @@ _INSERT_CHANGE = text("INSERT INTO changes (agent_id, kind, at, data) VALUES (:a
                       "RETURNING seq")
 _CHANGE_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 _NOTIFY = text("SELECT pg_notify(:channel, :seq)")
-_HEARTBEAT = text("UPDATE agents SET last_seen = :now, expires_at = :expires_at, live = true WHERE pk = :pk")
+UPSERT_LIVENESS = text("INSERT INTO agent_liveness (agent_pk, ttl_seconds, last_seen, expires_at) "
+                       "VALUES (:agent_pk, :ttl_seconds, :last_seen, :expires_at) ON CONFLICT (agent_pk) DO UPDATE "
+                       "SET ttl_seconds = excluded.ttl_seconds, last_seen = excluded.last_seen, "
+                       "expires_at = excluded.expires_at")
+_HEARTBEAT = text("UPDATE agent_liveness SET last_seen = :now, expires_at = CAST(:now AS FLOAT) + ttl_seconds "
+                  "WHERE agent_pk = :pk")
+_ANNOUNCE_LIVE = text("UPDATE agents SET live = true WHERE pk IN :pks").bindparams(bindparam("pks", expanding=True))
 _ORG_AGENTS = text("SELECT pk, id, live FROM agents WHERE id IN :ids AND org_id = :org AND NOT revoked "
                    "ORDER BY pk").bindparams(bindparam("ids", expanding=True))
-_HEARTBEAT_MANY = text("UPDATE agents SET last_seen = :now, expires_at = CAST(:expires_base AS FLOAT) + ttl_seconds, "
-                       "live = true WHERE pk IN :pks").bindparams(bindparam("pks", expanding=True))
+_HEARTBEAT_MANY = text("UPDATE agent_liveness SET last_seen = :now, expires_at = CAST(:now AS FLOAT) + ttl_seconds "
+                       "WHERE agent_pk IN :pks").bindparams(bindparam("pks", expanding=True))
+_REVOKE = text("UPDATE agents SET revoked = true, revoked_at = :now, live = false WHERE pk = :pk")
+_EXPIRE = text("UPDATE agent_liveness SET expires_at = 0 WHERE agent_pk = :pk")
+_EXPIRED = text("SELECT a.pk, a.id FROM agent_liveness l JOIN agents a ON a.pk = l.agent_pk "
+                "WHERE l.expires_at <= :now AND a.live")
+_ANNOUNCE_STALE = text("UPDATE agents SET live = false WHERE pk IN :pks").bindparams(bindparam("pks", expanding=True))
 Admission = Callable[[str, str], str | None]
 """Given a receipt's caller and callee organisations: why it is held out of the log, or None to admit it."""
 _SELECT_PARTIES = text("SELECT id, org_id, current_key, revoked FROM agents WHERE id IN (:caller, :callee)")
@@ -72,7 +83,8 @@ _INSERT_RECEIPT = text(
 
 
 def facts_values(registration: Registration, write: SignedWrite, now: float) -> dict[str, Any]:
-    """The agent row's columns a registration sets (all but its id, key, history and log index)."""
+    """The agent row's columns a registration sets (all but its id, key, history and log index); its liveness
+    row is :func:`liveness_values`."""
     facts = registration.facts
     tags = " ".join(sorted({t for s in facts.skills for t in s.tags} | {s.name for s in facts.skills}
                            | {s.id for s in facts.skills}))
@@ -80,8 +92,13 @@ def facts_values(registration: Registration, write: SignedWrite, now: float) -> 
         name=facts.name, org_id=facts.organisation.id, org_name=facts.organisation.name,
         description=facts.description, tags=tags, version=facts.version,
         facts=json.dumps(registration.facts_json, separators=(",", ":"), ensure_ascii=False),
-        jws=write.token, ttl_seconds=facts.ttl_seconds, updated_at=now, last_seen=now,
-        expires_at=now + facts.ttl_seconds, live=True, org_domain=facts.organisation.domain)
+        jws=write.token, updated_at=now, live=True, org_domain=facts.organisation.domain)
+
+
+def liveness_values(registration: Registration, pk: int, now: float) -> dict[str, Any]:
+    """The ``agent_liveness`` row a registration sets: heard from now, live for its TTL."""
+    ttl = registration.facts.ttl_seconds
+    return {"agent_pk": pk, "ttl_seconds": ttl, "last_seen": now, "expires_at": now + ttl}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +193,7 @@ class Writes:
         else:
             conn.execute(_UPDATE_AGENT, {"pk": pk, **values})
             conn.execute(_DELETE_SKILLS, {"pk": pk})
+        conn.execute(UPSERT_LIVENESS, liveness_values(registration, pk, now))
         conn.execute(_INSERT_SKILL, [{"skill_id": s.id, "agent_pk": pk} for s in facts.skills])
         conn.execute(INSERT_VECTOR, {"agent_pk": pk, "embedding": registration.embedding})
         self._index_text(conn, pk, facts.name, tags, facts.description, replace=stored_version > 0)
@@ -186,10 +204,10 @@ class Writes:
 
     def heartbeat(self, conn: Connection, agent_id: str, write: SignedWrite) -> WriteResult:
         row = self._load_for_write(conn, agent_id, write)
-        now = self.clock()
-        conn.execute(_HEARTBEAT, {"pk": row.pk, "now": now, "expires_at": now + row.ttl_seconds})
+        conn.execute(_HEARTBEAT, {"pk": row.pk, "now": self.clock()})
         seq = 0
         if not row.live:
+            conn.execute(_ANNOUNCE_LIVE, {"pks": [row.pk]})
             seq = self._append_change(conn, agent_id, "live", {"live": True})
         return WriteResult(created=False, agent_id=agent_id, version=row.version, seq=seq)
 
@@ -202,11 +220,13 @@ class Writes:
         rows = conn.execute(_ORG_AGENTS, {"ids": agents, "org": write.signer}).all()
         now = self.clock()
         if rows:
-            conn.execute(_HEARTBEAT_MANY, {"now": now, "expires_base": now, "pks": [r.pk for r in rows]})
+            conn.execute(_HEARTBEAT_MANY, {"now": now, "pks": [r.pk for r in rows]})
+        stale = [row for row in rows if not row.live]
+        if stale:
+            conn.execute(_ANNOUNCE_LIVE, {"pks": [row.pk for row in stale]})
         seq = 0
-        for row in rows:
-            if not row.live:
-                seq = self._append_change(conn, row.id, "live", {"live": True}, locked=seq > 0)
+        for row in stale:
+            seq = self._append_change(conn, row.id, "live", {"live": True}, locked=seq > 0)
         found = {r.id for r in rows}
         return NodeHeartbeatResult(live=len(rows), missing=[a for a in agents if a not in found], seq=seq)
 
@@ -228,8 +248,8 @@ class Writes:
 
     def _revoke(self, conn: Connection, row: Any, agent_id: str, write: SignedWrite, kind: str,
                 data: dict[str, Any]) -> WriteResult:
-        conn.execute(update(AGENTS).where(AGENTS.c.pk == row.pk).values(
-            revoked=True, revoked_at=self.clock(), live=False, expires_at=0.0))
+        conn.execute(_REVOKE, {"pk": row.pk, "now": self.clock()})
+        conn.execute(_EXPIRE, {"pk": row.pk})
         conn.execute(_DELETE_SKILLS, {"pk": row.pk})
         conn.execute(_DELETE_VECTOR, {"pk": row.pk})
         if not self.postgres:
@@ -295,10 +315,11 @@ class Writes:
     def sweep_liveness(self, conn: Connection) -> list[Change]:
         """Mark agents whose last heartbeat is older than their TTL stale, and announce it once."""
         now = self.clock()
-        expired = conn.execute(update(AGENTS).where(AGENTS.c.live.is_(True), AGENTS.c.expires_at <= now)
-                               .values(live=False).returning(AGENTS.c.id)).scalars().all()
+        expired = conn.execute(_EXPIRED, {"now": now}).all()
+        if expired:
+            conn.execute(_ANNOUNCE_STALE, {"pks": [pk for pk, _ in expired]})
         changes = []
-        for agent_id in sorted(expired):
+        for agent_id in sorted(agent_id for _, agent_id in expired):
             seq = self._append_change(conn, agent_id, "live", {"live": False})
             changes.append(Change(seq, agent_id, "live", now, {"live": False}))
         return changes
