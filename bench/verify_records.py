@@ -8,7 +8,8 @@ Three figures, in one process pinned to one core (``taskset`` where available); 
 in another process, so nothing the verifier caches (keys decoded, headers parsed) was warmed by building them:
 
 * **new records**: every record different (a node meeting agents for the first time): two Ed25519
-  verifications each (registration, endorsement), plus canonical JSON and a digest of the facts;
+  verifications each (registration, endorsement), the facts validated, and the SHA-256 of their text as
+  registered (what the endorsement signs; records endorsed before it signed that text digest RFC 8785 JSON);
 * **seen again**: the same page verified again (a refetch after a watch event): each record is recognised by its
   registration token, key events and facts, so only the key the registry names and the expiry are checked;
 * **the ceiling**: Ed25519 verifications per second in the same process, with libsodium (what guildnet uses)

@@ -7,6 +7,11 @@ The organisation is proven, not asserted: ``organisation.endorsement`` is a JWS 
 the agent's id, a digest of everything else in the facts (endpoints, skills, prices...) and an expiry, so no
 agent can borrow another organisation's trust, and a stolen agent key cannot change what its organisation
 vouched for.
+
+The digest is of the facts **as registered** (``registered_facts``): SHA-256 of their text in the agent's signed
+registration, byte for byte, with the endorsement emptied. A verifier hashes the bytes it was given, where the
+first endorsements (``facts``, still read) digested the facts' RFC 8785 form, which every verifier had to
+compute again: 30 % of a node's Python time for each agent it meets (bench/verify_records.py).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ MAX_TAGS = 32
 MAX_SCHEMA_BYTES = 32 * 1024
 
 ENDORSEMENT_TYP = "guildnet-endorsement+jws"
+AS_REGISTERED = "registered_facts"
+"""The claim naming the digest of the facts as registered; ``facts`` names an RFC 8785 digest (the first form)."""
 ENDORSEMENT_LIFETIME = 30 * 24 * 3600
 """Seconds an endorsement is valid by default; a node renews it when it re-registers, well before it expires."""
 DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
@@ -40,6 +47,11 @@ DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z
 MAX_DOMAIN_LENGTH = 243
 """253 (a DNS name's limit) less ``_guildnet.``, where the domain's TXT proof lives. Bounded as ``max_length``:
 pydantic's regex engine has no look-ahead to bound it in the pattern."""
+
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+"""``json.dumps(..., sort_keys=True)`` without building an encoder per call (two schemas a skill, each record)."""
+_ENDORSEMENT = {"organisation": {"endorsement"}}
+"""What :func:`facts_digest` leaves out of the facts, excluded while pydantic dumps them (no copy to trim after)."""
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Text = Annotated[str, Field(max_length=4096)]
@@ -77,7 +89,7 @@ class Skill(_Strict):
     @field_validator("input_schema", "output_schema")
     @classmethod
     def _valid_json_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        text = json.dumps(schema, sort_keys=True)
+        text = _SORTED_JSON.encode(schema)
         if len(text) > MAX_SCHEMA_BYTES:
             raise ValueError(f"schema larger than {MAX_SCHEMA_BYTES} bytes")
         try:  # valid, and safe for any node to apply; built once per distinct schema, then shared with whoever
@@ -144,22 +156,35 @@ class EndorsementError(ValueError):
 
 
 def facts_digest(facts: AgentFacts) -> str:
-    """SHA-256 (hex) of the facts' canonical JSON without the endorsement: what the organisation vouches for."""
-    body = facts.to_json()
-    body["organisation"] = {k: v for k, v in body["organisation"].items() if k != "endorsement"}
-    return sha256_hex(canonical_json(body))
+    """SHA-256 (hex) of the facts' canonical JSON without the endorsement: what a first-form endorsement (claim
+    ``facts``) vouches for."""
+    return sha256_hex(canonical_json(facts.model_dump(mode="json", exclude_none=True, exclude=_ENDORSEMENT)))
 
 
 def endorse(org_key: SigningKey, facts: Mapping[str, Any], *, now: float | None = None,
             lifetime: int = ENDORSEMENT_LIFETIME) -> dict[str, Any]:
-    """``facts`` (a JSON object; any ``organisation.endorsement`` in it is ignored) with the organisation's
-    endorsement filled in: its signature over the agent id, the facts' digest, and when it expires."""
+    """``facts`` (a JSON object; any ``organisation.endorsement`` in it is ignored) as :meth:`AgentFacts.to_json`
+    writes them, which is what a registration carries, with the organisation's endorsement filled in: its
+    signature over the agent id, the digest of exactly that text (:func:`registered_digest`), and when it
+    expires. Register them as returned (or as ``AgentFacts.to_json`` writes them again: the same text)."""
     organisation = {k: v for k, v in facts["organisation"].items() if k != "endorsement"}
-    unsigned = AgentFacts.model_validate({**facts, "organisation": {**organisation, "endorsement": ""}})
+    unsigned = AgentFacts.model_validate({**facts, "organisation": {**organisation, "endorsement": ""}}).to_json()
     issued = int(time.time() if now is None else now)
-    token = jws.sign({"agent": unsigned.id, "facts": facts_digest(unsigned), "iat": issued, "exp": issued + lifetime},
-                     org_key, typ=ENDORSEMENT_TYP)
-    return {**facts, "organisation": {**organisation, "endorsement": token}}
+    token = jws.sign({"agent": unsigned["id"], AS_REGISTERED: sha256_hex(jws.compact_json(unsigned)), "iat": issued,
+                      "exp": issued + lifetime}, org_key, typ=ENDORSEMENT_TYP)
+    unsigned["organisation"]["endorsement"] = token
+    return unsigned
+
+
+def registered_digest(registered: str, endorsement: str) -> str:
+    """SHA-256 (hex) of ``registered`` (the facts' text in a registration) with the ``endorsement`` it carries
+    emptied: what :func:`endorse` signs. The endorsement must be spelled out exactly once; which member held it
+    needs no parsing here, as no text can hold a signature over its own digest: a text that digests to what the
+    organisation signed is the organisation's, with its endorsement emptied."""
+    member = '"endorsement":' + json.dumps(endorsement)
+    if registered.count(member) != 1:
+        raise EndorsementError("the registered facts do not spell their endorsement out once")
+    return sha256_hex(registered.replace(member, '"endorsement":""').encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +194,10 @@ class Endorsement:
     organisation: str
     agent: str
     facts: str
+    """The digest vouched for: of the facts as registered, or (``as_registered`` False) of their RFC 8785 form."""
     issued_at: int
     expires_at: int
+    as_registered: bool = True
 
 
 @lru_cache(maxsize=65536)
@@ -180,18 +207,26 @@ def _endorsement(token: str) -> Endorsement:
     verified, body = jws.verify_json(token)
     if verified.header.get("typ") != ENDORSEMENT_TYP:
         raise EndorsementError(f"the organisation endorsement is not one (typ {ENDORSEMENT_TYP!r})")
-    agent, digest, issued, expires = body.get("agent"), body.get("facts"), body.get("iat"), body.get("exp")
+    as_registered = AS_REGISTERED in body
+    if as_registered and "facts" in body:
+        raise EndorsementError("the organisation endorsement names two facts digests")
+    agent, digest, issued, expires = (body.get("agent"), body.get(AS_REGISTERED if as_registered else "facts"),
+                                      body.get("iat"), body.get("exp"))
     if not isinstance(agent, str) or not isinstance(digest, str):
         raise EndorsementError("the organisation endorsement names no agent or facts digest")
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in (issued, expires)):
         raise EndorsementError("the organisation endorsement has no integer iat and exp")
     assert isinstance(issued, int) and isinstance(expires, int)
-    return Endorsement(verified.signer, agent, digest, issued, expires)
+    return Endorsement(verified.signer, agent, digest, issued, expires, as_registered)
 
 
-def check_endorsement(facts: AgentFacts, *, now: float | None = None) -> Endorsement:
+def check_endorsement(facts: AgentFacts, *, now: float | None = None, registered: str | None = None) -> Endorsement:
     """The endorsement of ``facts``, verified: signed by ``organisation.id``, naming this agent and exactly these
-    facts, and not expired at ``now`` (default: the current time)."""
+    facts, and not expired at ``now`` (default: the current time).
+
+    ``registered`` is the facts' text in the signed registration they were read from (``facts`` validated from
+    exactly that text); without it, the text is the one ``facts.to_json()`` writes, which is what a registration
+    of guildnet's carries."""
     try:
         endorsement = _endorsement(facts.organisation.endorsement)
     except (jws.MalformedJWS, jws.BadSignature) as exc:
@@ -200,7 +235,12 @@ def check_endorsement(facts: AgentFacts, *, now: float | None = None) -> Endorse
         raise EndorsementError("organisation endorsement is not signed by organisation.id")
     if endorsement.agent != facts.id:
         raise EndorsementError("organisation endorsement names a different agent")
-    if endorsement.facts != facts_digest(facts):
+    if endorsement.as_registered:
+        text = registered if registered is not None else jws.compact_json(facts.to_json()).decode()
+        digest = registered_digest(text, facts.organisation.endorsement)
+    else:
+        digest = facts_digest(facts)
+    if endorsement.facts != digest:
         raise EndorsementError("organisation endorsement vouches for other facts (endpoints, skills or prices "
                                "changed without the organisation's signature)")
     return check_unexpired(endorsement, now=now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 MAX_DEPTH: Final = 100
@@ -55,6 +56,8 @@ def _finite_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite_float, object_pairs_hook=_unique)
+_WHITESPACE = " \t\n\r"
+"""JSON's whitespace (RFC 8259 §2), all that may stand between a value and the delimiter after it."""
 
 
 def deeper_than(value: Any, limit: int) -> bool:
@@ -93,15 +96,54 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     as usual."""
     try:
         # what json.loads does, with the decoder built once (json.loads builds one per call: ~2 µs a document)
-        text = data.decode(json.detect_encoding(data), "surrogatepass") if isinstance(data, bytes | bytearray) else data
-        if text.startswith("\ufeff"):
-            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        text = _text(data)
         value = _DECODER.decode(text)
     except RecursionError as exc:
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
     if isinstance(value, dict | list) and _openings(text) > max_depth and deeper_than(value, max_depth):
         raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels")
     return value
+
+
+def loads_with_member_text(data: str | bytes, leading: Mapping[str, str], member: str,
+                           *, max_depth: int = MAX_DEPTH) -> tuple[Any, str | None]:
+    """:func:`loads`, and the exact text of ``member``'s value when the document opens with ``leading``'s members
+    then ``member``, written compactly (``{"action":"register","facts":``); None when it opens otherwise.
+
+    Why: a signature over those bytes can then be checked against that text as it is, where a digest of the parsed
+    value would need a canonical form (RFC 8785) to be computed again. The document is read in two pieces (the
+    value, then the members after it), each by the same strict decoder, so it is parsed once and accepted or
+    refused exactly as :func:`loads` would: same hooks, same depth bound, a repeated key across the pieces refused."""
+    text = _text(data)
+    prefix = json.dumps(dict(leading), separators=(",", ":"))[:-1] + ("," if leading else "") + json.dumps(member) + ":"
+    if not text.startswith(prefix) or text[len(prefix):len(prefix) + 1] in _WHITESPACE:  # ("" is in it too)
+        return loads(text, max_depth=max_depth), None
+    try:
+        value, end = _DECODER.raw_decode(text, len(prefix))
+        after = text[end:].lstrip(_WHITESPACE)
+        if after.startswith(",") and after[1:].lstrip(_WHITESPACE).startswith('"'):
+            rest = _DECODER.decode("{" + after[1:])
+        elif after.startswith("}") and not after[1:].strip(_WHITESPACE):
+            rest = {}
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter or '}' ending the document", text, end)
+    except RecursionError as exc:
+        raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels") from exc
+    repeated = rest.keys() & {*leading, member}
+    if repeated:
+        raise DuplicateKey(f"the key {min(repeated)!r} appears twice in one object")
+    document = {**leading, member: value, **rest}
+    if _openings(text) > max_depth and deeper_than(document, max_depth):
+        raise TooDeep(f"JSON nests arrays and objects deeper than {max_depth} levels")
+    return document, text[len(prefix):end]
+
+
+def _text(data: str | bytes) -> str:
+    """The document as text, decoded as ``json.loads`` decodes bytes; a UTF-8 BOM is refused as it refuses it."""
+    text = data.decode(json.detect_encoding(data), "surrogatepass") if isinstance(data, bytes | bytearray) else data
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return text
 
 
 def _openings(text: str) -> int:

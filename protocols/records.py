@@ -67,11 +67,24 @@ class AgentEntry:
         return self.facts.version
 
 
+@dataclass(frozen=True, slots=True)
+class _Registration:
+    """A registration whose signature verified: who signed it, its payload, and the facts' text in the payload."""
+
+    signer: str
+    payload: dict[str, Any]
+    facts_text: str | None
+    """The facts exactly as signed (what an endorsement of the facts as registered digests); None when the payload
+    does not open with its action and facts, as guildnet writes it."""
+
+
 @lru_cache(maxsize=16384)
-def _registration(token: str) -> tuple[str, dict[str, Any]]:
-    """(signer, payload) of a registration whose signature verified."""
-    verified, payload = jws.verify_json(token)
-    return verified.signer, payload
+def _registration(token: str) -> _Registration:
+    verified, payload, facts_text = jws.verify_json_with_member_text(token, _REGISTER, "facts")
+    return _Registration(verified.signer, payload, facts_text)
+
+
+_REGISTER = {"action": "register"}
 
 
 @lru_cache(maxsize=16384)
@@ -116,10 +129,24 @@ def verify_record(body: Mapping[str, Any], *, now: float | None = None) -> Agent
 
 
 def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
+    """The facts acted on are the ones the registration signed (validated from its payload), so the endorsement is
+    checked against the very text they were read from; the copy the registry serves beside it must equal them."""
+    served = body.get("facts")
+    agent = served.get("id") if isinstance(served, Mapping) else None
+    token = body.get("jws")
+    if not isinstance(token, str):
+        raise UntrustworthyRecord(f"the registry served no signed registration for {agent}")
     try:
-        facts = AgentFacts.model_validate(body["facts"])
+        registration = _registration(token)
+    except (jws.MalformedJWS, jws.BadSignature) as exc:
+        raise UntrustworthyRecord(f"the registration of {agent} does not verify: {exc}") from exc
+    payload = registration.payload
+    if payload.get("action") != "register" or payload.get("facts") != served:
+        raise UntrustworthyRecord(f"the facts served for {agent} differ from its signed registration")
+    try:
+        facts = AgentFacts.model_validate(payload["facts"])
     except (KeyError, TypeError, ValidationError) as exc:
-        raise UntrustworthyRecord(f"the registry served facts that are not AgentFacts: {exc}") from exc
+        raise UntrustworthyRecord(f"the registration of {agent} holds facts that are not AgentFacts: {exc}") from exc
     events = body.get("key_events") or []
     if not isinstance(events, Sequence) or isinstance(events, str):
         raise UntrustworthyRecord(f"the key events served for {facts.id} are not a list")
@@ -127,21 +154,13 @@ def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
         keys = _history(facts.id, tuple(events))
     except (KeyHistoryError, TypeError) as exc:
         raise UntrustworthyRecord(f"the key history of {facts.id} does not verify: {exc}") from exc
-    token = body.get("jws")
-    if not isinstance(token, str):
-        raise UntrustworthyRecord(f"the registry served no signed registration for {facts.id}")
-    try:
-        signer, payload = _registration(token)
-    except (jws.MalformedJWS, jws.BadSignature) as exc:
-        raise UntrustworthyRecord(f"the registration of {facts.id} does not verify: {exc}") from exc
-    if payload.get("action") != "register" or payload.get("facts") != body["facts"]:
-        raise UntrustworthyRecord(f"the facts served for {facts.id} differ from its signed registration")
-    if signer != keys.key:
+    if registration.signer != keys.key:
         raise UntrustworthyRecord(f"the registration of {facts.id} is not signed by the key in force per its key "
                                   f"history ({keys.key})")
     _check_served_key(body, facts, keys)
     try:
-        endorsement = check_endorsement(facts, now=time.time() if now is None else now)
+        endorsement = check_endorsement(facts, now=time.time() if now is None else now,
+                                        registered=registration.facts_text)
     except EndorsementError as exc:
         raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
     _VERIFIED[token] = _Verified(payload["facts"], tuple(events), facts, keys, endorsement)

@@ -4,12 +4,22 @@ refused, whichever way the document arrives; the shortcuts taken for speed chang
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guildnet.protocols.bounded_json import MAX_DEPTH, DuplicateKey, NotFinite, TooDeep, deeper_than, loads
+from guildnet.protocols.bounded_json import (
+    MAX_DEPTH,
+    DuplicateKey,
+    NotFinite,
+    TooDeep,
+    deeper_than,
+    loads,
+    loads_with_member_text,
+)
 
 
 def nested(depth: int) -> str:
@@ -59,3 +69,51 @@ def test_the_same_verdict_as_walking_the_parsed_document(value: object) -> None:
                 loads(text, max_depth=limit)
         else:
             assert loads(text, max_depth=limit) == value
+
+
+def _verdict(read: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return "read", read()
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__, None
+
+
+_SPANS = st.text(alphabet='{}[],:" \n\\a1tfn-.e', max_size=12)
+"""JSON's punctuation and a few letters and digits: torn, glued and repeated members, most of them malformed."""
+
+
+@settings(max_examples=600, deadline=None)
+@given(facts=st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                          | st.text(alphabet='{}"\\:,ab', max_size=5),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                      max_size=3), max_leaves=30),
+       between=_SPANS, after=_SPANS, space=st.sampled_from(["", " ", "\n "]))
+def test_reading_the_member_text_gives_the_verdict_and_document_of_a_plain_read(
+        facts: object, between: str, after: str, space: str) -> None:
+    """Whatever follows the opening (more members, a repeated key, a trailing comma, extra data, whitespace
+    anywhere), the split read refuses what :func:`loads` refuses and reads what it reads, and the text it returns
+    is exactly the member's value as written."""
+    member, opening = json.dumps(facts, separators=(",", ":")), '{"action":"register","facts":'
+    for text in (opening + space + member + between + after, opening + member + space + ',"iat":1' + between + "}",
+                 opening + member + ',"facts":1}', opening + member + "}" + space):
+        plain = _verdict(lambda text=text: loads(text))  # type: ignore[misc]
+        split = _verdict(lambda text=text: loads_with_member_text(  # type: ignore[misc]
+            text.encode(), {"action": "register"}, "facts"))
+        assert plain[0] == split[0], text
+        if plain[0] == "read":
+            document, member_text = split[1]
+            assert document == plain[1] and list(document) == list(plain[1])
+            if member_text is not None:
+                assert text.startswith('{"action":"register","facts":' + member_text)
+                assert json.loads(member_text) == plain[1]["facts"]
+
+
+def test_the_member_text_is_none_when_the_document_opens_otherwise() -> None:
+    for text in ('{"facts":{"a":1},"action":"register"}', '{"action": "register","facts":{}}',
+                 '{"action":"register","facts": {}}', '{"action":"withdraw","facts":{}}'):
+        assert loads_with_member_text(text, {"action": "register"}, "facts") == (loads(text), None)
+    assert loads_with_member_text('{"action":"register","facts":{"a":[1, 2]} ,"iat":7}', {"action": "register"},
+                                  "facts") == ({"action": "register", "facts": {"a": [1, 2]}, "iat": 7}, '{"a":[1, 2]}')
+    with pytest.raises(TooDeep):
+        loads_with_member_text('{"action":"register","facts":' + nested(MAX_DEPTH) + "}", {"action": "register"},
+                               "facts")

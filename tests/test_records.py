@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from guildnet.protocols import keyhistory, signed_write
-from guildnet.protocols.agentfacts import endorse
+from guildnet.protocols import jws, keyhistory, signed_write
+from guildnet.protocols.agentfacts import AS_REGISTERED, ENDORSEMENT_TYP, AgentFacts, endorse, facts_digest
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.records import UntrustworthyRecord, verify_record
 
@@ -58,3 +58,65 @@ def test_other_key_events_with_the_same_registration_are_verified_whole() -> Non
     rotation = keyhistory.rotate(key, keyhistory.replay(key.did, record["key_events"]), nxt.did, None)
     with pytest.raises(UntrustworthyRecord, match="not signed by the key in force"):
         verify_record({**record, "key_events": [*record["key_events"], rotation], "current_key": nxt.did})
+
+
+def _first_form(org: SigningKey, facts: dict[str, Any]) -> dict[str, Any]:
+    """``facts`` endorsed as the first endorsements were (a digest of their RFC 8785 form, claim ``facts``)."""
+    unsigned = AgentFacts.model_validate({**facts, "organisation": {**facts["organisation"], "endorsement": ""}})
+    token = jws.sign({"agent": unsigned.id, "facts": facts_digest(unsigned), "iat": int(time.time()),
+                      "exp": int(time.time()) + 3600}, org, typ=ENDORSEMENT_TYP)
+    return {**facts, "organisation": {**facts["organisation"], "endorsement": token}}
+
+
+def _record(key: SigningKey, facts: dict[str, Any]) -> dict[str, Any]:
+    return {"facts": facts, "key_events": [], "current_key": key.did,
+            "jws": signed_write.make(key, {"action": "register", "facts": facts})}
+
+
+def test_endorsements_of_the_first_form_are_still_read_and_still_bind_the_facts() -> None:
+    org, key = SigningKey.generate(), SigningKey.generate()
+    facts = _first_form(org, {"id": key.did, "name": "echo", "version": 1, "organisation": {"id": org.did, "name": "o"},
+                              "skills": [{"id": "echo", "name": "Echo"}]})
+    entry = verify_record(_record(key, facts))
+    assert entry.endorsement is not None and not entry.endorsement.as_registered
+    moved = {**facts, "endpoints": {"a2a": "https://attacker.example/a2a"}}  # a stolen agent key re-registers
+    with pytest.raises(UntrustworthyRecord, match="vouches for other facts"):
+        verify_record(_record(key, moved))
+
+
+def test_the_endorsement_binds_the_registered_text_and_the_facts_acted_on_are_the_signed_ones() -> None:
+    record, key, _ = served()
+    facts = record["facts"]
+    assert AgentFacts.model_validate(facts).to_json() == facts  # endorse returns what a registration carries
+    entry = verify_record(record)
+    assert entry.endorsement is not None and entry.endorsement.as_registered
+    # a stolen agent key signs other facts under the organisation's endorsement: refused
+    narrowed = {**facts["skills"][0], "input_schema": {"type": "object", "maxProperties": 0}}
+    for changed in ({**facts, "endpoints": {"a2a": "https://attacker.example/a2a"}}, {**facts, "version": 2},
+                    {**facts, "skills": [narrowed]}):
+        with pytest.raises(UntrustworthyRecord, match="vouches for other facts"):
+            verify_record({**_record(key, changed), "key_events": record["key_events"]})
+    # the same facts spelled out twice over, or with their endorsement hidden in an escape: refused, never guessed
+    token = facts["organisation"]["endorsement"]
+    twice = {**facts, "skills": [{**facts["skills"][0], "input_schema": {"type": "object", "endorsement": token}}]}
+    with pytest.raises(UntrustworthyRecord, match="spell their endorsement out once"):
+        verify_record({**_record(key, twice), "key_events": record["key_events"]})
+    # a registry serving a copy Python finds equal but JSON does not (true for 1): the signed copy is acted on
+    signed = {**facts, "skills": [{**facts["skills"][0], "input_schema": {"type": "object", "maxProperties": 1}}]}
+    org = SigningKey.generate()
+    signed = endorse(org, {**signed, "organisation": {"id": org.did, "name": "o"}})
+    lying = copy.deepcopy(signed)
+    lying["skills"][0]["input_schema"]["maxProperties"] = True
+    entry = verify_record({**_record(key, signed), "facts": lying, "key_events": record["key_events"]})
+    assert entry.facts.skills[0].input_schema["maxProperties"] is not True
+
+
+def test_an_endorsement_naming_two_digests_is_refused() -> None:
+    org, key = SigningKey.generate(), SigningKey.generate()
+    facts = endorse(org, {"id": key.did, "name": "echo", "version": 1, "organisation": {"id": org.did, "name": "o"},
+                          "skills": [{"id": "echo", "name": "Echo"}]})
+    _, claims = jws.verify_json(facts["organisation"]["endorsement"])
+    both = jws.sign({**claims, "facts": claims[AS_REGISTERED]}, org, typ=ENDORSEMENT_TYP)
+    facts["organisation"]["endorsement"] = both
+    with pytest.raises(UntrustworthyRecord, match="two facts digests"):
+        verify_record(_record(key, facts))
