@@ -1,4 +1,4 @@
-"""Short fine-tuning experiments for the flywheel: one training setting in, held-out / novel accuracy, the
+"""Short fine-tuning experiments for the flywheel: one training setting in, held-out / dev / novel accuracy, the
 confusion between categories and the escalation threshold's calibration out.
 
 A full ``bench/flywheel_cycle.py`` costs ~45-90 minutes here, mostly the base model answering the logged and
@@ -7,10 +7,12 @@ new tickets; this builds the same training data directly: the first ``--log`` ti
 answer the scripted large model gives it in the cycle (right on 95 %, the same script and seed), which is the
 answer a cycle accepts when the base model keeps none (the cycle's log run escalates all of them at its
 initial threshold). Split by time as ``guildnet flywheel train`` does: the newest ``--heldout-fraction`` held
-out. Then ``training.train`` with the given settings and both evaluation sets through llama.cpp with the
-adapter, as ``guildnet flywheel evaluate`` scores them.
+out. Then ``training.train`` with the given settings and three evaluation sets through llama.cpp with the
+adapter, as ``guildnet flywheel evaluate`` scores them: the held-out window, ``DEV`` (to choose settings on) and
+bench/tickets.py's ``NOVEL`` (the test set: report it, choose nothing by it).
 
-    nice -n 10 python bench/flywheel_tune.py [--epochs 1] [--lr 1e-3] [--rank 16] [--train-seed 0] [--keep DIR]
+    python bench/flywheel_tune.py [--epochs 1] [--lr 1e-3] [--rank 16] [--dropout 0.05] [--warmup 0]
+                                  [--neftune-alpha A] [--train-seed 0] [--keep DIR]
     python bench/flywheel_tune.py --adapter models/ticket.classify/candidates/ID/adapter.gguf   # score only
 
 Prints a summary and appends one JSON line per run to bench/results/flywheel_tune.jsonl (or --out).
