@@ -1,4 +1,4 @@
-"""Short fine-tuning experiments for the flywheel: one training setting in, held-out / novel accuracy, the
+"""Short fine-tuning experiments for the flywheel: one training setting in, held-out / dev / novel accuracy, the
 confusion between categories and the escalation threshold's calibration out.
 
 A full ``bench/flywheel_cycle.py`` costs ~45-90 minutes here, mostly the base model answering the logged and
@@ -7,10 +7,12 @@ new tickets; this builds the same training data directly: the first ``--log`` ti
 answer the scripted large model gives it in the cycle (right on 95 %, the same script and seed), which is the
 answer a cycle accepts when the base model keeps none (the cycle's log run escalates all of them at its
 initial threshold). Split by time as ``guildnet flywheel train`` does: the newest ``--heldout-fraction`` held
-out. Then ``training.train`` with the given settings and both evaluation sets through llama.cpp with the
-adapter, as ``guildnet flywheel evaluate`` scores them.
+out. Then ``training.train`` with the given settings and three evaluation sets through llama.cpp with the
+adapter, as ``guildnet flywheel evaluate`` scores them: the held-out window, ``DEV`` (to choose settings on) and
+bench/tickets.py's ``NOVEL`` (the test set: report it, choose nothing by it).
 
-    nice -n 10 python bench/flywheel_tune.py [--epochs 1] [--lr 1e-3] [--rank 16] [--train-seed 0] [--keep DIR]
+    python bench/flywheel_tune.py [--epochs 1] [--lr 1e-3] [--rank 16] [--dropout 0.05] [--warmup 0]
+                                  [--neftune-alpha A] [--train-seed 0] [--keep DIR]
     python bench/flywheel_tune.py --adapter models/ticket.classify/candidates/ID/adapter.gguf   # score only
 
 Prints a summary and appends one JSON line per run to bench/results/flywheel_tune.jsonl (or --out).
@@ -43,6 +45,51 @@ from guildnet.node.slm.backends import BackendError, Capabilities, ChatRequest, 
 from guildnet.node.slm.embedded import EmbeddedServer
 
 RESULTS = Path(__file__).with_name("results")
+# Development set for choosing training settings: 40 more hand-written tickets in none of the templates'
+# phrasings, written apart from bench/tickets.py's NOVEL so that NOVEL stays a test set nothing is chosen on.
+# The held-out window cannot choose between settings that all reach its ceiling (the teacher's 6 % mistakes).
+DEV = {
+    "billing": ["Why is there a late payment fee when I paid on time?",
+                "Could you send me a quote for twenty more seats?",
+                "The coupon expired before I could use it, can I still get the lower price?",
+                "I see a pending hold of one dollar on my card from you.",
+                "Your prices went up without any notice to customers.",
+                "Can I pay every quarter instead of every month?",
+                "I want my money back for the months I did not use the service.",
+                "The checkout shows dollars but I want to pay in pounds.",
+                "Do you offer student discounts on the premium tier?",
+                "Our finance team needs the bills addressed to the head office."],
+    "shipping": ["Which courier do you use for deliveries to Norway?",
+                 "The driver threw my parcel over the fence and it got soaked.",
+                 "My neighbour received my package instead of me.",
+                 "Can I collect my purchase from a store instead of home delivery?",
+                 "The estimated arrival date keeps moving back every day.",
+                 "How much does it cost to send an order to Australia?",
+                 "I was out when the van came, how do I rebook the drop-off?",
+                 "Can you split my order into two shipments?",
+                 "The label on the box had someone else's name on it.",
+                 "My sofa needs to be carried up to the third floor on arrival."],
+    "technical": ["The save button does nothing when I tap it on Android.",
+                  "Charts in the analytics view do not render in Firefox.",
+                  "I keep getting a certificate warning when I open your site.",
+                  "The mobile app eats memory and my phone gets hot.",
+                  "Keyboard shortcuts stopped working after the redesign.",
+                  "The spreadsheet import skips every other row.",
+                  "Your installer says my operating system is not supported.",
+                  "Sound alerts play twice for every message.",
+                  "The calendar sync shows events in the wrong time zone.",
+                  "Scanning the QR code with the camera does nothing."],
+    "account": ["How can I update the name on my profile after getting married?",
+                "I need admin rights for my new team member.",
+                "Please reopen my old account, I closed it by mistake.",
+                "Where can I download a copy of all my personal data?",
+                "I want to stop receiving marketing emails from you.",
+                "My security questions are not accepted anymore.",
+                "Can two of my logins share the same email?",
+                "Please turn off single sign-on for our team so people can use passwords.",
+                "How do I change my password?",
+                "I got a message that my account is suspended, why?"],
+}
 SYSTEM = (f"{SPEC.system_prompt}{SCHEMA_INSTRUCTION}"
           f"{json.dumps(SKILL.output_schema, sort_keys=True, separators=(',', ':'))}")
 
@@ -114,8 +161,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--lr", type=float, default=training.TrainSettings().lr)
-    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--rank", type=int, default=training.TrainSettings().rank)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--dropout", type=float, default=training.TrainSettings().dropout)
+    parser.add_argument("--warmup", type=float, default=training.TrainSettings().warmup,
+                        help="warm-up steps, or a fraction of all steps when below 1")
+    parser.add_argument("--neftune-alpha", type=float, default=training.TrainSettings().neftune_alpha)
     parser.add_argument("--train-seed", type=int, default=0, help="torch / trainer seed")
     parser.add_argument("--base", action="store_true", help="score the base model only, no training")
     parser.add_argument("--adapter", type=Path, help="score this GGUF adapter (e.g. a cycle's), no training")
@@ -125,9 +176,13 @@ def main(argv: list[str]) -> None:
     rows = examples(args.log, args.seed, args.clean)
     cut = len(rows) - round(len(rows) * args.heldout_fraction)
     novel = [{**row, "truth": json.loads(row["completion"][0]["content"])["label"]} for row in novel_examples()]
-    sets = {"heldout": rows[cut:], "novel": novel}
+    dev = [{"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
+            "completion": [{"role": "assistant", "content": json.dumps({"label": label})}], "truth": label}
+           for label, texts in DEV.items() for text in texts]
+    sets = {"heldout": rows[cut:], "dev": dev, "novel": novel}
     settings = training.TrainSettings(epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, rank=args.rank,
-                                      batch=args.batch, seed=args.train_seed)
+                                      batch=args.batch, dropout=args.dropout, warmup=args.warmup,
+                                      neftune_alpha=args.neftune_alpha, seed=args.train_seed)
     record: dict[str, Any] = {"log": args.log, "clean": args.clean, "train_rows": cut,
                               "settings": None if args.base or args.adapter else asdict(settings),
                               "adapter": str(args.adapter) if args.adapter else None}

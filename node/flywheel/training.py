@@ -39,6 +39,12 @@ class TrainSettings:
     is every held-out answer the model could match (6 % of the accepted answers there are the large model's
     mistakes)."""
     rank: int = 16
+    dropout: float = 0.05
+    """LoRA dropout."""
+    warmup: float = 0.0
+    """Learning-rate warm-up: optimiser steps, or a fraction of them when below 1."""
+    neftune_alpha: float | None = None
+    """NEFTune: uniform noise of this scale on the input embeddings while training (None: off)."""
     threads: int = 1
     seed: int = 0
     max_length: int = 256
@@ -106,10 +112,11 @@ def train(train_file: Path, out_dir: Path, settings: TrainSettings = TrainSettin
         model=model, processing_class=tok, train_dataset=data,
         args=SFTConfig(output_dir=str(out_dir / "trainer"), num_train_epochs=settings.epochs,
                        max_steps=settings.max_steps, per_device_train_batch_size=settings.batch,
-                       learning_rate=settings.lr, max_length=settings.max_length, use_cpu=True, bf16=False,
-                       gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+                       learning_rate=settings.lr, warmup_steps=settings.warmup,
+                       neftune_noise_alpha=settings.neftune_alpha, max_length=settings.max_length, use_cpu=True,
+                       bf16=False, gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
                        seed=settings.seed, disable_tqdm=True),
-        peft_config=LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=0.05,
+        peft_config=LoraConfig(r=settings.rank, lora_alpha=2 * settings.rank, lora_dropout=settings.dropout,
                                target_modules="all-linear", task_type="CAUSAL_LM"),
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
