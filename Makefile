@@ -24,12 +24,13 @@ demo: $(FLYWHEEL_DEMO)/trained
 FLYWHEEL_DEMO ?= build/flywheel-demo
 DEMO_TASKS ?= 200
 DEMO_TRAIN ?= --epochs 1 --lr 1e-3 --batch 8 --rank 16
+TRAIN_NICE ?= nice -n 10
 
 $(FLYWHEEL_DEMO)/trained: examples/helpdesk_history.py examples/helpdesk.py | $(VENV)/.installed
 	rm -rf $(FLYWHEEL_DEMO) && mkdir -p $(FLYWHEEL_DEMO)
 	@echo "Preparing the demo's fine-tuned model (once): $(DEMO_TASKS) tickets of process data, then training"
 	$(BIN)/python examples/helpdesk_history.py --tasks $(DEMO_TASKS) --db sqlite:///$(abspath $(FLYWHEEL_DEMO))/node.db
-	nice -n 10 $(BIN)/guildnet flywheel train --skill ticket.classify --db sqlite:///$(abspath $(FLYWHEEL_DEMO))/node.db \
+	$(TRAIN_NICE) $(BIN)/guildnet flywheel train --skill ticket.classify --db sqlite:///$(abspath $(FLYWHEEL_DEMO))/node.db \
 		--models $(FLYWHEEL_DEMO)/models $(DEMO_TRAIN)
 	touch $@
 
