@@ -194,6 +194,8 @@ async def serve_live(client: A2AClient, endpoint: str, process_log: ProcessLog, 
     print(header)
     print("\n".join(lines))
     print(f"{during} tickets arrived during the promotion: all answered (no request dropped)")
+    if status:
+        print("the candidate was not promoted: the base model stays in service")
 
     print(f"\nafter: {agent.model.family if agent.model else '?'} in service (AgentFacts model block), threshold "
           f"{agent.tiers[0].policy.min_mean_logprob}")
@@ -205,7 +207,5 @@ async def serve_live(client: A2AClient, endpoint: str, process_log: ProcessLog, 
     watcher.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
-    if status:
-        print("the candidate was not promoted: the base model stays in service")
     print("\nflywheel report from A's process data (guildnet flywheel report --config ...):")
     print((await flywheel.report(process_log.engine)).to_table())
