@@ -5,12 +5,12 @@ third task), and A's delegator. Every round A ranks the live candidates by the r
 registry computes from receipts both sides signed, calls the winner over A2A, checks its signed receipt,
 countersigns it and submits it. The table shows A's choices shifting to B as the reputations diverge.
 
-Then SLM-first: A's node serves a sentiment skill with the embedded SmolLM2-135M (llama.cpp on 127.0.0.1).
-A customer's messages arrive over A2A; an answer the small model is not confident of (mean token log-prob
-below the threshold) escalates to B's sentiment agent, found and called through the registry by delegation.
-Every call is process data in A's database, scrubbed of PII; the flywheel report comes from there.
+Then one turn of the flywheel at A's helpdesk (helpdesk_cycle.py): the LoRA adapter `make` trained once from
+A's process data is evaluated against the embedded SmolLM2-135M in service, promoted, hot-swapped into A's
+serving node, and answers live tickets SLM-first, escalating to a hosted 70B only when not confident.
 
-    python examples/three_orgs.py [--rounds 30] [--db sqlite:///three-orgs.db] [--no-slm]
+    python examples/three_orgs.py [--rounds 30] [--db sqlite:///three-orgs.db] [--prepared build/flywheel-demo]
+                                  [--novel 40] [--live 6] [--no-slm]
 """
 
 from __future__ import annotations
@@ -18,29 +18,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from aiohttp import web
+from helpdesk import free_port
+from helpdesk_cycle import flywheel_cycle
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from guildnet.node import flywheel
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.agent import FunctionAgent, SkillError
 from guildnet.node.delegation.delegator import DelegationFailed, Delegator
 from guildnet.node.delegation.discovery import PeerIndex
-from guildnet.node.flywheel.process_log import ProcessCall
 from guildnet.node.identity import StaticIdentity
-from guildnet.node.node import PROCESS_LOG, Node
+from guildnet.node.node import Node
 from guildnet.node.publisher import PublishedAgent
-from guildnet.node.slm import ConfidencePolicy, ModelSkill, SLMAgent, Tier
-from guildnet.node.slm.embedded import EmbeddedModelUnavailable, EmbeddedServer
-from guildnet.protocols.agentfacts import AgentFacts, ModelFacts, Skill, endorse
+from guildnet.protocols.agentfacts import AgentFacts, ModelFacts, endorse
 from guildnet.protocols.keys import SigningKey
 from guildnet.registry.client import RegistryClient, RegistryError
 from guildnet.registry.db import normalise_url
@@ -49,30 +45,6 @@ from guildnet.registry.server import RegistryConfig, create_app
 
 class Text(BaseModel):
     text: str
-
-
-class Sentiment(BaseModel):
-    label: Literal["positive", "negative"]
-
-
-# A customer's messages with the answer a person would give; names and addresses show the PII scrubbing.
-MESSAGES = [
-    ("I love this, it works perfectly.", "positive"),
-    ("Jane Doe here (jane.doe@example.com): terrible support, nobody answered my emails.", "negative"),
-    ("Great service, fast delivery and friendly staff.", "positive"),
-    ("The parcel arrived damaged and late.", "negative"),
-    ("Very happy with the new update, everything is faster.", "positive"),
-    ("I was charged twice and I am furious. Call me on +44 20 7946 0958.", "negative"),
-    ("The refund arrived quickly, great job.", "positive"),
-    ("Worst app ever, it crashes constantly.", "negative"),
-    ("Best purchase I made this year, thanks Maria Garcia!", "positive"),
-    ("Very disappointed with the quality.", "negative"),
-]
-# Mean token log-prob below which A escalates. Set from the process data of earlier runs, as one should: with
-# this prompt SmolLM2's mean log-prob on these messages spans about -3.2 to -3.8, right or wrong.
-THRESHOLD = -3.35
-SENTIMENT_SKILL = Skill(id="sentiment", name="Sentiment", description="Is a customer's message positive or negative?",
-                        input_schema=Text.model_json_schema(), output_schema=Sentiment.model_json_schema())
 
 
 def translator(name: str, *, fail_every: int, price: float) -> FunctionAgent:
@@ -103,12 +75,6 @@ async def reputation(registry: RegistryClient, agent_id: str) -> tuple[float, in
     return report.lower_bound, report.receipts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, port: int) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
@@ -120,21 +86,6 @@ async def serve(app: web.Application, port: int) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def sentiment_rules(name: str) -> FunctionAgent:
-    """B's sentiment agent: word lists standing in for a larger model another organisation runs."""
-    agent = FunctionAgent(name, description=f"{name} classifies sentiment",
-                          model=ModelFacts(family="demo-llm", parameters=70_000_000_000, cost_per_1k_input=0.59,
-                                           cost_per_1k_output=0.79))
-    negative = ("terrible", "damaged", "late", "furious", "worst", "crash", "disappointed", "charged twice")
-
-    async def sentiment(data: Text) -> Sentiment:
-        return Sentiment(label="negative" if any(w in data.text.lower() for w in negative) else "positive")
-
-    agent.add_skill(sentiment, id="sentiment", name="Sentiment", description="Positive or negative?",
-                    tags=["language"])
-    return agent
-
-
 def node_app(org: str, agents: list[FunctionAgent], registry_url: str, db: str) -> tuple[web.Application, int, str]:
     port = free_port()
     node = Node(org_name=org, org_key=SigningKey.generate(),
@@ -143,57 +94,8 @@ def node_app(org: str, agents: list[FunctionAgent], registry_url: str, db: str) 
     return node.build_app(), port, node.agents[0].identity.id
 
 
-async def slm_first(org_a: SigningKey, registry_url: str, a2a_client: A2AClient, workdir: Path) -> None:
-    print("\nSLM-first at org-a: SmolLM2-135M answers, escalating to a peer below mean log-prob "
-          f"{THRESHOLD}")
-    try:
-        embedded = EmbeddedServer(n_ctx=2048, n_parallel=1)
-        await asyncio.to_thread(embedded.start)
-    except EmbeddedModelUnavailable as exc:
-        print(f"skipped: {exc}")
-        return
-    try:
-        helpdesk = SLMAgent("a-helpdesk", [ModelSkill(SENTIMENT_SKILL, "Is the customer's message positive or "
-                                                                       "negative?", max_tokens=32)],
-                            Tier(embedded.backend(), ConfidencePolicy(min_mean_logprob=THRESHOLD)))
-        port = free_port()
-        node = Node(org_name="org-a", org_key=org_a, agents=[PublishedAgent(helpdesk, StaticIdentity.generate())],
-                    base_url=f"http://127.0.0.1:{port}", db_url=f"sqlite+aiosqlite:///{workdir}/a.db",
-                    registry_url=registry_url, port=port)  # the node connects escalation to its delegation
-        app = node.build_app()
-        async with serve(app, port) as a_url:
-            process_log = app[PROCESS_LOG]
-            endpoint = f"{a_url}/agents/a-helpdesk/a2a"
-            answers = [(await a2a_client.call_skill(endpoint, "sentiment", {"text": text}))[1]
-                       for text, _ in MESSAGES]
-            await process_log.flush()  # a serving node records in the background
-            engine = process_log.engine
-            async with engine.connect() as connection:
-                model_rows = (await connection.execute(
-                    select(ProcessCall.escalated, ProcessCall.escalation_reason)
-                    .where(ProcessCall.direction == "model").order_by(ProcessCall.id))).all()
-                stored = (await connection.execute(select(ProcessCall.input).where(ProcessCall.direction == "in")
-                                                   .order_by(ProcessCall.id).limit(2))).scalars().all()
-            print(f"{'message':<46} {'answer':<9} {'right':<6} answered by")
-            kept = kept_right = 0
-            for (text, truth), answer, row in zip(MESSAGES, answers, model_rows, strict=True):
-                label = (answer or {}).get("label")
-                by = f"peer ({row.escalation_reason})" if row.escalated else "smollm2"
-                kept += not row.escalated
-                kept_right += not row.escalated and label == truth
-                print(f"{text[:45]:<46} {label or '-':<9} {'yes' if label == truth else 'NO':<6} {by}")
-            print(f"smollm2 kept {kept} of {len(MESSAGES)} and was right on {kept_right} of them: a 135M model's "
-                  "confidence barely tracks correctness.\nWith a capable small model, set the threshold from the "
-                  "process data (docs/flywheel.md).")
-            print(f"\nstored process data (scrubbed before writing): {stored[-1]}")
-            print("\nflywheel report (guildnet flywheel report --config ...):")
-            print((await flywheel.report(engine)).to_table())
-            await node.close()
-    finally:
-        await asyncio.to_thread(embedded.stop)
 
-
-async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
+async def main(rounds: int, workdir: Path, db: str | None, cycle: dict[str, Any] | None) -> None:
     org_a, planner = SigningKey.generate(), SigningKey.generate()
     registry_db = normalise_url(db or f"sqlite:///{workdir}/registry.db")
     config = RegistryConfig(db_url=registry_db, key_path=str(workdir / "registry.key"),
@@ -206,8 +108,7 @@ async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
             "organisation": {"id": org_a.did, "name": "org-a"},
             "skills": [{"id": "plan", "name": "Plan"}], "endpoints": {"a2a": "http://127.0.0.1:9/agents/planner/a2a"}})),
             planner)
-        b_app, b_port, b_id = node_app("org-b", [translator("b-translator", fail_every=0, price=0.02),
-                                                 sentiment_rules("b-sentiment")],
+        b_app, b_port, b_id = node_app("org-b", [translator("b-translator", fail_every=0, price=0.02)],
                                        registry_url, f"sqlite+aiosqlite:///{workdir}/b.db")
         c_app, c_port, c_id = node_app("org-c", [translator("c-translator", fail_every=3, price=0.002)], registry_url,
                                        f"sqlite+aiosqlite:///{workdir}/c.db")
@@ -218,7 +119,7 @@ async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
             async with asyncio.timeout(15):
                 async for change in registry.watch(0):
                     seen += change["kind"] == "registered"
-                    if seen == 4:
+                    if seen == 3:
                         break
             index = PeerIndex(registry)
             delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org_a.did, reputation_ttl=0.0)
@@ -245,18 +146,23 @@ async def main(rounds: int, workdir: Path, db: str | None, slm: bool) -> None:
             print(f"\ntransparency log: {head.size} entries, root {head.root.hex()[:32]}…, signed by the registry "
                   f"and checked consistent with every earlier head this client saw")
             await index.close()
-            if slm:
-                await slm_first(org_a, registry_url, a2a_client, workdir)
+    if cycle is not None:
+        await flywheel_cycle(org_a, workdir, **cycle)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--db", help="registry database URL (default: a SQLite file in a temp dir)")
-    parser.add_argument("--no-slm", action="store_true", help="skip the SLM-first part (needs the slm extra)")
+    parser.add_argument("--prepared", type=Path, default=Path("build/flywheel-demo"),
+                        help="where make built the candidate adapter (the Makefile's FLYWHEEL_DEMO)")
+    parser.add_argument("--novel", type=int, default=40, help="novel phrasings to score both models on (<= 40)")
+    parser.add_argument("--live", type=int, default=6, help="live tickets before and after the promotion")
+    parser.add_argument("--no-slm", action="store_true", help="skip the flywheel part (needs the slm extra)")
     args = parser.parse_args()
+    cycle = None if args.no_slm else {"prepared": args.prepared, "novel": args.novel, "live": args.live}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            asyncio.run(main(args.rounds, Path(tmp), args.db, not args.no_slm))
+            asyncio.run(main(args.rounds, Path(tmp), args.db, cycle))
         except KeyboardInterrupt:
             sys.exit(130)
