@@ -12,8 +12,11 @@ import pytest
 
 from guildnet.protocols import jws, keyhistory, signed_write
 from guildnet.protocols.agentfacts import AS_REGISTERED, ENDORSEMENT_TYP, AgentFacts, endorse, facts_digest
+from guildnet.protocols.canonical import sha256_hex
 from guildnet.protocols.keys import SigningKey
 from guildnet.protocols.records import UntrustworthyRecord, verify_record
+from guildnet.protocols.signed_write import UnauthorizedWrite
+from guildnet.registry.records import parse_registration
 
 
 def served(*, lifetime: int = 3600) -> tuple[dict[str, Any], SigningKey, SigningKey]:
@@ -120,3 +123,32 @@ def test_an_endorsement_naming_two_digests_is_refused() -> None:
     facts["organisation"]["endorsement"] = both
     with pytest.raises(UntrustworthyRecord, match="two facts digests"):
         verify_record(_record(key, facts))
+
+
+def test_the_registry_accepts_exactly_the_spellings_verifiers_accept() -> None:
+    """Facts another implementation spells in its own member order, endorsed over that text: the registry checks
+    the endorsement against the text as registered, as every verifier does, so both accept it; the same
+    endorsement over changed facts, neither."""
+    org, key, nxt = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    ours = endorse(org, {"id": key.did, "name": "echo", "version": 1, "organisation": {"id": org.did, "name": "o"},
+                         "endpoints": {"a2a": "https://agents.example/echo/a2a"},
+                         "skills": [{"id": "echo", "name": "Echo"}]})
+    unsigned = {member: ours[member] for member in reversed(list(ours))}
+    unsigned["organisation"] = {**ours["organisation"], "endorsement": ""}
+    issued = int(time.time())
+    endorsement = jws.sign({"agent": key.did, AS_REGISTERED: sha256_hex(jws.compact_json(unsigned)), "iat": issued,
+                            "exp": issued + 3600}, org, typ=ENDORSEMENT_TYP)
+    facts = {**unsigned, "organisation": {**unsigned["organisation"], "endorsement": endorsement}}
+    assert jws.compact_json(facts) != jws.compact_json(AgentFacts.model_validate(facts).to_json())
+
+    token = signed_write.make(key, {"action": "register", "facts": facts})
+    assert parse_registration(signed_write.open_write(token)).facts.id == key.did
+    entry = verify_record({"facts": facts, "key_events": [keyhistory.incept(key, nxt.did)], "jws": token,
+                           "current_key": key.did, "live": True})
+    assert entry.endorsement is not None and entry.endorsement.as_registered
+
+    changed = {**facts, "version": 2}
+    with pytest.raises(UnauthorizedWrite, match="vouches for other facts"):
+        parse_registration(signed_write.open_write(signed_write.make(key, {"action": "register", "facts": changed})))
+    with pytest.raises(UntrustworthyRecord, match="vouches for other facts"):
+        verify_record(_record(key, changed))
