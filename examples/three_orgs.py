@@ -75,6 +75,20 @@ async def reputation(registry: RegistryClient, agent_id: str) -> tuple[float, in
     return report.lower_bound, report.receipts
 
 
+async def first_reputations(registry: RegistryClient, agent_id: str) -> None:
+    """Wait (at most a minute) for the registry's first reputation recompute: it runs in a worker process whose
+    start can take seconds on a busy machine, and until it is done every round would see no reputation at all."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                await registry.reputation(agent_id, "translate")
+                return
+            except RegistryError as exc:
+                if exc.status != 503:
+                    raise
+            await asyncio.sleep(0.2)
+
+
 @contextlib.asynccontextmanager
 async def serve(app: web.Application, port: int) -> AsyncIterator[str]:
     runner = web.AppRunner(app, access_log=None)
@@ -121,6 +135,7 @@ async def main(rounds: int, workdir: Path, db: str | None, cycle: dict[str, Any]
                     seen += change["kind"] == "registered"
                     if seen == 3:
                         break
+            await first_reputations(registry, b_id)
             index = PeerIndex(registry)
             delegator = Delegator(registry, index, a2a_client, StaticIdentity(planner), org_a.did, reputation_ttl=0.0)
             print(f"{'round':>5}  {'chosen':<13} {'result':<8} {'B lower':>8} {'B n':>4} {'C lower':>8} {'C n':>4}  "
