@@ -8,8 +8,9 @@ import random
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -270,3 +271,31 @@ async def test_closing_stops_scrubbing_between_records(tmp_path: Path) -> None:
         stored = await connection.scalar(select(func.count()).select_from(ProcessCall))
     await reopened.close()
     assert stored is not None and 0 < stored < 80 and stored + process_log.dropped == 80
+
+
+async def test_closing_while_the_name_models_load_drops_the_queue_at_once(tmp_path: Path) -> None:
+    """Scrubbing waits for the name models: while they are still loading (seconds of CPU on a busy machine) at
+    shutdown, draining would spend the drain time waiting for them, and the interpreter would then wait for the
+    load anyway. So ``close`` drops what is queued at once, and counts it."""
+    loaded = threading.Event()
+
+    class LoadingScrubber(Scrubber):
+        def warm_up(self, stop: Callable[[], bool] = lambda: False) -> None:
+            loaded.wait(10)
+
+    def names_once_loaded(text: str) -> list[tuple[int, int]]:
+        loaded.wait(10)
+        return []
+
+    process_log = await ProcessLog.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
+                                        LoadingScrubber(names=names_once_loaded), pending=100)
+    process_log.warm_up()
+    for n in range(20):
+        await process_log.record(CallRecord(direction="in", transport="a2a", skill="s", agent="a", outcome="ok",
+                                            input={"text": f"Ticket {n} from Ann"}))
+    await asyncio.sleep(0.1)  # the writer has taken a batch and waits, in its thread, for the models
+    started = time.perf_counter()
+    await process_log.close()
+    assert time.perf_counter() - started < 0.5  # not the drain time (3 s)
+    assert process_log.dropped == 20
+    loaded.set()

@@ -13,7 +13,8 @@ wait for it. Records are checked when handed over, queued, scrubbed off the even
 The queue is bounded: under a load the scrubber cannot keep up with, records that find it full are dropped and
 counted (``dropped``, the node's ``guildnet_node_process_records_dropped_total``), so serving never slows down
 to the scrubber's pace; process data becomes a sample. ``close`` spends at most ``drain_seconds`` writing what
-is queued and counts the rest as dropped. Process data is never acknowledged to anyone: a crash loses at most
+is queued and counts the rest as dropped; while the name models are still loading it drops the queue at once, since
+draining would only wait out their loading. Process data is never acknowledged to anyone: a crash loses at most
 what was queued.
 """
 
@@ -138,6 +139,7 @@ class ProcessLog:
         self._writer: asyncio.Task[None] | None = None
         self._last_drop_warning = -math.inf
         self._closing = threading.Event()
+        self._warming: threading.Thread | None = None
 
     @classmethod
     async def open(cls, url: str, scrubber: Scrubber, *, retention_days: float | None = None,
@@ -150,7 +152,8 @@ class ProcessLog:
         """Load the scrubber's name models in a thread (seconds), so neither the node's start nor
         its first records wait for them; ``close`` stops it between two models."""
         if self.scrubber.detects_names:
-            threading.Thread(target=self._warm_up, name="process-log warm-up").start()
+            self._warming = threading.Thread(target=self._warm_up, name="process-log warm-up")
+            self._warming.start()
 
     def _warm_up(self) -> None:
         try:
@@ -166,11 +169,16 @@ class ProcessLog:
 
     async def close(self) -> None:
         if self._queue is not None and self._writer is not None:
-            try:
-                async with asyncio.timeout(self.drain_seconds):
-                    await self._queue.join()
-            except TimeoutError:
-                self._drop(self._queue.qsize(), "still queued at shutdown")
+            if self._warming is not None and self._warming.is_alive():
+                # scrubbing waits for the models being loaded (seconds of CPU on a busy machine): draining now
+                # would spend the drain time, and the shutdown's, waiting for them
+                self._drop(self._queue.qsize(), "the name models were still loading at shutdown")
+            else:
+                try:
+                    async with asyncio.timeout(self.drain_seconds):
+                        await self._queue.join()
+                except TimeoutError:
+                    self._drop(self._queue.qsize(), "still queued at shutdown")
         self._closing.set()
         if self._writer is not None:
             self._writer.cancel()
