@@ -37,7 +37,7 @@ $(FLYWHEEL_DEMO)/trained: examples/helpdesk_history.py examples/helpdesk.py | $(
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	@mkdir -p build/typecheck/guildnet && touch build/typecheck/guildnet/__init__.py
-	@for package in protocols node registry witness cli embedding; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
+	@for package in protocols node registry witness cli embedding storage; do ln -sfn ../../../$$package build/typecheck/guildnet/$$package; done
 	$(BIN)/mypy
 	PYTHONPATH=build/typecheck $(BIN)/lint-imports
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from guildnet import storage
 
 VERSION_TABLE = "guildnet_node_version"
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -39,19 +40,6 @@ def create_engine(url: str, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") 
     return engine
 
 
-def _upgrade(connection: Connection) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.attributes["connection"] = connection
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-    command.upgrade(config, "head")
-
-
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the node's tables to the newest migration (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    await storage.migrate(engine, _MIGRATIONS, lock_id=_MIGRATION_LOCK_ID)

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from guildnet import storage
 
 DEFAULT_DB_URL = "sqlite+aiosqlite:///guildnet-registry.db"
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -72,22 +74,9 @@ def sync_twin(engine: AsyncEngine, *, pool_size: int = 1) -> Engine:
     return twin
 
 
-def _upgrade(connection: Connection) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.attributes["connection"] = connection
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-    command.upgrade(config, "head")
-
-
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    await storage.migrate(engine, _MIGRATIONS, lock_id=_MIGRATION_LOCK_ID)
 
 
 def run_migrations(url: str) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("protocols", "registry", "node", "witness", "cli", "embedding")
+PRODUCT = ("protocols", "registry", "node", "witness", "cli", "embedding", "storage")
 
 
 def _typecheck_tree() -> Path:

@@ -12,7 +12,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("protocols", "registry", "node", "witness", "cli", "embedding")
+PRODUCT = ("protocols", "registry", "node", "witness", "cli", "embedding", "storage")
 NOT_IMPORTED = {
     "aiosqlite": "the sqlite+aiosqlite:// driver, named in database URLs",
 }

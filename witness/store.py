@@ -19,6 +19,7 @@ from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, create_en
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from guildnet import storage
 from guildnet.protocols.merkle import Checkpoint, split_note
 from guildnet.protocols.witness import AddCheckpoint, WitnessedLog, check_add_checkpoint
 
@@ -71,15 +72,9 @@ class WitnessStore:
 
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent)."""
-        from alembic import command
-        from alembic.config import Config
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(_MIGRATIONS))
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            storage.upgrade(connection, _MIGRATIONS)
 
     def close(self) -> None:
         self.engine.dispose()
