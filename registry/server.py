@@ -47,7 +47,7 @@ from .state import (
     RegistryConfig,
 )
 from .store import BadQuery, NotFound, RegistryStore, WriteResult, query_int
-from .trust import ReputationService, inputs_query, report, revoked_query, summaries
+from .trust import ReputationService, Snapshot, inputs_query, report, revoked_query, summaries
 from .verifier import RegistrationVerifier
 from .watch import ChangeHub
 
@@ -182,18 +182,26 @@ async def submit_receipt(request: web.Request) -> web.Response:
     return web.json_response({"receipt_id": result.receipt_id, "log_index": result.log_index}, status=201)
 
 
+def _reputation_snapshot(request: web.Request) -> Snapshot:
+    """The scores both reputation endpoints answer from, or a 503 problem saying why there are none: no
+    pre-trusted organisation configured (so none will come), or the first recompute still running (retry)."""
+    service = request.app[REPUTATION]
+    if not service.pretrusted:
+        raise web.HTTPServiceUnavailable(
+            reason="Reputation not configured",
+            text="this registry names no pre-trusted organisations (--pretrusted), so it computes no trust")
+    if service.current is None:
+        raise web.HTTPServiceUnavailable(reason="Reputation not computed yet",
+                                         text="the first recompute is still running; retry shortly")
+    return service.current
+
+
 async def reputation(request: web.Request) -> web.Response:
     agent_id = request.match_info["agent_id"]
     skill = _bounded(request.query.get("skill"), "skill", 64)
     store = request.app[STORE]
     record = await store.get(agent_id)  # 404 for an unknown agent
-    service = request.app[REPUTATION]
-    if not service.pretrusted:
-        return problem(503, "Reputation not configured",
-                       "this registry names no pre-trusted organisations (--pretrusted), so it computes no trust")
-    snapshot = service.current
-    if snapshot is None:
-        return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
+    snapshot = _reputation_snapshot(request)
     listed, by_org = await store.read(inputs_query(agent_id, skill, snapshot))
     return web.json_response(report(snapshot, agent_id, skill, listed, by_org, revoked=record.revoked))
 
@@ -207,13 +215,7 @@ async def reputations(request: web.Request) -> web.Response:
         raise BadQuery(f"give 1 to {MAX_BATCH_AGENTS} 'agent' parameters")
     for agent in agents:
         _bounded(agent, "agent", 256)
-    service = request.app[REPUTATION]
-    if not service.pretrusted:
-        return problem(503, "Reputation not configured",
-                       "this registry names no pre-trusted organisations (--pretrusted), so it computes no trust")
-    snapshot = service.current
-    if snapshot is None:
-        return problem(503, "Reputation not computed yet", "the first recompute is still running; retry shortly")
+    snapshot = _reputation_snapshot(request)
     return web.json_response(summaries(snapshot, agents, skill, await request.app[STORE].read(revoked_query(agents))))
 
 

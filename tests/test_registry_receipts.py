@@ -148,9 +148,10 @@ async def test_reputation_is_served_with_its_inputs_and_recomputes_from_the_log(
     async with live_registry(db_url, pretrusted_orgs=(world.acme.key.did,), reputation_interval=3600) as registry, \
             RegistryClient(registry.url) as client:
         await world.register(client)
-        with pytest.raises(RegistryError) as not_yet:  # nothing is served before the first recompute
-            await client.reputation(world.callee.id, "echo")
-        assert not_yet.value.status == 503
+        for ask in (client.reputation(world.callee.id, "echo"), client.reputations([world.callee.id], "echo")):
+            with pytest.raises(RegistryError) as not_yet:  # nothing is served before the first recompute
+                await ask
+            assert (not_yet.value.status, not_yet.value.title) == (503, "Reputation not computed yet")
         verdicts = ["success", "success", "failure", "success"]
         indices = []
         for i, verdict in enumerate(verdicts):
@@ -194,6 +195,8 @@ async def test_reputation_without_pretrusted_orgs_is_503(db_url: str) -> None:
     world = World()
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
         await world.register(client)
-        with pytest.raises(RegistryError) as refused:
-            await client.reputation(world.callee.id)
-        assert refused.value.status == 503 and "pre-trusted" in refused.value.detail
+        for ask in (client.reputation(world.callee.id), client.reputations([world.callee.id])):
+            with pytest.raises(RegistryError) as refused:
+                await ask
+            assert (refused.value.status, refused.value.title) == (503, "Reputation not configured")
+            assert "pre-trusted" in refused.value.detail
