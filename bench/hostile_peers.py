@@ -101,6 +101,9 @@ def rss() -> int:
 
 @contextlib.asynccontextmanager
 async def watched() -> AsyncIterator[dict[str, float]]:
+    """What the caller's process goes through inside the block: the longest the event loop did not turn, the peak
+    resident memory above where it started (sampled by a thread, so even while the loop is stuck) and the wall
+    time. tests/test_hostile_callees.py asserts its bounds on these same figures."""
     figures = {"worst_stall_ms": 0.0, "peak_rss_growth_mb": 0.0, "wall_s": 0.0}
     stop = threading.Event()
     baseline = rss()
@@ -132,12 +135,13 @@ async def watched() -> AsyncIterator[dict[str, float]]:
 
 @contextlib.asynccontextmanager
 async def hostile_process(mode: str, argument: str = "") -> AsyncIterator[str]:
+    """bench/hostile_peer.py in ``mode`` on a free port, until it says it is ready; yields its A2A endpoint."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(sys.executable, str(HOSTILE_PEER), str(port), mode, argument,
                                                    stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
-        await asyncio.wait_for(process.stdout.readline(), 20)
+        assert (await asyncio.wait_for(process.stdout.readline(), 20)).strip() == b"ready"
         yield f"http://127.0.0.1:{port}/agents/cheap/a2a"
     finally:
         process.kill()

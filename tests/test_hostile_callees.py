@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,8 @@ from typing import Any
 import pytest
 from delegation_support import Text, running_node, translator, wait_for_registrations
 from pydantic import BaseModel, ConfigDict
-from registry_support import free_port, live_registry, new_org
+from registry_support import live_registry, new_org
+from test_load import bench_module
 
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.agent import FunctionAgent
@@ -33,7 +31,10 @@ from guildnet.node.identity import StaticIdentity
 from guildnet.protocols.agentfacts import AgentFacts, ModelFacts, endorse
 from guildnet.registry.client import RegistryClient
 
-HOSTILE_PEER = Path(__file__).resolve().parents[1] / "bench" / "hostile_peer.py"
+BENCH = bench_module("hostile_peers")
+"""bench/hostile_peers.py measures these attacks: the test starts the peers and watches the caller with its code."""
+hostile_peer = BENCH.hostile_process
+watched = BENCH.watched
 DEADLINE = 6.0
 TEXT_SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"],
                "additionalProperties": False}
@@ -88,67 +89,6 @@ async def settle(fed: Federation, agents: int = 2) -> None:
     assert len(fed.index.candidates("translate")) == agents
 
 
-@contextlib.asynccontextmanager
-async def hostile_peer(mode: str, argument: str = "") -> AsyncIterator[str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(sys.executable, str(HOSTILE_PEER), str(port), mode, argument,
-                                                   stdout=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        assert (await asyncio.wait_for(process.stdout.readline(), 20)).strip() == b"ready"
-        yield f"http://127.0.0.1:{port}/agents/cheap/a2a"
-    finally:
-        process.kill()
-        await process.wait()
-
-
-@dataclass
-class Watch:
-    """What the caller's process went through during a delegation."""
-
-    worst_stall: float = 0.0
-    """Longest the event loop did not turn (seconds)."""
-    peak_rss_growth: int = 0
-    """Peak resident memory above what it was before (bytes)."""
-    wall: float = 0.0
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@contextlib.asynccontextmanager
-async def watched() -> AsyncIterator[Watch]:
-    watch = Watch()
-    stop = threading.Event()
-    baseline = _rss()
-
-    def sample_memory() -> None:  # a thread: it samples even while the event loop is stuck
-        while not stop.is_set():
-            watch.peak_rss_growth = max(watch.peak_rss_growth, _rss() - baseline)
-            time.sleep(0.005)
-
-    async def sample_loop() -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            watch.worst_stall = max(watch.worst_stall, loop.time() - before - 0.01)
-
-    sampler = threading.Thread(target=sample_memory)
-    sampler.start()
-    ticker = asyncio.create_task(sample_loop())
-    started = time.perf_counter()
-    try:
-        yield watch
-    finally:
-        watch.wall = time.perf_counter() - started
-        ticker.cancel()
-        stop.set()
-        sampler.join()
-
-
 async def delegate(fed: Federation) -> DelegationResult:
     return await fed.delegator.delegate("translate", {"text": "hola"}, deadline=DEADLINE, min_reputation=0.0)
 
@@ -167,8 +107,8 @@ async def test_an_800_mb_reply_is_cut_off_and_the_next_agent_answers(tmp_path: P
         assert result.output == {"text": "HOLA"} and outcomes(result) == [("cheap", "error"), ("honest", "success")]
         assert "larger than the 4194304 bytes" in result.attempts[0].detail \
             or "more than the 4194304" in result.attempts[0].detail
-        assert watch.peak_rss_growth < 64 * 2**20, watch  # the 800 MB never come in: at most the 4 MiB cap
-        assert watch.worst_stall < 0.5 and watch.wall < DEADLINE, watch
+        assert watch["peak_rss_growth_mb"] < 64, watch  # the 800 MB never come in: at most the 4 MiB cap
+        assert watch["worst_stall_ms"] < 500 and watch["wall_s"] < DEADLINE, watch
 
 
 class ThirdHost:
@@ -225,7 +165,7 @@ async def test_a_peer_that_never_answers_costs_only_its_share_of_the_deadline(tm
             result = await delegate(fed)
         assert outcomes(result) == [("cheap", "timeout"), ("honest", "success")]
         assert result.attempts[0].latency_ms / 1000 <= DEADLINE / 2 + 0.5  # two candidates: half each at most
-        assert watch.wall < DEADLINE and watch.worst_stall < 0.5, watch
+        assert watch["wall_s"] < DEADLINE and watch["worst_stall_ms"] < 500, watch
 
 
 async def test_a_malformed_reply_moves_on_to_the_next_agent(tmp_path: Path) -> None:
@@ -303,4 +243,4 @@ async def test_a_backtracking_pattern_in_a_first_seen_schema_costs_microseconds(
         cheap = failed.value.attempts[0]
         assert (cheap.name, cheap.outcome) == ("cheap", "invalid-output")
         assert "does not match '^(a|aa)+$'" in cheap.detail
-        assert watch.worst_stall < 0.5, watch
+        assert watch["worst_stall_ms"] < 500, watch
