@@ -143,6 +143,29 @@ async def test_refused_registrations_change_nothing(db_url: str, case: str) -> N
         assert await snapshot(registry) == before
 
 
+@pytest.mark.parametrize("spelling", ["fragment", "leading-zero-digit"])
+async def test_another_spelling_of_a_key_is_no_new_identity(db_url: str, spelling: str) -> None:
+    """One key is one id (issue 17: ``did:key:...#clone0..2`` all registered, 201, as new agents of new
+    organisations, sidestepping "a revoked id never registers again" and per-key limits). The agent's id, the
+    JWS ``kid`` and the organisation all spelt so (the endorsement is the canonical one's: no library signs
+    for such an id any more): refused for the spelling, in the registry's problem shape, nothing stored."""
+    acme = new_org("acme")
+    key, facts = acme.agent("a")
+    async with live_registry(db_url) as registry:
+        async with RegistryClient(registry.url) as client:
+            await client.register(facts, key)  # the canonical id is registered already
+        before = await snapshot(registry)
+        other = {"fragment": f"{key.did}#clone0", "leading-zero-digit": f"did:key:z1{key.did[9:]}"}[spelling]
+        org = {**facts.to_json()["organisation"], "id": other}
+        clone = {**bump(facts, version=2).to_json(), "id": other, "organisation": org}
+        payload = {"action": "register", "facts": clone, "iat": int(time.time()), "nonce": signed_write.new_nonce()}
+        status, problem, response_type = await post_raw(registry, "/v1/agents",
+                                                        jws.sign(payload, key, headers={"kid": other}))
+        assert (status, response_type) == (400, "application/problem+json"), problem
+        assert problem["status"] == 400 and "not a canonical Ed25519 did:key" in problem["detail"], problem
+        assert await snapshot(registry) == before
+
+
 async def test_replayed_nonce_and_stale_version_and_wrong_key_refused(db_url: str) -> None:
     acme = new_org("acme")
     key, facts = acme.agent("a")

@@ -143,6 +143,37 @@ async def test_refused_receipts_change_nothing(db_url: str, case: str) -> None:
         assert await snapshot(registry) == before
 
 
+@pytest.mark.parametrize("where", ["verdict", "signed-write"])
+async def test_a_repeated_key_in_a_signed_payload_is_refused_and_stores_nothing(db_url: str, where: str) -> None:
+    """Issue 17: ``"verdict":"failure","verdict":"success"`` verified, was logged with both keys and counted as a
+    success (JSON readers disagree on which repeat wins). Repeated in the caller's verdict: 422, as every receipt
+    that does not parse; in the signed write around it: 400, as every malformed write. Nothing stored."""
+    world = World()
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        await world.register(client)
+        before = await snapshot(registry)
+        claim = claim_token(world.caller.id, world.callee_key, "task-1")
+        token = receipt(world.caller_key, world.callee_key, "task-1")
+        expected = {"verdict": (422, "Malformed receipt", "verdict"), "signed-write": (400, "Malformed signed write",
+                                                                                     "action")}[where]
+        if where == "verdict":
+            token = jws.sign(b'{"receipt":"' + claim.encode() + b'","verdict":"failure","verdict":"success"}',
+                             world.caller_key, typ=VERDICT_TYP)
+            payload = jws.compact_json({"action": "receipt", "receipt": token, "iat": int(time.time()),
+                                        "nonce": signed_write.new_nonce()})
+        else:
+            payload = jws.compact_json({"action": "receipt", "receipt": token, "iat": int(time.time()),
+                                        "nonce": signed_write.new_nonce()})[:-1] + b',"action":"register"}'
+        async with aiohttp.ClientSession() as session, session.post(
+                registry.url + "/v1/receipts", data=jws.sign(payload, world.caller_key),
+                headers={"Content-Type": "application/jose"}) as response:
+            problem = await response.json(content_type=None)
+            assert response.content_type == "application/problem+json"
+        assert (problem["status"], problem["title"]) == expected[:2], problem
+        assert problem["detail"] == f"JWS payload: the key '{expected[2]}' appears twice in one object", problem
+        assert await snapshot(registry) == before
+
+
 async def test_reputation_is_served_with_its_inputs_and_recomputes_from_the_log(db_url: str) -> None:
     world = World()
     async with live_registry(db_url, pretrusted_orgs=(world.acme.key.did,), reputation_interval=3600) as registry, \
