@@ -155,6 +155,20 @@ def check_db_url(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+def registry_hint(exc: BaseException) -> str | None:
+    """What to check when a command could not use the registry, or None where the registry refused and said why
+    itself (its problem detail is the message)."""
+    from guildnet.registry.client import NOT_A_REGISTRY, RegistryError
+
+    if NOT_A_REGISTRY in str(exc):
+        return ("give the registry's own URL (`guildnet registry serve` prints it), not a node's: --registry URL or "
+                "GUILDNET_REGISTRY ([node] registry in a node's config)")
+    if isinstance(exc, RegistryError):
+        return None
+    return ("start the registry (`guildnet registry serve`), or give the URL of one that runs: --registry URL or "
+            "GUILDNET_REGISTRY ([node] registry in a node's config)")
+
+
 def registry_option() -> Callable[[F], F]:
     return click.option("--registry", "registry_url", envvar="GUILDNET_REGISTRY", default=DEFAULT_REGISTRY,
                         show_default=True, callback=check_http_url,

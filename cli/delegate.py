@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from .common import check_http_url
+from .common import check_http_url, registry_hint
 from .node import load_node
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ async def _delegate(node: Node, skill: str, arguments: dict[str, Any], *, as_age
                            receipt_state=states[-1].to_json() if states else None,
                            hint=_hint(exc.reason, skill)) from None
         except (RegistryError, OSError) as exc:
-            raise _Failure("registry", str(exc), EXIT_FAILED) from None
+            raise _Failure("registry", str(exc), EXIT_FAILED, hint=registry_hint(exc)) from None
         await delegator.flush()
         state = delegator.receipt_states.get(result.receipt)
         facts = result.agent.facts

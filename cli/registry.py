@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from .common import check_db_url, log_options, registry_option, run_server, setup_logging
+from .common import check_db_url, log_options, registry_hint, registry_option, run_server, setup_logging
 
 if TYPE_CHECKING:
     from guildnet.registry.client import AgentEntry
@@ -230,24 +230,32 @@ def serve(host: str, port: int, db_url: str, watch_poll_interval: float, key_pat
                started=f"guildnet registry on http://{host}:{port} (db: {db_url.split('@')[-1]})")
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str, *, hint: str | None = None, as_json: bool = False) -> NoReturn:
+    """Exit 1 saying why: ``error: ...`` (and ``hint: ...``) on stderr, or with ``--json`` the
+    ``{"error": {"kind", "message", "hint"}}`` that `guildnet delegate --json` prints, on stdout."""
+    if as_json:
+        click.echo(json.dumps({"error": {"kind": "registry", "message": message, **({"hint": hint} if hint else {})}},
+                              indent=2))
+    else:
+        click.echo(f"error: {message}", err=True)
+        if hint:
+            click.echo(f"hint: {hint}", err=True)
     sys.exit(1)
 
 
-def _run(coro: Any) -> Any:
+def _run(coro: Any, *, as_json: bool = False) -> Any:
     from guildnet.registry.client import RegistryError, RegistryUnreachable, UntrustworthyRecord
 
     try:
         return asyncio.run(coro)
     except RegistryError as exc:
-        _fail(f"registry refused: {exc.status} {exc.title}: {exc.detail}")
+        _fail(f"registry refused: {exc}", hint=registry_hint(exc), as_json=as_json)
     except UntrustworthyRecord as exc:
-        _fail(f"registry served a record that does not verify: {exc}")
+        _fail(f"registry served a record that does not verify: {exc}", hint=registry_hint(exc), as_json=as_json)
     except RegistryUnreachable as exc:
-        _fail(str(exc))
+        _fail(str(exc), hint=registry_hint(exc), as_json=as_json)
     except OSError as exc:
-        _fail(f"cannot reach the registry: {exc}")
+        _fail(f"cannot reach the registry: {exc}", hint=registry_hint(exc), as_json=as_json)
 
 
 def _entry_json(entry: AgentEntry) -> dict[str, Any]:
@@ -297,7 +305,7 @@ def search(registry_url: str, skill: str | None, q: str | None, match: str, org:
             return await client.search(skill=skill, q=q, org=org, live={"live": True, "stale": False}.get(state),
                                        limit=limit, cursor=cursor, match=None if match == "hybrid" else match)
 
-    page = _run(go())
+    page = _run(go(), as_json=as_json)
     if as_json:
         click.echo(json.dumps({"agents": [_entry_json(a) for a in page.agents], "next": page.next}, indent=2))
         return
@@ -391,7 +399,7 @@ def show(registry_url: str, agent_id: str, check_domain: bool, dns_server: str |
         finally:
             await resolver.close()
 
-    entry, reputation, own = _run(go())
+    entry, reputation, own = _run(go(), as_json=as_json)
     if as_json:
         click.echo(json.dumps({**_entry_json(entry), "reputation": reputation,
                                **({"domain_check": asdict(own)} if own else {})}, indent=2))
@@ -424,7 +432,7 @@ def withdraw(registry_url: str, agent_id: str, org_key: str, as_json: bool) -> N
         async with RegistryClient(registry_url) as client:
             return await client.withdraw(agent_id, keyfile.load(org_key))
 
-    answer = _run(go())
+    answer = _run(go(), as_json=as_json)
     if as_json:
         click.echo(json.dumps(answer, indent=2))
     else:

@@ -237,9 +237,9 @@ class RegistryClient:
                 problem = bounded_json.loads(text)
                 raise RegistryError(response.status, str(problem.get("title", "")), str(problem.get("detail", "")))
             except (ValueError, AttributeError):
-                raise RegistryError(response.status, response.reason or "",
-                                    f"{response.url} answered {response.status} {response.reason or ''}, not in the "
-                                    f"registry API's shape: {NOT_A_REGISTRY}") from None
+                raise RegistryError(response.status, response.reason or "",  # the status is said once, by status
+                                    f"{response.url} answered, but not in the registry API's shape: "
+                                    f"{NOT_A_REGISTRY}") from None
         try:
             return bounded_json.loads(text)
         except ValueError as exc:
