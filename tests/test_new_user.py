@@ -327,6 +327,51 @@ def test_a_receipt_of_a_caller_whose_node_never_ran_is_kept_and_filed_later(fede
 
 
 @pytest.mark.slow
+def test_a_receipt_whose_registry_stopped_during_the_delegation_is_kept_and_filed_later(tmp_path: Path) -> None:
+    """The registry goes away while the peer works: the caller still gets its answer (exit 0), is told the receipt
+    is kept, and its node files it once the registry is back."""
+    import sqlite3
+
+    fed = Federation(tmp_path)
+    port = fed.registry.rsplit(":", 1)[1]
+    serve = ("registry", "serve", "--port", port, "--db", f"sqlite:///{tmp_path}/registry.db")
+    try:
+        registry = fed.start(fed.registry, *serve)
+        fed.node(fed.acme)
+        _, globex = fed.node(fed.globex)  # registers the calling agent, so the receipt is the registry's to take
+        globex.terminate()
+        globex.wait(20)
+        process = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "delegate", "slow", "--config",
+                                    str(fed.globex), "--input", json.dumps({"text": str(tmp_path / "mark")})],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **fed.env})
+        assert process.stderr is not None
+        line = process.stderr.readline()  # the peer is working: stop the registry now
+        assert "step 1 of 2" in line, line
+        registry.terminate()
+        registry.wait(20)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert json.loads(stdout) == {"text": str(tmp_path / "mark")}
+        assert "receipt kept, not yet filed (your node files it when the registry takes it): " \
+               f"RegistryUnreachable: cannot reach the registry at {fed.registry}" in stderr, stderr
+        assert "guildnet node run CONFIG) files the receipt when it does" in stderr, stderr
+        database = fed.root / "globex" / "node.db"
+        assert sqlite3.connect(database).execute("SELECT state FROM receipt_outbox").fetchall() == [("pending",)]
+
+        fed.start(fed.registry, *serve)  # the same registry, back on its file
+        assert sqlite3.connect(tmp_path / "registry.db").execute("SELECT COUNT(*) FROM receipts").fetchone() == (0,)
+        fed.node(fed.globex)  # the caller's node files what it kept
+        ends = time.monotonic() + 30
+        while sqlite3.connect(database).execute("SELECT COUNT(*) FROM receipt_outbox").fetchone() != (0,):
+            assert time.monotonic() < ends, "the kept receipt was not filed"
+            time.sleep(0.2)
+        assert sqlite3.connect(tmp_path / "registry.db").execute("SELECT COUNT(*) FROM receipts").fetchone() == (1,)
+    finally:
+        fed.stop()
+
+
+@pytest.mark.slow
 def test_registry_errors_say_it_is_the_registry_and_what_to_check(federation: Federation) -> None:
     from registry_support import free_port
 
@@ -334,12 +379,17 @@ def test_registry_errors_say_it_is_the_registry_and_what_to_check(federation: Fe
     down = guildnet("registry", "search", "--registry", nowhere)
     assert down.returncode == 1 and f"cannot reach the registry at {nowhere}" in down.stderr
     assert "is it running" in down.stderr and "Traceback" not in down.stderr
-    delegated = federation.delegate("echo", "--input", "{}", "--registry", nowhere, "--json")
-    assert delegated.returncode == 1
-    error = json.loads(delegated.stdout)["error"]
-    assert error["kind"] == "registry" and f"cannot reach the registry at {nowhere}" in error["message"]
+    assert "hint: start the registry (`guildnet registry serve`)" in down.stderr
+    for delegated in (federation.delegate("echo", "--input", "{}", "--registry", nowhere, "--json"),
+                      guildnet("registry", "search", "--registry", nowhere, "--json")):
+        assert delegated.returncode == 1
+        error = json.loads(delegated.stdout)["error"]  # the shape of every other --json failure, with its hint
+        assert error["kind"] == "registry" and f"cannot reach the registry at {nowhere}" in error["message"]
+        assert "guildnet registry serve" in error["hint"] and "--registry URL" in error["hint"], error
     at_a_node = guildnet("registry", "search", "--registry", federation.acme_url)
     assert at_a_node.returncode == 1 and "is this the URL of a guildnet registry (not a node's)?" in at_a_node.stderr
+    assert at_a_node.stderr.count("404 Not Found") == 1, at_a_node.stderr  # the status once, not twice
+    assert "hint: give the registry's own URL" in at_a_node.stderr
 
 
 @pytest.mark.slow
