@@ -3,7 +3,8 @@
 A registry and an honest node (an echo agent at a price) run as their own processes; so does each hostile
 callee (bench/hostile_peer.py, or a real node whose agent declares a loose schema and answers garbage), registered
 cheaper so it is tried first. The caller runs here and delegates ``echo`` with a 6 s deadline while a thread samples
-its resident memory and a task measures how long its event loop goes without turning.
+its resident memory and a task measures how long its event loop goes without turning. Last, the same figures while
+the caller pins and applies a hostile output schema (a remote ``$ref`` to a tarpit, a backtracking pattern).
 
     python bench/hostile_peers.py
 
@@ -33,10 +34,11 @@ from processes import free_port, guildnet_process
 from guildnet.node.a2a.client import A2AClient
 from guildnet.node.delegation.delegator import DelegationFailed, Delegator
 from guildnet.node.delegation.discovery import PeerIndex
-from guildnet.node.delegation.schemas import SchemaPins
+from guildnet.node.delegation.schemas import Pin, SchemaPins
 from guildnet.node.identity import StaticIdentity
 from guildnet.protocols.agentfacts import AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
+from guildnet.protocols.schema_check import UnsafeSchema
 from guildnet.registry.client import RegistryClient
 
 RESULTS = Path(__file__).with_name("results")
@@ -49,6 +51,9 @@ BEFORE = {
     "tarpit": "no bound but the deadline",
     "malformed": "AttributeError ended delegate(); no fallback",
     "loose-schema": "garbage accepted, success receipt counted",
+    "remote-$ref": "fetched with a blocking urlopen and no timeout: the caller's event loop stalled 29.9 s (3 s "
+                   "deadline)",
+    "pattern": "^(a|aa)+$ on 38 a's and a '!' stalled the caller's event loop 8.3 s",
 }
 AGENT = """
 from pydantic import BaseModel, ConfigDict
@@ -167,6 +172,28 @@ class ThirdHost:
         return self.connections
 
 
+async def schema_attacks(third: ThirdHost) -> list[dict[str, Any]]:
+    """A callee first to declare a skill picks the output schema the caller pins (node/delegation/schemas.py): one
+    whose ``$ref`` points at a host that accepts and never answers (``third``), and one with a backtracking
+    pattern, applied to the output that makes it backtrack. Measured in this process, as the caller pins and
+    checks them; nothing is run by a peer."""
+    rows = []
+    backtracking = {"type": "object", "properties": {"text": {"type": "string", "pattern": "^(a|aa)+$"}}}
+    for attack, schema, output in [("remote-$ref (tarpit)", {"$ref": third.url}, {"text": "hi"}),
+                                   ("pattern ^(a|aa)+$", backtracking, {"text": "a" * 38 + "!"})]:
+        async with watched() as figures:
+            try:
+                problem = await Pin.of("echo", schema, "first-seen").problem_with(output)
+                verdict, outcome = ("invalid-output", problem) if problem else ("accepted", "")
+            except UnsafeSchema as exc:
+                verdict, outcome = "schema-refused", str(exc)
+        rows.append({"attack": attack, "attempts": [verdict], "outcome": outcome, "answered_by": "-",
+                     "deadline_s": DEADLINE, **figures, "third_host_connections": third.count(),
+                     "before": BEFORE[attack.split(" ")[0]]})
+        print(f"  {attack}: {verdict} ({outcome}) in {figures['wall_s']:.4f} s", file=sys.stderr)
+    return rows
+
+
 async def registered(registry: RegistryClient, name: str) -> None:
     """Until an agent called ``name`` has registered (a node registers its agents once it serves)."""
     async with asyncio.timeout(20):
@@ -233,6 +260,7 @@ async def main() -> dict[str, Any]:
                 await measure("loose-schema")
             await delegator.flush()
             await index.close()
+    rows.extend(await schema_attacks(third))
     third.socket.close()
     return {"deadline_s": DEADLINE, "rows": rows}
 
@@ -242,7 +270,7 @@ if __name__ == "__main__":
     result = asyncio.run(main())
     print(f"{'attack':<24}{'attempts':<36}{'wall s':>7}{'stall ms':>9}{'+RSS MB':>8}{'3rd host':>9}")
     for row in result["rows"]:
-        print(f"{row['attack']:<24}{' '.join(row['attempts']):<36}{row['wall_s']:>7.2f}{row['worst_stall_ms']:>9.1f}"
+        print(f"{row['attack']:<24}{' '.join(row['attempts']):<36}{row['wall_s']:>7.3f}{row['worst_stall_ms']:>9.1f}"
               f"{row['peak_rss_growth_mb']:>8.1f}{row['third_host_connections']:>9}")
     print(f"deadline {DEADLINE} s; before (issue 17): " + "; ".join(f"{k}: {v}" for k, v in BEFORE.items()))
     RESULTS.mkdir(exist_ok=True)
