@@ -179,8 +179,10 @@ async def schema_attacks(third: ThirdHost) -> list[dict[str, Any]]:
     checks them; nothing is run by a peer."""
     rows = []
     backtracking = {"type": "object", "properties": {"text": {"type": "string", "pattern": "^(a|aa)+$"}}}
-    for attack, schema, output in [("remote-$ref (tarpit)", {"$ref": third.url}, {"text": "hi"}),
-                                   ("pattern ^(a|aa)+$", backtracking, {"text": "a" * 38 + "!"})]:
+    attacks: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("remote-$ref (tarpit)", {"$ref": third.url}, {"text": "hi"}),
+        ("pattern ^(a|aa)+$", backtracking, {"text": "a" * 38 + "!"})]
+    for attack, schema, output in attacks:
         async with watched() as figures:
             try:
                 problem = await Pin.of("echo", schema, "first-seen").problem_with(output)
