@@ -35,54 +35,84 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 _EMPTY = "google.protobuf.Empty"
 
 
-_MAP, _REPEATED_MESSAGE, _REPEATED, _MESSAGE, _SCALAR = range(5)
-
-
-@cache
-def _fields(descriptor: Descriptor) -> dict[str, tuple[int, FieldDescriptor]]:
-    """Each field, with how it is set, by its JSON name and by its proto name."""
-    fields: dict[str, tuple[int, FieldDescriptor]] = {}
-    for f in descriptor.fields:
-        if f.message_type is not None and f.message_type.GetOptions().map_entry:
-            kind = _MAP
-        elif f.is_repeated:
-            kind = _REPEATED_MESSAGE if f.message_type is not None else _REPEATED
-        else:
-            kind = _MESSAGE if f.message_type is not None else _SCALAR
-        fields[f.name] = fields[f.json_name] = (kind, f)
-    return fields
+Fill = Callable[[Any, Any], None]
+"""Fills one message (or one field of a message) from its ProtoJSON value."""
 
 
 def to_message(data: Mapping[str, Any], message: Message) -> Message:
     """Fill ``message`` from the ProtoJSON object ``data``; returns ``message``."""
-    _fill(message, data)
+    _filler(message.DESCRIPTOR)(message, data)
     return message
 
 
-def _fill(message: Message, data: Mapping[str, Any]) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{message.DESCRIPTOR.full_name}: expected an object, got {type(data).__name__}")
-    fields = _fields(message.DESCRIPTOR)
-    for key, value in data.items():
-        found = fields.get(key)
-        if found is None or value is None:
-            continue
-        kind, field = found
-        if kind == _SCALAR:
-            setattr(message, field.name, _scalar(field, value))
-        elif kind == _MESSAGE:
-            _set_message(getattr(message, field.name), value)
-        elif kind == _MAP:
-            _fill_map(getattr(message, field.name), field, value)
-        else:
+@cache
+def _filler(descriptor: Descriptor) -> Fill:
+    """How a message of this type is filled, chosen once per type: the well-known types by their helpers, any
+    other message field by field, each field by a setter chosen once (:func:`_setter`), so filling a message
+    costs one dict lookup and one call per key present."""
+    special = _WELL_KNOWN.get(descriptor.full_name)
+    if special is not None:
+        return special
+    setters: dict[str, Fill] = {}
+    for f in descriptor.fields:
+        setters[f.name] = setters[f.json_name] = _setter(f)
+    name = descriptor.full_name
+
+    def fill(message: Any, data: Any) -> None:
+        if data.__class__ is not dict and not isinstance(data, Mapping):  # the exact type first: ABCs are slow
+            raise ValueError(f"{name}: expected an object, got {type(data).__name__}")
+        message.SetInParent()  # an empty object is still a present message
+        for key, value in data.items():
+            setter = setters.get(key)
+            if setter is not None and value is not None:
+                setter(message, value)
+
+    return fill
+
+
+def _setter(field: FieldDescriptor) -> Fill:
+    """Sets ``field`` of a message from its ProtoJSON value."""
+    name = field.name
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return lambda message, value: _fill_map(getattr(message, name), field, value)
+    if field.message_type is not None:
+        sub = field.message_type
+        if not field.is_repeated:
+            return lambda message, value: _filler(sub)(getattr(message, name), value)
+
+        def repeated_messages(message: Any, value: Any) -> None:
             if not isinstance(value, list):
                 raise ValueError(f"{field.full_name}: expected an array")
-            container = getattr(message, field.name)
-            if kind == _REPEATED_MESSAGE:
-                for item in value:
-                    _set_message(container.add(), item)
-            else:
-                container.extend(_scalar(field, item) for item in value)
+            container, fill = getattr(message, name), _filler(sub)
+            for item in value:
+                fill(container.add(), item)
+
+        return repeated_messages
+    if field.is_repeated:
+        def repeated_scalars(message: Any, value: Any) -> None:
+            if not isinstance(value, list):
+                raise ValueError(f"{field.full_name}: expected an array")
+            getattr(message, name).extend(_scalar(field, item) for item in value)
+
+        return repeated_scalars
+    if field.enum_type is not None and not field.is_repeated:
+        numbers = {value.name: value.number for value in field.enum_type.values}
+
+        def enum(message: Any, value: Any) -> None:
+            number = numbers.get(value) if isinstance(value, str) else None
+            if number is None:
+                number = _scalar(field, value)  # a number, or an error that says why not
+            setattr(message, name, number)
+
+        return enum
+    if field.type == FieldDescriptor.TYPE_STRING:  # the most common field: its check inline
+        def string(message: Any, value: Any) -> None:
+            if not isinstance(value, str):
+                raise ValueError(f"{field.full_name}: expected a string")
+            setattr(message, name, value)
+
+        return string
+    return lambda message, value: setattr(message, name, _scalar(field, value))
 
 
 def _fill_map(container: Any, field: FieldDescriptor, value: Any) -> None:
@@ -91,26 +121,21 @@ def _fill_map(container: Any, field: FieldDescriptor, value: Any) -> None:
     value_field = field.message_type.fields_by_name["value"]
     for key, item in value.items():
         if value_field.message_type is not None:
-            _set_message(container[key], item)
+            _filler(value_field.message_type)(container[key], item)
         else:
             container[key] = _scalar(value_field, item)
 
 
-def _set_message(message: Message, value: Any) -> None:
-    kind = message.DESCRIPTOR.full_name
-    if kind == _STRUCT:
-        message.update(value)
-    elif kind == _VALUE:
-        _set_value(message, value)
-    elif kind == _LIST:
-        message.extend(value)
-    elif kind == _TIMESTAMP:
-        _set_timestamp(message, value)
-    elif kind == _EMPTY:
-        message.SetInParent()
-    else:
-        message.SetInParent()  # an empty object is still a present message
-        _fill(message, value)
+def _fill_struct(message: Any, value: Any) -> None:
+    message.update(value)
+
+
+def _fill_list(message: Any, value: Any) -> None:
+    message.extend(value)
+
+
+def _fill_empty(message: Any, _value: Any) -> None:
+    message.SetInParent()
 
 
 def _set_timestamp(message: Any, value: Any) -> None:
@@ -148,6 +173,10 @@ def _set_value(message: Any, value: Any) -> None:
         message.list_value.extend(value)
     else:
         raise ValueError(f"google.protobuf.Value: cannot hold {type(value).__name__}")
+
+
+_WELL_KNOWN: dict[str, Fill] = {_STRUCT: _fill_struct, _VALUE: _set_value, _LIST: _fill_list,
+                                _TIMESTAMP: _set_timestamp, _EMPTY: _fill_empty}
 
 
 def _scalar(field: FieldDescriptor, value: Any) -> Any:
