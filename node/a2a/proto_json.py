@@ -21,9 +21,9 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -142,20 +142,26 @@ def _set_timestamp(message: Any, value: Any) -> None:
     """RFC 3339 text; ``datetime.fromisoformat`` (C) for the common case, the proto's own parser otherwise."""
     if not isinstance(value, str):
         raise ValueError("google.protobuf.Timestamp: expected RFC 3339 text")
-    dot = value.find(".")
-    digits = len(value[dot + 1:]) - len(value[dot + 1:].lstrip("0123456789")) if dot >= 0 else 0
-    try:
+    if len(value) > _UTC_MICROSECONDS or value[-1] != "Z":  # not the node's own form (UTC, at most microseconds)
+        dot = value.find(".")
+        digits = len(value[dot + 1:]) - len(value[dot + 1:].lstrip("0123456789")) if dot >= 0 else 0
         if digits > 6:  # nanoseconds: more than a datetime holds
-            raise ValueError(value)
+            message.FromJsonString(value)
+            return
+    try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         message.FromJsonString(value)
         return
     if moment.tzinfo is None:
         raise ValueError("google.protobuf.Timestamp: the time zone is missing")
-    whole = moment.replace(microsecond=0)
-    message.seconds = int(whole.timestamp())
-    message.nanos = moment.microsecond * 1000
+    since = moment - _EPOCH  # timedelta arithmetic in C; its days and seconds floor, as the proto's fields do
+    message.seconds = since.days * 86400 + since.seconds
+    message.nanos = since.microseconds * 1000
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC_MICROSECONDS: Final = len("2026-01-01T00:00:00.000000Z")
 
 
 def _set_value(message: Any, value: Any) -> None:
