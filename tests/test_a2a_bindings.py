@@ -210,7 +210,8 @@ async def test_proto_json_converts_as_parse_dict_and_message_to_dict_do(node: No
     message = {"messageId": "m1", "role": "ROLE_AGENT", "parts": [
         {"data": {"text": "hello", "n": [1, 2.5, {"a": None, "b": True}]}, "metadata": {"k": "v"}},
         {"raw": "dGNr", "mediaType": "text/plain", "filename": "x.txt"}, {"url": "https://example.com/x"},
-        {"text": "plain"}], "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}
+        {"text": "plain"}, {"data": {}}, {"data": []}, {"data": None}, {"data": [{}, []], "metadata": {}}],
+        "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}  # empty data: still data
     status = {"state": "TASK_STATE_COMPLETED", "timestamp": "2026-11-29T14:00:00.123456789Z", "message": message}
     artifact = {"artifactId": "a1", "name": "n", "parts": [{"text": "p"}], "extensions": ["urn:e"]}
     task = {"id": "t1", "contextId": "c1", "status": status, "history": [message], "metadata": {"x": {"y": [1]}},

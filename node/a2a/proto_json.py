@@ -54,8 +54,11 @@ def _filler(descriptor: Descriptor) -> Fill:
     if special is not None:
         return special
     setters: dict[str, Fill] = {}
+    nullable: set[str] = set()  # fields of type Value: null is a value there (NullValue), elsewhere "not set"
     for f in descriptor.fields:
         setters[f.name] = setters[f.json_name] = _setter(f)
+        if f.message_type is not None and f.message_type.full_name == _VALUE and not f.is_repeated:
+            nullable.update((f.name, f.json_name))
     name = descriptor.full_name
 
     def fill(message: Any, data: Any) -> None:
@@ -64,7 +67,7 @@ def _filler(descriptor: Descriptor) -> Fill:
         message.SetInParent()  # an empty object is still a present message
         for key, value in data.items():
             setter = setters.get(key)
-            if setter is not None and value is not None:
+            if setter is not None and (value is not None or key in nullable):
                 setter(message, value)
 
     return fill
@@ -127,11 +130,24 @@ def _fill_map(container: Any, field: FieldDescriptor, value: Any) -> None:
 
 
 def _fill_struct(message: Any, value: Any) -> None:
-    message.update(value)
+    """A Struct, present even when empty (``Struct.update`` leaves ``{}`` unset: a data part would lose its
+    content), its values by :func:`_set_value` in C setters (``update`` walks them in Python)."""
+    if not isinstance(value, Mapping):
+        raise ValueError("google.protobuf.Struct: expected an object")
+    message.SetInParent()
+    fields = message.fields
+    for key, item in value.items():
+        _set_value(fields[key], item)
 
 
 def _fill_list(message: Any, value: Any) -> None:
-    message.extend(value)
+    """A ListValue, present even when empty, as :func:`_fill_struct`."""
+    if not isinstance(value, list):
+        raise ValueError("google.protobuf.ListValue: expected an array")
+    message.SetInParent()
+    values = message.values
+    for item in value:
+        _set_value(values.add(), item)
 
 
 def _fill_empty(message: Any, _value: Any) -> None:
@@ -174,9 +190,9 @@ def _set_value(message: Any, value: Any) -> None:
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, Mapping):
-        message.struct_value.update(value)
+        _fill_struct(message.struct_value, value)
     elif isinstance(value, list):
-        message.list_value.extend(value)
+        _fill_list(message.list_value, value)
     else:
         raise ValueError(f"google.protobuf.Value: cannot hold {type(value).__name__}")
 
