@@ -100,7 +100,7 @@ def _setter(field: FieldDescriptor) -> Fill:
             getattr(message, name).extend(_scalar(field, item) for item in value)
 
         return repeated_scalars
-    if field.enum_type is not None and not field.is_repeated:
+    if field.enum_type is not None:
         numbers = {value.name: value.number for value in field.enum_type.values}
 
         def enum(message: Any, value: Any) -> None:
