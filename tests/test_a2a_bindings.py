@@ -210,7 +210,8 @@ async def test_proto_json_converts_as_parse_dict_and_message_to_dict_do(node: No
     message = {"messageId": "m1", "role": "ROLE_AGENT", "parts": [
         {"data": {"text": "hello", "n": [1, 2.5, {"a": None, "b": True}]}, "metadata": {"k": "v"}},
         {"raw": "dGNr", "mediaType": "text/plain", "filename": "x.txt"}, {"url": "https://example.com/x"},
-        {"text": "plain"}], "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}
+        {"text": "plain"}, {"data": {}}, {"data": []}, {"data": None}, {"data": [{}, []], "metadata": {}}],
+        "metadata": {"skill": "echo"}, "referenceTaskIds": ["r1"], "extensions": ["urn:x"]}  # empty data: still data
     status = {"state": "TASK_STATE_COMPLETED", "timestamp": "2026-11-29T14:00:00.123456789Z", "message": message}
     artifact = {"artifactId": "a1", "name": "n", "parts": [{"text": "p"}], "extensions": ["urn:e"]}
     task = {"id": "t1", "contextId": "c1", "status": status, "history": [message], "metadata": {"x": {"y": [1]}},
@@ -221,6 +222,9 @@ async def test_proto_json_converts_as_parse_dict_and_message_to_dict_do(node: No
                                   "append": True, "lastChunk": False}}, a2a_pb2.StreamResponse),
              ({"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {
                  "state": "TASK_STATE_WORKING", "timestamp": "2026-11-29T16:00:00.5+02:00"}}}, a2a_pb2.StreamResponse),
+             *(({"statusUpdate": {"status": {"state": "TASK_STATE_WORKING", "timestamp": moment}}},
+                a2a_pb2.StreamResponse)
+               for moment in ("1969-12-31T23:59:59.5Z", "2026-11-29T14:00:00Z", "0001-01-01T00:00:00.000001Z")),
              ({"tasks": [task], "nextPageToken": "", "pageSize": 50, "totalSize": 1}, a2a_pb2.ListTasksResponse),
              ({"configs": [{"id": "c", "taskId": "t", "url": "https://h", "authentication": {"scheme": "Bearer"}}]},
               a2a_pb2.ListTaskPushNotificationConfigsResponse)]

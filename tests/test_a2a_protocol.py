@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -164,3 +165,12 @@ def test_card_shape_and_signature_verify_with_sdk() -> None:
         a2a.verify_agent_card(_card())
     # Empty values are outside the signed payload (spec §8.4 default-value rule), so adding one is harmless.
     assert a2a.card_signing_payload({**signed, "iconUrl": ""}) == a2a.card_signing_payload(signed)
+
+
+def test_new_ids_are_random_version_4_uuids_in_their_canonical_text() -> None:
+    ids = {a2a.new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert {text[19] for text in ids} == set("89ab")  # the variant digit keeps its two random bits

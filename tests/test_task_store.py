@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -96,8 +97,11 @@ async def test_concurrent_writes_share_commits_and_failures_reach_every_waiter(d
         await store.close()
 
 
-async def test_list_filters_and_pages(db_url: str) -> None:
-    store = SqlTaskStore(db_url)
+@pytest.mark.parametrize("kind", ["sql", "memory"])
+async def test_list_filters_and_pages(db_url: str, kind: str) -> None:
+    from guildnet.node.a2a.store import open_task_store
+
+    store = SqlTaskStore(db_url) if kind == "sql" else open_task_store("memory")
     await store.open()
     try:
         for i in range(7):
@@ -132,6 +136,47 @@ async def test_in_memory_store_copies_records(url: str) -> None:
     record.task["status"] = a2a.new_status(a2a.COMPLETED)  # a later change is not visible until put again
     got = await store.get("echo", record.id)
     assert got is not None and got.state == a2a.WORKING
+    got.task["status"] = a2a.new_status(a2a.FAILED)  # nor is a change to what it handed out
+    again = await store.get("echo", record.id)
+    assert again is not None and again.state == a2a.WORKING
+
+
+async def test_in_memory_store_keeps_tasks_out_of_the_garbage_collectors_walk() -> None:
+    """A stored task is a few objects, not its dozens of dicts and lists: a node holding tens of thousands of
+    tasks in memory otherwise paused for hundreds of milliseconds at each full collection."""
+    from guildnet.node.a2a.store import open_task_store
+
+    store = open_task_store("memory")
+    records = []
+    for _ in range(500):
+        record = _record(a2a.COMPLETED)
+        record.task["artifacts"] = [a2a.new_artifact([{"data": {"text": "hello", "n": [1, 2]}}, {"text": "x"}])]
+        records.append(record)
+    gc.collect()
+    before = len(gc.get_objects())
+    for record in records:
+        await store.put(record, new=True)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 2 * len(records)
+    got = await store.get("echo", records[0].id)
+    assert got is not None and got.task == records[0].task
+
+
+async def test_in_memory_store_keeps_what_a_database_would_of_values_marshal_does_not_write() -> None:
+    from enum import StrEnum
+
+    from guildnet.node.a2a.store import open_task_store
+
+    class Level(StrEnum):
+        HIGH = "high"
+
+    store = open_task_store("memory")
+    record = _record(a2a.COMPLETED)
+    record.task["metadata"] = {"level": Level.HIGH}
+    await store.put(record, new=True)
+    got = await store.get("echo", record.id)
+    assert got is not None and got.task["metadata"] == {"level": "high"}
+    assert type(got.task["metadata"]["level"]) is str
 
 
 @pytest.mark.parametrize("kind", ["sql", "memory"])

@@ -2,18 +2,20 @@
 
 Why not ``google.protobuf.json_format.ParseDict``: it is pure Python and generic down to each scalar, so a
 finished task costs about 250 µs there, the largest cost of a gRPC call on this node (measured: a third of the
-server's CPU per SendMessage). Here each message's fields are looked up once per descriptor and set through the
-C (upb) message classes; the well-known types the A2A proto uses (Struct, Value, ListValue, Timestamp) go
-through their own helpers. What is converted is read from the descriptors of a2a-sdk's generated classes, so
-nothing here names an A2A field; ``tests/test_a2a_bindings.py`` checks the result equals ``ParseDict``'s.
+server's CPU per SendMessage). Here how each message type is filled is chosen once per type, and how each of
+its fields is set once per field (:func:`_filler`), so filling costs one dict lookup and one call per key
+present, with the values set through the C (upb) message classes; the well-known types the A2A proto uses
+(Struct, Value, ListValue, Timestamp) have their own helpers (a finished echo task: about 15 µs). What is
+converted is read from the descriptors of a2a-sdk's generated classes, so nothing here names an A2A field;
+``tests/test_a2a_bindings.py`` checks the result equals ``ParseDict``'s, empty objects and nulls included.
 
 Unknown fields are dropped (as ``ParseDict(..., ignore_unknown_fields=True)``); a value of the wrong type raises
 :class:`ValueError`.
 
 The other way, :func:`to_json` is ``MessageToDict`` for the same reason (a gRPC request is read into ProtoJSON
 on every call, a reply on every call of our client): the set fields come from ``ListFields`` (C), and each
-field's conversion is chosen once per field descriptor. ``tests/test_a2a_bindings.py`` checks it equals
-``MessageToDict``'s.
+field's JSON name and conversion are chosen once per field descriptor. ``tests/test_a2a_bindings.py`` checks
+it equals ``MessageToDict``'s.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -35,54 +37,87 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 _EMPTY = "google.protobuf.Empty"
 
 
-_MAP, _REPEATED_MESSAGE, _REPEATED, _MESSAGE, _SCALAR = range(5)
-
-
-@cache
-def _fields(descriptor: Descriptor) -> dict[str, tuple[int, FieldDescriptor]]:
-    """Each field, with how it is set, by its JSON name and by its proto name."""
-    fields: dict[str, tuple[int, FieldDescriptor]] = {}
-    for f in descriptor.fields:
-        if f.message_type is not None and f.message_type.GetOptions().map_entry:
-            kind = _MAP
-        elif f.is_repeated:
-            kind = _REPEATED_MESSAGE if f.message_type is not None else _REPEATED
-        else:
-            kind = _MESSAGE if f.message_type is not None else _SCALAR
-        fields[f.name] = fields[f.json_name] = (kind, f)
-    return fields
+Fill = Callable[[Any, Any], None]
+"""Fills one message (or one field of a message) from its ProtoJSON value."""
 
 
 def to_message(data: Mapping[str, Any], message: Message) -> Message:
     """Fill ``message`` from the ProtoJSON object ``data``; returns ``message``."""
-    _fill(message, data)
+    _filler(message.DESCRIPTOR)(message, data)
     return message
 
 
-def _fill(message: Message, data: Mapping[str, Any]) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{message.DESCRIPTOR.full_name}: expected an object, got {type(data).__name__}")
-    fields = _fields(message.DESCRIPTOR)
-    for key, value in data.items():
-        found = fields.get(key)
-        if found is None or value is None:
-            continue
-        kind, field = found
-        if kind == _SCALAR:
-            setattr(message, field.name, _scalar(field, value))
-        elif kind == _MESSAGE:
-            _set_message(getattr(message, field.name), value)
-        elif kind == _MAP:
-            _fill_map(getattr(message, field.name), field, value)
-        else:
+@cache
+def _filler(descriptor: Descriptor) -> Fill:
+    """How a message of this type is filled, chosen once per type: the well-known types by their helpers, any
+    other message field by field, each field by a setter chosen once (:func:`_setter`), so filling a message
+    costs one dict lookup and one call per key present."""
+    special = _WELL_KNOWN.get(descriptor.full_name)
+    if special is not None:
+        return special
+    setters: dict[str, Fill] = {}
+    nullable: set[str] = set()  # fields of type Value: null is a value there (NullValue), elsewhere "not set"
+    for f in descriptor.fields:
+        setters[f.name] = setters[f.json_name] = _setter(f)
+        if f.message_type is not None and f.message_type.full_name == _VALUE and not f.is_repeated:
+            nullable.update((f.name, f.json_name))
+    name = descriptor.full_name
+
+    def fill(message: Any, data: Any) -> None:
+        if data.__class__ is not dict and not isinstance(data, Mapping):  # the exact type first: ABCs are slow
+            raise ValueError(f"{name}: expected an object, got {type(data).__name__}")
+        message.SetInParent()  # an empty object is still a present message
+        for key, value in data.items():
+            setter = setters.get(key)
+            if setter is not None and (value is not None or key in nullable):
+                setter(message, value)
+
+    return fill
+
+
+def _setter(field: FieldDescriptor) -> Fill:
+    """Sets ``field`` of a message from its ProtoJSON value."""
+    name = field.name
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return lambda message, value: _fill_map(getattr(message, name), field, value)
+    if field.message_type is not None:
+        sub = field.message_type
+        if not field.is_repeated:
+            return lambda message, value: _filler(sub)(getattr(message, name), value)
+
+        def repeated_messages(message: Any, value: Any) -> None:
             if not isinstance(value, list):
                 raise ValueError(f"{field.full_name}: expected an array")
-            container = getattr(message, field.name)
-            if kind == _REPEATED_MESSAGE:
-                for item in value:
-                    _set_message(container.add(), item)
-            else:
-                container.extend(_scalar(field, item) for item in value)
+            container, fill = getattr(message, name), _filler(sub)
+            for item in value:
+                fill(container.add(), item)
+
+        return repeated_messages
+    if field.is_repeated:
+        def repeated_scalars(message: Any, value: Any) -> None:
+            if not isinstance(value, list):
+                raise ValueError(f"{field.full_name}: expected an array")
+            getattr(message, name).extend(_scalar(field, item) for item in value)
+
+        return repeated_scalars
+    if field.enum_type is not None:
+        numbers = {value.name: value.number for value in field.enum_type.values}
+
+        def enum(message: Any, value: Any) -> None:
+            number = numbers.get(value) if isinstance(value, str) else None
+            if number is None:
+                number = _scalar(field, value)  # a number, or an error that says why not
+            setattr(message, name, number)
+
+        return enum
+    if field.type == FieldDescriptor.TYPE_STRING:  # the most common field: its check inline
+        def string(message: Any, value: Any) -> None:
+            if not isinstance(value, str):
+                raise ValueError(f"{field.full_name}: expected a string")
+            setattr(message, name, value)
+
+        return string
+    return lambda message, value: setattr(message, name, _scalar(field, value))
 
 
 def _fill_map(container: Any, field: FieldDescriptor, value: Any) -> None:
@@ -91,46 +126,60 @@ def _fill_map(container: Any, field: FieldDescriptor, value: Any) -> None:
     value_field = field.message_type.fields_by_name["value"]
     for key, item in value.items():
         if value_field.message_type is not None:
-            _set_message(container[key], item)
+            _filler(value_field.message_type)(container[key], item)
         else:
             container[key] = _scalar(value_field, item)
 
 
-def _set_message(message: Message, value: Any) -> None:
-    kind = message.DESCRIPTOR.full_name
-    if kind == _STRUCT:
-        message.update(value)
-    elif kind == _VALUE:
-        _set_value(message, value)
-    elif kind == _LIST:
-        message.extend(value)
-    elif kind == _TIMESTAMP:
-        _set_timestamp(message, value)
-    elif kind == _EMPTY:
-        message.SetInParent()
-    else:
-        message.SetInParent()  # an empty object is still a present message
-        _fill(message, value)
+def _fill_struct(message: Any, value: Any) -> None:
+    """A Struct, present even when empty (``Struct.update`` leaves ``{}`` unset: a data part would lose its
+    content), its values by :func:`_set_value` in C setters (``update`` walks them in Python)."""
+    if not isinstance(value, Mapping):
+        raise ValueError("google.protobuf.Struct: expected an object")
+    message.SetInParent()
+    fields = message.fields
+    for key, item in value.items():
+        _set_value(fields[key], item)
+
+
+def _fill_list(message: Any, value: Any) -> None:
+    """A ListValue, present even when empty, as :func:`_fill_struct`."""
+    if not isinstance(value, list):
+        raise ValueError("google.protobuf.ListValue: expected an array")
+    message.SetInParent()
+    values = message.values
+    for item in value:
+        _set_value(values.add(), item)
+
+
+def _fill_empty(message: Any, _value: Any) -> None:
+    message.SetInParent()
 
 
 def _set_timestamp(message: Any, value: Any) -> None:
     """RFC 3339 text; ``datetime.fromisoformat`` (C) for the common case, the proto's own parser otherwise."""
     if not isinstance(value, str):
         raise ValueError("google.protobuf.Timestamp: expected RFC 3339 text")
-    dot = value.find(".")
-    digits = len(value[dot + 1:]) - len(value[dot + 1:].lstrip("0123456789")) if dot >= 0 else 0
-    try:
+    if len(value) > _UTC_MICROSECONDS or value[-1] != "Z":  # not the node's own form (UTC, at most microseconds)
+        dot = value.find(".")
+        digits = len(value[dot + 1:]) - len(value[dot + 1:].lstrip("0123456789")) if dot >= 0 else 0
         if digits > 6:  # nanoseconds: more than a datetime holds
-            raise ValueError(value)
+            message.FromJsonString(value)
+            return
+    try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         message.FromJsonString(value)
         return
     if moment.tzinfo is None:
         raise ValueError("google.protobuf.Timestamp: the time zone is missing")
-    whole = moment.replace(microsecond=0)
-    message.seconds = int(whole.timestamp())
-    message.nanos = moment.microsecond * 1000
+    since = moment - _EPOCH  # timedelta arithmetic in C; its days and seconds floor, as the proto's fields do
+    message.seconds = since.days * 86400 + since.seconds
+    message.nanos = since.microseconds * 1000
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_UTC_MICROSECONDS: Final = len("2026-01-01T00:00:00.000000Z")
 
 
 def _set_value(message: Any, value: Any) -> None:
@@ -143,11 +192,15 @@ def _set_value(message: Any, value: Any) -> None:
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, Mapping):
-        message.struct_value.update(value)
+        _fill_struct(message.struct_value, value)
     elif isinstance(value, list):
-        message.list_value.extend(value)
+        _fill_list(message.list_value, value)
     else:
         raise ValueError(f"google.protobuf.Value: cannot hold {type(value).__name__}")
+
+
+_WELL_KNOWN: dict[str, Fill] = {_STRUCT: _fill_struct, _VALUE: _set_value, _LIST: _fill_list,
+                                _TIMESTAMP: _set_timestamp, _EMPTY: _fill_empty}
 
 
 def _scalar(field: FieldDescriptor, value: Any) -> Any:
@@ -193,16 +246,36 @@ def to_json(message: Message) -> dict[str, Any]:
 
 
 def _message_json(message: Any) -> Any:
-    kind = message.DESCRIPTOR.full_name
+    return _json_of(message.DESCRIPTOR)(message)
+
+
+@cache
+def _json_of(descriptor: Descriptor) -> Callable[[Any], Any]:
+    """How a message of this type becomes JSON, chosen once per type: the well-known types by their helpers,
+    any other by its set fields (``ListFields``), each by its JSON name and converter (chosen once per field)."""
+    kind = descriptor.full_name
     if kind == _STRUCT:
-        return {key: _value_json(item) for key, item in message.fields.items()}
+        return lambda message: {key: _value_json(item) for key, item in message.fields.items()}
     if kind == _VALUE:
-        return _value_json(message)
+        return _value_json
     if kind == _LIST:
-        return [_value_json(item) for item in message.values]
+        return lambda message: [_value_json(item) for item in message.values]
     if kind == _TIMESTAMP:
-        return message.ToJsonString()
-    return {field.json_name: _converter(field)(value) for field, value in message.ListFields()}
+        return lambda message: message.ToJsonString()
+    return _fields_json
+
+
+def _fields_json(message: Any) -> dict[str, Any]:
+    out = {}
+    for field, value in message.ListFields():
+        name, convert = _named(field)
+        out[name] = convert(value)
+    return out
+
+
+@cache
+def _named(field: FieldDescriptor) -> tuple[str, Callable[[Any], Any]]:
+    return field.json_name, _converter(field)
 
 
 def _value_json(value: Any) -> Any:
