@@ -64,10 +64,20 @@ UPSERT_LIVENESS = text("INSERT INTO agent_liveness (agent_pk, ttl_seconds, last_
 _HEARTBEAT = text("UPDATE agent_liveness SET last_seen = :now, expires_at = CAST(:now AS FLOAT) + ttl_seconds "
                   "WHERE agent_pk = :pk")
 _ANNOUNCE_LIVE = text("UPDATE agents SET live = true WHERE pk IN :pks").bindparams(bindparam("pks", expanding=True))
-_ORG_AGENTS = text("SELECT pk, id, live FROM agents WHERE id IN :ids AND org_id = :org AND NOT revoked "
-                   "ORDER BY pk").bindparams(bindparam("ids", expanding=True))
-_HEARTBEAT_MANY = text("UPDATE agent_liveness SET last_seen = :now, expires_at = CAST(:now AS FLOAT) + ttl_seconds "
-                       "WHERE agent_pk IN :pks").bindparams(bindparam("pks", expanding=True))
+# A node-level heartbeat names up to 2,048 agents: each list goes as one parameter (a JSON array on SQLite, an array
+# on PostgreSQL), not as 2,048 expanded ones that SQLAlchemy renders into the statement each time. On SQLite the
+# CROSS JOIN fixes the plan to one id look-up per named agent: left to itself the planner walked the organisation's
+# index instead, every agent of the organisation (20,000 of them at 1M agents) for a heartbeat naming 2,048.
+_ORG_AGENTS = {
+    False: text("SELECT a.pk, a.id, a.live FROM json_each(:ids) AS j CROSS JOIN agents AS a ON a.id = j.value "
+                "WHERE a.org_id = :org AND NOT a.revoked ORDER BY a.pk"),
+    True: text("SELECT pk, id, live FROM agents WHERE id = ANY(CAST(:ids AS TEXT[])) AND org_id = :org "
+               "AND NOT revoked ORDER BY pk")}
+_HEARTBEAT_MANY = {
+    False: text("UPDATE agent_liveness SET last_seen = :now, expires_at = :now + ttl_seconds "
+                "WHERE agent_pk IN (SELECT value FROM json_each(:pks))"),
+    True: text("UPDATE agent_liveness SET last_seen = :now, expires_at = CAST(:now AS FLOAT) + ttl_seconds "
+               "WHERE agent_pk = ANY(CAST(:pks AS INTEGER[]))")}
 _REVOKE = text("UPDATE agents SET revoked = true, revoked_at = :now, live = false WHERE pk = :pk")
 _EXPIRE = text("UPDATE agent_liveness SET expires_at = 0 WHERE agent_pk = :pk")
 _EXPIRED = text("SELECT a.pk, a.id FROM agent_liveness l JOIN agents a ON a.pk = l.agent_pk "
@@ -132,6 +142,10 @@ class Writes:
         if self.postgres:
             conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "seq": str(seq)})
         return seq
+
+    def _list(self, values: list[Any]) -> list[Any] | str:
+        """A list as one statement parameter: itself on PostgreSQL (an array), JSON text for SQLite's json_each."""
+        return values if self.postgres else json.dumps(values)
 
     def _index_text(self, conn: Connection, pk: int, name: str, tags: str, description: str,
                     *, replace: bool) -> None:
@@ -217,10 +231,10 @@ class Writes:
         they are and named in the result (the node registers them again); an agent that was stale is announced
         live, as a per-agent heartbeat would."""
         self._use_nonce(conn, write)
-        rows = conn.execute(_ORG_AGENTS, {"ids": agents, "org": write.signer}).all()
+        rows = conn.execute(_ORG_AGENTS[self.postgres], {"ids": self._list(agents), "org": write.signer}).all()
         now = self.clock()
         if rows:
-            conn.execute(_HEARTBEAT_MANY, {"now": now, "pks": [r.pk for r in rows]})
+            conn.execute(_HEARTBEAT_MANY[self.postgres], {"now": now, "pks": self._list([r.pk for r in rows])})
         stale = [row for row in rows if not row.live]
         if stale:
             conn.execute(_ANNOUNCE_LIVE, {"pks": [row.pk for row in stale]})
