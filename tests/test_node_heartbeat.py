@@ -19,7 +19,7 @@ from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient
 from guildnet.registry.db import create_engine, migrate
 from guildnet.registry.records import MAX_NODE_HEARTBEAT_AGENTS
 from guildnet.registry.state import METRICS
-from guildnet.registry.store.writes import _ORG_AGENTS
+from guildnet.registry.store.writes import _NAMED_AGENTS
 
 
 def test_the_client_batches_within_the_registry_limit() -> None:
@@ -132,8 +132,8 @@ async def test_sqlite_looks_a_heartbeats_agents_up_by_id_not_by_organisation(tmp
     try:
         await migrate(engine)
         async with engine.connect() as conn:
-            plan = (await conn.execute(text(f"EXPLAIN QUERY PLAN {_ORG_AGENTS[False].text}"),
-                                       {"ids": "[]", "org": "did:key:zOrg"})).all()
+            plan = (await conn.execute(text(f"EXPLAIN QUERY PLAN {_NAMED_AGENTS[False].text}"),
+                                       {"ids": "[]"})).all()
     finally:
         await engine.dispose()
     steps = " / ".join(row[-1] for row in plan)
