@@ -10,6 +10,9 @@ Liveness: per-agent heartbeats (one signed write per agent, a sample of 5,000 ag
 has them, node-level heartbeats (``POST /v1/heartbeats``: one write signed by the organisation key per 2,048
 agents) covering every agent; the figure is agent-liveness updates per second. Then the registry's resident
 memory at that size, and its start-up time on the full database (migrations, log tree load) after a restart.
+Beside each write rate, the registry's CPU per write (its process, and with ``--verify-workers`` its workers): on a
+shared machine the steadier figure. ``--replicas N`` (PostgreSQL) spreads the registrations over N processes on
+the one database.
 
     python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64] [--label new]
 
