@@ -26,6 +26,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid`` and of its descendants still running (a registry's verifier workers), from
+    /proc (0 where it is missing)."""
+    children: list[str] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += (task / "children").read_text().split()
+    except OSError:
+        pass
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of process ``pid`` in MiB (0 where /proc is missing)."""
     try:

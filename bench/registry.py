@@ -10,6 +10,9 @@ Liveness: per-agent heartbeats (one signed write per agent, a sample of 5,000 ag
 has them, node-level heartbeats (``POST /v1/heartbeats``: one write signed by the organisation key per 2,048
 agents) covering every agent; the figure is agent-liveness updates per second. Then the registry's resident
 memory at that size, and its start-up time on the full database (migrations, log tree load) after a restart.
+Beside each write rate, the registry's CPU per write (its process, and with ``--verify-workers`` its workers): on a
+shared machine the steadier figure. ``--replicas N`` (PostgreSQL) spreads the registrations over N processes on
+the one database.
 
     python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64] [--label new]
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +40,7 @@ from typing import Any
 
 import aiohttp
 import prefill
-from measure import cpu_seconds, percentile, rss_mb
+from measure import cpu_seconds, percentile, rss_mb, tree_cpu_seconds
 from processes import free_port, guildnet_process, kept_registry_database, registry_database
 
 from guildnet.protocols import signed_write
@@ -100,10 +104,10 @@ class Population:
     sample: list[SigningKey] = field(default_factory=list)
 
 
-async def register_all(url: str, agents: int, concurrency: int, population: Population, chunk: int = 5000
+async def register_all(urls: list[str], agents: int, concurrency: int, population: Population, chunk: int = 5000
                        ) -> tuple[float, int]:
-    """Register ``agents`` agents of ``population``'s organisations; return (registrations/s over the timed sends,
-    failures)."""
+    """Register ``agents`` agents of ``population``'s organisations, the senders spread over the replicas at
+    ``urls``; return (registrations/s over the timed sends, failures)."""
     rng = random.Random(7)
     orgs = population.orgs
     sent_time = 0.0
@@ -122,7 +126,7 @@ async def register_all(url: str, agents: int, concurrency: int, population: Popu
                     population.sample.append(key)
             queue = list(reversed(batch))
 
-            async def worker(queue: list[str]) -> int:
+            async def worker(queue: list[str], url: str) -> int:
                 failed = 0
                 while queue:
                     token = queue.pop()
@@ -133,7 +137,7 @@ async def register_all(url: str, agents: int, concurrency: int, population: Popu
                 return failed
 
             started = time.perf_counter()
-            failures += sum(await asyncio.gather(*(worker(queue) for _ in range(concurrency))))
+            failures += sum(await asyncio.gather(*(worker(queue, urls[i % len(urls)]) for i in range(concurrency))))
             sent_time += time.perf_counter() - started
             done += len(batch)
             print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
@@ -159,9 +163,9 @@ async def _send_all(url: str, requests: list[tuple[str, str]], concurrency: int)
         return time.perf_counter() - started, failures
 
 
-async def liveness(url: str, population: Population, concurrency: int) -> dict[str, Any]:
+async def liveness(url: str, population: Population, concurrency: int, pid: int) -> dict[str, Any]:
     """Agent-liveness updates/s: per-agent heartbeats of the sample, and node-level heartbeats of every agent
-    (if the registry has ``/v1/heartbeats``)."""
+    (if the registry has ``/v1/heartbeats``), with the registry process's CPU per update."""
     per_agent = [(f"/v1/agents/{k.did}/heartbeat", signed_write.make(k, {"action": "heartbeat", "agent": k.did}))
                  for k in population.sample]
     seconds, failed = await _send_all(url, per_agent, concurrency)
@@ -176,12 +180,15 @@ async def liveness(url: str, population: Population, concurrency: int) -> dict[s
             node_level.append(("/v1/heartbeats", signed_write.make(org_key, {"action": "node_heartbeat",
                                                                              "agents": part})))
             covered += len(part)
+    cpu_before = cpu_seconds(pid)
     seconds, failed = await _send_all(url, node_level, min(concurrency, 4))
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(covered, 1)
     if failed == len(node_level):
         result["node_level"] = None  # a registry without node-level heartbeats
     else:
         result["node_level"] = {"agents": covered, "writes": len(node_level), "updates_per_s": covered / seconds,
-                                "writes_per_s": len(node_level) / seconds, "failed": failed}
+                                "writes_per_s": len(node_level) / seconds, "failed": failed,
+                                "registry_cpu_us_per_update": cpu_us, "load_average_after": os.getloadavg()}
     return result
 
 
@@ -219,7 +226,8 @@ def bench_orgs() -> list[tuple[SigningKey, str]]:
 
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
-                      verify_workers: int, prefilled: int = 0, reuse: str | None = None) -> dict[str, Any]:
+                      verify_workers: int, prefilled: int = 0, reuse: str | None = None, replicas: int = 1
+                      ) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     population = Population(bench_orgs())
@@ -244,17 +252,37 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
         if verify_workers:
             args += ["--verify-workers", str(verify_workers)]
         ready_within = 30.0 + prefilled / 1000  # start-up loads the log tree: allow ~1 ms a leaf
-        async with guildnet_process(args, port, tmp / "registry.log", pinned=pinned,
-                                    ready_within=ready_within) as process:
-            print(f"[{backend}] registering {agents} agents, concurrency {concurrency}", file=sys.stderr)
-            rate, failures = await register_all(url, agents, concurrency, population)
+        async with contextlib.AsyncExitStack() as replica_stack, \
+                guildnet_process(args, port, tmp / "registry.log", pinned=pinned,
+                                 ready_within=ready_within) as process:
+            servers, urls = [process], [url]
+            for i in range(1, replicas):  # more stateless replicas on the same PostgreSQL database
+                replica_port = free_port()
+                replica_args = [*args[:3], str(replica_port), *args[4:]]
+                servers.append(await replica_stack.enter_async_context(guildnet_process(
+                    replica_args, replica_port, tmp / f"registry-{i}.log", pinned=pinned, ready_within=ready_within)))
+                urls.append(f"http://127.0.0.1:{replica_port}")
+            print(f"[{backend}] registering {agents} agents, concurrency {concurrency}, {replicas} replica(s)",
+                  file=sys.stderr)
+
+            def registry_cpu() -> tuple[float, float]:
+                return (sum(tree_cpu_seconds(s.pid) for s in servers), sum(cpu_seconds(s.pid) for s in servers))
+
+            cpu_before = registry_cpu()
+            rate, failures = await register_all(urls, agents, concurrency, population)
+            registration_cpu = [(after - before) * 1000 / agents
+                                for before, after in zip(cpu_before, registry_cpu(), strict=True)]
             ids = await some_ids(url, 50)
             timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
                 "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
                 "prefilled": prefilled, "prefill_s": prefill_s,
                 "reused_database": bool(existing), "registry_pinned_to_one_core": pinned,
-                "verify_workers": verify_workers, "registrations_per_s": rate, "failed_registrations": failures,
+                "verify_workers": verify_workers, "replicas": replicas, "registrations_per_s": rate,
+                "failed_registrations": failures,
+                # registry CPU per registration: the process and its verifier workers, and the process alone
+                "registration_cpu_ms": registration_cpu[0], "registration_cpu_ms_main_process": registration_cpu[1],
+                "load_average_after_registrations": os.getloadavg(),
                 "search_skill": await timed([f"/v1/agents?skill={s}&limit=20" for s in SKILLS]),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
                 "search_text": await timed([f"/v1/agents?q={w}&match=words&limit=20" for w in WORDS[:100]]),
@@ -266,7 +294,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 "load_average_after_reads": os.getloadavg(),
             }
             print(f"[{backend}] liveness", file=sys.stderr)
-            result["liveness"] = await liveness(url, population, concurrency)
+            result["liveness"] = await liveness(url, population, concurrency, process.pid)
             result["rss_mib"] = rss_mb(process.pid)
         started = time.perf_counter()  # the same database again: migrations (none to run) and the log tree load
         async with guildnet_process(args, port, tmp / "registry-restart.log", pinned=pinned,
@@ -286,6 +314,9 @@ def main() -> None:
                         help="1: registry pinned to core 0, load generator to core 1; 2: neither pinned")
     parser.add_argument("--verify-workers", type=int, default=0,
                         help="registry processes that check registrations (guildnet registry serve --verify-workers)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="registry processes on the one database that the registrations are spread over "
+                             "(PostgreSQL only; reads and liveness go to the first)")
     parser.add_argument("--prefill", type=int, default=0,
                         help="agents written into the database directly before the registry starts (bench/prefill.py);"
                              " --agents more are then registered through the API")
@@ -295,13 +326,15 @@ def main() -> None:
                              "and the agents registered through the API stay in it")
     parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
     args = parser.parse_args()
+    if args.replicas > 1 and "sqlite" in args.backends.split(","):
+        parser.error("--replicas needs PostgreSQL: an SQLite file has one writer")
     pinned = args.registry_cores == 1 and shutil.which("taskset") is not None
     if pinned:
         pin(1)
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
                                        verify_workers=args.verify_workers, prefilled=args.prefill,
-                                       reuse=args.reuse))
+                                       reuse=args.reuse, replicas=args.replicas))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
@@ -323,6 +356,11 @@ def main() -> None:
     print(f"\nregistry CPU ms per read request: {'backend':<11}" + "".join(f"{r:>20}" for r in reads))
     for r in results:
         print(f"{'':<34}{r['backend']:<11}" + "".join(f"{r[k]['cpu_ms_per_request']:>20.2f}" for k in reads))
+    print("\nregistry CPU per write: backend     ms/registration (with verifier workers, main process)  "
+          "us/node-level liveness update")
+    for r in results:
+        print(f"{'':<24}{r['backend']:<11}{r['registration_cpu_ms']:>14.2f}{r['registration_cpu_ms_main_process']:>14.2f}"
+              f"{(r['liveness']['node_level'] or {}).get('registry_cpu_us_per_update', 0):>40.1f}")
     print(f"load average at the end: {os.getloadavg()}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")

@@ -79,6 +79,14 @@ class ChangeHub:
                     await self._wake.wait()
             self._wake.clear()
             try:
+                if not self._subscribers:
+                    # Nobody to tell: move to the feed's end instead of reading every change (at 1,000 writes/s
+                    # reading them cost the registry's event loop ~5 % of its time for no one). A watcher that
+                    # subscribes after the second check reads its backlog from the table, past this position.
+                    position = await self.store.last_seq()
+                    if not self._subscribers:
+                        self._position = max(self._position, position)
+                        continue
                 while True:
                     changes = await self.store.changes_since(self._position)
                     if not changes:

@@ -4,6 +4,7 @@ must be refused falls back to one write at a time, and the result is what one at
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -13,9 +14,11 @@ from sqlalchemy.engine import Connection
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.merkle import leaf_hash
+from guildnet.protocols.signed_write import UnauthorizedWrite
 from guildnet.protocols.transparency import leaf_data
 from guildnet.registry.client import RegistryClient, RegistryError
 from guildnet.registry.store import RegistryStore
+from guildnet.registry.verifier import RegistrationVerifier
 
 
 def count_runs(store: RegistryStore) -> list[int]:
@@ -103,3 +106,34 @@ async def test_registrations_checked_in_worker_processes_are_accepted_and_refuse
             with pytest.raises(RegistryError) as missing:
                 await client.get(other.id)
             assert missing.value.status == 404
+
+
+@pytest.mark.slow
+async def test_a_burst_goes_to_the_verifier_workers_in_batches_and_a_refusal_stays_its_own() -> None:
+    acme = new_org("acme")
+    agents = [acme.agent(f"v{i}") for i in range(40)]
+    tokens = [signed_write.make(key, {"action": "register", "facts": facts.to_json()}) for key, facts in agents]
+    tokens[7] = tokens[7][:-4] + "AAAA"  # a broken signature in the middle of the burst
+    verifier = RegistrationVerifier(workers=1)
+    pool = verifier._pool
+    assert pool is not None
+    tasks: list[int] = []
+    submit = pool.submit
+
+    def counted(fn: Any, requests: list[Any]) -> Any:
+        tasks.append(len(requests))
+        return submit(fn, requests)
+
+    pool.submit = counted  # type: ignore[method-assign, assignment]
+    try:
+        outcomes = await asyncio.gather(*(verifier.open(t, now=time.time(), window=300) for t in tokens),
+                                        return_exceptions=True)
+    finally:
+        verifier.close()
+    assert isinstance(outcomes[7], UnauthorizedWrite)
+    for i, outcome in enumerate(outcomes):
+        if i != 7:
+            assert not isinstance(outcome, BaseException)
+            write, registration = outcome
+            assert registration.facts == agents[i][1] and write.token == tokens[i] and registration.embedding
+    assert sum(tasks) == 40 and len(tasks) <= 4  # two go at once, the rest wait and go together

@@ -64,6 +64,30 @@ async def test_slow_watcher_catches_up_from_the_table(db_url: str) -> None:
         assert received == sorted(received) and len(set(received)) == len(agents)
 
 
+async def test_with_no_watcher_the_hub_reads_no_changes_and_a_later_watcher_misses_none(db_url: str) -> None:
+    acme = new_org("acme")
+    agents = [acme.agent(f"n{i}") for i in range(6)]
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        store = registry.app[HUB].store
+        reads: list[int] = []
+        changes_since = store.changes_since
+
+        async def counted(seq: int, limit: int = 500) -> Any:
+            reads.append(seq)
+            return await changes_since(seq, limit)
+
+        store.changes_since = counted  # type: ignore[method-assign]
+        for key, facts in agents[:3]:
+            await client.register(facts, key)
+        await asyncio.sleep(0.2)  # the hub woke after each commit
+        assert reads == []  # nobody watched: nothing was read for them
+        watcher = asyncio.create_task(collect(client, 0, 6))
+        await asyncio.sleep(0.2)
+        for key, facts in agents[3:]:
+            await client.register(facts, key)
+        assert [c["agent"] for c in await watcher] == [facts.id for _, facts in agents]
+
+
 @contextlib.asynccontextmanager
 async def two_replicas(tmp_path: Any) -> AsyncIterator[tuple[str, str]]:
     """Two `guildnet registry serve` processes on one PostgreSQL database."""
