@@ -67,23 +67,6 @@ class AgentEntry:
         return self.facts.version
 
 
-@dataclass(frozen=True, slots=True)
-class _Registration:
-    """A registration whose signature verified: who signed it, its payload, and the facts' text in the payload."""
-
-    signer: str
-    payload: dict[str, Any]
-    facts_text: str | None
-    """The facts exactly as signed (what an endorsement of the facts as registered digests); None when the payload
-    does not open with its action and facts, as guildnet writes it."""
-
-
-@lru_cache(maxsize=16384)
-def _registration(token: str) -> _Registration:
-    verified, payload, facts_text = jws.verify_json_with_member_text(token, _REGISTER, "facts")
-    return _Registration(verified.signer, payload, facts_text)
-
-
 _REGISTER = {"action": "register"}
 
 
@@ -137,10 +120,9 @@ def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
     if not isinstance(token, str):
         raise UntrustworthyRecord(f"the registry served no signed registration for {agent}")
     try:
-        registration = _registration(token)
+        registration, payload, facts_text = jws.verify_json_with_member_text(token, _REGISTER, "facts")
     except (jws.MalformedJWS, jws.BadSignature) as exc:
         raise UntrustworthyRecord(f"the registration of {agent} does not verify: {exc}") from exc
-    payload = registration.payload
     if payload.get("action") != "register" or payload.get("facts") != served:
         raise UntrustworthyRecord(f"the facts served for {agent} differ from its signed registration")
     try:
@@ -160,7 +142,7 @@ def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
     _check_served_key(body, facts, keys)
     try:
         endorsement = check_endorsement(facts, now=time.time() if now is None else now,
-                                        registered=registration.facts_text)
+                                        registered=facts_text)
     except EndorsementError as exc:
         raise UntrustworthyRecord(f"{facts.id}: {exc}") from exc
     _VERIFIED[token] = _Verified(payload["facts"], tuple(events), facts, keys, endorsement)
