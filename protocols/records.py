@@ -28,6 +28,7 @@ from . import jws
 from .agentfacts import AgentFacts, Endorsement, EndorsementError, check_endorsement, check_unexpired
 from .domain import DomainMark, served_mark
 from .keyhistory import KeyHistoryError, KeyState, key_in_force
+from .signed_write import REGISTER_OPENING
 
 
 class UntrustworthyRecord(Exception):
@@ -65,9 +66,6 @@ class AgentEntry:
     @property
     def version(self) -> int:
         return self.facts.version
-
-
-_REGISTER = {"action": "register"}
 
 
 @lru_cache(maxsize=16384)
@@ -120,7 +118,7 @@ def _verify_fully(body: Mapping[str, Any], *, now: float | None) -> AgentEntry:
     if not isinstance(token, str):
         raise UntrustworthyRecord(f"the registry served no signed registration for {agent}")
     try:
-        registration, payload, facts_text = jws.verify_json_with_member_text(token, _REGISTER, "facts")
+        registration, payload, facts_text = jws.verify_json_with_member_text(token, REGISTER_OPENING, "facts")
     except (jws.MalformedJWS, jws.BadSignature) as exc:
         raise UntrustworthyRecord(f"the registration of {agent} does not verify: {exc}") from exc
     if payload.get("action") != "register" or payload.get("facts") != served:
