@@ -23,7 +23,6 @@ no next key, so it can never rotate.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,16 +44,12 @@ class KeyHistoryError(ValueError):
 
 def commitment(key_did: str) -> str:
     """The pre-rotation commitment to a key: base64url(SHA-256(its did:key)), unpadded."""
-    return _b64(hashlib.sha256(key_did.encode()).digest())
+    return jws.b64url_encode(hashlib.sha256(key_did.encode()).digest())
 
 
 def event_digest(token: str) -> str:
     """How a rotation names the event before it: base64url(SHA-256(the event's compact JWS))."""
-    return _b64(hashlib.sha256(token.encode()).digest())
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return jws.b64url_encode(hashlib.sha256(token.encode()).digest())
 
 
 @dataclass(frozen=True, slots=True)

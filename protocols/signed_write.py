@@ -19,6 +19,9 @@ from . import bounded_json, jws
 from .keys import SigningKey
 
 CLOCK_WINDOW_SECONDS = 300
+REGISTER_OPENING: Mapping[str, str] = {"action": "register"}
+"""What a registration's payload opens with before its ``facts``, as guildnet writes it (``{"action":"register",
+"facts":...``): then the facts' exact text is read from the same parse (:attr:`SignedWrite.facts_text`)."""
 NONCE_BYTES = 16
 MAX_NONCE_CHARS = 128
 
@@ -66,6 +69,10 @@ class SignedWrite:
     token: str
     signer: str
     payload: dict[str, Any]
+    facts_text: str | None = None
+    """The exact text of ``facts`` in a payload opening with :data:`REGISTER_OPENING` then ``facts``, read by the one
+    parse of the payload (what an organisation endorses, see :func:`guildnet.protocols.agentfacts.endorse`); None
+    for any other payload."""
 
     @property
     def nonce(self) -> str:
@@ -85,7 +92,7 @@ def _nonce_ok(nonce: object) -> bool:
 def open_write(token: str, *, now: float | None = None, window: int = CLOCK_WINDOW_SECONDS) -> SignedWrite:
     """Verify a signed write's signature, freshness and nonce shape (not whether the nonce was seen)."""
     try:
-        verified, payload = jws.verify_json(token)
+        verified, payload, facts_text = jws.verify_json_with_member_text(token, REGISTER_OPENING, "facts")
     except jws.MalformedJWS as exc:
         raise MalformedWrite(str(exc)) from exc
     except jws.BadSignature as exc:
@@ -101,4 +108,4 @@ def open_write(token: str, *, now: float | None = None, window: int = CLOCK_WIND
     if abs(current - iat) > window:
         raise UnauthorizedWrite(f"'iat' is {int(current - iat)} s away from the registry clock "
                                 f"(allowed: +-{window} s)")
-    return SignedWrite(token=token, signer=verified.signer, payload=payload)
+    return SignedWrite(token=token, signer=verified.signer, payload=payload, facts_text=facts_text)

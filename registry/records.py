@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from guildnet.protocols import bounded_json, jws, keyhistory
+from guildnet.protocols import keyhistory
 from guildnet.protocols.agentfacts import AgentFacts, EndorsementError, check_endorsement
 from guildnet.protocols.receipts import Receipt, verify_receipt
 from guildnet.protocols.signed_write import MalformedWrite, SignedWrite, UnauthorizedWrite, open_write
@@ -62,15 +62,6 @@ class Registration:
     it is computed on their cores, not the writer's."""
 
 
-def registered_facts_text(write: SignedWrite) -> str | None:
-    """The facts' text exactly as the registration signed it: what every verifier checks the organisation's
-    endorsement against (:func:`guildnet.protocols.records.verify_record`), so the registry accepts exactly the
-    registrations verifiers will accept, however their facts are spelled. None when the payload does not open
-    with them; then both check the text ``AgentFacts.to_json`` writes."""
-    payload = jws.b64url_decode(write.token.split(".")[1])
-    return bounded_json.loads_with_member_text(payload, {"action": "register"}, "facts")[1]
-
-
 def parse_registration(write: SignedWrite) -> Registration:
     require_action(write, "register")
     raw = write.payload.get("facts")
@@ -81,8 +72,12 @@ def parse_registration(write: SignedWrite) -> Registration:
     except ValidationError as exc:
         raise MalformedWrite(_describe(exc)) from exc
     try:
-        # valid when signed (iat is within the clock window), against the text verifiers check it against
-        check_endorsement(facts, now=write.payload["iat"], registered=registered_facts_text(write))
+        # valid when signed (iat is within the clock window), against the facts' text as the registration signed
+        # it, which is what every verifier checks it against (protocols/records.py): so the registry accepts exactly
+        # the registrations verifiers will accept, however their facts are spelled. open_write read that text from
+        # its one parse of the payload (None when the payload does not open with the facts: then both check the
+        # text AgentFacts.to_json writes).
+        check_endorsement(facts, now=write.payload["iat"], registered=write.facts_text)
     except EndorsementError as exc:
         raise UnauthorizedWrite(str(exc)) from exc
     inception = write.payload.get("key_event")

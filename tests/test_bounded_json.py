@@ -117,3 +117,25 @@ def test_the_member_text_is_none_when_the_document_opens_otherwise() -> None:
     with pytest.raises(TooDeep):
         loads_with_member_text('{"action":"register","facts":' + nested(MAX_DEPTH) + "}", {"action": "register"},
                                "facts")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32",
+                                      "utf-32-le", "utf-32-be"])
+def test_bytes_are_decoded_as_json_loads_decodes_them(encoding: str) -> None:
+    """The UTF-8 shortcut for documents opening with ``{`` leaves every other encoding to json.detect_encoding."""
+    for text in ('{"a":"é"}', "{}", '["x"]', "7"):
+        data = text.encode(encoding)
+        assert loads(data) == json.loads(data)
+        assert loads_with_member_text(data, {"action": "register"}, "facts") == (json.loads(data), None)
+    assert loads_with_member_text('{"action":"register","facts":{"b":"é"}}'.encode(encoding), {"action": "register"},
+                                  "facts")[0] == {"action": "register", "facts": {"b": "é"}}
+
+
+def test_each_opening_is_looked_for_as_asked() -> None:
+    """The opening written once per (leading members, member) never answers for another pair."""
+    text = '{"action":"register","facts":{"a":1},"note":"x"}'
+    assert loads_with_member_text(text, {"action": "register"}, "facts")[1] == '{"a":1}'
+    assert loads_with_member_text(text, {"action": "withdraw"}, "facts")[1] is None
+    assert loads_with_member_text(text, {}, "action")[1] == '"register"'
+    assert loads_with_member_text(text, {"action": "register"}, "note")[1] is None
+    assert loads_with_member_text(text, {"action": "register"}, "facts")[1] == '{"a":1}'

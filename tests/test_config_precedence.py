@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
 import logging
@@ -115,6 +117,44 @@ def test_the_node_serves_on_uvloop(started: dict[str, Any], tmp_path: Path) -> N
     (cli.common.new_event_loop)."""
     run("node", "run", str(node_file(tmp_path)))
     assert isinstance(started["loop"], uvloop.Loop)
+
+
+def test_the_node_freezes_its_heap_once_its_start_up_hooks_have_run(started: dict[str, Any], tmp_path: Path) -> None:
+    """Last of the start-up hooks (after the node's own, so whatever they load is frozen too), the node moves its
+    heap out of the collector's reach (cli.common.freeze_startup_heap; docs/trust-model.md)."""
+    run("node", "run", str(node_file(tmp_path)))
+    app = started["app"]
+    assert app.on_startup[-1].__qualname__ == "node_run.<locals>.loaded"
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(app.on_startup[-1](app))
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        loop.close()
+
+
+def test_freezing_the_heap_keeps_no_garbage_and_still_collects_what_dies_later() -> None:
+    """In a process of its own (freezing is for the whole process): a cycle dropped before the freeze is
+    collected, not frozen; a cycle made after it is collected as before."""
+    script = """if True:
+        import gc, weakref
+        from guildnet.cli.common import freeze_startup_heap
+        class Node: pass
+        def cycle():
+            a, b = Node(), Node()
+            a.b, b.a = b, a
+            return weakref.ref(a)
+        gc.disable()  # only the calls below collect
+        before = cycle()
+        frozen = freeze_startup_heap()
+        assert before() is None and frozen == gc.get_freeze_count() > 1_000, (before(), frozen)
+        after = cycle()
+        assert after() is not None and gc.collect() >= 2 and after() is None
+        print("ok")
+    """
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout == "ok\n", result.stderr
 
 
 def test_load_config_applies_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

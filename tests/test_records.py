@@ -5,6 +5,8 @@ depends on the moment or on the registry's word is checked every time."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import time
 from typing import Any
 
@@ -152,3 +154,55 @@ def test_the_registry_accepts_exactly_the_spellings_verifiers_accept() -> None:
         parse_registration(signed_write.open_write(signed_write.make(key, {"action": "register", "facts": changed})))
     with pytest.raises(UntrustworthyRecord, match="vouches for other facts"):
         verify_record(_record(key, changed))
+
+
+def test_a_skill_schema_is_checked_in_every_record_whatever_was_verified_before() -> None:
+    """Valid schemas are checked once per distinct text and records once per token: neither lets a record through
+    whose facts differ only in a schema that is not one, signed and endorsed as it may be."""
+    record, key, _ = served()
+    verify_record(record)
+    facts = record["facts"]
+    org = SigningKey.generate()
+    for bad in ({"type": 5}, {"type": "object", "properties": {"x": {"type": "string", "pattern": "(?=a)"}}},
+                {"$ref": "https://schemas.example/x.json"}):
+        unsigned = {**facts, "organisation": {"id": org.did, "name": "o", "endorsement": ""},
+                    "skills": [{**facts["skills"][0], "input_schema": bad}]}
+        issued = int(time.time())  # endorse() validates what it signs, so the organisation signs by hand here
+        endorsement = jws.sign({"agent": key.did, AS_REGISTERED: sha256_hex(jws.compact_json(unsigned)),
+                                "iat": issued, "exp": issued + 3600}, org, typ=ENDORSEMENT_TYP)
+        changed = {**unsigned, "organisation": {**unsigned["organisation"], "endorsement": endorsement}}
+        with pytest.raises(UntrustworthyRecord, match="not AgentFacts"):
+            verify_record({**_record(key, changed), "key_events": record["key_events"]})
+
+
+def test_a_record_verified_before_lends_nothing_to_a_forged_one() -> None:
+    """What was verified is recognised by the registration token itself: the same facts under another signature,
+    another signer, or a token whose signature was swapped are verified whole and refused."""
+    record, key, _ = served()
+    verify_record(record)
+    protected, payload, signature = record["jws"].split(".")
+    other, _, _ = served()
+    for forged in (f"{protected}.{payload}.{other['jws'].split('.')[2]}",  # another registration's signature
+                   f"{protected}.{payload}.{signature[:-2]}AA"):  # the same signature, two characters changed
+        with pytest.raises(UntrustworthyRecord, match="does not verify"):
+            verify_record({**record, "jws": forged})
+    thief = SigningKey.generate()  # re-signs the very facts verified above with its own key
+    with pytest.raises(UntrustworthyRecord, match="not signed by the key in force"):
+        verify_record({**record, "jws": signed_write.make(thief, {"action": "register", "facts": record["facts"]})})
+    assert verify_record(record).current_key == key.did
+
+
+def test_the_registry_checks_the_endorsement_against_the_text_its_one_parse_read() -> None:
+    """open_write reads the facts' text from the same parse as the payload, and the registry checks the
+    endorsement against that text (it parses the payload once): other text in its place is refused."""
+    record, key, _ = served()
+    write = signed_write.open_write(record["jws"])
+    assert write.facts_text is not None and json.loads(write.facts_text) == record["facts"]
+    payload = jws.b64url_decode(record["jws"].split(".")[1]).decode()
+    assert payload.startswith('{"action":"register","facts":' + write.facts_text + ',"iat":')
+    assert parse_registration(write).facts.id == key.did
+    spaced = write.facts_text.replace('"version":1', '"version": 1')
+    with pytest.raises(UnauthorizedWrite, match="vouches for other facts"):
+        parse_registration(dataclasses.replace(write, facts_text=spaced))
+    heartbeat = signed_write.open_write(signed_write.make(key, {"action": "heartbeat", "agent": key.did}))
+    assert heartbeat.facts_text is None
