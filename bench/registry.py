@@ -226,8 +226,8 @@ def bench_orgs() -> list[tuple[SigningKey, str]]:
 
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
-                      verify_workers: int, prefilled: int = 0, reuse: str | None = None, replicas: int = 1
-                      ) -> dict[str, Any]:
+                      verify_workers: int, prefilled: int = 0, reuse: str | None = None, replicas: int = 1,
+                      reads_only: bool = False) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     population = Population(bench_orgs())
@@ -269,8 +269,8 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 return (sum(tree_cpu_seconds(s.pid) for s in servers), sum(cpu_seconds(s.pid) for s in servers))
 
             cpu_before = registry_cpu()
-            rate, failures = await register_all(urls, agents, concurrency, population)
-            registration_cpu = [(after - before) * 1000 / agents
+            rate, failures = await register_all(urls, agents, concurrency, population) if agents else (0.0, 0)
+            registration_cpu = [(after - before) * 1000 / max(agents, 1)
                                 for before, after in zip(cpu_before, registry_cpu(), strict=True)]
             ids = await some_ids(url, 50)
             timed = partial(latency, url, repeats=repeats, pid=process.pid)
@@ -293,6 +293,8 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 "get_by_id": await timed([f"/v1/agents/{i}" for i in ids]),
                 "load_average_after_reads": os.getloadavg(),
             }
+            if reads_only:
+                return result
             print(f"[{backend}] liveness", file=sys.stderr)
             result["liveness"] = await liveness(url, population, concurrency, process.pid)
             result["rss_mib"] = rss_mb(process.pid)
@@ -325,6 +327,9 @@ def main() -> None:
                              "NAME.db, PostgreSQL: database NAME); --prefill fills it only when it holds no agents, "
                              "and the agents registered through the API stay in it")
     parser.add_argument("--label", help="results go to bench/results/registry-LABEL.json (e.g. old, new)")
+    parser.add_argument("--reads-only", action="store_true",
+                        help="measure the reads alone (no liveness, no restart): with --agents 0 and --reuse, the "
+                             "read path of a prefilled database in a few minutes")
     args = parser.parse_args()
     if args.replicas > 1 and "sqlite" in args.backends.split(","):
         parser.error("--replicas needs PostgreSQL: an SQLite file has one writer")
@@ -334,9 +339,25 @@ def main() -> None:
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
                                        verify_workers=args.verify_workers, prefilled=args.prefill,
-                                       reuse=args.reuse, replicas=args.replicas))
+                                       reuse=args.reuse, replicas=args.replicas, reads_only=args.reads_only))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
+    if not args.reads_only:
+        print_writes(results, ceiling)
+    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "get_by_id")
+    print(f"\nreads, p50/p99 ms (registry CPU ms per request): {'backend':<11}" + "".join(f"{r:>24}" for r in reads))
+    for r in results:
+        print(f"{'':<48}{r['backend']:<11}" + "".join(
+            f"{r[k]['p50_ms']:>9.2f}/{r[k]['p99_ms']:<7.2f}({r[k]['cpu_ms_per_request']:.2f})" for k in reads))
+    print(f"load average at the end: {os.getloadavg()}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")
+    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
+                               "verify_per_s_one_core": ceiling, "results": results}, indent=2))
+    print(f"wrote {out}")
+
+
+def print_writes(results: list[dict[str, Any]], ceiling: float) -> None:
     print(f"{'backend':<11}{'agents':>8}{'reg/s':>9}{'% ceil':>8}{'skill p50/p99 ms':>18}"
           f"{'text p50/p99 ms':>18}{'common-word p50/p99':>21}{'hybrid p50/p99':>17}{'get p50/p99 ms':>17}"
           f"{'failed':>8}"
@@ -352,21 +373,11 @@ def main() -> None:
               f"{r['liveness']['per_agent']['updates_per_s']:>12,.0f}"
               f"{(r['liveness']['node_level'] or {}).get('updates_per_s', 0):>11,.0f}"
               f"{r['rss_mib']:>9.0f}{r['startup_s']:>9.1f}")
-    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "get_by_id")
-    print(f"\nregistry CPU ms per read request: {'backend':<11}" + "".join(f"{r:>20}" for r in reads))
-    for r in results:
-        print(f"{'':<34}{r['backend']:<11}" + "".join(f"{r[k]['cpu_ms_per_request']:>20.2f}" for k in reads))
     print("\nregistry CPU per write: backend     ms/registration (with verifier workers, main process)  "
           "us/node-level liveness update")
     for r in results:
         print(f"{'':<24}{r['backend']:<11}{r['registration_cpu_ms']:>14.2f}{r['registration_cpu_ms_main_process']:>14.2f}"
               f"{(r['liveness']['node_level'] or {}).get('registry_cpu_us_per_update', 0):>40.1f}")
-    print(f"load average at the end: {os.getloadavg()}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / (f"registry-{args.label}.json" if args.label else "registry.json")
-    out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
-                               "verify_per_s_one_core": ceiling, "results": results}, indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ RECORD_COLUMNS = ("a.id, a.current_key, a.version, a.facts, a.jws, l.expires_at,
 """The columns an :class:`AgentRecord` is read from, in :meth:`AgentRecord.from_row` order (the last: the
 registry's mark for the domain the facts claim, by primary key; NULL when they claim none), from ``agents a``
 joined with :data:`LIVENESS_JOIN`."""
+RECORD_WIDTH = 14
+"""How many columns :data:`RECORD_COLUMNS` names: a statement's own columns follow them."""
 LIVENESS_JOIN = "JOIN agent_liveness l ON l.agent_pk = a.pk"
 """Each agent's heartbeat times (``l``), beside its row ``a``: a statement reading :data:`RECORD_COLUMNS` joins it."""
 

@@ -4,6 +4,9 @@ Text search ranks within a window of :data:`RANK_WINDOW` matches (SQLite: the mo
 PostgreSQL: the first the index yields): a word common to 12k of 100k agents took ~90 ms to rank in full, and
 more words narrow a query below the window. Skill and listing queries walk an index in order and stop at the
 page: O(limit), not O(matches).
+
+Every page statement also returns the change-feed position (:data:`POSITION`, one column after the record's):
+the page and its position come from one statement, so from one snapshot and one round trip.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from sqlalchemy import TextClause, text
 from .results import LIVENESS_JOIN, QUERY_INT_MAX, RECORD_COLUMNS, BadQuery
 
 MAX_LIMIT = 100
-RANK_WINDOW = 1000
+RANK_WINDOW = 300
+"""Matches ranked per text query. Ranking reads each one: on SQLite bm25 costs ~1 µs a match, on PostgreSQL
+``ts_rank`` reads the match's row, a random heap page (~5-10 µs when not cached). At 1M agents a window of 1,000
+cost 1.2 ms (SQLite) and 10 ms (PostgreSQL) of a rare word's search; 300 keeps both within the 5 ms goal."""
+POSITION = "(SELECT max(seq) FROM changes)"
+"""The change-feed position, as a column of a page's statement (evaluated once per statement)."""
 SKILL_FILTER = "a.pk IN (SELECT s.agent_pk FROM agent_skills s WHERE s.skill_id = :skill)"
 _EXPIRES_AT = "(SELECT lv.expires_at FROM agent_liveness lv WHERE lv.agent_pk = a.pk)"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -94,23 +102,23 @@ def text_ranked_sql(*, postgres: bool, where: list[str], records: bool) -> str:
     The page is cut before any record column is read: facts, signatures and domain marks are read for the page's
     rows, not for every ranked match."""
     if postgres:
-        # No ORDER BY in the window: a GIN bitmap scan can then stop after :window rows instead of
-        # visiting every match (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC).
-        ranked = ("SELECT a.pk, -ts_rank(a.search, plainto_tsquery('english', :q)) AS score "
-                  "FROM (SELECT pk FROM agents WHERE search @@ plainto_tsquery('english', :q) LIMIT :window) m "
-                  f"JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)}")
+        # No ORDER BY in the window: a scan can then stop after :window rows instead of visiting every match
+        # (a word common to 12k agents cost ~80 ms with ORDER BY pk DESC). The rank is computed on the row the
+        # scan read (not on a second visit of each match's row).
+        ranked = ("SELECT pk, -ts_rank(search, plainto_tsquery('english', :q)) AS score FROM agents "
+                  "WHERE search @@ plainto_tsquery('english', :q) AND NOT revoked LIMIT :window")
     else:
-        # Rank inside the FTS index and read agent rows for the page alone: revoked agents are
-        # removed from the index, so only the skill/org/live filters need the rows (~6 us each).
+        # Rank inside the FTS index: revoked agents are removed from the index.
         ranked = ("SELECT rowid AS pk, bm25(agents_fts, 10.0, 5.0, 1.0) AS score FROM agents_fts "
                   "WHERE agents_fts MATCH :q ORDER BY rowid DESC LIMIT :window")
-        if len(where) > 1:
-            ranked = (f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk "
-                      f"WHERE {' AND '.join(where)}")
+    if len(where) > 1:
+        # The skill/org/live filters read the window's rows (~6 us each), after it is cut: applied inside it, a
+        # rare word with a skill read every match of both (367 ms at 1M agents on PostgreSQL).
+        ranked = f"SELECT a.pk, m.score FROM ({ranked}) m JOIN agents a ON a.pk = m.pk WHERE {' AND '.join(where)}"
     page = f"SELECT pk, score FROM ({ranked}) r ORDER BY score, pk LIMIT :limit OFFSET :offset"
     if not records:
         return f"SELECT top.pk FROM ({page}) top ORDER BY top.score, top.pk"
-    return (f"SELECT {RECORD_COLUMNS} FROM ({page}) top JOIN agents a ON a.pk = top.pk {LIVENESS_JOIN} "
+    return (f"SELECT {RECORD_COLUMNS}, {POSITION} FROM ({page}) top JOIN agents a ON a.pk = top.pk {LIVENESS_JOIN} "
             "ORDER BY top.score, top.pk")
 
 
@@ -137,11 +145,12 @@ def build_search(*, postgres: bool, now: float, skill: str | None, q: str | None
     if skill:
         # Walk the (skill_id, agent_pk) index in order and stop at the page.
         where[where.index(SKILL_FILTER)] = "s.skill_id = :skill"
-        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk {LIVENESS_JOIN} "
+        sql = (f"SELECT {RECORD_COLUMNS}, {POSITION}, a.pk FROM agent_skills s JOIN agents a ON a.pk = s.agent_pk "
+               f"{LIVENESS_JOIN} "
                f"WHERE {' AND '.join(where)} AND s.agent_pk > :after ORDER BY s.agent_pk LIMIT :limit")
     else:
         where.append("a.pk > :after")
-        sql = (f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {RECORD_COLUMNS}, {POSITION}, a.pk FROM agents a {LIVENESS_JOIN} WHERE {' AND '.join(where)} "
                "ORDER BY a.pk LIMIT :limit")
     return SearchQuery(cached_text(sql), params, ranked=False)
 

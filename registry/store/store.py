@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -35,9 +35,11 @@ from ..records import (
 )
 from .bulk import register_new
 from .hybrid import MATCHES, build_hybrid
+from .reads import RowReader
 from .results import (
     LIVENESS_JOIN,
     RECORD_COLUMNS,
+    RECORD_WIDTH,
     AgentRecord,
     BadQuery,
     Change,
@@ -72,9 +74,11 @@ class RegistryStore:
         self._writer = GroupCommitWriter(engine, None if postgres else sync_twin(engine), on_commit=self._committed)
         self._reader_engine = None if postgres else sync_twin(engine, pool_size=READER_THREADS)
         self._readers = None if postgres else ThreadPoolExecutor(READER_THREADS, thread_name_prefix="guildnet-reader")
+        self._rows = RowReader(engine, sqlite_engine=self._reader_engine, threads=self._readers)
 
     async def close(self) -> None:
         await self._writer.close()
+        await self._rows.close()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         if self._reader_engine is not None:
@@ -165,15 +169,15 @@ class RegistryStore:
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
     async def get(self, agent_id: str) -> AgentRecord:
-        row = await self.read(lambda conn: conn.execute(_GET_AGENT, {"id": agent_id}).first())
-        if row is None:
+        rows = await self._rows.rows(_GET_AGENT, {"id": agent_id})
+        if not rows:
             raise NotFound(agent_id)
-        return AgentRecord.from_row(row, self.clock())
+        return AgentRecord.from_row(rows[0], self.clock())
 
     async def search(self, *, skill: str | None = None, q: str | None = None, org: str | None = None,
                      live: bool | None = None, limit: int = 20, cursor: str | None = None, match: str = "hybrid"
                      ) -> tuple[list[AgentRecord], str | None, int]:
-        """One page of matches, the cursor of the next page, and the change-feed position read first.
+        """One page of matches, the cursor of the next page, and the change-feed position the page was read at.
 
         A cache that loads pages and then watches from that position misses nothing in between. ``q`` matches
         by ``match`` (:data:`~.hybrid.MATCHES`): words and meaning fused, words alone, or meaning alone.
@@ -188,11 +192,8 @@ class RegistryStore:
                               limit=limit, cursor=cursor)
         if search is None:
             return [], None, await self.last_seq()
-
-        def query(conn: Connection) -> tuple[int, Sequence[Any]]:
-            return int(conn.execute(_LAST_SEQ).scalar() or 0), conn.execute(search.statement, search.params).all()
-
-        position, rows = await self.read(query)
+        rows = await self._rows.rows(search.statement, search.params)  # record columns, position (, pk)
+        position = int(rows[0][RECORD_WIDTH] or 0) if rows else await self.last_seq()
         page = list(rows[:limit])
         next_cursor = search.next_cursor(page, limit) if len(rows) > limit else None
         return [AgentRecord.from_row(row, now) for row in page], next_cursor, position
@@ -215,4 +216,4 @@ class RegistryStore:
         return [Change(r.seq, r.agent_id, r.kind, r.at, json.loads(r.data)) for r in rows]
 
     async def last_seq(self) -> int:
-        return int(await self.read(lambda conn: conn.execute(_LAST_SEQ).scalar() or 0))
+        return int((await self._rows.rows(_LAST_SEQ, {}))[0][0] or 0)
