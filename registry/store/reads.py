@@ -83,6 +83,9 @@ class RowReader:
                     if attempt == 2 or not (isinstance(exc, _DEAD) or raw.driver_connection.is_closed()):  # type: ignore[union-attr]
                         raise
                     await conn.invalidate()
+            # the server dropped it (a restart, a fail-over, an administrator): the other pooled connections are as
+            # old and likely dead too, so the retry starts from a new pool, as SQLAlchemy does on a disconnect
+            await self._postgres.dispose()
         raise AssertionError("unreachable")
 
     def _sqlite_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
