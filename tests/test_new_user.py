@@ -289,7 +289,10 @@ def test_ctrl_c_exits_130_and_cancels_the_peers_task(federation: Federation, tmp
     process = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "delegate", "slow", "--config",
                                 str(federation.globex), "--input", json.dumps({"text": str(mark)})],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **federation.env})
+                               env={**os.environ, **federation.env},
+                               # as in a terminal: a test run started as a shell's background job inherits SIGINT
+                               # ignored, which Python (rightly) keeps ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stderr is not None
     line = process.stderr.readline()  # the first progress line: the peer is working
     assert "step 1 of 2" in line, line
