@@ -112,16 +112,16 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):  # one core: the first this process may use (`taskset -c 1` keeps core 1)
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"building {args.records} records...", flush=True)
-    with ProcessPoolExecutor(1) as builder:  # another process, as a registry's records are: no cache warmed here
-        records = builder.submit(build_records, args.records).result()
-    if args.no_freeze:
+    if args.no_freeze:  # frozen before the records arrive: they are what a node meets after it started
         collector = "as Python sets it (--no-freeze)"
     else:
         from guildnet.cli.common import freeze_startup_heap
 
         collector = f"as a started node sets it: freeze_startup_heap() froze {freeze_startup_heap():,} objects"
     print(f"garbage collector: {collector}", flush=True)
+    print(f"building {args.records} records...", flush=True)
+    with ProcessPoolExecutor(1) as builder:  # another process, as a registry's records are: no cache warmed here
+        records = builder.submit(build_records, args.records).result()
     fresh = per_second(lambda: verify_all(records), len(records))
     again = per_second(lambda: verify_all(records), len(records))
     sodium, openssl = ceiling(max(2000, args.records))
