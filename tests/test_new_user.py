@@ -440,13 +440,19 @@ def test_a_node_pointed_at_a_node_says_so_once(federation: Federation, tmp_path:
         node = subprocess.Popen([sys.executable, "-m", "guildnet.cli", "node", "run", str(config), "--port",
                                  str(free_port()), "--registry", federation.acme_url],
                                 stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        time.sleep(8)
+
+    def said() -> list[str]:
+        return [line for line in log_path.read_text().splitlines() if "is this the URL of a guildnet registry" in line]
+
+    try:  # wait for both to say it (a fixed sleep was too short on a busy machine), then for a few retries more
+        ends = time.monotonic() + 60
+        while len(said()) < 2 and time.monotonic() < ends:
+            time.sleep(0.2)
+        time.sleep(5)
     finally:
         node.terminate()
         node.wait(20)
-    said = [line for line in log_path.read_text().splitlines() if "is this the URL of a guildnet registry" in line]
-    assert len(said) == 2, said  # the publisher and the log audit, each once: not once per retry
+    assert len(said()) == 2, said()  # the publisher and the log audit, each once: not once per retry
 
 
 @pytest.mark.slow
