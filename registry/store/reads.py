@@ -11,10 +11,10 @@ on both back ends, so nothing is lost by leaving out the transaction):
 - SQLite: the reader thread's own ``sqlite3`` connection, ``execute`` with the named parameters as they are;
 - PostgreSQL: a pool of its own (``AUTOCOMMIT``, no pre-ping) whose asyncpg connection runs the statement with
   positional parameters (asyncpg caches the prepared statement per connection). A connection found dead is
-  discarded and the read retried once on another: reads change nothing, so the retry is safe, and it replaces
-  the per-checkout ping. Plans are custom for each execution (``plan_cache_mode``): a generic plan cannot know
-  how common a searched word is, and a sequential scan chosen once for a common word would read a large part
-  of the table for a rare one.
+  discarded and the read retried once on a new pool (the others are as old, and likely as dead): reads change
+  nothing, so the retry is safe, and it replaces the per-checkout ping. Plans are custom for each execution
+  (``plan_cache_mode``): a generic plan cannot know how common a searched word is, and a sequential scan chosen
+  once for a common word would read a large part of the table for a rare one.
 """
 
 from __future__ import annotations
