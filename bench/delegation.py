@@ -24,7 +24,9 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +49,18 @@ RESULTS = Path(__file__).with_name("results")
 
 
 async def main(requests: int) -> dict[str, Any]:
+    """Measure in a scratch folder, removed afterwards; kept (and named) when the run fails, for its logs."""
     tmp = Path(tempfile.mkdtemp(prefix="guildnet-delegation-"))
+    try:
+        result = await measure(tmp, requests)
+    except BaseException:
+        print(f"the run failed: its logs and databases are in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+async def measure(tmp: Path, requests: int) -> dict[str, Any]:
     registry_port, node_port = free_port(), free_port()
     registry_url = f"http://127.0.0.1:{registry_port}"
     (tmp / "node.toml").write_text(f"""

@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import sys
@@ -273,6 +274,8 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             registration_cpu = [(after - before) * 1000 / max(agents, 1)
                                 for before, after in zip(cpu_before, registry_cpu(), strict=True)]
             ids = await some_ids(url, 50)
+            if not ids:
+                raise SystemExit(f"[{backend}] the registry holds no agent to read: give --agents N or --prefill N")
             timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
                 "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
@@ -306,6 +309,13 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
         return result
 
 
+def database_name(name: str) -> str:
+    """A name both a file and a PostgreSQL database can take as they are (no quoting, no case folding)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,49}", name):
+        raise argparse.ArgumentTypeError(f"{name!r}: use lower-case letters, digits and _ (it names a database)")
+    return name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=100_000)
@@ -322,7 +332,7 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=0,
                         help="agents written into the database directly before the registry starts (bench/prefill.py);"
                              " --agents more are then registered through the API")
-    parser.add_argument("--reuse", metavar="NAME",
+    parser.add_argument("--reuse", metavar="NAME", type=database_name,
                         help="keep the database after the run and reuse it next time (SQLite: $TMPDIR/guildnet-bench-"
                              "NAME.db, PostgreSQL: database NAME); --prefill fills it only when it holds no agents, "
                              "and the agents registered through the API stay in it")
@@ -331,6 +341,8 @@ def main() -> None:
                         help="measure the reads alone (no liveness, no restart): with --agents 0 and --reuse, the "
                              "read path of a prefilled database in a few minutes")
     args = parser.parse_args()
+    if not (args.agents or args.prefill or args.reuse):
+        parser.error("nothing to measure: give --agents N, --prefill N or --reuse NAME (a database with agents)")
     if args.replicas > 1 and "sqlite" in args.backends.split(","):
         parser.error("--replicas needs PostgreSQL: an SQLite file has one writer")
     pinned = args.registry_cores == 1 and shutil.which("taskset") is not None

@@ -40,6 +40,7 @@ bench/results/reputation_attacks.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -318,6 +319,7 @@ def honest_view(model: Model) -> dict[str, Any]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     every = {**MODELS, **ABLATIONS}
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                                           "processor": platform.processor() or platform.machine()},
