@@ -3,9 +3,10 @@
 Why not ``google.protobuf.json_format.ParseDict``: it is pure Python and generic down to each scalar, so a
 finished task costs about 250 µs there, the largest cost of a gRPC call on this node (measured: a third of the
 server's CPU per SendMessage). Here how each message type is filled is chosen once per type, and how each of
-its fields is set once per field (:func:`_filler`), so filling costs one dict lookup and one call per key
-present, with the values set through the C (upb) message classes; the well-known types the A2A proto uses
-(Struct, Value, ListValue, Timestamp) have their own helpers (a finished echo task: about 15 µs). What is
+its fields is set once per field (:func:`_filler`), so filling costs one dict lookup per key present (strings
+and messages are set in the loop, other fields by one call), with the values set through the C (upb) message
+classes; the well-known types the A2A proto uses (Struct, Value, ListValue, Timestamp) have their own helpers
+(a finished echo task: about 14 µs). What is
 converted is read from the descriptors of a2a-sdk's generated classes, so nothing here names an A2A field;
 ``tests/test_a2a_bindings.py`` checks the result equals ``ParseDict``'s, empty objects and nulls included.
 
