@@ -16,7 +16,10 @@ With ``GRPC_PORT`` in the environment, ``node`` and ``sdk-a2a`` also serve the g
 node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop, and
 ``floor`` answers gRPC calls with canned replies there (a bare ``grpc.aio`` handler: the gRPC floor).
 
-Our node and the floor run on the event loop ``guildnet node run`` serves on (uvloop: ``cli.common.new_event_loop``).
+Our node and the floor run on the event loop ``guildnet node run`` serves on (uvloop: ``cli.common.new_event_loop``),
+and our node, once started, freezes its start-up heap as ``guildnet node run`` does (``cli.common.freeze_startup_heap``:
+the collector's full collections no longer walk the ~150,000 objects of the loaded modules; one such collection
+took a quarter of a second in this server).
 a2a-sdk's A2A server runs on ``asyncio.run``'s loop (on uvloop its cost is the same: docs/a2a-bindings.md); the SDK's
 MCP server on the one ``uvicorn.run`` picks (uvloop, as it is installed).
 """
@@ -44,7 +47,7 @@ class EchoOut(BaseModel):
 def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = False) -> None:
     from aiohttp import web
 
-    from guildnet.cli.common import new_event_loop
+    from guildnet.cli.common import freeze_startup_heap, new_event_loop
     from guildnet.node.a2a.service import A2AService
     from guildnet.node.a2a.store import InMemoryTaskStore, SqlTaskStore, TaskStore
     from guildnet.node.agent import FunctionAgent
@@ -76,6 +79,11 @@ def serve_node(store: str, port: int, db_path: str | None, *, signed: bool = Fal
             await binding.stop(0)
 
         app.cleanup_ctx.append(grpc_lifespan)
+
+    async def loaded(_app: web.Application) -> None:  # as `guildnet node run` does once all has started
+        freeze_startup_heap()
+
+    app.on_startup.append(loaded)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop())
 
 

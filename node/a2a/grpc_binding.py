@@ -17,10 +17,10 @@ Needs the ``grpc`` extra (``pip install 'guildnet[grpc]'``: a2a-sdk's own grpc e
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import grpc
 from google.protobuf.message import Message
@@ -35,6 +35,11 @@ from .proto_json import to_json, to_message
 
 log = logging.getLogger(__name__)
 
+_VERSION_KEY: Final = a2a.VERSION_HEADER.lower()
+_WANTED: Final = frozenset({"authorization", _VERSION_KEY, EXTENSIONS_HEADER.lower()})
+
+
+@functools.lru_cache(maxsize=1024)
 def _remote(peer: str) -> str | None:
     """The address in a gRPC peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
     kind, _, rest = peer.partition(":")
@@ -95,57 +100,75 @@ class GrpcBinding:
     async def _prepare(self, method: str, request: Message, context: grpc.aio.ServicerContext
                        ) -> tuple[AgentEndpoint, JSON, str | None]:
         """The endpoint, the params and the caller, or :class:`A2AError` / a 401-like UNAUTHENTICATED abort."""
-        metadata = {k.lower(): v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        authorization = metadata.get("authorization")
-        try:  # a signed call covers the request's bytes (deterministic serialisation), as an HTTP call its body
-            caller = await self.authenticator.caller(
-                authorization=authorization, remote=_remote(context.peer()), method="POST",
-                path=path(method), base=self.url,
-                body=request.SerializeToString(deterministic=True) if authorization else b"")
-        except Unauthenticated as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthenticated: {exc}")
+        authorization = version = extensions = None
+        for key, value in context.invocation_metadata() or ():  # one pass over the few keys (gRPC's: lowercase)
+            name = key.lower()
+            if name in _WANTED and isinstance(value, str):
+                if name == "authorization":
+                    authorization = value
+                elif name == _VERSION_KEY:
+                    version = value
+                else:
+                    extensions = value
+        authenticator = self.authenticator
+        caller = None
+        if authorization is not None or not authenticator.allows_anonymous(_remote(context.peer())):
+            try:  # a signed call covers the request's bytes (deterministic serialisation), as an HTTP call its body
+                caller = await authenticator.caller(
+                    authorization=authorization, remote=_remote(context.peer()), method="POST",
+                    path=path(method), base=self.url,
+                    body=request.SerializeToString(deterministic=True) if authorization else b"")
+            except Unauthenticated as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthenticated: {exc}")
         params = to_json(request)
         tenant = params.pop("tenant", None) or self.default
         endpoint = self.endpoints.get(tenant)
         if endpoint is None:
             raise A2AError(a2a.INVALID_REQUEST, f"no agent {tenant!r} on this node")
-        a2a.check_version(metadata.get(a2a.VERSION_HEADER.lower()))
-        endpoint.check_extensions(metadata.get(EXTENSIONS_HEADER.lower()))
+        a2a.check_version(version)
+        endpoint.check_extensions(extensions)
         return endpoint, params, caller
 
     def _unary(self, method: str, rpc: Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
+        response = rpc.response
+
         async def call(request: Message, context: grpc.aio.ServicerContext) -> Message:
-            async with _answering(context, method):
+            try:
                 endpoint, params, caller = await self._prepare(method, request, context)
-                return to_proto(await endpoint.call(method, params, caller), rpc.response)
+                return to_proto(await endpoint.call(method, params, caller), response)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _failed(context, method, exc)
             raise AssertionError("unreachable: a failed call was aborted")
         return call
 
     def _streaming(self, method: str, rpc: Rpc) -> Callable[[Message, grpc.aio.ServicerContext], Any]:
+        response = rpc.response
+
         async def stream(request: Message, context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
-            async with _answering(context, method):
+            try:
                 endpoint, params, caller = await self._prepare(method, request, context)
                 events = await endpoint.stream(method, params, caller)
                 try:
                     async for event in events:
-                        yield to_proto(event, rpc.response)
+                        yield to_proto(event, response)
                 finally:
                     await events.aclose()
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _failed(context, method, exc)
         return stream
 
 
-@contextlib.asynccontextmanager
-async def _answering(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
-    """An A2A error (or any other failure, as INTERNAL) ends the call with its status and ErrorInfo trailer."""
-    try:
-        yield
-    except grpc.aio.AbortError:
-        raise
-    except A2AError as exc:
-        await _abort(context, exc)
-    except Exception:
-        log.exception("A2A gRPC %s failed", method)
-        await _abort(context, A2AError(a2a.INTERNAL_ERROR))
+async def _failed(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
+    """An A2A error (or any other failure, as INTERNAL) ends the call with its status and ErrorInfo trailer.
+    (Inline ``try``/``except`` in the handlers, not a context manager: this is on the path of every call.)"""
+    if not isinstance(exc, A2AError):
+        log.exception("A2A gRPC %s failed", method, exc_info=exc)
+        exc = A2AError(a2a.INTERNAL_ERROR)
+    await _abort(context, exc)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: A2AError) -> None:

@@ -3,9 +3,10 @@
 Why not ``google.protobuf.json_format.ParseDict``: it is pure Python and generic down to each scalar, so a
 finished task costs about 250 µs there, the largest cost of a gRPC call on this node (measured: a third of the
 server's CPU per SendMessage). Here how each message type is filled is chosen once per type, and how each of
-its fields is set once per field (:func:`_filler`), so filling costs one dict lookup and one call per key
-present, with the values set through the C (upb) message classes; the well-known types the A2A proto uses
-(Struct, Value, ListValue, Timestamp) have their own helpers (a finished echo task: about 15 µs). What is
+its fields is set once per field (:func:`_filler`), so filling costs one dict lookup per key present (strings
+and messages are set in the loop, other fields by one call), with the values set through the C (upb) message
+classes; the well-known types the A2A proto uses (Struct, Value, ListValue, Timestamp) have their own helpers
+(a finished echo task: about 14 µs). What is
 converted is read from the descriptors of a2a-sdk's generated classes, so nothing here names an A2A field;
 ``tests/test_a2a_bindings.py`` checks the result equals ``ParseDict``'s, empty objects and nulls included.
 
@@ -50,17 +51,15 @@ def to_message(data: Mapping[str, Any], message: Message) -> Message:
 @cache
 def _filler(descriptor: Descriptor) -> Fill:
     """How a message of this type is filled, chosen once per type: the well-known types by their helpers, any
-    other message field by field, each field by a setter chosen once (:func:`_setter`), so filling a message
-    costs one dict lookup and one call per key present."""
+    other message field by field, each field's handling chosen once: a string, a message or a repeated message
+    field is set right in the loop (a call per field costs more than the setting), any other by its setter
+    (:func:`_setter`), so filling a message costs one dict lookup per key present and about nothing else."""
     special = _WELL_KNOWN.get(descriptor.full_name)
     if special is not None:
         return special
-    setters: dict[str, Fill] = {}
-    nullable: set[str] = set()  # fields of type Value: null is a value there (NullValue), elsewhere "not set"
+    specs: dict[str, tuple[int, str, Any]] = {}
     for f in descriptor.fields:
-        setters[f.name] = setters[f.json_name] = _setter(f)
-        if f.message_type is not None and f.message_type.full_name == _VALUE and not f.is_repeated:
-            nullable.update((f.name, f.json_name))
+        specs[f.name] = specs[f.json_name] = _spec(f)
     name = descriptor.full_name
 
     def fill(message: Any, data: Any) -> None:
@@ -68,31 +67,51 @@ def _filler(descriptor: Descriptor) -> Fill:
             raise ValueError(f"{name}: expected an object, got {type(data).__name__}")
         message.SetInParent()  # an empty object is still a present message
         for key, value in data.items():
-            setter = setters.get(key)
-            if setter is not None and (value is not None or key in nullable):
-                setter(message, value)
+            spec = specs.get(key)
+            if spec is None:
+                continue
+            kind, attribute, how = spec
+            if value is None and kind != _NULLABLE:  # null is "not set", except in a Value (NullValue)
+                continue
+            if kind == _STRING:
+                if value.__class__ is not str and not isinstance(value, str):
+                    raise ValueError(f"{name}.{attribute}: expected a string")
+                setattr(message, attribute, value)
+            elif kind == _MESSAGE or kind == _NULLABLE:
+                _filler(how)(getattr(message, attribute), value)
+            elif kind == _MESSAGES:
+                if value.__class__ is not list and not isinstance(value, list):
+                    raise ValueError(f"{name}.{attribute}: expected an array")
+                container, fill_one = getattr(message, attribute), _filler(how)
+                for item in value:
+                    fill_one(container.add(), item)
+            else:
+                how(message, value)
 
     return fill
 
 
-def _setter(field: FieldDescriptor) -> Fill:
-    """Sets ``field`` of a message from its ProtoJSON value."""
-    name = field.name
-    if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        return lambda message, value: _fill_map(getattr(message, name), field, value)
-    if field.message_type is not None:
-        sub = field.message_type
+_STRING, _MESSAGE, _MESSAGES, _NULLABLE, _OTHER = range(5)
+
+
+def _spec(field: FieldDescriptor) -> tuple[int, str, Any]:
+    """How :func:`_filler`'s loop sets ``field``: (kind, attribute, the message type or the setter)."""
+    kind = field.message_type
+    if kind is not None and not kind.GetOptions().map_entry:
         if not field.is_repeated:
-            return lambda message, value: _filler(sub)(getattr(message, name), value)
+            return (_NULLABLE if kind.full_name == _VALUE else _MESSAGE), field.name, kind
+        return _MESSAGES, field.name, kind
+    if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+        return _STRING, field.name, None
+    return _OTHER, field.name, _setter(field)
 
-        def repeated_messages(message: Any, value: Any) -> None:
-            if not isinstance(value, list):
-                raise ValueError(f"{field.full_name}: expected an array")
-            container, fill = getattr(message, name), _filler(sub)
-            for item in value:
-                fill(container.add(), item)
 
-        return repeated_messages
+def _setter(field: FieldDescriptor) -> Fill:
+    """Sets ``field`` of a message from its ProtoJSON value: a map, a repeated scalar, an enum or a scalar other
+    than a string (:func:`_filler` sets the other fields itself)."""
+    name = field.name
+    if field.message_type is not None:  # a map: the only message field _filler leaves to a setter
+        return lambda message, value: _fill_map(getattr(message, name), field, value)
     if field.is_repeated:
         def repeated_scalars(message: Any, value: Any) -> None:
             if not isinstance(value, list):
