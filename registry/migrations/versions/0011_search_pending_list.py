@@ -29,9 +29,10 @@ PENDING_LIST_KB = 64
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(f"ALTER INDEX ix_agents_search SET (gin_pending_list_limit = {PENDING_LIST_KB})")
-    # the limit applies to later inserts; what is pending now (up to 4 MB) is merged here, once
+    # what is pending now (up to 4 MB, ~1 s at most) is merged first, under a lock that searches and writes do
+    # not wait for; the limit (for later inserts) takes an exclusive lock on the index, held to the commit
     op.execute("SELECT gin_clean_pending_list('ix_agents_search'::regclass)")
+    op.execute(f"ALTER INDEX ix_agents_search SET (gin_pending_list_limit = {PENDING_LIST_KB})")
 
 
 def downgrade() -> None:
