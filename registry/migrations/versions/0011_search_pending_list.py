@@ -7,12 +7,12 @@ Revises: 0010
 A GIN index with ``fastupdate`` (PostgreSQL's default) appends new rows' entries to an unsorted pending list and
 merges them into the index only when the list outgrows ``gin_pending_list_limit`` (4 MB by default) or a
 vacuum runs; autovacuum's insert threshold at 1M agents is 200,000 inserts. Every text search reads the whole
-list: with 4 MB (~9,000 registrations' entries) a page by a rare word cost PostgreSQL ~2 ms more CPU (3.9 ms
-instead of 2.2 ms at 200k agents), so a registry that had registered a few thousand agents searched about half as
-fast as a freshly prefilled one. At 64 kB (8 pages, ~150 registrations) the list costs a search ~0.04 ms, and
-an insert's share of the merges costs about what the 4 MB list's did (0.13-0.18 ms of PostgreSQL CPU per agents
-row, 16 per transaction; ``fastupdate = off`` cost 0.23-0.26 ms). Results are the same either way: a search
-reads the list and the index alike.
+list, ~4.3 us of PostgreSQL CPU per 8 kB page: at 1M agents with 428 pages pending (5,000 registrations after a
+prefill) a page of a rare word cost PostgreSQL 4.7 ms of CPU, 3.0 ms with the list merged. At 64 kB (8 pages, ~150
+registrations) the list costs a search ~0.04 ms; merging it that often costs an agents insert ~0.03-0.05 ms more
+PostgreSQL CPU than merging 4 MB at a time (0.19 vs 0.16 ms at 200k agents, 0.23 vs 0.18 ms at 1M, 16 inserts
+per transaction; ``fastupdate = off``: ~0.26 ms at 200k), and no insert stalls ~0.2 s merging 4 MB. Results
+are the same either way: a search reads the list and the index alike.
 """
 
 from alembic import op
