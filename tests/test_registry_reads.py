@@ -66,6 +66,21 @@ async def test_reads_outlive_their_connections(tmp_path: object) -> None:
 
 
 @pytest.mark.postgres
+async def test_read_sessions_plan_each_query_and_scan_from_the_first_page(tmp_path: object) -> None:
+    """A common word's page ranks the first matches a sequential scan finds: a synchronised scan would start
+    where the previous one stopped (on a table larger than a quarter of shared_buffers), and the same query would
+    rank a different window each time (the hybrid's word ranking too, on the store's engine)."""
+    from registry_support import database
+    from sqlalchemy import text
+
+    async with database("postgresql", tmp_path) as db_url, live_registry(db_url) as registry:
+        rows = await registry.store._rows.rows(
+            text("SELECT current_setting('synchronize_seqscans'), current_setting('plan_cache_mode')"), {})
+        assert tuple(rows[0]) == ("off", "force_custom_plan")
+        async with registry.store.engine.connect() as conn:  # the hybrid's word ranking reads on these
+            assert (await conn.execute(text("SHOW synchronize_seqscans"))).scalar() == "off"
+
+@pytest.mark.postgres
 async def test_text_index_pending_list_stays_short(tmp_path: object) -> None:
     """Every text search reads the GIN index's whole pending list: migration 0011 caps it at 64 kB (PostgreSQL's
     default is 4 MB, ~2 ms of a search's CPU when full), and a search finds pending and merged agents alike."""
