@@ -62,6 +62,9 @@ def create_engine(url: str = DEFAULT_DB_URL, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    # a text search by a common word ranks the first matches a sequential scan finds: scans start at the table's
+    # first page, not where the last synchronised scan stopped (registry/store/reads.py)
+    kwargs.setdefault("connect_args", {"server_settings": {"synchronize_seqscans": "off"}})
     return create_async_engine(url, **kwargs)
 
 

@@ -63,3 +63,52 @@ async def test_reads_outlive_their_connections(tmp_path: object) -> None:
         assert (await client.get(facts.id)).facts == facts
         assert [a.id for a in (await client.search(skill="translate")).agents] == [facts.id]
         assert [a.id for a in (await client.search(q="invoices", match="words")).agents] == [facts.id]
+
+
+@pytest.mark.postgres
+async def test_read_sessions_plan_each_query_and_scan_from_the_first_page(tmp_path: object) -> None:
+    """A common word's page ranks the first matches a sequential scan finds: a synchronised scan would start
+    where the previous one stopped (on a table larger than a quarter of shared_buffers), and the same query would
+    rank a different window each time (the hybrid's word ranking too, on the store's engine)."""
+    from registry_support import database
+    from sqlalchemy import text
+
+    async with database("postgresql", tmp_path) as db_url, live_registry(db_url) as registry:
+        rows = await registry.store._rows.rows(
+            text("SELECT current_setting('synchronize_seqscans'), current_setting('plan_cache_mode')"), {})
+        assert tuple(rows[0]) == ("off", "force_custom_plan")
+        async with registry.store.engine.connect() as conn:  # the hybrid's word ranking reads on these
+            assert (await conn.execute(text("SHOW synchronize_seqscans"))).scalar() == "off"
+
+@pytest.mark.postgres
+async def test_text_index_pending_list_stays_short(tmp_path: object) -> None:
+    """Every text search reads the GIN index's whole pending list: migration 0011 caps it at 64 kB (PostgreSQL's
+    default is 4 MB, ~2 ms of a search's CPU when full), and a search finds pending and merged agents alike."""
+    from registry_support import database, downgrade_registry
+
+    acme = new_org("acme")
+    # 500 distinct words each: ~12 kB of index entries per agent, so twelve outgrow 64 kB (~140 kB, 18 pages)
+    agents = [acme.agent(f"wordy-{n}", description=" ".join(f"k{n}w{i:03d}" for i in range(500)))
+              for n in range(12)]
+    async with database("postgresql", tmp_path) as db_url:
+        dsn = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+            for key, facts in agents:
+                await client.register(facts, key)
+            conn = await asyncpg.connect(dsn)
+            try:
+                assert await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'ix_agents_search'") \
+                    == ["gin_pending_list_limit=64"]
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+                pending = await conn.fetchval("SELECT pending_pages FROM pgstatginindex('ix_agents_search')")
+                assert pending <= 64 // 8
+            finally:
+                await conn.close()
+            for n, (_, facts) in enumerate(agents):  # the first were merged into the index, the last are pending
+                assert [a.id for a in (await client.search(q=f"k{n}w499", match="words")).agents] == [facts.id]
+        await downgrade_registry(db_url, "0010")
+        conn = await asyncpg.connect(dsn)
+        try:
+            assert await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'ix_agents_search'") is None
+        finally:
+            await conn.close()

@@ -14,7 +14,11 @@ on both back ends, so nothing is lost by leaving out the transaction):
   discarded and the read retried once on a new pool (the others are as old, and likely as dead): reads change
   nothing, so the retry is safe, and it replaces the per-checkout ping. Plans are custom for each execution
   (``plan_cache_mode``): a generic plan cannot know how common a searched word is, and a sequential scan chosen
-  once for a common word would read a large part of the table for a rare one.
+  once for a common word would read a large part of the table for a rare one. Sequential scans start at the
+  table's first page (``synchronize_seqscans`` off): a common word's text page ranks the first matches a scan
+  finds, and on a table larger than a quarter of ``shared_buffers`` a synchronised scan starts where the last
+  one stopped, so at 1M agents each query of a common word ranked a different window (the same query twice, or
+  a page and the next by its cursor, disagreed).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 READ_POOL_SIZE = 10
 """PostgreSQL connections the hot reads keep open per replica (and up to as many again under bursts)."""
 _DEAD = (ConnectionError, OSError)
+READ_SETTINGS = {"plan_cache_mode": "force_custom_plan", "synchronize_seqscans": "off"}
+"""PostgreSQL settings of the read pool's sessions (see the module's docstring)."""
 
 
 @lru_cache(maxsize=256)
@@ -61,7 +67,7 @@ class RowReader:
         if sqlite_engine is None:
             self._postgres = create_async_engine(
                 engine.url, isolation_level="AUTOCOMMIT", pool_size=READ_POOL_SIZE, max_overflow=READ_POOL_SIZE,
-                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}})
+                connect_args={"server_settings": READ_SETTINGS})
 
     async def close(self) -> None:
         if self._postgres is not None:
