@@ -11,6 +11,7 @@ matches both the words and the sense ranks first and one that matches either sti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,8 +56,35 @@ def embed_facts(facts: Mapping[str, Any]) -> bytes:
     return vector.tobytes()
 
 
+QUERY_STOPWORDS = frozenset("""
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself
+    it its itself they them their theirs themselves what which who whom this that these those am is are was were be
+    been being have has had having do does did doing a an the and but if or because as until while of at by for with
+    about against between into through during before after above below to from up down in out on off over under again
+    further then once here there when where why how all any both each few more most other some such no nor not only
+    own same so than too very s t can will just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn
+    haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn
+    """.split())
+"""Words a query's vector is computed without: English function words (NLTK's English stop word list, closed
+classes only: pronouns, determiners, prepositions, auxiliaries, conjunctions; no noun or verb of any domain). A
+static model averages its tokens, so in "what do we owe on this purchase receipt" six of eight words say nothing
+of the job and pull the query towards every text that shares them. Agents' texts are embedded whole (providers
+write few such words, and stored vectors need no change). Measured by bench/discovery_models.py: skill recall@5
+on paraphrased requests 0.464 -> see docs/search.md."""
+
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+
+def query_text(q: str) -> str:
+    """``q`` without :data:`QUERY_STOPWORDS` (as whole words, any case; a contraction's parts each count), or
+    ``q`` itself when nothing else is left."""
+    kept = _WORD.sub(lambda m: "" if all(p in QUERY_STOPWORDS for p in m.group().lower().split("'")) else m.group(), q)
+    kept = " ".join(kept.split())
+    return kept if _WORD.search(kept) else q
+
+
 def embed_query(q: str) -> NDArray[np.float32]:
-    row: NDArray[np.float32] = default_embedder().embed([q])[0]
+    row: NDArray[np.float32] = default_embedder().embed([query_text(q)])[0]
     return row
 
 

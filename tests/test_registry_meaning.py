@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 from registry_support import downgrade_registry, live_registry, new_org
 
+from guildnet.embedding import default_embedder
 from guildnet.registry.client import RegistryClient
-from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
+from guildnet.registry.meaning import (
+    MIN_COSINE,
+    STORED_DTYPE,
+    agent_text,
+    embed_query,
+    fuse,
+    query_text,
+    rank_by_meaning,
+    stack,
+)
 
 CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
     ("invoice-reader", "Extracts line items and totals from supplier invoices",
@@ -31,6 +41,8 @@ PARAPHRASES = {  # what a user asks -> the agent that does it; no word in common
     "pull the amounts out of a vendor bill": "invoice-reader",
     "has my package been delivered yet": "parcel-tracker",
     "schedule a conference with my colleagues": "room-booker",
+    # mostly function words: found only because the query is embedded without them (query_text)
+    "can you set it up so that we all meet on the next free day": "room-booker",
 }
 
 
@@ -120,6 +132,23 @@ async def test_the_migration_fills_in_agents_stored_before_it(db_url: str) -> No
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
         found = (await client.search(q="pull the amounts out of a vendor bill", match="meaning")).agents
         assert found[0].id == registered["invoice-reader"][1].id
+
+
+def test_a_query_is_embedded_without_its_function_words() -> None:
+    assert query_text("What do we owe on this purchase receipt?") == "owe purchase receipt?"
+    assert query_text("too long, didn't read: shorten this for me") == "long, read: shorten"
+    assert query_text("who is it") == "who is it"  # nothing else left: the query as it is
+    assert query_text("Invoice OCR") == "Invoice OCR"
+    embedder = default_embedder()
+    assert np.array_equal(embed_query("what do we owe on this receipt"), embedder.embed(["owe receipt"])[0])
+    agents = embedder.embed([agent_text({"name": name, "description": description, "skills": [skill]})
+                             for name, description, skill in CATALOGUE])
+    names = [name for name, _, _ in CATALOGUE]
+    for request, expected in [("I want it in a language they can read", "translator"),
+                              ("can you set it up so that we all meet on the next free day", "room-booker")]:
+        assert names[int(np.argmax(agents @ embed_query(request)))] == expected, request
+        # the whole text: the function words pull it to another agent
+        assert names[int(np.argmax(agents @ embedder.embed([request])[0]))] != expected, request
 
 
 def test_fusion_ranks_agreement_first_and_keeps_either_alone() -> None:
