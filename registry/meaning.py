@@ -4,9 +4,10 @@ meaning are fused with its matches by words (pure: no I/O).
 Full-text search needs every query word in the record, so "pull the amounts out of a vendor bill" never finds an
 agent that "extracts line items and totals from supplier invoices" (recall@5 0.00 on such requests, issue 16).
 Each agent's name, description and skills are embedded once, at registration, by the bundled static model
-(``guildnet.embedding``); a query is embedded on arrival, compared by cosine with the candidates the other
-filters leave (brute force: ~1 µs an agent), and the two rankings are fused by reciprocal rank, so an agent that
-matches both the words and the sense ranks first and one that matches either still ranks.
+(``guildnet.embedding``); a query is embedded on arrival (without its function words), compared by cosine with
+the candidates the other filters leave (brute force: ~1 µs an agent), and the two rankings are fused by
+reciprocal rank, so an agent that matches both the words and the sense ranks first and one that matches either
+still ranks.
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ QUERY_STOPWORDS = frozenset("""
     """.split())
 """Words a query's vector is computed without: English function words (NLTK's English stop word list, closed
 classes only: pronouns, determiners, prepositions, auxiliaries, conjunctions; no noun or verb of any domain). A
-static model averages its tokens, so in "what do we owe on this purchase receipt" six of eight words say nothing
+static model averages its tokens, so in "what do we owe on this purchase receipt" five of its seven words say nothing
 of the job and pull the query towards every text that shares them. Agents' texts are embedded whole (providers
-write few such words, and stored vectors need no change). Measured by bench/discovery_models.py: skill recall@5
-on paraphrased requests 0.464 -> see docs/search.md."""
+write few such words, and stored vectors need no change). On bench/discovery.py's paraphrased requests skill
+recall@5 goes from 0.462 to 0.532 through the registry (docs/registry-api.md, bench/discovery_models.py)."""
 
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
