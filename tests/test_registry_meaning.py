@@ -4,6 +4,7 @@ that fills in agents stored before it."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,8 +13,19 @@ import numpy as np
 import pytest
 from registry_support import downgrade_registry, live_registry, new_org
 
+from guildnet.embedding import default_embedder, search_embedder
 from guildnet.registry.client import RegistryClient
-from guildnet.registry.meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
+from guildnet.registry.meaning import (
+    MIN_COSINE,
+    STORED_DTYPE,
+    agent_text,
+    embed_facts,
+    embed_query,
+    fuse,
+    query_text,
+    rank_by_meaning,
+    stack,
+)
 
 CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
     ("invoice-reader", "Extracts line items and totals from supplier invoices",
@@ -31,6 +43,8 @@ PARAPHRASES = {  # what a user asks -> the agent that does it; no word in common
     "pull the amounts out of a vendor bill": "invoice-reader",
     "has my package been delivered yet": "parcel-tracker",
     "schedule a conference with my colleagues": "room-booker",
+    # mostly function words: found only because the query is embedded without them (query_text)
+    "can you set it up so that we all meet on the next free day": "room-booker",
 }
 
 
@@ -120,6 +134,53 @@ async def test_the_migration_fills_in_agents_stored_before_it(db_url: str) -> No
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
         found = (await client.search(q="pull the amounts out of a vendor bill", match="meaning")).agents
         assert found[0].id == registered["invoice-reader"][1].id
+
+
+async def _stored_vectors(db_url: str) -> dict[str, bytes]:
+    from sqlalchemy import text
+
+    from guildnet.registry import db as registry_db
+    engine = registry_db.create_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT a.id, v.embedding FROM agents a "
+                                            "JOIN agent_vectors v ON v.agent_pk = a.pk"))).all()
+    finally:
+        await engine.dispose()
+    return {row[0]: bytes(row[1]) for row in rows}
+
+
+async def test_vectors_follow_the_search_model_across_migration_0012(db_url: str) -> None:
+    """0012 re-embeds every stored vector with the search model; downgrading it, with the model older code used:
+    vectors of one model are never compared with queries of the other."""
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)
+    facts = {facts.id: json.loads(facts.model_dump_json(by_alias=True, exclude_none=True))
+             for _, facts in registered.values()}
+    assert await _stored_vectors(db_url) == {did: embed_facts(f) for did, f in facts.items()}
+    await downgrade_registry(db_url, "0011")
+    old = {did: default_embedder().embed([agent_text(f)])[0].astype(STORED_DTYPE).tobytes()
+           for did, f in facts.items()}
+    assert await _stored_vectors(db_url) == old != {did: embed_facts(f) for did, f in facts.items()}
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:  # upgrades again
+        found = (await client.search(q="pull the amounts out of a vendor bill", match="meaning")).agents
+        assert found[0].id == registered["invoice-reader"][1].id
+    assert await _stored_vectors(db_url) == {did: embed_facts(f) for did, f in facts.items()}
+
+
+def test_a_query_is_embedded_without_its_function_words() -> None:
+    assert query_text("What do we owe on this purchase receipt?") == "owe purchase receipt?"
+    assert query_text("too long, didn't read: shorten this for me") == "long, read: shorten"
+    assert query_text("who is it") == "who is it"  # nothing else left: the query as it is
+    assert query_text("Invoice OCR") == "Invoice OCR"
+    embedder = search_embedder()
+    assert np.array_equal(embed_query("what do we owe on this receipt"), embedder.embed(["owe receipt"])[0])
+    agents = embedder.embed([agent_text({"name": name, "description": description, "skills": [skill]})
+                             for name, description, skill in CATALOGUE])
+    names = [name for name, _, _ in CATALOGUE]
+    for request, expected in [("I want it in a language they can read", "translator"),
+                              ("can you set it up so that we all meet on the next free day", "room-booker")]:
+        assert names[int(np.argmax(agents @ embed_query(request)))] == expected, request
 
 
 def test_fusion_ranks_agreement_first_and_keeps_either_alone() -> None:
