@@ -35,6 +35,7 @@ from ..records import (
     parse_rotation,
     require_action,
 )
+from . import vectors
 from .bulk import register_new
 from .hybrid import MATCHES, build_hybrid, catch_up, read_vectors
 from .reads import RowReader
@@ -123,7 +124,7 @@ class RegistryStore:
                                                          after=after, dim=dim))
             if len(ids):
                 pages.append((ids, matrix))
-        return await asyncio.to_thread(VectorIndex, dim, pages, position)
+        return await asyncio.to_thread(vectors.build, dim, pages, position)
 
     async def close(self) -> None:
         if self._vector_task is not None:
