@@ -228,7 +228,7 @@ def bench_orgs() -> list[tuple[SigningKey, str]]:
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
                       verify_workers: int, prefilled: int = 0, reuse: str | None = None, replicas: int = 1,
-                      reads_only: bool = False) -> dict[str, Any]:
+                      reads_only: bool = False, settle: float = 0.0) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     population = Population(bench_orgs())
@@ -276,6 +276,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             ids = await some_ids(url, 50)
             if not ids:
                 raise SystemExit(f"[{backend}] the registry holds no agent to read: give --agents N or --prefill N")
+            await asyncio.sleep(settle)
             timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
                 "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
@@ -293,6 +294,9 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                     [f"/v1/agents?q={w}&match=words&limit=20" for w in COMMON_WORDS]),
                 # q= as users send it: words and meaning fused (brute-force cosine over every agent's vector)
                 "search_hybrid": await timed([f"/v1/agents?q={w}&limit=20" for w in COMMON_WORDS]),
+                "search_meaning": await timed([f"/v1/agents?q={w}&match=meaning&limit=20" for w in COMMON_WORDS]),
+                "search_hybrid_skill": await timed([f"/v1/agents?q={w}&skill={SKILLS[i]}&limit=20"
+                                                    for i, w in enumerate(COMMON_WORDS)]),
                 "get_by_id": await timed([f"/v1/agents/{i}" for i in ids]),
                 "load_average_after_reads": os.getloadavg(),
             }
@@ -340,6 +344,9 @@ def main() -> None:
     parser.add_argument("--reads-only", action="store_true",
                         help="measure the reads alone (no liveness, no restart): with --agents 0 and --reuse, the "
                              "read path of a prefilled database in a few minutes")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds to wait before the reads (work a registry does after start-up, such as "
+                             "building its vector index, then stays out of the read measurements)")
     args = parser.parse_args()
     if not (args.agents or args.prefill or args.reuse):
         parser.error("nothing to measure: give --agents N, --prefill N or --reuse NAME (a database with agents)")
@@ -351,12 +358,14 @@ def main() -> None:
     ceiling = verify_ceiling()
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
                                        verify_workers=args.verify_workers, prefilled=args.prefill,
-                                       reuse=args.reuse, replicas=args.replicas, reads_only=args.reads_only))
+                                       reuse=args.reuse, replicas=args.replicas, reads_only=args.reads_only,
+                                       settle=args.settle))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     if not args.reads_only:
         print_writes(results, ceiling)
-    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "get_by_id")
+    reads = ("search_skill", "search_text", "search_text_common", "search_hybrid", "search_meaning",
+             "search_hybrid_skill", "get_by_id")
     print(f"\nreads, p50/p99 ms (registry CPU ms per request): {'backend':<11}" + "".join(f"{r:>24}" for r in reads))
     for r in results:
         print(f"{'':<48}{r['backend']:<11}" + "".join(

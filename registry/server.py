@@ -392,6 +392,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await migrate(engine)
     hub: ChangeHub
     store = RegistryStore(engine, clock=config.clock, on_commit=lambda seq: hub.notify(seq))
+    store.start()
     hub = ChangeHub(store, poll_interval=config.watch_poll_interval, queue_size=config.watch_queue_size)
     await hub.start()
     key = await asyncio.to_thread(keyfile.load_or_create, config.key_path or default_key_path(config.db_url))

@@ -4,6 +4,7 @@ that fills in agents stored before it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -26,6 +27,7 @@ from guildnet.registry.meaning import (
     rank_by_meaning,
     stack,
 )
+from guildnet.registry.server import STORE
 
 CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
     ("invoice-reader", "Extracts line items and totals from supplier invoices",
@@ -215,18 +217,65 @@ async def test_the_explorer_finds_by_meaning(db_url: str) -> None:
         assert all(page.index("invoice-reader") < position for position in others)
 
 
-async def test_meaning_compares_the_most_recent_candidates_up_to_its_window(
+async def _index_ready(registry: Any) -> None:
+    store = registry.app[STORE]
+    for _ in range(200):
+        if store.vector_index is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the vector index was not built")
+
+
+async def test_the_index_compares_every_agent_and_filters_fall_back_to_the_window(
         db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past MEANING_WINDOW candidates, brute force reads the most recently registered only: the work per search
-    stays bounded however many agents a registry holds."""
+    """The vector index ranks every agent, whatever MEANING_WINDOW; a filtered search the index cannot fill (all
+    it returned were close, too few passed the filter) falls back to brute force over the newest candidates."""
     from guildnet.registry.store import hybrid
 
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
         registered = await _register_catalogue(client)  # invoice-reader first, room-booker last
+        await _index_ready(registry)
         request = "pull the amounts out of a bill we received"
-        assert (await client.search(q=request, match="meaning")).agents[0].id == registered["invoice-reader"][1].id
         monkeypatch.setattr(hybrid, "MEANING_WINDOW", 2)
-        found = {a.id for a in (await client.search(q=request, match="meaning")).agents}
+        assert (await client.search(q=request, match="meaning")).agents[0].id == registered["invoice-reader"][1].id
+        monkeypatch.setattr(hybrid, "OVERFETCH", 1)  # the index's one answer passes the filter: too few, more close
+        found = {a.id for a in (await client.search(q=request, match="meaning", org="acme")).agents}
         assert found <= {registered["test-writer"][1].id, registered["room-booker"][1].id}
-        newest = (await client.search(q="schedule a conference with my colleagues", match="meaning")).agents
+        newest = (await client.search(q="schedule a conference with my colleagues", match="meaning",
+                                      org="acme")).agents
         assert newest[0].id == registered["room-booker"][1].id
+
+
+async def test_a_replica_finds_and_drops_what_another_wrote(db_url: str) -> None:
+    """Each registry process holds its own vector index: it learns of another's writes from the change feed,
+    before it answers a search."""
+    async with live_registry(db_url) as first, live_registry(db_url) as second, \
+            RegistryClient(first.url) as writer, RegistryClient(second.url) as reader:
+        await _index_ready(second)
+        registered = await _register_catalogue(writer)
+        request = "pull the amounts out of a vendor bill"
+        found = (await reader.search(q=request, match="meaning")).agents
+        assert found[0].id == registered["invoice-reader"][1].id
+        index = second.app[STORE].vector_index
+        assert index is not None and index.count == len(CATALOGUE)
+        key, facts = registered["invoice-reader"]
+        await writer.revoke(facts.id, key)
+        for match in ("meaning", None):
+            assert facts.id not in {a.id for a in (await reader.search(q=request, match=match)).agents}
+        assert index.count == len(CATALOGUE) - 1
+
+
+def test_the_vector_index_sets_removes_and_skips_a_stale_catch_up() -> None:
+    from guildnet.registry.store.vectors import VectorIndex
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((5, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = VectorIndex(8, [(np.arange(1, 6, dtype=np.int64), rows.astype(STORED_DTYPE))], position=7)
+    ids, scores = index.search(rows[2], 1)
+    assert ids.tolist() == [3] and abs(scores[0] - 1.0) < 0.01  # 8-bit codes: cosines within ~0.005
+    moved = rows[0].astype(STORED_DTYPE).tobytes()
+    assert index.apply(7, 9, [3, 4, 4], [moved, None, None])  # 3 now reads as 1, 4 revoked
+    assert index.count == 4 and set(index.search(rows[0], 2)[0].tolist()) == {1, 3}
+    assert 4 not in index.search(rows[3], 5)[0].tolist()
+    assert not index.apply(7, 10, [5], [None]) and index.count == 4 and index.position == 9  # another moved it

@@ -9,7 +9,9 @@ on PostgreSQL the async engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +35,9 @@ from ..records import (
     parse_rotation,
     require_action,
 )
+from . import vectors
 from .bulk import register_new
-from .hybrid import MATCHES, build_hybrid
+from .hybrid import MATCHES, build_hybrid, catch_up, read_vectors
 from .reads import RowReader
 from .results import (
     LIVENESS_JOIN,
@@ -50,12 +53,17 @@ from .results import (
     last_seq,
 )
 from .search import build_search
+from .vectors import VectorIndex
 from .writer import GroupCommitWriter
 from .writes import Admission, Writes
+
+log = logging.getLogger(__name__)
 
 READER_THREADS = 3
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
 _GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a {LIVENESS_JOIN} WHERE a.id = :id")
+VECTOR_POLL_SECONDS = 1.0
+"""How often the vector index follows the change feed without a search asking (each search catches it up too)."""
 _CHANGES_SINCE = text("SELECT seq, agent_id, kind, at, data FROM changes WHERE seq > :seq ORDER BY seq LIMIT :limit")
 
 
@@ -75,8 +83,54 @@ class RegistryStore:
         self._reader_engine = None if postgres else sync_twin(engine, pool_size=READER_THREADS)
         self._readers = None if postgres else ThreadPoolExecutor(READER_THREADS, thread_name_prefix="guildnet-reader")
         self._rows = RowReader(engine, sqlite_engine=self._reader_engine, threads=self._readers)
+        self._vectors: VectorIndex | None = None
+        self._vector_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Build the vector index of every agent in the background and keep it current (searches by meaning take
+        the windowed brute-force path until it is built; the first search starts it if this was not called)."""
+        if self._vector_task is None:
+            self._vector_task = asyncio.create_task(self._keep_vectors(), name="guildnet-vector-index")
+
+    @property
+    def vector_index(self) -> VectorIndex | None:
+        return self._vectors
+
+    async def _keep_vectors(self) -> None:
+        while True:
+            try:
+                if self._vectors is None or self._vectors.outgrown():
+                    started = time.perf_counter()
+                    self._vectors = await self._build_vectors()
+                    log.info("vector index of %d agents built in %.1f s (%d lists)", self._vectors.count,
+                             time.perf_counter() - started, self._vectors.lists)
+                await self.read(partial(self._catch_up, self._vectors))
+            except Exception:  # a database hiccup must not end the index's upkeep; the next round retries
+                log.exception("building or updating the vector index failed; retrying")
+            await asyncio.sleep(VECTOR_POLL_SECONDS)
+
+    @staticmethod
+    def _catch_up(index: VectorIndex, conn: Connection) -> None:
+        catch_up(conn, index, int(conn.execute(_LAST_SEQ).scalar() or 0))
+
+    async def _build_vectors(self) -> VectorIndex:
+        """Every stored vector, read in pages (the event loop serves between them), indexed in a thread."""
+        position = await self.last_seq()  # read first: a change after it is applied again, harmlessly
+        dim = embed_query("agent").shape[0]
+        pages: list[Any] = []
+        after: int | None = 0
+        while after is not None:
+            ids, matrix, after = await self.read(partial(read_vectors, postgres=self._readers is None,
+                                                         after=after, dim=dim))
+            if len(ids):
+                pages.append((ids, matrix))
+        return await asyncio.to_thread(vectors.build, dim, pages, position)
 
     async def close(self) -> None:
+        if self._vector_task is not None:
+            self._vector_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._vector_task
         await self._writer.close()
         await self._rows.close()
         if self._readers is not None:
@@ -200,13 +254,18 @@ class RegistryStore:
 
     async def _search_by_meaning(self, now: float, *, q: str, words: bool, **where: Any
                                  ) -> tuple[list[AgentRecord], str | None, int]:
+        self.start()
         hybrid = build_hybrid(postgres=self._readers is None, now=now, q=q, query=embed_query(q), words=words,
                               **where)
         if hybrid is None:
             return [], None, await self.last_seq()
+        index = self._vectors
 
         def query(conn: Connection) -> tuple[int, tuple[list[Any], str | None]]:
-            return int(conn.execute(_LAST_SEQ).scalar() or 0), hybrid.run(conn)
+            position = int(conn.execute(_LAST_SEQ).scalar() or 0)
+            if index is not None:
+                catch_up(conn, index, position)  # every write the position covers, this replica's or another's
+            return position, hybrid.run(conn, index)
 
         position, (rows, next_cursor) = await self.read(query)
         return [AgentRecord.from_row(row, now) for row in rows], next_cursor, position
