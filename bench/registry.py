@@ -269,6 +269,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             def registry_cpu() -> tuple[float, float]:
                 return (sum(tree_cpu_seconds(s.pid) for s in servers), sum(cpu_seconds(s.pid) for s in servers))
 
+            await asyncio.sleep(settle)
             cpu_before = registry_cpu()
             rate, failures = await register_all(urls, agents, concurrency, population) if agents else (0.0, 0)
             registration_cpu = [(after - before) * 1000 / max(agents, 1)
@@ -276,7 +277,6 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
             ids = await some_ids(url, 50)
             if not ids:
                 raise SystemExit(f"[{backend}] the registry holds no agent to read: give --agents N or --prefill N")
-            await asyncio.sleep(settle)
             timed = partial(latency, url, repeats=repeats, pid=process.pid)
             result = {
                 "backend": backend, "agents": max(before, prefilled) + agents, "registered_through_the_api": agents,
@@ -345,8 +345,8 @@ def main() -> None:
                         help="measure the reads alone (no liveness, no restart): with --agents 0 and --reuse, the "
                              "read path of a prefilled database in a few minutes")
     parser.add_argument("--settle", type=float, default=0.0,
-                        help="seconds to wait before the reads (work a registry does after start-up, such as "
-                             "building its vector index, then stays out of the read measurements)")
+                        help="seconds to wait after start-up before measuring (work a registry does then, such as "
+                             "building its vector index, stays out of the registrations and reads measured)")
     args = parser.parse_args()
     if not (args.agents or args.prefill or args.reuse):
         parser.error("nothing to measure: give --agents N, --prefill N or --reuse NAME (a database with agents)")
