@@ -205,8 +205,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
-    """Start ``guildnet ARGS`` as a real OS process; return it (an asyncio Process) once ``url``/healthz answers.
+async def start_cli(*args: str, url: str, stderr: Any = None, ready: str = "/healthz") -> Any:
+    """Start ``guildnet ARGS`` as a real OS process; return it (an asyncio Process) once ``url`` + ``ready``
+    answers 200.
 
     Its stderr goes to ``stderr`` (a binary file) or a temporary file: never a pipe nobody reads, where a
     chatty server would block."""
@@ -226,11 +227,12 @@ async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
                     log.seek(0)
                     raise RuntimeError(f"guildnet {args[:2]} exited: {log.read().decode()[-2000:]}")
                 try:
-                    async with session.get(url + "/healthz") as response:
+                    async with session.get(url + ready) as response:
                         if response.status == 200:
                             return process
                 except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
+                    pass
+                await asyncio.sleep(0.1)
     finally:
         if own:
             log.close()  # the child holds its own descriptor of the file
@@ -239,11 +241,11 @@ async def start_cli(*args: str, url: str, stderr: Any = None) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def cli_process(*args: str, url: str) -> AsyncIterator[str]:
-    """``guildnet ARGS`` as a real OS process; yields ``url`` once its /healthz answers."""
+async def cli_process(*args: str, url: str, ready: str = "/healthz") -> AsyncIterator[str]:
+    """``guildnet ARGS`` as a real OS process; yields ``url`` once ``ready`` (a path) answers 200."""
     import asyncio
 
-    process = await start_cli(*args, url=url)
+    process = await start_cli(*args, url=url, ready=ready)
     try:
         yield url
     finally:

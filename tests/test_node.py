@@ -41,7 +41,8 @@ ttl_seconds = 30
 
 @contextlib.asynccontextmanager
 async def node_process(config: Path, port: int) -> AsyncIterator[str]:
-    async with cli_process("node", "run", str(config), url=f"http://127.0.0.1:{port}") as url:
+    # ready, not only alive: with a registry configured, /readyz waits until every agent is registered there
+    async with cli_process("node", "run", str(config), url=f"http://127.0.0.1:{port}", ready="/readyz") as url:
         yield url
 
 
