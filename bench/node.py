@@ -18,7 +18,9 @@ through the client bounds it), its CPU milliseconds per request (the least noisy
 client's CPU milliseconds per request (at c=1 each round trip holds the client's time too, so a cheaper server
 shows a smaller req/s ratio than its CPU ratio). A bare aiohttp handler with canned replies gives
 the floor: what this client and loopback allow at concurrency 1, whatever the server; with gRPC cases, a bare
-``grpc.aio`` handler with canned replies gives the gRPC floor (what grpcio on both ends allows).
+``grpc.aio`` handler with canned replies gives the gRPC floor (what grpcio on both ends allows), and the same
+replies from grpcio's synchronous server (``grpc.server`` on a thread pool) a second one ("floor-sync": whether
+leaving grpc.aio would lower the floor; it does not, docs/a2a-bindings.md, fifth round).
 
     python bench/node.py            # 3 rounds, about 4-8 minutes; writes bench/results/node.json
     python bench/node.py --quick    # 1 round of a few hundred requests per case; writes only with --out
@@ -365,7 +367,7 @@ def grpc_error() -> type[Exception]:
 # ---- servers -----------------------------------------------------------------------------------------------
 async def start(kind: str, store: str, tmp: Path, pinned: bool, grpc: bool = False) -> Server:
     port = free_port()
-    grpc_port = free_port() if grpc and kind in ("node", "sdk-a2a", "floor") else None
+    grpc_port = free_port() if grpc and kind in ("node", "sdk-a2a", "floor", "floor-sync") else None
     command = [sys.executable, str(SERVERS), kind, store, str(port)]
     if store == "sqlite":
         command.append(str(tmp / f"{kind}-{port}.db"))
@@ -431,13 +433,15 @@ async def run(rounds: int, requests: int, seconds: float, pinned: bool, bindings
     our_kind = "node-signed" if CALLER is not None else "node"
     try:
         kinds = ((our_kind, "memory"), (our_kind, "sqlite"), ("sdk-a2a", "memory"), ("sdk-a2a", "sqlite"),
-                 ("sdk-mcp", "memory"), ("floor", "memory"))
-        wanted = {"a2a": {0, 1, 2, 3, 5}, "mcp": {0, 4, 5}}.get(only or "", set(range(len(kinds))))
+                 ("sdk-mcp", "memory"), ("floor", "memory"), ("floor-sync", "memory"))
+        wanted = {"a2a": {0, 1, 2, 3, 5, 6}, "mcp": {0, 4, 5}}.get(only or "", set(range(len(kinds))))
+        if "grpc" not in bindings:
+            wanted.discard(6)
         started = {index: await start(*kinds[index], tmp, pinned, grpc="grpc" in bindings)
                    for index in sorted(wanted)}
         servers.extend(started.values())
         await asyncio.gather(*(wait_ready(s) for s in servers))
-        node_mem, node_sql, sdk_mem, sdk_sql, sdk_mcp, floor = (started.get(i) for i in range(len(kinds)))
+        node_mem, node_sql, sdk_mem, sdk_sql, sdk_mcp, floor, floor_sync = (started.get(i) for i in range(len(kinds)))
         assert floor is not None and node_mem is not None
         pairs = {("a2a", "memory"): (node_mem, sdk_mem), ("a2a", "sqlite"): (node_sql, sdk_sql),
                  ("mcp", "-"): (node_mem, sdk_mcp)}
@@ -447,6 +451,8 @@ async def run(rounds: int, requests: int, seconds: float, pinned: bool, bindings
         for round_no in range(rounds):
             for case in floor_cases:
                 floor.samples.setdefault(case, []).append(await measure(floor, case, requests, seconds))
+                if floor_sync is not None and case.binding == "grpc":
+                    floor_sync.samples.setdefault(case, []).append(await measure(floor_sync, case, requests, seconds))
             for index, case in enumerate(all_cases):
                 ours, theirs = cast(tuple[Server, Server], pairs[(case.family, case.store)])
                 order = (ours, theirs) if (round_no + index) % 2 == 0 else (theirs, ours)
@@ -471,6 +477,9 @@ async def run(rounds: int, requests: int, seconds: float, pinned: bool, bindings
                          "round_ratios": paired, "met": met(case, mine, sdk, ratio)})
         rows += [{"case": f"floor: {case.name}", **asdict(case), "floor": summary(floor.samples[case])}
                  for case in floor_cases]
+        if floor_sync is not None:
+            rows += [{"case": f"floor-sync: {case.name}", **asdict(case), "floor": summary(floor_sync.samples[case])}
+                     for case in floor_cases if case.binding == "grpc"]
         return rows
     finally:
         await asyncio.gather(*(stop(s) for s in servers), return_exceptions=True)
@@ -494,10 +503,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{ours['client_cpu_ms_per_request']:>8.2f}/{sdk['client_cpu_ms_per_request']:<6.2f}"
               f"{ours['errors'] + sdk['errors']:>7}")
     floors = [r for r in rows if r["family"] == "floor"]
-    print("\nfloor at c=1, canned replies from a bare aiohttp handler, for gRPC a bare grpc.aio one (the client and "
-          "loopback alone): "
-          + ", ".join(f"{r['case'][7:-4]} {r['floor']['rps']:.0f} req/s (p50 {r['floor']['p50_ms']:.2f} ms)"
-                      for r in floors))
+    sdk_rps = {(r["binding"], r["op"]): r["sdk"]["rps"] for r in rows
+               if r["family"] == "a2a" and r["store"] == "memory" and r["concurrency"] == 1}
+    print("\nfloor at c=1, canned replies from a bare aiohttp handler, for gRPC a bare grpc.aio one and (floor-sync) "
+          "grpcio's synchronous server (the client and loopback alone; x the SDK's memory c=1 req/s, server CPU):")
+    for r in floors:
+        sdk = sdk_rps.get((r["binding"], r["op"]))
+        times = f" ({r['floor']['rps'] / sdk:.2f}x SDK)" if sdk else ""
+        print(f"  {r['case'][:-4]:<46}{r['floor']['rps']:>8.0f} req/s{times:<14} p50 {r['floor']['p50_ms']:.2f} ms"
+              f"  cpu {r['floor']['server_cpu_ms_per_request']:.2f} ms/req")
     rows = [r for r in rows if r["family"] != "floor"]
     met_count = sum(r["met"] for r in rows)
     print(f"goals met: {met_count}/{len(rows)} (A2A >= 3x the SDK's req/s; MCP >= 1.5x, and at c=32 p99 <= the SDK's;"

@@ -4,17 +4,19 @@ KIND is ``node`` (our aiohttp app: A2AService at ``/`` plus the MCP endpoint at 
 them, without the process-data recorder; HTTP+JSON under ``/agents/echo/rest``), ``node-signed`` (the same,
 refusing every request that does not carry a caller token signed by the caller's agent key, as a node with
 ``anonymous = "off"``), ``sdk-a2a`` (a2a-sdk 1.3's JSON-RPC routes at ``/`` and REST routes under ``/rest`` in
-Starlette on uvicorn), ``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on uvicorn), or ``floor`` (a bare
+Starlette on uvicorn), ``sdk-mcp`` (a plain ``mcp.server.MCPServer`` app on uvicorn), ``floor`` (a bare
 aiohttp handler that answers every A2A request with a canned reply: the client-and-loopback floor the others
-are bounded by). STORE is ``memory`` or ``sqlite`` (ignored by ``sdk-mcp``
-and ``floor``). Every server hosts the same echo agent: input ``{"text": ...}``, output the same object,
-returned by the A2A servers as one artifact with a ``data`` part and a JSON ``text`` part. Server stacks are
-imported lazily, so a process loads only the one it serves; the pydantic models live at module level because
-the tools' type hints must resolve there.
+are bounded by) or ``floor-sync`` (the same, its gRPC floor on grpcio's synchronous server). STORE is
+``memory`` or ``sqlite`` (ignored by ``sdk-mcp`` and the floors). Every server hosts the same echo agent: input
+``{"text": ...}``, output the same object, returned by the A2A servers as one artifact with a ``data`` part and a
+JSON ``text`` part. Server stacks are imported lazily, so a process loads only the one it serves; the pydantic
+models live at module level because the tools' type hints must resolve there.
 
 With ``GRPC_PORT`` in the environment, ``node`` and ``sdk-a2a`` also serve the gRPC binding on that port (ours:
 node/a2a/grpc_binding.py; the SDK's: its ``GrpcHandler`` on ``grpc.aio``), in the same process and event loop, and
-``floor`` answers gRPC calls with canned replies there (a bare ``grpc.aio`` handler: the gRPC floor).
+``floor`` answers gRPC calls with canned replies there (a bare ``grpc.aio`` handler: the gRPC floor), ``floor-sync``
+the same replies from ``grpc.server`` on a thread pool (grpcio's synchronous stack: another floor, to tell whether
+leaving grpc.aio could lower it).
 
 Our node and the floor run on the event loop ``guildnet node run`` serves on (uvloop: ``cli.common.new_event_loop``),
 and our node, once started, freezes its start-up heap as ``guildnet node run`` does (``cli.common.freeze_startup_heap``:
@@ -30,7 +32,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -178,7 +180,7 @@ def serve_sdk_mcp(port: int) -> None:
                 http="h11")
 
 
-def serve_floor(port: int) -> None:
+def serve_floor(port: int, *, sync_grpc: bool = False) -> None:
     from aiohttp import web
 
     from guildnet.cli.common import new_event_loop
@@ -207,7 +209,8 @@ def serve_floor(port: int) -> None:
     app.router.add_post("/", rpc)
     grpc_port = os.environ.get("GRPC_PORT")
     if grpc_port:
-        app.cleanup_ctx.append(lambda _app: grpc_floor(int(grpc_port), task, events))
+        serve = grpc_sync_floor if sync_grpc else grpc_floor
+        app.cleanup_ctx.append(lambda _app: serve(int(grpc_port), task, events))
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop())
 
 
@@ -216,13 +219,8 @@ async def grpc_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[N
     SendStreamingMessage with three canned events (the same task and events as the HTTP floor's), serialised per
     call as any server does: what grpcio, this client and loopback allow, whatever the server does besides."""
     import grpc
-    from a2a.types import a2a_pb2
-    from google.protobuf.json_format import ParseDict
 
-    from guildnet.node.a2a.grpc_wire import SERVICE
-
-    reply = ParseDict({"task": task}, a2a_pb2.SendMessageResponse())
-    stream = [ParseDict(event, a2a_pb2.StreamResponse()) for event in events]
+    reply, stream = canned_grpc(task, events)
 
     async def send(_request: object, _context: object) -> object:
         return reply
@@ -231,19 +229,60 @@ async def grpc_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[N
         for event in stream:
             yield event
 
-    read = a2a_pb2.SendMessageRequest.FromString
-    handlers = {
-        "SendMessage": grpc.unary_unary_rpc_method_handler(
-            send, request_deserializer=read, response_serializer=a2a_pb2.SendMessageResponse.SerializeToString),
-        "SendStreamingMessage": grpc.unary_stream_rpc_method_handler(
-            send_streaming, request_deserializer=read, response_serializer=a2a_pb2.StreamResponse.SerializeToString),
-    }
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_generic_rpc_handlers((floor_handler(send, send_streaming),))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     yield
     await server.stop(0)
+
+
+async def grpc_sync_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[None]:
+    """The same floor on grpcio's synchronous server: handlers on a thread pool, fed by grpcio's polling thread
+    (no event loop in the call's path)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    reply, stream = canned_grpc(task, events)
+
+    def send(_request: object, _context: object) -> object:
+        return reply
+
+    def send_streaming(_request: object, _context: object) -> Iterator[object]:
+        yield from stream
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((floor_handler(send, send_streaming),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    yield
+    server.stop(0)
+
+
+def canned_grpc(task: Any, events: list[Any]) -> tuple[Any, list[Any]]:
+    """The gRPC floors' replies: the SendMessageResponse and the three StreamResponse events."""
+    from a2a.types import a2a_pb2
+    from google.protobuf.json_format import ParseDict
+
+    return (ParseDict({"task": task}, a2a_pb2.SendMessageResponse()),
+            [ParseDict(event, a2a_pb2.StreamResponse()) for event in events])
+
+
+def floor_handler(send: Any, send_streaming: Any) -> Any:
+    """The two methods the gRPC cases call, for either grpcio stack."""
+    import grpc
+    from a2a.types import a2a_pb2
+
+    from guildnet.node.a2a.grpc_wire import SERVICE
+
+    read = a2a_pb2.SendMessageRequest.FromString
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "SendMessage": grpc.unary_unary_rpc_method_handler(
+            send, request_deserializer=read, response_serializer=a2a_pb2.SendMessageResponse.SerializeToString),
+        "SendStreamingMessage": grpc.unary_stream_rpc_method_handler(
+            send_streaming, request_deserializer=read, response_serializer=a2a_pb2.StreamResponse.SerializeToString),
+    })
 
 
 def main(argv: list[str]) -> None:
@@ -258,8 +297,8 @@ def main(argv: list[str]) -> None:
         serve_sdk_a2a(store, port, db_path)
     elif kind == "sdk-mcp":
         serve_sdk_mcp(port)
-    elif kind == "floor":
-        serve_floor(port)
+    elif kind in ("floor", "floor-sync"):
+        serve_floor(port, sync_grpc=kind == "floor-sync")
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
 
