@@ -18,7 +18,8 @@ through the client bounds it), its CPU milliseconds per request (the least noisy
 client's CPU milliseconds per request (at c=1 each round trip holds the client's time too, so a cheaper server
 shows a smaller req/s ratio than its CPU ratio). A bare aiohttp handler with canned replies gives
 the floor: what this client and loopback allow at concurrency 1, whatever the server; with gRPC cases, a bare
-``grpc.aio`` handler with canned replies gives the gRPC floor (what grpcio on both ends allows), and the same
+``grpc.aio`` handler with canned replies gives the gRPC floor (what grpcio on both ends allows; its replies have the
+size and shape of the node's and the SDK's, since the client's cost per call grows with them), and the same
 replies from grpcio's synchronous server (``grpc.server`` on a thread pool) a second one ("floor-sync": whether
 leaving grpc.aio would lower the floor; it does not, docs/a2a-bindings.md, fifth round).
 

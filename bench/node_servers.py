@@ -210,17 +210,17 @@ def serve_floor(port: int, *, sync_grpc: bool = False) -> None:
     grpc_port = os.environ.get("GRPC_PORT")
     if grpc_port:
         serve = grpc_sync_floor if sync_grpc else grpc_floor
-        app.cleanup_ctx.append(lambda _app: serve(int(grpc_port), task, events))
+        app.cleanup_ctx.append(lambda _app: serve(int(grpc_port)))
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop())
 
 
-async def grpc_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[None]:
+async def grpc_floor(port: int) -> AsyncIterator[None]:
     """The gRPC floor: a bare ``grpc.aio`` handler answering SendMessage with one canned reply and
-    SendStreamingMessage with three canned events (the same task and events as the HTTP floor's), serialised per
-    call as any server does: what grpcio, this client and loopback allow, whatever the server does besides."""
+    SendStreamingMessage with three canned events (:func:`canned_grpc`), serialised per call as any server does:
+    what grpcio, this client and loopback allow, whatever the server does besides."""
     import grpc
 
-    reply, stream = canned_grpc(task, events)
+    reply, stream = canned_grpc()
 
     async def send(_request: object, _context: object) -> object:
         return reply
@@ -237,14 +237,14 @@ async def grpc_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[N
     await server.stop(0)
 
 
-async def grpc_sync_floor(port: int, task: Any, events: list[Any]) -> AsyncIterator[None]:
+async def grpc_sync_floor(port: int) -> AsyncIterator[None]:
     """The same floor on grpcio's synchronous server: handlers on a thread pool, fed by grpcio's polling thread
     (no event loop in the call's path)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
 
-    reply, stream = canned_grpc(task, events)
+    reply, stream = canned_grpc()
 
     def send(_request: object, _context: object) -> object:
         return reply
@@ -260,11 +260,31 @@ async def grpc_sync_floor(port: int, task: Any, events: list[Any]) -> AsyncItera
     server.stop(0)
 
 
-def canned_grpc(task: Any, events: list[Any]) -> tuple[Any, list[Any]]:
-    """The gRPC floors' replies: the SendMessageResponse and the three StreamResponse events."""
+def canned_grpc() -> tuple[Any, list[Any]]:
+    """The gRPC floors' replies: a SendMessageResponse and three StreamResponse events of the size and shape the
+    node and the SDK send for the bench's request (ids, timestamps, the history with the user message, the artifact
+    with its ``data`` and JSON ``text`` parts). Why not the HTTP floor's smaller canned task: the client's cost per
+    call grows with what it reads back (``MessageToDict``), and at c=1 that cost is in every round trip, so a floor
+    with smaller replies is not a bound on the servers' (3.84x the SDK against 3.39x for SendMessage, 3.27x
+    against 2.90x for the stream: docs/a2a-bindings.md, fifth round)."""
+    import uuid
+
     from a2a.types import a2a_pb2
     from google.protobuf.json_format import ParseDict
 
+    task_id, context_id, artifact_id = (str(uuid.uuid4()) for _ in range(3))
+    stamp = "2026-01-01T00:00:00.123456Z"
+    user = {"messageId": uuid.uuid4().hex, "role": "ROLE_USER", "parts": [{"data": {"text": "hello"}}],
+            "contextId": context_id, "taskId": task_id}
+    artifact = {"artifactId": artifact_id, "name": "echo-result",
+                "parts": [{"data": {"text": "hello"}}, {"text": '{"text":"hello"}', "mediaType": "application/json"}]}
+    done = {"state": "TASK_STATE_COMPLETED", "timestamp": stamp}
+    task = {"id": task_id, "contextId": context_id, "status": done, "artifacts": [artifact], "history": [user]}
+    submitted = {"id": task_id, "contextId": context_id, "history": [user],
+                 "status": {"state": "TASK_STATE_SUBMITTED", "timestamp": stamp}}
+    ids = {"taskId": task_id, "contextId": context_id}
+    events = [{"task": submitted}, {"artifactUpdate": {**ids, "artifact": artifact}},
+              {"statusUpdate": {**ids, "status": done}}]
     return (ParseDict({"task": task}, a2a_pb2.SendMessageResponse()),
             [ParseDict(event, a2a_pb2.StreamResponse()) for event in events])
 
