@@ -12,7 +12,7 @@ from registry_support import bump, live_registry, new_org
 
 from guildnet.registry.client import RegistryClient
 from guildnet.registry.server import STORE
-from guildnet.registry.store.words import AgentText, WordIndex, words_query
+from guildnet.registry.store.words import AgentText, WordIndex, _Idf, words_query
 
 
 async def _word_index(registry: Any) -> WordIndex:
@@ -141,7 +141,8 @@ def test_pending_agents_replace_their_committed_copies_and_score_as_committed() 
     assert index.search(alpha, 10) == [4] and index.count == 3
     # a pending agent is scored as tantivy scores it, given the same statistics (here, those after the commit)
     hits = index._ready.searcher.search(_tantivy_query(index, alpha), 1).hits
-    assert abs(hits[0][0] - index._score(index._ready.searcher, alpha.tokens, pending)) < 1e-3 * hits[0][0]
+    score = index._score(_Idf(index._ready.searcher, index._docs), alpha.tokens, pending)
+    assert abs(hits[0][0] - score) < 1e-3 * hits[0][0]
     skill = words_query("beta", skill="nothing", org=None)
     assert skill is not None and index.search(skill, 10) == []
 

@@ -26,7 +26,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -105,12 +105,13 @@ class AgentText:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """An agent changed since the last commit: its text now (None: revoked) and, to match and score it here,
-    each field's tokens."""
+    """An agent changed since the last commit: its text now (None: revoked), each field's tokens (to match and
+    score it here), and whether the committed index may hold an older copy (to leave out of its hits)."""
 
     agent: AgentText | None
-    counts: dict[str, Counter[str]] = field(default_factory=dict)
-    tokens: frozenset[str] = frozenset()
+    counts: dict[str, Counter[str]]
+    tokens: frozenset[str]
+    known: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,23 +211,28 @@ class WordIndex:
     def follow(self, start: int, end: int, rows: Sequence[Any]) -> bool:
         return self.apply(start, end, [(int(r[1]), AgentText.from_row(r[1:])) for r in rows])
 
-    def apply(self, start: int, end: int, agents: list[tuple[int, AgentText | None]]) -> bool:
+    def apply(self, start: int, end: int, agents: Sequence[tuple[int, AgentText | None]]) -> bool:
         """Set each agent (pk, text now; None: revoked) pending and move from change ``start`` to ``end``. False,
         and nothing done, when another catch-up moved the index meanwhile (its reads may be newer than these)."""
-        changed = {pk: self._pending(agent) for pk, agent in agents}
+        counted = [(pk, agent, self._counts(agent)) for pk, agent in agents]
         with self._lock:
             if self.position != start:
                 return False
-            if changed:
-                self._view = _View(self._ready.searcher, {**self._ready.pending, **changed})
+            if counted:
+                view = self._ready
+                # an older copy is committed, or will be by the commit under way (a pk pending now)
+                changed = {pk: Pending(agent, counts, frozenset().union(*counts.values()),
+                                       pk in view.pending or view.searcher.doc_freq("pk", pk) > 0)
+                           for pk, agent, counts in counted}
+                self._view = _View(view.searcher, {**view.pending, **changed})
             self.position = end
         return True
 
-    def _pending(self, agent: AgentText | None) -> Pending:
+    @staticmethod
+    def _counts(agent: AgentText | None) -> dict[str, Counter[str]]:
         if agent is None:
-            return Pending(None)
-        counts = {name: Counter(analyzer().analyze(getattr(agent, name))) for name in FIELDS}
-        return Pending(agent, counts, frozenset().union(*counts.values()))
+            return {}
+        return {name: Counter(analyzer().analyze(getattr(agent, name))) for name in FIELDS}
 
     def commit(self) -> int:
         """Write the pending changes into the index and serve them from it; how many there were. The writer is
@@ -235,7 +241,8 @@ class WordIndex:
         if not committed:
             return 0
         for pk, change in committed.items():
-            self._writer.delete_documents_by_term("pk", pk)
+            if change.known:
+                self._writer.delete_documents_by_term("pk", pk)
             if change.agent is not None:
                 self._add(change.agent, {name: sum(change.counts[name].values()) for name in FIELDS})
         self._writer.commit()
@@ -257,36 +264,51 @@ class WordIndex:
         filters = [("skill", words.skill), (words.org_field, words.org)]
         clauses += [(tantivy.Occur.Must, tantivy.Query.const_score_query(
             tantivy.Query.term_query(self._schema, name, value), 0.0)) for name, value in filters if value is not None]
-        if view.pending:
-            stale = tantivy.Query.term_set_query(self._schema, "pk", list(view.pending))
-            clauses.append((tantivy.Occur.MustNot, stale))
         query = clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
-        hits = view.searcher.search(query, count, count=False).hits
+        # pending agents' committed copies are left out of the hits, not out of the query: a MustNot clause would
+        # stop block-max WAND from skipping (every match of a common word scored)
+        stale = sum(1 for p in view.pending.values() if p.known)
+        hits = view.searcher.search(query, count + stale, count=False).hits
         pks = view.searcher.fast_field_values("pk", [address for _, address in hits])
-        ranked = [(float(score), int(pk)) for (score, _), pk in zip(hits, pks, strict=True) if pk is not None]
+        ranked = [(float(score), int(pk)) for (score, _), pk in zip(hits, pks, strict=True)
+                  if pk is not None and pk not in view.pending]
         matches = [(pk, p) for pk, p in view.pending.items()
                    if p.agent is not None and p.tokens.issuperset(words.tokens) and p.agent.passes(words)]
         if matches:
-            ranked += [(self._score(view.searcher, words.tokens, p), pk) for pk, p in matches]
+            idf = _Idf(view.searcher, max(self._docs, 1))
+            ranked += [(self._score(idf, words.tokens, p), pk) for pk, p in matches]
             ranked.sort(key=lambda hit: -hit[0])  # stable: ties keep tantivy's order, pending agents after
         return [pk for _, pk in ranked[:count]]
 
-    def _score(self, searcher: tantivy.Searcher, tokens: tuple[str, ...], pending: Pending) -> float:
+    def _score(self, idf: _Idf, tokens: tuple[str, ...], pending: Pending) -> float:
         """BM25 as tantivy scores the query (the sum over tokens and fields of weight x idf x tf part), with the
         committed index's statistics."""
-        docs = max(self._docs, 1)
         score = 0.0
         for name, weight in FIELDS.items():
             counts = pending.counts[name]
             length = sum(counts.values())
-            average = max(self._lengths[name] / docs, 1e-6)
+            average = max(self._lengths[name] / idf.docs, 1e-6)
             for token in tokens:
                 tf = counts.get(token, 0)
                 if tf:
-                    n = searcher.doc_freq(name, token)
-                    idf = math.log(1.0 + (docs - n + 0.5) / (n + 0.5))
-                    score += weight * idf * (K1 + 1.0) * tf / (tf + K1 * (1.0 - B + B * length / average))
+                    score += weight * idf(name, token) * (K1 + 1.0) * tf / (tf + K1 * (1.0 - B + B * length / average))
         return score
+
+
+class _Idf:
+    """BM25's idf of (field, token) in a searcher, each looked up once per search."""
+
+    def __init__(self, searcher: tantivy.Searcher, docs: int) -> None:
+        self.searcher = searcher
+        self.docs = docs
+        self._known: dict[tuple[str, str], float] = {}
+
+    def __call__(self, name: str, token: str) -> float:
+        idf = self._known.get((name, token))
+        if idf is None:
+            n = self.searcher.doc_freq(name, token)
+            idf = self._known[name, token] = math.log(1.0 + (self.docs - n + 0.5) / (n + 0.5))
+        return idf
 
 
 def words_query(q: str, *, skill: str | None, org: str | None) -> WordsQuery | None:
