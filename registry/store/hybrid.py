@@ -1,5 +1,9 @@
-"""Text search by words and by meaning at once: one read runs the ranked full-text query, ranks the agents by
-meaning, fuses both rankings (:func:`guildnet.registry.meaning.fuse`) and reads the records of one page.
+"""Text search by words and by meaning at once: one read ranks the agents by words and by meaning, fuses both
+rankings (:func:`guildnet.registry.meaning.fuse`) and reads the records of one page.
+
+The ranking by words asks the process's :class:`~.words.WordIndex` (every match ranked, skill and organisation
+filtered in the index, liveness checked here for :data:`OVERFETCH` of them), caught up like the vector index; while
+it is built, or when a liveness filter left it short, the database's ranked full-text statement.
 
 Each ranking is cut at :data:`FUSION_DEPTH`, so a query lists at most twice that many agents: enough for a person
 or a delegating node to choose from, and it bounds the work per page.

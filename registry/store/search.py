@@ -1,6 +1,8 @@
 """Search SQL: one statement per shape of query (skill, text, organisation, liveness), paged by cursor.
 
-Text search ranks within a window of :data:`RANK_WINDOW` matches (SQLite: the most recently registered;
+Text search is ranked by the process's word index (:mod:`.words`) once it is built; the statements here rank it
+while the index is built, or when a liveness filter leaves the index's matches short. They rank within a window of
+:data:`RANK_WINDOW` matches (SQLite: the most recently registered;
 PostgreSQL: the first the index yields): a word common to 12k of 100k agents took ~90 ms to rank in full, and
 more words narrow a query below the window. Skill and listing queries walk an index in order and stop at the
 page: O(limit), not O(matches).
