@@ -53,7 +53,7 @@ from .results import (
     WriteResult,
     last_seq,
 )
-from .search import allowed_sql, build_search, check_limit, decode_cursor, filters, live_filter
+from .search import allowed_sql, build_search, check_limit, decode_cursor, encode_cursor, filters, live_filter
 from .vectors import VectorIndex
 from .words import AgentText, WordIndex, words_query
 from .writer import GroupCommitWriter
@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 
 READER_THREADS = 3
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
+_RECORDS_ANY = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE a.pk = ANY(:pks) "
+                    "AND NOT a.revoked")
+"""PostgreSQL: the records of the pks ``:pks`` (an agent revoked since it was ranked is left out)."""
 _GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a {LIVENESS_JOIN} WHERE a.id = :id")
 INDEX_POLL_SECONDS = 1.0
 """How often the indexes follow the change feed without a search asking (each search catches up those it asks),
@@ -315,10 +318,22 @@ class RegistryStore:
             ranked = rank_words(conn, index, query, offset + limit + 1, live_sql, params)
             return position, None if ranked is None else page_of(conn, ranked, offset, limit)
 
-        position, page = await self.read(read)
-        if page is None:
-            return None
-        return [AgentRecord.from_row(row, now) for row in page[0]], page[1], position
+        if self._readers is not None or live is not None:  # SQLite: all of it on one reader thread, one hop
+            position, page = await self.read(read)
+            if page is None:
+                return None
+            return [AgentRecord.from_row(row, now) for row in page[0]], page[1], position
+        # PostgreSQL: the position and the page's records as single statements on the read pool (a session of
+        # the SQLAlchemy engine costs ~4 round trips: BEGIN, two statements, ROLLBACK), the ranking in between
+        position = await self.last_seq()
+        if index.position < position:
+            await self.read(partial(catch_up, index=index, upto=position))
+        ranked = index.search(query, offset + limit + 1)
+        pks = ranked[offset:offset + limit]
+        records = {row[-1]: row for row in await self._rows.rows(_RECORDS_ANY, {"pks": pks})} if pks else {}
+        more = len(ranked) > offset + limit
+        return ([AgentRecord.from_row(records[pk], now) for pk in pks if pk in records],
+                encode_cursor({"o": offset + limit}) if more else None, position)
 
     async def _search_by_meaning(self, now: float, *, q: str, words: bool, **where: Any
                                  ) -> tuple[list[AgentRecord], str | None, int]:
