@@ -301,6 +301,7 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 "load_average_after_reads": os.getloadavg(),
             }
             if reads_only:
+                result["rss_mib"] = rss_mb(process.pid)  # with every in-process index built (--settle)
                 return result
             print(f"[{backend}] liveness", file=sys.stderr)
             result["liveness"] = await liveness(url, population, concurrency, process.pid)

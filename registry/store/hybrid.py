@@ -1,5 +1,9 @@
-"""Text search by words and by meaning at once: one read runs the ranked full-text query, ranks the agents by
-meaning, fuses both rankings (:func:`guildnet.registry.meaning.fuse`) and reads the records of one page.
+"""Text search by words and by meaning at once: one read ranks the agents by words and by meaning, fuses both
+rankings (:func:`guildnet.registry.meaning.fuse`) and reads the records of one page.
+
+The ranking by words asks the process's :class:`~.words.WordIndex` (every match ranked, skill and organisation
+filtered in the index, liveness checked here for :data:`OVERFETCH` of them), caught up like the vector index; while
+it is built, or when a liveness filter left it short, the database's ranked full-text statement.
 
 Each ranking is cut at :data:`FUSION_DEPTH`, so a query lists at most twice that many agents: enough for a person
 or a delegating node to choose from, and it bounds the work per page.
@@ -28,16 +32,19 @@ from ..meaning import MIN_COSINE, STORED_DTYPE, fuse, rank_by_meaning, stack
 from .results import LIVENESS_JOIN, RECORD_COLUMNS
 from .search import (
     SKILL_FILTER,
+    allowed_sql,
     cached_text,
     check_limit,
     decode_cursor,
     encode_cursor,
     filters,
     fts5_query,
+    live_filter,
     text_params,
     text_ranked_sql,
 )
 from .vectors import VectorIndex
+from .words import WordIndex, WordsQuery, words_query
 
 FUSION_DEPTH = 100
 OVERFETCH = 1_000
@@ -53,11 +60,6 @@ MATCHES = ("hybrid", "words", "meaning")
 # NOT revoked: an agent revoked after the index's position and before this statement is never served
 _RECORDS = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE a.pk IN :pks "
                 "AND NOT a.revoked").bindparams(bindparam("pks", expanding=True))
-_CHANGED = text("SELECT c.seq, a.pk, v.embedding FROM changes c JOIN agents a ON a.id = c.agent_id "
-                "LEFT JOIN agent_vectors v ON v.agent_pk = a.pk "
-                "WHERE c.seq > :after AND c.seq <= :upto AND c.kind IN ('registered', 'updated', 'revoked') "
-                "ORDER BY c.seq LIMIT :limit")
-CATCH_UP_ROWS = 5_000
 BUILD_PAGE = 20_000
 """Vectors read per statement while the index is built (10 MB)."""
 
@@ -77,6 +79,10 @@ class HybridQuery:
     query: NDArray[np.float32]
     offset: int
     limit: int
+    by_words: WordsQuery | None
+    """The words for the process's :class:`~.words.WordIndex` (None: meaning alone, or no word it can match)."""
+    live: Any
+    """Which of ``:pks`` the liveness filter allows (None: no such filter), for the word index's ranking."""
 
     def _candidates(self, conn: Connection) -> tuple[NDArray[np.int64], NDArray[np.float16]]:
         """Every candidate's pk and vector. Thousands of rows a query: read without a Row object each (the
@@ -102,28 +108,58 @@ class HybridQuery:
         close = scores >= MIN_COSINE
         ids, scores = ids[close], scores[close]
         ranked = [int(pk) for pk in ids[np.lexsort((ids, -scores))]]
-        if self.allowed is None or not ranked:
-            return ranked[:FUSION_DEPTH]
-        allowed = set(conn.execute(self.allowed, {**self.params, "pks": ranked}).scalars().all())
-        kept = [pk for pk in ranked if pk in allowed]
-        if len(kept) < FUSION_DEPTH and len(ranked) == asked:
-            return None
-        return kept[:FUSION_DEPTH]
+        return kept(conn, ranked, asked, FUSION_DEPTH, self.allowed, self.params)
 
-    def run(self, conn: Connection, index: VectorIndex | None = None) -> tuple[list[Row[Any]], str | None]:
+    def _by_words(self, conn: Connection, index: WordIndex | None) -> Sequence[int]:
+        if self.words is None:
+            return []
+        if index is not None and self.by_words is not None:
+            ranked = rank_words(conn, index, self.by_words, FUSION_DEPTH, self.live, self.params)
+            if ranked is not None:
+                return ranked
+        return conn.execute(self.words, self.params).scalars().all()
+
+    def run(self, conn: Connection, index: VectorIndex | None = None, words: WordIndex | None = None
+            ) -> tuple[list[Row[Any]], str | None]:
         """One page of records in fused order, and the cursor of the next page (None on the last)."""
-        words: Sequence[int] = conn.execute(self.words, self.params).scalars().all() if self.words is not None else []
+        by_words = self._by_words(conn, words)
         by_meaning = self._from_index(conn, index) if index is not None else None
         if by_meaning is None:
             by_meaning = rank_by_meaning(self.query, *self._candidates(conn), depth=FUSION_DEPTH)
-        ranked = fuse(words, by_meaning)
-        page = ranked[self.offset:self.offset + self.limit]
-        if not page:
-            return [], None
-        rows = {row[-1]: row for row in conn.execute(_RECORDS, {"pks": page}).all()}
-        more = len(ranked) > self.offset + self.limit
-        return ([rows[pk] for pk in page if pk in rows],
-                encode_cursor({"o": self.offset + self.limit}) if more else None)
+        return page_of(conn, fuse(by_words, by_meaning), self.offset, self.limit)
+
+
+def kept(conn: Connection, ranked: list[int], asked: int, depth: int, allowed: Any, params: dict[str, Any]
+         ) -> list[int] | None:
+    """The first ``depth`` of ``ranked`` (``asked`` were asked of an index) that the ``allowed`` statement keeps
+    (all, when None), or None when fewer remain and the index may hold more."""
+    if allowed is None or not ranked:
+        return ranked[:depth]
+    passed = set(conn.execute(allowed, {**params, "pks": ranked}).scalars().all())
+    kept = [pk for pk in ranked if pk in passed]
+    if len(kept) < depth and len(ranked) == asked:
+        return None
+    return kept[:depth]
+
+
+def rank_words(conn: Connection, index: WordIndex, words: WordsQuery, depth: int, live: Any,
+               params: dict[str, Any]) -> list[int] | None:
+    """The ``depth`` best matches of ``words`` in ``index`` (skill and organisation filtered there), and with
+    a liveness filter (``live``: which of ``:pks`` pass it) those that pass, :data:`OVERFETCH` asked; None when
+    too few passed and more may."""
+    asked = max(depth, OVERFETCH) if live is not None else depth
+    return kept(conn, index.search(words, asked), asked, depth, live, params)
+
+
+def page_of(conn: Connection, ranked: list[int], offset: int, limit: int) -> tuple[list[Row[Any]], str | None]:
+    """The records of ``ranked[offset:offset + limit]`` in that order (an agent revoked since is left out), and
+    the cursor of the next page (None on the last)."""
+    page = ranked[offset:offset + limit]
+    if not page:
+        return [], None
+    rows = {row[-1]: row for row in conn.execute(_RECORDS, {"pks": page}).all()}
+    more = len(ranked) > offset + limit
+    return [rows[pk] for pk in page if pk in rows], encode_cursor({"o": offset + limit}) if more else None
 
 
 def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float32], words: bool, skill: str | None,
@@ -143,28 +179,10 @@ def build_hybrid(*, postgres: bool, now: float, q: str, query: NDArray[np.float3
     rows_sql = _vectors_sql(where, skill=bool(skill))
     vector_sql = (f"SELECT array_agg(agent_pk ORDER BY agent_pk), string_agg(embedding, ''::bytea ORDER BY agent_pk) "
                   f"FROM ({rows_sql}) w")
-    allowed = None
-    if len(where) > 1:
-        # one indexed lookup per candidate: EXISTS, not IN (SELECT ...), which may read every agent of the skill
-        conditions = [w if w != SKILL_FILTER else
-                      "EXISTS (SELECT 1 FROM agent_skills s WHERE s.skill_id = :skill AND s.agent_pk = a.pk)"
-                      for w in where]
-        among = "a.pk = ANY(:pks)" if postgres else "a.pk IN :pks"
-        allowed = cached_text(f"SELECT a.pk FROM agents a WHERE {among} AND {' AND '.join(conditions)}")
-        if not postgres:
-            allowed = allowed.bindparams(bindparam("pks", expanding=True))
+    allowed = allowed_sql(where, postgres=postgres) if len(where) > 1 else None
+    live_sql = None if live is None else allowed_sql([where[0], live_filter(live)], postgres=postgres)
     return HybridQuery(word_sql, cached_text(vector_sql), cached_text(rows_sql), allowed, postgres, params, query,
-                       offset, limit)
-
-
-def catch_up(conn: Connection, index: VectorIndex, upto: int) -> None:
-    """Bring ``index`` to change ``upto``: each agent registered, updated or revoked since its position is set to
-    its vector in the database now (none once revoked)."""
-    while index.position < upto:
-        start = index.position
-        rows = conn.execute(_CHANGED, {"after": start, "upto": upto, "limit": CATCH_UP_ROWS}).all()
-        end = upto if len(rows) < CATCH_UP_ROWS else int(rows[-1][0])
-        index.apply(start, end, [int(r[1]) for r in rows], [None if r[2] is None else bytes(r[2]) for r in rows])
+                       offset, limit, words_query(q, skill=skill, org=org) if words else None, live_sql)
 
 
 _PAGE = f"SELECT agent_pk, embedding FROM agent_vectors WHERE agent_pk > :after ORDER BY agent_pk LIMIT {BUILD_PAGE}"
@@ -176,7 +194,8 @@ def read_vectors(conn: Connection, *, postgres: bool, after: int, dim: int
     (None past the end)."""
     page = HybridQuery(None, cached_text("SELECT array_agg(agent_pk ORDER BY agent_pk), "
                                          "string_agg(embedding, ''::bytea ORDER BY agent_pk) FROM (" + _PAGE + ") w"),
-                       cached_text(_PAGE), None, postgres, {"after": after}, np.zeros(dim, dtype=np.float32), 0, 0)
+                       cached_text(_PAGE), None, postgres, {"after": after}, np.zeros(dim, dtype=np.float32), 0, 0,
+                       None, None)
     ids, matrix = page._candidates(conn)
     if len(ids):
         return ids, matrix, int(ids[-1])

@@ -1,6 +1,8 @@
 """Search SQL: one statement per shape of query (skill, text, organisation, liveness), paged by cursor.
 
-Text search ranks within a window of :data:`RANK_WINDOW` matches (SQLite: the most recently registered;
+Text search is ranked by the process's word index (:mod:`.words`) once it is built; the statements here rank it
+while the index is built, or when a liveness filter leaves the index's matches short. They rank within a window of
+:data:`RANK_WINDOW` matches (SQLite: the most recently registered;
 PostgreSQL: the first the index yields): a word common to 12k of 100k agents took ~90 ms to rank in full, and
 more words narrow a query below the window. Skill and listing queries walk an index in order and stop at the
 page: O(limit), not O(matches).
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause, bindparam, text
 
 from .results import LIVENESS_JOIN, QUERY_INT_MAX, RECORD_COLUMNS, BadQuery
 
@@ -88,11 +90,23 @@ def filters(*, postgres: bool, now: float, skill: str | None, org: str | None,
         # a DID names one organisation; anything else is the name organisations call themselves (not unique)
         where.append("a.org_id = :org" if org.startswith("did:") else "a.org_name = :org")
         params["org"] = org
-    if live is True:
-        where.append(f"{_EXPIRES_AT} > :now")
-    elif live is False:
-        where.append(f"{_EXPIRES_AT} <= :now")
+    if live is not None:
+        where.append(live_filter(live))
     return where, params
+
+
+def live_filter(live: bool) -> str:
+    return f"{_EXPIRES_AT} > :now" if live else f"{_EXPIRES_AT} <= :now"
+
+
+def allowed_sql(where: list[str], *, postgres: bool) -> TextClause:
+    """Which of the pks ``:pks`` the conditions ``where`` allow: one indexed lookup per pk (EXISTS, not IN
+    (SELECT ...), which may read every agent of the skill)."""
+    exists = "EXISTS (SELECT 1 FROM agent_skills s WHERE s.skill_id = :skill AND s.agent_pk = a.pk)"
+    conditions = [w if w != SKILL_FILTER else exists for w in where]
+    among = "a.pk = ANY(:pks)" if postgres else "a.pk IN :pks"
+    allowed = cached_text(f"SELECT a.pk FROM agents a WHERE {among} AND {' AND '.join(conditions)}")
+    return allowed if postgres else allowed.bindparams(bindparam("pks", expanding=True))
 
 
 def text_ranked_sql(*, postgres: bool, where: list[str], records: bool) -> str:

@@ -35,9 +35,10 @@ from ..records import (
     parse_rotation,
     require_action,
 )
-from . import vectors
+from . import vectors, words
 from .bulk import register_new
-from .hybrid import MATCHES, build_hybrid, catch_up, read_vectors
+from .feed import catch_up
+from .hybrid import MATCHES, build_hybrid, page_of, rank_words, read_vectors
 from .reads import RowReader
 from .results import (
     LIVENESS_JOIN,
@@ -52,8 +53,9 @@ from .results import (
     WriteResult,
     last_seq,
 )
-from .search import build_search
+from .search import allowed_sql, build_search, check_limit, decode_cursor, encode_cursor, filters, live_filter
 from .vectors import VectorIndex
+from .words import AgentText, WordIndex, words_query
 from .writer import GroupCommitWriter
 from .writes import Admission, Writes
 
@@ -61,9 +63,13 @@ log = logging.getLogger(__name__)
 
 READER_THREADS = 3
 _LAST_SEQ = text("SELECT max(seq) FROM changes")
+_RECORDS_ANY = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WHERE a.pk = ANY(:pks) "
+                    "AND NOT a.revoked")
+"""PostgreSQL: the records of the pks ``:pks`` (an agent revoked since it was ranked is left out)."""
 _GET_AGENT = text(f"SELECT {RECORD_COLUMNS} FROM agents a {LIVENESS_JOIN} WHERE a.id = :id")
-VECTOR_POLL_SECONDS = 1.0
-"""How often the vector index follows the change feed without a search asking (each search catches it up too)."""
+INDEX_POLL_SECONDS = 1.0
+"""How often the indexes follow the change feed without a search asking (each search catches up those it asks),
+and the word index commits."""
 _CHANGES_SINCE = text("SELECT seq, agent_id, kind, at, data FROM changes WHERE seq > :seq ORDER BY seq LIMIT :limit")
 
 
@@ -84,37 +90,52 @@ class RegistryStore:
         self._readers = None if postgres else ThreadPoolExecutor(READER_THREADS, thread_name_prefix="guildnet-reader")
         self._rows = RowReader(engine, sqlite_engine=self._reader_engine, threads=self._readers)
         self._vectors: VectorIndex | None = None
-        self._vector_task: asyncio.Task[None] | None = None
+        self._words: WordIndex | None = None
+        self._index_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Build the vector index of every agent in the background and keep it current (searches by meaning take
-        the windowed brute-force path until it is built; the first search starts it if this was not called)."""
-        if self._vector_task is None:
-            self._vector_task = asyncio.create_task(self._keep_vectors(), name="guildnet-vector-index")
+        """Build the vector and word indexes of every agent in the background and keep them current (searches
+        take the database's paths until they are built; the first search starts them if this was not called)."""
+        if self._index_task is None:
+            self._index_task = asyncio.create_task(self._keep_indexes(), name="guildnet-indexes")
 
     @property
     def vector_index(self) -> VectorIndex | None:
         return self._vectors
 
-    async def _keep_vectors(self) -> None:
+    @property
+    def word_index(self) -> WordIndex | None:
+        return self._words
+
+    async def _keep_indexes(self) -> None:
+        """One upkeep loop for both indexes: build what is missing (both at once), then every second follow the
+        change feed and commit the word index's pending changes (a tantivy commit is too costly for each search)."""
         while True:
             try:
+                builds = []
                 if self._vectors is None or self._vectors.outgrown():
-                    started = time.perf_counter()
-                    self._vectors = await self._build_vectors()
-                    log.info("vector index of %d agents built in %.1f s (%d lists)", self._vectors.count,
-                             time.perf_counter() - started, self._vectors.lists)
-                await self.read(partial(self._catch_up, self._vectors))
-            except Exception:  # a database hiccup must not end the index's upkeep; the next round retries
-                log.exception("building or updating the vector index failed; retrying")
-            await asyncio.sleep(VECTOR_POLL_SECONDS)
+                    builds.append(self._build_vectors())
+                if self._words is None:
+                    builds.append(self._build_words())
+                for failed in await asyncio.gather(*builds, return_exceptions=True):
+                    if isinstance(failed, BaseException):
+                        raise failed
+                await self.read(self._catch_up)
+                if self._words is not None and self._words.pending:
+                    await asyncio.to_thread(self._words.commit)  # tantivy's commit lets go of the GIL
+            except Exception:  # a database hiccup must not end the indexes' upkeep; the next round retries
+                log.exception("building or updating the search indexes failed; retrying")
+            await asyncio.sleep(INDEX_POLL_SECONDS)
 
-    @staticmethod
-    def _catch_up(index: VectorIndex, conn: Connection) -> None:
-        catch_up(conn, index, int(conn.execute(_LAST_SEQ).scalar() or 0))
+    def _catch_up(self, conn: Connection) -> None:
+        upto = int(conn.execute(_LAST_SEQ).scalar() or 0)
+        for index in (self._vectors, self._words):
+            if index is not None:
+                catch_up(conn, index, upto)
 
-    async def _build_vectors(self) -> VectorIndex:
+    async def _build_vectors(self) -> None:
         """Every stored vector, read in pages (the event loop serves between them), indexed in a thread."""
+        started = time.perf_counter()
         position = await self.last_seq()  # read first: a change after it is applied again, harmlessly
         dim = embed_query("agent").shape[0]
         pages: list[Any] = []
@@ -124,13 +145,32 @@ class RegistryStore:
                                                          after=after, dim=dim))
             if len(ids):
                 pages.append((ids, matrix))
-        return await asyncio.to_thread(vectors.build, dim, pages, position)
+        self._vectors = index = await asyncio.to_thread(vectors.build, dim, pages, position)
+        log.info("vector index of %d agents built in %.1f s (%d lists)", index.count, time.perf_counter() - started,
+                 index.lists)
+
+    async def _build_words(self) -> None:
+        """Every unrevoked agent's words, read in pages and indexed in a thread page by page (the event loop serves
+        between them; no more than a page of agents is held at once)."""
+        started = time.perf_counter()
+        postgres = self._readers is None
+        index = WordIndex(await self.last_seq(), postgres=postgres)  # position read first: changes after it apply again
+        after = 0
+        while True:
+            page: list[AgentText] = await self.read(partial(words.read_page, postgres=postgres, after=after))
+            if not page:
+                break
+            await asyncio.to_thread(index.add, page)
+            after = page[-1].pk
+        self._words = await asyncio.to_thread(index.open)
+        await asyncio.to_thread(vectors.give_back_memory)
+        log.info("word index of %d agents built in %.1f s", index.count, time.perf_counter() - started)
 
     async def close(self) -> None:
-        if self._vector_task is not None:
-            self._vector_task.cancel()
+        if self._index_task is not None:
+            self._index_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._vector_task
+                await self._index_task
         await self._writer.close()
         await self._rows.close()
         if self._readers is not None:
@@ -242,6 +282,11 @@ class RegistryStore:
         if q and match != "words":
             return await self._search_by_meaning(now, skill=skill, q=q, org=org, live=live, limit=limit,
                                                  cursor=cursor, words=match == "hybrid")
+        if q:
+            self.start()
+            found = await self._search_words(now, q=q, skill=skill, org=org, live=live, limit=limit, cursor=cursor)
+            if found is not None:
+                return found
         search = build_search(postgres=self._readers is None, now=now, skill=skill, q=q, org=org, live=live,
                               limit=limit, cursor=cursor)
         if search is None:
@@ -252,6 +297,44 @@ class RegistryStore:
         next_cursor = search.next_cursor(page, limit) if len(rows) > limit else None
         return [AgentRecord.from_row(row, now) for row in page], next_cursor, position
 
+    async def _search_words(self, now: float, *, q: str, skill: str | None, org: str | None, live: bool | None,
+                            limit: int, cursor: str | None) -> tuple[list[AgentRecord], str | None, int] | None:
+        """A page of matches by words from the word index, or None to ask the database (the index is being built,
+        or a liveness filter left too few of the matches it was asked for)."""
+        index = self._words
+        if index is None:
+            return None
+        check_limit(limit)
+        offset = decode_cursor(cursor, "o") if cursor else 0
+        query = words_query(q, skill=skill, org=org)
+        if query is None:
+            return [], None, await self.last_seq()
+        where, params = filters(postgres=self._readers is None, now=now, skill=skill, org=org, live=live)
+        live_sql = None if live is None else allowed_sql([where[0], live_filter(live)], postgres=self._readers is None)
+
+        def read(conn: Connection) -> tuple[int, tuple[list[Any], str | None] | None]:
+            position = int(conn.execute(_LAST_SEQ).scalar() or 0)
+            catch_up(conn, index, position)  # every write the position covers, this replica's or another's
+            ranked = rank_words(conn, index, query, offset + limit + 1, live_sql, params)
+            return position, None if ranked is None else page_of(conn, ranked, offset, limit)
+
+        if self._readers is not None or live is not None:  # SQLite: all of it on one reader thread, one hop
+            position, page = await self.read(read)
+            if page is None:
+                return None
+            return [AgentRecord.from_row(row, now) for row in page[0]], page[1], position
+        # PostgreSQL: the position and the page's records as single statements on the read pool (a session of
+        # the SQLAlchemy engine costs ~4 round trips: BEGIN, two statements, ROLLBACK), the ranking in between
+        position = await self.last_seq()
+        if index.position < position:
+            await self.read(partial(catch_up, index=index, upto=position))
+        ranked = index.search(query, offset + limit + 1)
+        pks = ranked[offset:offset + limit]
+        records = {row[-1]: row for row in await self._rows.rows(_RECORDS_ANY, {"pks": pks})} if pks else {}
+        more = len(ranked) > offset + limit
+        return ([AgentRecord.from_row(records[pk], now) for pk in pks if pk in records],
+                encode_cursor({"o": offset + limit}) if more else None, position)
+
     async def _search_by_meaning(self, now: float, *, q: str, words: bool, **where: Any
                                  ) -> tuple[list[AgentRecord], str | None, int]:
         self.start()
@@ -259,13 +342,14 @@ class RegistryStore:
                               **where)
         if hybrid is None:
             return [], None, await self.last_seq()
-        index = self._vectors
+        index, by_words = self._vectors, self._words if words else None
 
         def query(conn: Connection) -> tuple[int, tuple[list[Any], str | None]]:
             position = int(conn.execute(_LAST_SEQ).scalar() or 0)
-            if index is not None:
-                catch_up(conn, index, position)  # every write the position covers, this replica's or another's
-            return position, hybrid.run(conn, index)
+            for follower in (index, by_words):
+                if follower is not None:
+                    catch_up(conn, follower, position)  # every write the position covers, this replica's or another's
+            return position, hybrid.run(conn, index, by_words)
 
         position, (rows, next_cursor) = await self.read(query)
         return [AgentRecord.from_row(row, now) for row in rows], next_cursor, position

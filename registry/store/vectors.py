@@ -12,9 +12,8 @@ Chosen over HNSW (``usearch``): adding 100k vectors to an HNSW graph cost ~100 s
 hour at every start, or a file to persist and repair), where training and filling this index at 1M costs ~10 s,
 done in the background while searches take the old windowed path.
 
-The index follows the change feed (``changes``): :func:`catch_up` reads the agents that were registered, updated
-or revoked since the position it holds and sets each to its vector in the database now (none once revoked), so a
-replica learns of another's writes the same way, and applying a change twice is harmless. It is not thread-safe
+The index follows the change feed (``changes``, :func:`.feed.catch_up`): each agent registered, updated or revoked
+since the position it holds is set to its vector in the database now (none once revoked). It is not thread-safe
 by itself: every call takes the index's lock, held for CPU work only (never across a database read, which on
 PostgreSQL switches to other tasks of the same thread).
 """
@@ -25,10 +24,13 @@ import ctypes
 import ctypes.util
 import math
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import TextClause, text
 
 faiss.omp_set_num_threads(1)  # one query at a time: OpenMP's threads only wait for each other on a loaded machine
 
@@ -39,6 +41,10 @@ NPROBE = 16
 TRAIN_PER_LIST = 40
 """k-means learns the centroids from this many agents a list (a sample; all of them cost minutes at 1M)."""
 _CHUNK = 100_000
+_CHANGED = text("SELECT c.seq, a.pk, v.embedding FROM changes c JOIN agents a ON a.id = c.agent_id "
+                "LEFT JOIN agent_vectors v ON v.agent_pk = a.pk "
+                "WHERE c.seq > :after AND c.seq <= :upto AND c.kind IN ('registered', 'updated', 'revoked') "
+                "ORDER BY c.seq LIMIT :limit")
 
 
 def build(dim: int, pages: list[tuple[NDArray[np.int64], NDArray[np.float16]]], position: int) -> VectorIndex:
@@ -46,12 +52,17 @@ def build(dim: int, pages: list[tuple[NDArray[np.int64], NDArray[np.float16]]], 
     what the building thread freed (the pages, their float32 copies, the lists' reallocations) in that thread's
     arena, ~175 MB at 200k agents that the process's RSS would otherwise carry for ever."""
     index = VectorIndex(dim, pages, position)
+    give_back_memory()
+    return index
+
+
+def give_back_memory() -> None:
+    """Hand back to the system what a build freed (glibc's ``malloc_trim``; nothing elsewhere)."""
     libc = ctypes.util.find_library("c")
     if libc is not None:
         trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
         if trim is not None:
             trim(0)
-    return index
 
 
 def lists_for(count: int) -> int:
@@ -110,6 +121,13 @@ class VectorIndex:
             scores, ids = self._index.search(query.reshape(1, self.dim).astype(np.float32), count)
         found = ids[0] >= 0
         return ids[0][found].astype(np.int64), scores[0][found]
+
+    @property
+    def changed(self) -> TextClause:
+        return _CHANGED
+
+    def follow(self, start: int, end: int, rows: Sequence[Any]) -> bool:
+        return self.apply(start, end, [int(r[1]) for r in rows], [None if r[2] is None else bytes(r[2]) for r in rows])
 
     def apply(self, start: int, end: int, pks: list[int], vectors: list[bytes | None]) -> bool:
         """Set each of ``pks`` to its vector (None: remove it) and move from change ``start`` to ``end``. False,
