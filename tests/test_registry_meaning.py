@@ -265,6 +265,42 @@ async def test_a_replica_finds_and_drops_what_another_wrote(db_url: str) -> None
         assert index.count == len(CATALOGUE) - 1
 
 
+async def test_on_postgresql_a_hybrid_page_is_read_on_the_pool_once_both_indexes_are_caught_up(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: with both indexes built and caught up, a hybrid page (filtered or not) is single statements on
+    the read pool, not a session of ~5 round trips (SQLite reads on its reader thread, one hop, as before)."""
+    from guildnet.registry.store import hybrid
+
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        registered = await _register_catalogue(client)
+        other = await _register_catalogue(client, "globex")
+        store = registry.app[STORE]
+        await _index_ready(registry)
+        for _ in range(200):
+            vectors, words = store.vector_index, store.word_index
+            position = await store.last_seq()
+            if vectors is not None and words is not None and min(vectors.position, words.position) >= position:
+                break
+            await asyncio.sleep(0.05)
+        sessions: list[Any] = []
+        in_session = hybrid.HybridQuery.run
+
+        def run(*args: Any) -> Any:
+            sessions.append(args)
+            return in_session(*args)
+
+        monkeypatch.setattr(hybrid.HybridQuery, "run", run)
+        found = (await client.search(q="supplier invoices")).agents
+        assert {a.id for a in found[:2]} == {registered["invoice-reader"][1].id, other["invoice-reader"][1].id}
+        by_skill = (await client.search(q="has my package been delivered yet", skill="track-shipment")).agents
+        assert sorted(a.id for a in by_skill) == sorted([other["parcel-tracker"][1].id,
+                                                         registered["parcel-tracker"][1].id])
+        acme_only = (await client.search(q="pull the amounts out of a vendor bill", org="acme")).agents
+        assert acme_only[0].id == registered["invoice-reader"][1].id
+        assert all(a.facts.organisation.name == "acme" for a in acme_only)
+        assert len(sessions) == (0 if db_url.startswith("postgresql") else 3)
+
+
 def test_the_vector_index_sets_removes_and_skips_a_stale_catch_up() -> None:
     from guildnet.registry.store.vectors import VectorIndex
 

@@ -19,7 +19,7 @@ through the (skill_id, agent_pk) index.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,8 @@ _RECORDS = text(f"SELECT {RECORD_COLUMNS}, a.pk FROM agents a {LIVENESS_JOIN} WH
                 "AND NOT a.revoked").bindparams(bindparam("pks", expanding=True))
 BUILD_PAGE = 20_000
 """Vectors read per statement while the index is built (10 MB)."""
+Rows = Callable[[Any, dict[str, Any]], Awaitable[Sequence[Sequence[Any]]]]
+"""Runs one read statement with its parameters and returns its rows (:meth:`~.reads.RowReader.rows`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +103,41 @@ class HybridQuery:
         rows = cursor.fetchall()
         return stack(self.query, [r[0] for r in rows], [r[1] for r in rows])
 
-    def _from_index(self, conn: Connection, index: VectorIndex) -> list[int] | None:
-        """The ranking by meaning from ``index``, or None when a filter left it short and more may be close."""
-        asked = OVERFETCH if self.allowed is not None else FUSION_DEPTH
+    def _nearest(self, index: VectorIndex, asked: int) -> list[int]:
+        """The (up to) ``asked`` agents of ``index`` nearest the query and close enough: pks, best first."""
         ids, scores = index.search(self.query, asked)
         close = scores >= MIN_COSINE
         ids, scores = ids[close], scores[close]
-        ranked = [int(pk) for pk in ids[np.lexsort((ids, -scores))]]
-        return kept(conn, ranked, asked, FUSION_DEPTH, self.allowed, self.params)
+        return [int(pk) for pk in ids[np.lexsort((ids, -scores))]]
+
+    def _from_index(self, conn: Connection, index: VectorIndex) -> list[int] | None:
+        """The ranking by meaning from ``index``, or None when a filter left it short and more may be close."""
+        asked = OVERFETCH if self.allowed is not None else FUSION_DEPTH
+        return kept(conn, self._nearest(index, asked), asked, FUSION_DEPTH, self.allowed, self.params)
+
+    async def ranked_on_pool(self, rows: Rows, index: VectorIndex, words: WordIndex | None) -> list[int] | None:
+        """The fused ranking from the process's two indexes, each filter one statement through ``rows`` (the
+        PostgreSQL read pool: no session, one round trip each); None when a ranking needs :meth:`run`'s database
+        fallbacks (no word the word index can match, that index still being built, or a filter that left a
+        ranking short)."""
+        async def passed(statement: Any, ranked: list[int]) -> set[int] | None:
+            if statement is None or not ranked:
+                return None
+            return {int(row[0]) for row in await rows(statement, {**self.params, "pks": ranked})}
+
+        by_words: list[int] | None = []
+        if self.words is not None:
+            if words is None or self.by_words is None:
+                return None
+            asked = OVERFETCH if self.live is not None else FUSION_DEPTH
+            ranked = words.search(self.by_words, asked)
+            by_words = keep(ranked, asked, FUSION_DEPTH, await passed(self.live, ranked))
+        asked = OVERFETCH if self.allowed is not None else FUSION_DEPTH
+        ranked = self._nearest(index, asked)
+        by_meaning = keep(ranked, asked, FUSION_DEPTH, await passed(self.allowed, ranked))
+        if by_words is None or by_meaning is None:
+            return None
+        return fuse(by_words, by_meaning)
 
     def _by_words(self, conn: Connection, index: WordIndex | None) -> Sequence[int]:
         if self.words is None:
@@ -129,17 +158,23 @@ class HybridQuery:
         return page_of(conn, fuse(by_words, by_meaning), self.offset, self.limit)
 
 
-def kept(conn: Connection, ranked: list[int], asked: int, depth: int, allowed: Any, params: dict[str, Any]
-         ) -> list[int] | None:
-    """The first ``depth`` of ``ranked`` (``asked`` were asked of an index) that the ``allowed`` statement keeps
-    (all, when None), or None when fewer remain and the index may hold more."""
-    if allowed is None or not ranked:
+def keep(ranked: list[int], asked: int, depth: int, passed: Collection[int] | None) -> list[int] | None:
+    """The first ``depth`` of ``ranked`` (``asked`` were asked of an index) that are in ``passed`` (all, when
+    None), or None when fewer remain and the index may hold more."""
+    if passed is None:
         return ranked[:depth]
-    passed = set(conn.execute(allowed, {**params, "pks": ranked}).scalars().all())
     kept = [pk for pk in ranked if pk in passed]
     if len(kept) < depth and len(ranked) == asked:
         return None
     return kept[:depth]
+
+
+def kept(conn: Connection, ranked: list[int], asked: int, depth: int, allowed: Any, params: dict[str, Any]
+         ) -> list[int] | None:
+    """:func:`keep`, with what the ``allowed`` statement (None: no filter) lets through of ``ranked``."""
+    passed = (None if allowed is None or not ranked
+              else set(conn.execute(allowed, {**params, "pks": ranked}).scalars().all()))
+    return keep(ranked, asked, depth, passed)
 
 
 def rank_words(conn: Connection, index: WordIndex, words: WordsQuery, depth: int, live: Any,

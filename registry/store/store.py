@@ -37,7 +37,7 @@ from ..records import (
 )
 from . import vectors, words
 from .bulk import register_new
-from .feed import catch_up
+from .feed import Follower, catch_up
 from .hybrid import MATCHES, build_hybrid, page_of, rank_words, read_vectors
 from .reads import RowReader
 from .results import (
@@ -325,10 +325,21 @@ class RegistryStore:
             return [AgentRecord.from_row(row, now) for row in page[0]], page[1], position
         # PostgreSQL: the position and the page's records as single statements on the read pool (a session of
         # the SQLAlchemy engine costs ~4 round trips: BEGIN, two statements, ROLLBACK), the ranking in between
+        position = await self._caught_up(index)
+        return await self._page_on_pool(index.search(query, offset + limit + 1), offset, limit, now, position)
+
+    async def _caught_up(self, *indexes: Follower | None) -> int:
+        """The change-feed position now, once ``indexes`` have applied every change up to it (PostgreSQL)."""
         position = await self.last_seq()
-        if index.position < position:
-            await self.read(partial(catch_up, index=index, upto=position))
-        ranked = index.search(query, offset + limit + 1)
+        for index in indexes:
+            if index is not None and index.position < position:
+                await self.read(partial(catch_up, index=index, upto=position))
+        return position
+
+    async def _page_on_pool(self, ranked: list[int], offset: int, limit: int, now: float, position: int
+                            ) -> tuple[list[AgentRecord], str | None, int]:
+        """The records of ``ranked[offset:offset + limit]`` in that order, read as one statement on the read pool
+        (an agent revoked since is left out), and the cursor of the next page."""
         pks = ranked[offset:offset + limit]
         records = {row[-1]: row for row in await self._rows.rows(_RECORDS_ANY, {"pks": pks})} if pks else {}
         more = len(ranked) > offset + limit
@@ -343,6 +354,12 @@ class RegistryStore:
         if hybrid is None:
             return [], None, await self.last_seq()
         index, by_words = self._vectors, self._words if words else None
+        if self._readers is None and index is not None:
+            # PostgreSQL with the vector index built: every statement on the read pool, as a search by words does
+            position = await self._caught_up(index, by_words)
+            ranked = await hybrid.ranked_on_pool(self._rows.rows, index, by_words)
+            if ranked is not None:
+                return await self._page_on_pool(ranked, hybrid.offset, hybrid.limit, now, position)
 
         def query(conn: Connection) -> tuple[int, tuple[list[Any], str | None]]:
             position = int(conn.execute(_LAST_SEQ).scalar() or 0)
