@@ -8,8 +8,9 @@ it is built, or when a liveness filter left it short, the database's ranked full
 Each ranking is cut at :data:`FUSION_DEPTH`, so a query lists at most twice that many agents: enough for a person
 or a delegating node to choose from, and it bounds the work per page.
 
-On PostgreSQL, once both indexes are built, a page needs no session (:meth:`HybridQuery.ranked_on_pool`): the
-filter checks and the records are single statements on the read pool, the rankings in process in between.
+On PostgreSQL, once the indexes a query uses are built, a page needs no session
+(:meth:`HybridQuery.ranked_on_pool`): the filter checks and the records are single statements on the read pool, the
+rankings in process in between.
 
 The ranking by meaning asks the process's :class:`~.vectors.VectorIndex` of every unrevoked agent, first caught up
 with the change feed to the position the read reports (so a search sees every write before it, on any replica).
