@@ -50,6 +50,20 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 REPUTATION_BATCH = 64
 NODE_HEARTBEAT_BATCH = 2048
 """Agents per node-level heartbeat: the registry's ``MAX_NODE_HEARTBEAT_AGENTS``."""
+REGISTRATION_BATCH = 100
+"""Registrations per ``POST /v1/registrations``: the registry's ``MAX_REGISTRATIONS``."""
+REGISTRATION_BATCH_BYTES = 250_000
+"""A batch's body is kept under the registry's 256 KiB limit on any write, with room for the JSON around it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One agent to register: its facts, the key in force that signs them, and for a first registration the
+    inception key event that commits to its next key."""
+
+    facts: AgentFacts
+    key: SigningKey
+    key_event: str | None = None
 
 
 class RegistryError(Exception):
@@ -257,6 +271,32 @@ class RegistryClient:
         """Register or update ``facts``, signed by the agent's key in force; a first registration may carry the
         agent's inception ``key_event`` (committing to its next key: the only way it can ever rotate)."""
         return await self._signed_post("/v1/agents", key, _registration(facts, key_event))
+
+    async def register_many(self, registrations: Sequence[Registration]) -> list[dict[str, Any] | RegistryError]:
+        """Register or update several agents with one request per :data:`REGISTRATION_BATCH` (fewer when their
+        signed writes are large): each is signed by its own key and accepted or refused on its own, exactly as
+        :meth:`register` would be. Returns each one's answer, or its refusal, in order. A registry too old to
+        take batches (404 or 405) gets one request per agent."""
+        tokens = [signed_write.make(r.key, _registration(r.facts, r.key_event)) for r in registrations]
+        answers: list[dict[str, Any] | RegistryError] = []
+        for batch in _batches(tokens):
+            async with self._request("POST", "/v1/registrations", json={"registrations": batch}) as response:
+                if response.status in (404, 405):
+                    answers += [await self._register_token(token) for token in batch]
+                    continue
+                results = (await self._check(response)).get("results")
+            if not isinstance(results, list) or len(results) != len(batch):
+                raise UntrustworthyRecord(f"the registry answered {len(batch)} registrations with something else")
+            answers += [_batch_answer(result) for result in results]
+        return answers
+
+    async def _register_token(self, token: str) -> dict[str, Any] | RegistryError:
+        async with self._request("POST", "/v1/agents", data=token, headers={"Content-Type": JOSE}) as response:
+            try:
+                answer: dict[str, Any] = await self._check(response)
+            except RegistryError as exc:
+                return exc
+            return {"status": response.status, **answer}
 
     async def heartbeat(self, agent_id: str, key: SigningKey) -> dict[str, Any]:
         return await self._signed_post(f"/v1/agents/{quote(agent_id)}/heartbeat", key,
@@ -469,6 +509,28 @@ class RegistryClient:
             await asyncio.sleep(reconnect_delay)
 
 
+def _batches(tokens: Sequence[str]) -> list[list[str]]:
+    """Consecutive runs of signed writes, each within the registry's count and size limits for one batch."""
+    batches: list[list[str]] = []
+    size = 0
+    for token in tokens:
+        if not batches or len(batches[-1]) == REGISTRATION_BATCH or size + len(token) > REGISTRATION_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(token)
+        size += len(token) + 3  # the quotes and comma around it
+    return batches
+
+
+def _batch_answer(result: Any) -> dict[str, Any] | RegistryError:
+    """One item of a batch's answer: the write's result (with its ``status``) or its problem as an error."""
+    if not isinstance(result, dict) or not isinstance(result.get("status"), int):
+        raise UntrustworthyRecord("an item of the registry's answer to a batch has no status")
+    if result["status"] >= 400:
+        return RegistryError(result["status"], str(result.get("title", "")), str(result.get("detail", "")))
+    return result
+
+
 def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"action": "register", "facts": facts.to_json()}
     if key_event is not None:
@@ -476,7 +538,7 @@ def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
     return body
 
 
-__all__ = ["AgentEntry", "AuditState", "HeadStore", "LogForked", "LogHead", "RegistryClient", "RegistryError",
-           "RegistryUnreachable",
+__all__ = ["AgentEntry", "AuditState", "HeadStore", "LogForked", "LogHead", "Registration", "RegistryClient",
+           "RegistryError", "RegistryUnreachable",
            "ReputationReport", "SearchPage",
            "UntrustworthyRecord"]

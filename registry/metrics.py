@@ -75,9 +75,13 @@ class RegistryMetrics:
         self.latency.labels(*labels).observe(seconds)
         action = WRITE_ROUTES.get(route) if request.method == "POST" else None
         if action is not None:
-            self.writes.labels(action, "accepted" if status < 400 else "refused" if status < 500 else "error").inc()
+            self.count_write(action, status)
         if status >= 400:
             self.refusals.labels(str(status)).inc()
+
+    def count_write(self, action: str, status: int) -> None:
+        """One signed write answered with ``status`` (each registration of a batch is one)."""
+        self.writes.labels(action, "accepted" if status < 400 else "refused" if status < 500 else "error").inc()
 
     def middleware(self) -> Middleware:
         """Outermost middleware: it sees the status other middlewares (problem+json) settled on."""

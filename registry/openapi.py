@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .records import MAX_REGISTRATIONS
 from .store import QUERY_INT_MAX
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
@@ -94,6 +95,19 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "requestBody": _SIGNED_BODY,
                 "responses": {"201": {"description": "counted and logged: receipt_id, log_index"},
                               "403": _PROBLEM, "422": _PROBLEM, **_WRITE_REFUSALS}}},
+            "/v1/registrations": {"post": {
+                "summary": f"Register or update up to {MAX_REGISTRATIONS} agents in one request: each item is the "
+                           "signed write POST /v1/agents takes, checked, stored and logged on its own; the answer "
+                           "lists each one's result (its WriteResult with 'status' 201 or 200) or refusal (a "
+                           "Problem), in order",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["registrations"], "properties": {"registrations": {
+                        "type": "array", "minItems": 1, "maxItems": MAX_REGISTRATIONS,
+                        "items": {"type": "string", "description": "a compact JWS, as POST /v1/agents takes"}}}}}}},
+                "responses": {"200": {"description": "one result per registration, in order", "content": {
+                    "application/json": {"schema": {"type": "object", "required": ["results"], "properties": {
+                        "results": {"type": "array", "items": {"type": "object", "required": ["status"]}}}}}}},
+                    **{code: _PROBLEM for code in ("400", "408", "413", "415", "429")}}}},
             "/v1/heartbeats": {"post": {
                 "summary": "Node-level heartbeat (action 'node_heartbeat', 'agents': up to 2,048 ids), signed by the "
                            "organisation key that endorsed them: keeps them all live",

@@ -26,7 +26,12 @@ _SLUGS = {
 }
 
 
-def problem(status: int, title: str, detail: str, **extra: object) -> web.Response:
-    body = {"type": PROBLEM_TYPE_BASE + _SLUGS.get(status, "error"), "title": title, "status": status,
+def problem_body(status: int, title: str, detail: str, **extra: object) -> dict[str, object]:
+    """The problem details object itself, for answers that carry several (one per item of a batch)."""
+    return {"type": PROBLEM_TYPE_BASE + _SLUGS.get(status, "error"), "title": title, "status": status,
             "detail": detail, **extra}
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem(status: int, title: str, detail: str, **extra: object) -> web.Response:
+    return web.Response(status=status, text=json.dumps(problem_body(status, title, detail, **extra)),
+                        content_type=PROBLEM_CONTENT_TYPE)

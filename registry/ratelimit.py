@@ -37,14 +37,15 @@ class WriteLimits:
             storage_uri = "async+" + storage_uri  # the asyncio flavour of the same backend
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
 
-    async def check_address(self, address: str) -> None:
-        await self._hit(self._per_ip, "address", address)
+    async def check_address(self, address: str, writes: int = 1) -> None:
+        """Spend ``writes`` of the address's budget (a batch of registrations spends one per registration)."""
+        await self._hit(self._per_ip, "address", address, writes)
 
     async def check_key(self, did: str) -> None:
         await self._hit(self._per_key, "key", did)
 
-    async def _hit(self, item: RateLimitItem | None, scope: str, identity: str) -> None:
-        if item is None or await self._limiter.hit(item, scope, identity):
+    async def _hit(self, item: RateLimitItem | None, scope: str, identity: str, cost: int = 1) -> None:
+        if item is None or await self._limiter.hit(item, scope, identity, cost=cost):
             return
         stats = await self._limiter.get_window_stats(item, scope, identity)
         raise RateLimited(scope, str(item), max(1, math.ceil(stats.reset_time - time.time())))

@@ -34,6 +34,10 @@ def _describe(error: ValidationError) -> str:
     return f"facts.{where}: {first['msg']}"
 
 
+MAX_REGISTRATIONS = 100
+"""Registrations per ``POST /v1/registrations``: ~2 KB each for an agent with a few skills, so a full batch fits
+the body limit of any write; one request per hundred agents shares nearly all of the HTTP cost."""
+
 MAX_NODE_HEARTBEAT_AGENTS = 2048
 """Agents one node-level heartbeat may name: 2,048 did:key ids are ~160 KB of JWS, within the body limit."""
 

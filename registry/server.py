@@ -29,9 +29,9 @@ from .explorer import add_explorer_routes
 from .log import LogCorrupted, LogRangeError, TransparencyLog, default_key_path
 from .metrics import RegistryMetrics
 from .openapi import openapi_document
-from .problems import problem
+from .problems import problem, problem_body
 from .ratelimit import RateLimited, WriteLimits
-from .records import parse_receipt
+from .records import MAX_REGISTRATIONS, parse_receipt
 from .state import (
     CONFIG,
     COSIGNING,
@@ -101,24 +101,31 @@ async def _read_signed_write(request: web.Request) -> str:
     if request.content_type not in JOSE_TYPES:
         raise web.HTTPUnsupportedMediaType(
             text=f"signed writes are compact JWS with Content-Type application/jose (got {request.content_type})")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
     try:
-        async with asyncio.timeout(request.app[CONFIG].body_timeout):
-            body = await request.read()
-    except TimeoutError as exc:
-        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from exc
-    try:
-        return body.decode("ascii").strip()
+        return (await _read_body(request)).decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise WriteRefused("a compact JWS is ASCII") from exc
 
 
-def _write_response(result: WriteResult, status: int = 200, **extra: object) -> web.Response:
-    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq, **extra}
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY_BYTES, actual_size=request.content_length)
+    try:
+        async with asyncio.timeout(request.app[CONFIG].body_timeout):
+            return await request.read()
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from exc
+
+
+def _write_body(result: WriteResult) -> dict[str, object]:
+    body: dict[str, object] = {"id": result.agent_id, "version": result.version, "seq": result.seq}
     if result.log_index is not None:
         body["log_index"] = result.log_index
-    return web.json_response(body, status=status)
+    return body
+
+
+def _write_response(result: WriteResult) -> web.Response:
+    return web.json_response(_write_body(result))
 
 
 async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
@@ -133,20 +140,71 @@ async def _open(request: web.Request) -> tuple[RegistryStore, SignedWrite]:
 
 
 async def register(request: web.Request) -> web.Response:
-    config, limits = request.app[CONFIG], request.app[LIMITS]
-    await limits.check_address(request.remote or "unknown")
-    token = await _read_signed_write(request)
-    write, registration = await request.app[VERIFIER].open(token, now=config.clock(), window=config.clock_window)
-    await limits.check_key(write.signer)
-    result = await request.app[STORE].register(write, registration)
+    await request.app[LIMITS].check_address(request.remote or "unknown")
+    result, answer = await _register_one(request.app, await _read_signed_write(request))
+    return web.json_response(answer, status=201 if result.created else 200)
+
+
+async def register_many(request: web.Request) -> web.Response:
+    """Several registrations in one request (a node publishing its agents): each is the signed write
+    ``POST /v1/agents`` takes, checked, stored and logged exactly as it would be alone, and answered in its
+    own item, in order: what one request costs in HTTP and hand-offs is shared, nothing else is."""
+    tokens = await _read_registrations(request)
+    await request.app[LIMITS].check_address(request.remote or "unknown", len(tokens))
+    answers = await asyncio.gather(*(_register_item(request.app, token) for token in tokens))
+    for status, _ in answers:
+        request.app[METRICS].count_write("register", status)
+    return web.json_response({"results": [answer for _, answer in answers]})
+
+
+async def _register_item(app: web.Application, token: str) -> tuple[int, dict[str, object]]:
+    """One registration of a batch: its status and answer, or its refusal as a problem details object."""
+    try:
+        result, answer = await _register_one(app, token)
+    except WriteRefused as exc:
+        return exc.status, problem_body(exc.status, exc.title, exc.detail)
+    except RateLimited as exc:
+        return 429, problem_body(429, "Too many writes", f"this {exc.scope} may send {exc.limit} signed writes; "
+                                 f"retry in {exc.retry_after} s", retry_after=exc.retry_after)
+    except Exception:
+        log.exception("unhandled error on a registration of a batch")
+        return 500, problem_body(500, "Internal error", "the registry could not complete this registration; it "
+                                                        "was not stored")
+    status = 201 if result.created else 200
+    return status, {"status": status, **answer}
+
+
+async def _register_one(app: web.Application, token: str) -> tuple[WriteResult, dict[str, object]]:
+    config = app[CONFIG]
+    write, registration = await app[VERIFIER].open(token, now=config.clock(), window=config.clock_window)
+    await app[LIMITS].check_key(write.signer)
+    result = await app[STORE].register(write, registration)
+    answer = _write_body(result)
     claim = claimed_domain(write)  # the registration stands either way; the answer says what the registry found
-    extra = {}
     if claim is not None:
         try:
-            extra["domain"] = (await request.app[DOMAINS].at_registration(*claim)).to_json()
+            answer["domain"] = (await app[DOMAINS].at_registration(*claim)).to_json()
         except Exception:  # the registration is committed: say so, and check the domain on the schedule
             log.exception("could not check the domain %s of organisation %s at registration", claim[1], claim[0])
-    return _write_response(result, 201 if result.created else 200, **extra)
+    return result, answer
+
+
+async def _read_registrations(request: web.Request) -> list[str]:
+    """The body of ``POST /v1/registrations``: ``{"registrations": [compact JWS, ...]}``, 1 to
+    :data:`MAX_REGISTRATIONS` of them, within the body limit of any write."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text=f"a batch of registrations is a JSON object with Content-Type application/json "
+                 f"(got {request.content_type})")
+    body = await _read_body(request)
+    try:
+        tokens = json.loads(body)["registrations"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}') from exc
+    if (not isinstance(tokens, list) or not 1 <= len(tokens) <= MAX_REGISTRATIONS
+            or not all(isinstance(t, str) for t in tokens)):
+        raise WriteRefused(f"'registrations' must list 1 to {MAX_REGISTRATIONS} compact JWS strings")
+    return tokens
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -450,6 +508,7 @@ def create_app(config: RegistryConfig | None = None) -> web.Application:
     app[LIMITS] = WriteLimits(config.write_rate_per_ip, config.write_rate_per_key, config.rate_limit_storage)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_post("/v1/agents", register)
+    app.router.add_post("/v1/registrations", register_many)
     app.router.add_get("/v1/agents", search)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_post("/v1/agents/{agent_id}/heartbeat", heartbeat)
