@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from guildnet.protocols.agentfacts import ENDORSEMENT_LIFETIME, AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
-from guildnet.registry.client import RegistryClient, RegistryError
+from guildnet.registry.client import Registration, RegistryClient, RegistryError
 
 from .agent import Agent
 from .identity import AgentIdentity, IdentityError, StaticIdentity
@@ -78,19 +78,31 @@ class Publisher:
         self.version = max(self.version + 1, int(time.time()))
 
     async def register_all(self) -> None:
+        """Register every agent, in batches (one request per hundred agents); an agent the registry refused is
+        left unregistered and its refusal raised once the others are in, so the next round tries it again."""
         for published in self.agents:
             identity = published.identity
             if isinstance(identity, AgentIdentity) and identity.pending is not None:
                 await self._settle_pending(identity)
-            facts = self.facts(published)
-            inception = identity.inception if isinstance(identity, AgentIdentity) else None
-            answer = await self.client.register(facts, identity.key, key_event=inception)
-            self.registered.add(facts.id)
-            log.info("registered %s as %s", published.agent.name, facts.id)
+        answers = await self.client.register_many([
+            Registration(self.facts(p), p.identity.key,
+                         p.identity.inception if isinstance(p.identity, AgentIdentity) else None)
+            for p in self.agents])
+        refused: RegistryError | None = None
+        for published, answer in zip(self.agents, answers, strict=True):
+            if isinstance(answer, RegistryError):
+                log.warning("the registry refused %s: %s %s: %s", published.agent.name, answer.status, answer.title,
+                            answer.detail)
+                refused = refused or answer
+                continue
+            self.registered.add(published.identity.id)
             self._endorsed_at = time.monotonic()
+            log.info("registered %s as %s", published.agent.name, published.identity.id)
             mark = answer.get("domain")
             if isinstance(mark, dict) and mark.get("status") != "verified":
                 log.warning("the registry did not verify the domain %s: %s", self.org_domain, mark.get("detail"))
+        if refused is not None:
+            raise refused
 
     async def rotate(self, name: str) -> str:
         """Rotate the agent ``name`` to its committed next key; return the new key's did:key.

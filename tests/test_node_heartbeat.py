@@ -104,7 +104,7 @@ async def test_refused_node_heartbeats_change_nothing(db_url: str, case: str) ->
         assert await snapshot(registry) == before
 
 
-async def test_a_node_with_several_agents_heartbeats_with_its_organisation_key(db_url: str) -> None:
+async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeats_with_its_org_key(db_url: str) -> None:
     acme = new_org("acme")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
         published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(3)]
@@ -112,6 +112,9 @@ async def test_a_node_with_several_agents_heartbeats_with_its_organisation_key(d
                               base_url="http://127.0.0.1:9")
         try:
             await publisher.register_all()
+            requests = registry.app[METRICS].requests  # the three registrations went in one request
+            assert requests.labels("/v1/registrations", "POST", "200")._value.get() == 1
+            assert requests.labels("/v1/agents", "POST", "201")._value.get() == 0
             await publisher.heartbeat()
             writes = registry.app[METRICS].writes
             assert writes.labels("node_heartbeat", "accepted")._value.get() == 1
