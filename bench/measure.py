@@ -38,6 +38,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return cpu_seconds(pid) + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
+def processes_cpu_seconds(name: str) -> float:
+    """CPU time of every running process whose command is ``name`` (``postgres``: the database server's
+    backends; a backend that exits in between takes its time with it, so measure with long-lived connections)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of process ``pid`` in MiB (0 where /proc is missing)."""
     try:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -41,7 +42,7 @@ from typing import Any
 
 import aiohttp
 import prefill
-from measure import cpu_seconds, percentile, rss_mb, tree_cpu_seconds
+from measure import cpu_seconds, percentile, processes_cpu_seconds, rss_mb, tree_cpu_seconds
 from processes import free_port, guildnet_process, kept_registry_database, registry_database
 
 from guildnet.protocols import signed_write
@@ -105,44 +106,54 @@ class Population:
     sample: list[SigningKey] = field(default_factory=list)
 
 
-async def register_all(urls: list[str], agents: int, concurrency: int, population: Population, chunk: int = 5000
-                       ) -> tuple[float, int]:
+async def register_all(urls: list[str], agents: int, concurrency: int, population: Population, *, batch: int = 1,
+                       chunk: int = 5000) -> tuple[float, int, float]:
     """Register ``agents`` agents of ``population``'s organisations, the senders spread over the replicas at
-    ``urls``; return (registrations/s over the timed sends, failures)."""
+    ``urls``: one signed write per request (``POST /v1/agents``), or ``batch`` > 1 per request
+    (``POST /v1/registrations``, as a node publishing its agents sends them). Returns (registrations/s over the
+    timed sends, failures, this load generator's CPU ms per registration)."""
     rng = random.Random(7)
     orgs = population.orgs
-    sent_time = 0.0
+    sent_time = sent_cpu = 0.0
     failures = 0
+    senders = concurrency if batch == 1 else max(2, math.ceil(concurrency / batch))  # registrations in flight
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         done = 0
         while done < agents:
-            batch = []
+            writes = []
             for i in range(done, min(agents, done + chunk)):
                 key = SigningKey.generate()
                 org_key, org_name = orgs[i % len(orgs)]
-                batch.append(make_registration(rng, org_key, org_name, i, key))
+                writes.append(make_registration(rng, org_key, org_name, i, key))
                 population.ids_by_org.setdefault(org_key.did, []).append(key.did)
                 if len(population.sample) < HEARTBEAT_SAMPLE:
                     population.sample.append(key)
-            queue = list(reversed(batch))
+            queue = list(reversed(writes))
 
             async def worker(queue: list[str], url: str) -> int:
                 failed = 0
                 while queue:
-                    token = queue.pop()
-                    async with session.post(url + "/v1/agents", data=token,
-                                            headers={"Content-Type": "application/jose"}) as response:
-                        await response.read()
-                        failed += response.status != 201
+                    if batch == 1:
+                        async with session.post(url + "/v1/agents", data=queue.pop(),
+                                                headers={"Content-Type": "application/jose"}) as response:
+                            await response.read()
+                            failed += response.status != 201
+                        continue
+                    tokens = [queue.pop() for _ in range(min(batch, len(queue)))]
+                    async with session.post(url + "/v1/registrations", json={"registrations": tokens}) as response:
+                        answer = await response.json()
+                    failed += (len(tokens) if response.status != 200
+                               else sum(item["status"] != 201 for item in answer["results"]))
                 return failed
 
-            started = time.perf_counter()
-            failures += sum(await asyncio.gather(*(worker(queue, urls[i % len(urls)]) for i in range(concurrency))))
+            started, started_cpu = time.perf_counter(), time.process_time()
+            failures += sum(await asyncio.gather(*(worker(queue, urls[i % len(urls)]) for i in range(senders))))
             sent_time += time.perf_counter() - started
-            done += len(batch)
+            sent_cpu += time.process_time() - started_cpu
+            done += len(writes)
             print(f"  registered {done:>7}/{agents}  ({done / sent_time:,.0f}/s so far)", file=sys.stderr)
-    return agents / sent_time, failures
+    return agents / sent_time, failures, sent_cpu * 1000 / agents
 
 
 async def _send_all(url: str, requests: list[tuple[str, str]], concurrency: int) -> tuple[float, int]:
@@ -228,7 +239,7 @@ def bench_orgs() -> list[tuple[SigningKey, str]]:
 
 async def run_backend(backend: str, agents: int, concurrency: int, repeats: int, *, pinned: bool,
                       verify_workers: int, prefilled: int = 0, reuse: str | None = None, replicas: int = 1,
-                      reads_only: bool = False, settle: float = 0.0) -> dict[str, Any]:
+                      reads_only: bool = False, settle: float = 0.0, batch: int = 1) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     population = Population(bench_orgs())
@@ -270,10 +281,12 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 return (sum(tree_cpu_seconds(s.pid) for s in servers), sum(cpu_seconds(s.pid) for s in servers))
 
             await asyncio.sleep(settle)
-            cpu_before = registry_cpu()
-            rate, failures = await register_all(urls, agents, concurrency, population) if agents else (0.0, 0)
+            cpu_before, database_cpu_before = registry_cpu(), processes_cpu_seconds("postgres")
+            rate, failures, client_cpu = (await register_all(urls, agents, concurrency, population, batch=batch)
+                                          if agents else (0.0, 0, 0.0))
             registration_cpu = [(after - before) * 1000 / max(agents, 1)
                                 for before, after in zip(cpu_before, registry_cpu(), strict=True)]
+            database_cpu = (processes_cpu_seconds("postgres") - database_cpu_before) * 1000 / max(agents, 1)
             ids = await some_ids(url, 50)
             if not ids:
                 raise SystemExit(f"[{backend}] the registry holds no agent to read: give --agents N or --prefill N")
@@ -286,6 +299,9 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 "failed_registrations": failures,
                 # registry CPU per registration: the process and its verifier workers, and the process alone
                 "registration_cpu_ms": registration_cpu[0], "registration_cpu_ms_main_process": registration_cpu[1],
+                # the rest of a registration's CPU: PostgreSQL's server processes (0 on SQLite), and the sender
+                "registration_cpu_ms_database": database_cpu, "registration_cpu_ms_load_generator": client_cpu,
+                "registrations_per_request": batch,
                 "load_average_after_registrations": os.getloadavg(),
                 "search_skill": await timed([f"/v1/agents?skill={s}&limit=20" for s in SKILLS]),
                 # a rare word matches ~0.6% of agents (600 at 100k), a common one 12.5% (12,500)
@@ -329,6 +345,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2000, help="requests per latency measurement")
     parser.add_argument("--registry-cores", type=int, choices=(1, 2), default=1,
                         help="1: registry pinned to core 0, load generator to core 1; 2: neither pinned")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="registrations per request: 1 sends each alone (POST /v1/agents); N > 1 sends N per "
+                             "POST /v1/registrations, concurrency/N requests in flight (at least 2)")
     parser.add_argument("--verify-workers", type=int, default=0,
                         help="registry processes that check registrations (guildnet registry serve --verify-workers)")
     parser.add_argument("--replicas", type=int, default=1,
@@ -360,7 +379,7 @@ def main() -> None:
     results = [asyncio.run(run_backend(b, args.agents, args.concurrency, args.repeats, pinned=pinned,
                                        verify_workers=args.verify_workers, prefilled=args.prefill,
                                        reuse=args.reuse, replicas=args.replicas, reads_only=args.reads_only,
-                                       settle=args.settle))
+                                       settle=args.settle, batch=args.batch))
                for b in args.backends.split(",")]
     print(f"\nEd25519 verify ceiling (cryptography, one core): {ceiling:,.0f} verifications/s")
     if not args.reads_only:
@@ -395,11 +414,12 @@ def print_writes(results: list[dict[str, Any]], ceiling: float) -> None:
               f"{r['liveness']['per_agent']['updates_per_s']:>12,.0f}"
               f"{(r['liveness']['node_level'] or {}).get('updates_per_s', 0):>11,.0f}"
               f"{r['rss_mib']:>9.0f}{r['startup_s']:>9.1f}")
-    print("\nregistry CPU per write: backend     ms/registration (with verifier workers, main process)  "
-          "us/node-level liveness update")
+    print(f"\nCPU ms per registration ({results[0]['registrations_per_request']} per request): backend     registry "
+          "(with verifier workers; main process)  PostgreSQL  load generator   us/node-level liveness update")
     for r in results:
         print(f"{'':<24}{r['backend']:<11}{r['registration_cpu_ms']:>14.2f}{r['registration_cpu_ms_main_process']:>14.2f}"
-              f"{(r['liveness']['node_level'] or {}).get('registry_cpu_us_per_update', 0):>40.1f}")
+              f"{r['registration_cpu_ms_database']:>26.2f}{r['registration_cpu_ms_load_generator']:>16.2f}"
+              f"{(r['liveness']['node_level'] or {}).get('registry_cpu_us_per_update', 0):>32.1f}")
 
 
 if __name__ == "__main__":
