@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import WSMsgType, web
 from sqlalchemy import text
 
-from guildnet.protocols import keyfile
+from guildnet.protocols import bounded_json, keyfile
 from guildnet.protocols.signed_write import SignedWrite, WriteRefused, open_write
 
 from .cosigning import CosignatureCollector
@@ -198,8 +198,8 @@ async def _read_registrations(request: web.Request) -> list[str]:
                  f"(got {request.content_type})")
     body = await _read_body(request)
     try:
-        tokens = json.loads(body)["registrations"]
-    except (ValueError, TypeError, KeyError) as exc:
+        tokens = bounded_json.loads(body)["registrations"]
+    except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError and a repeated key are ValueErrors
         raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}') from exc
     if (not isinstance(tokens, list) or not 1 <= len(tokens) <= MAX_REGISTRATIONS
             or not all(isinstance(t, str) for t in tokens)):
