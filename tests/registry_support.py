@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,3 +271,32 @@ async def reputation_requests(registry_url: str) -> float:
         text = await response.text()
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
                if sample.name == "guildnet_http_requests_total" and sample.labels.get("route") == "/v1/reputation")
+
+
+Intercept = Callable[[web.Request], web.Response | None]
+
+
+@contextlib.asynccontextmanager
+async def pass_through(upstream: str, intercept: Intercept, *, sites: int = 1) -> AsyncIterator[list[str]]:
+    """A man in the middle of ``upstream`` on ``sites`` ports of 127.0.0.1: each request is answered by
+    ``intercept`` when it returns a response, and passed through to ``upstream`` when it returns None."""
+    async with aiohttp.ClientSession() as session:
+        async def handle(request: web.Request) -> web.Response:
+            answer = intercept(request)
+            if answer is not None:
+                return answer
+            async with session.request(request.method, upstream + request.path_qs, data=await request.read(),
+                                       headers={"Content-Type": request.content_type}) as response:
+                return web.Response(status=response.status, body=await response.read(),
+                                    content_type=response.content_type)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        for _ in range(sites):
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            yield [f"http://127.0.0.1:{address[1]}" for address in runner.addresses]
+        finally:
+            await runner.cleanup()

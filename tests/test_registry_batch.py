@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from registry_support import bump, live_registry, new_org, snapshot
+from registry_support import bump, live_registry, new_org, pass_through, snapshot
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.transparency import leaf_data
@@ -138,27 +138,16 @@ async def registry_without_batches(db_url: str) -> AsyncIterator[tuple[str, list
     """A registry of an older release: ``POST /v1/registrations`` is unknown there (404), single writes pass
     through to a real registry. Yields its URL and the paths it was asked for."""
     asked: list[str] = []
-    async with live_registry(db_url) as registry, aiohttp.ClientSession() as session:
-        async def forward(request: web.Request) -> web.Response:
-            asked.append(request.path)
-            if request.path == "/v1/registrations":
-                return web.json_response({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "x"},
-                                         status=404, content_type="application/problem+json")
-            async with session.request(request.method, registry.url + request.path_qs, data=await request.read(),
-                                       headers={"Content-Type": request.content_type}) as response:
-                return web.Response(status=response.status, body=await response.read(),
-                                    content_type=response.content_type)
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}", asked
-        finally:
-            await runner.cleanup()
+    def older(request: web.Request) -> web.Response | None:
+        asked.append(request.path)
+        if request.path != "/v1/registrations":
+            return None
+        return web.json_response({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no route"},
+                                 status=404, content_type="application/problem+json")
+
+    async with live_registry(db_url) as registry, pass_through(registry.url, older) as (url,):
+        yield url, asked
 
 
 async def test_the_client_registers_one_at_a_time_with_a_registry_without_batches(

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from registry_support import key_path_for, new_org, registry_process
+from registry_support import key_path_for, new_org, pass_through, registry_process
 from witness_support import wait_for_head, witness_process
 
 from guildnet.protocols import keyfile
@@ -34,27 +34,16 @@ from guildnet.registry.client import RegistryClient, UntrustworthyRecord
 async def man_in_the_middle(upstream: str, forked_head: dict[str, Any]) -> AsyncIterator[tuple[str, str]]:
     """Two URLs in front of ``upstream``: the first passes every request through, the second answers
     ``/v1/log/head`` with ``forked_head`` (which the test may change) and passes the rest through."""
-    async with aiohttp.ClientSession() as session:
-        async def handle(request: web.Request) -> web.Response:
-            if request.path == "/v1/log/head" and request.url.port == victim_port:
-                return web.json_response(forked_head)
-            async with session.request(request.method, upstream + request.path_qs, data=await request.read(),
-                                       headers={"Content-Type": request.content_type}) as response:
-                return web.Response(status=response.status, body=await response.read(),
-                                    content_type=response.content_type)
+    victim_port: list[int] = []
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        honest_site, victim_site = web.TCPSite(runner, "127.0.0.1", 0), web.TCPSite(runner, "127.0.0.1", 0)
-        await honest_site.start()
-        await victim_site.start()
-        honest_port, victim_port = runner.addresses[0][1], runner.addresses[1][1]
-        try:
-            yield f"http://127.0.0.1:{honest_port}", f"http://127.0.0.1:{victim_port}"
-        finally:
-            await runner.cleanup()
+    def fork(request: web.Request) -> web.Response | None:
+        if request.path == "/v1/log/head" and request.url.port in victim_port:
+            return web.json_response(forked_head)
+        return None
+
+    async with pass_through(upstream, fork, sites=2) as (honest, victim):
+        victim_port.append(int(victim.rsplit(":", 1)[1]))
+        yield honest, victim
 
 
 @pytest.mark.slow
