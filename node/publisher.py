@@ -78,8 +78,9 @@ class Publisher:
         self.version = max(self.version + 1, int(time.time()))
 
     async def register_all(self) -> None:
-        """Register every agent, in batches (one request per hundred agents); an agent the registry refused is
-        left unregistered and its refusal raised once the others are in, so the next round tries it again."""
+        """Register every agent, in batches (one request per hundred agents). Agents the registry refused are left
+        unregistered, and once the others are in, one error names the first of them and how many there were:
+        the retry loop says each kind of trouble once, and the next round tries them again."""
         for published in self.agents:
             identity = published.identity
             if isinstance(identity, AgentIdentity) and identity.pending is not None:
@@ -88,12 +89,10 @@ class Publisher:
             Registration(self.facts(p), p.identity.key,
                          p.identity.inception if isinstance(p.identity, AgentIdentity) else None)
             for p in self.agents])
-        refused: RegistryError | None = None
+        refused: list[tuple[str, RegistryError]] = []
         for published, answer in zip(self.agents, answers, strict=True):
             if isinstance(answer, RegistryError):
-                log.warning("the registry refused %s: %s %s: %s", published.agent.name, answer.status, answer.title,
-                            answer.detail)
-                refused = refused or answer
+                refused.append((published.agent.name, answer))
                 continue
             self.registered.add(published.identity.id)
             self._endorsed_at = time.monotonic()
@@ -101,8 +100,10 @@ class Publisher:
             mark = answer.get("domain")
             if isinstance(mark, dict) and mark.get("status") != "verified":
                 log.warning("the registry did not verify the domain %s: %s", self.org_domain, mark.get("detail"))
-        if refused is not None:
-            raise refused
+        if refused:
+            name, first = refused[0]
+            more = f" (and {len(refused) - 1} more of this node's agents)" if len(refused) > 1 else ""
+            raise RegistryError(first.status, first.title, f"agent {name}: {first.detail}{more}")
 
     async def rotate(self, name: str) -> str:
         """Rotate the agent ``name`` to its committed next key; return the new key's did:key.

@@ -276,12 +276,13 @@ class RegistryClient:
         """Register or update several agents with one request per :data:`REGISTRATION_BATCH` (fewer when their
         signed writes are large): each is signed by its own key and accepted or refused on its own, exactly as
         :meth:`register` would be. Returns each one's answer, or its refusal, in order. A registry too old to
-        take batches (404 or 405) gets one request per agent."""
+        take batches (its own 404 or 405, as problem+json) gets one request per agent; anything else that is not
+        the registry API's answer raises :class:`RegistryError`, as :meth:`register` does."""
         tokens = [signed_write.make(r.key, _registration(r.facts, r.key_event)) for r in registrations]
         answers: list[dict[str, Any] | RegistryError] = []
         for batch in _batches(tokens):
             async with self._request("POST", "/v1/registrations", json={"registrations": batch}) as response:
-                if response.status in (404, 405):
+                if response.status in (404, 405) and response.content_type == "application/problem+json":
                     answers += [await self._register_token(token) for token in batch]
                     continue
                 results = (await self._check(response)).get("results")

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from guildnet.node.identity import StaticIdentity
 from guildnet.node.publisher import PublishedAgent, Publisher
 from guildnet.protocols import signed_write
-from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient
+from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient, RegistryError
 from guildnet.registry.db import create_engine, migrate
 from guildnet.registry.records import MAX_NODE_HEARTBEAT_AGENTS
 from guildnet.registry.state import METRICS
@@ -124,6 +124,28 @@ async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeat
             await client.revoke(gone.id, gone.key)
             await publisher.heartbeat()  # the registry names the one it no longer keeps live: registered again
             assert publisher.registered == {published[0].identity.id, published[2].identity.id}
+        finally:
+            await publisher.stop()
+
+
+async def test_agents_a_registry_refuses_do_not_stop_the_others_and_are_said_once(db_url: str) -> None:
+    acme = new_org("acme")
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(3)]
+        for gone in (published[0].identity, published[1].identity):  # revoked for ever: refused with 409
+            key, facts = acme.agent("old", key=gone.key)
+            await client.register(facts, key)
+            await client.revoke(gone.id, gone.key)
+        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
+                              base_url="http://127.0.0.1:9")
+        try:
+            with pytest.raises(RegistryError) as refused:
+                await publisher.register_all()
+            assert refused.value.status == 409
+            assert refused.value.detail.startswith("agent t0: ") and "(and 1 more of this node's agents)" in (
+                refused.value.detail)
+            assert publisher.registered == {published[2].identity.id}  # the one after them is in
+            assert (await client.get(published[2].identity.id)).facts.name == "t2"
         finally:
             await publisher.stop()
 
