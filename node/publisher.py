@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from guildnet.protocols.agentfacts import ENDORSEMENT_LIFETIME, AgentFacts, endorse
 from guildnet.protocols.keys import SigningKey
-from guildnet.registry.client import Registration, RegistryClient, RegistryError
+from guildnet.registry.client import AgentRegistration, RegistryClient, RegistryError
 
 from .agent import Agent
 from .identity import AgentIdentity, IdentityError, StaticIdentity
@@ -47,6 +47,10 @@ def build_facts(published: PublishedAgent, *, org_key: SigningKey, org_name: str
     }))
 
 
+class RegistrationsRefused(RegistryError):
+    """The registry refused some of a node's agents (the others are registered)."""
+
+
 class Publisher:
     """Registers every agent at start, heartbeats at a third of its TTL, rotates keys, revokes on retire."""
 
@@ -66,6 +70,8 @@ class Publisher:
         """Seconds after which every agent is registered again, with a fresh endorsement (it expires after
         ENDORSEMENT_LIFETIME: a node that runs for months keeps its agents endorsed)."""
         self._endorsed_at = -math.inf
+        self._unsettled = False
+        """The last round of registrations ended without an answer for every agent it sent."""
         self._task: asyncio.Task[None] | None = None
         self._trouble: str | None = None
         """What went wrong with the registry last (logged once, until it changes or the registry answers again)."""
@@ -78,19 +84,28 @@ class Publisher:
         self.version = max(self.version + 1, int(time.time()))
 
     async def register_all(self) -> None:
-        """Register every agent, in batches (one request per hundred agents). Agents the registry refused are left
-        unregistered, and once the others are in, one error names the first of them and how many there were:
-        the retry loop says each kind of trouble once, and the next round tries them again."""
+        """Register every agent not registered yet, in batches (one request per hundred agents).
+
+        Agents the registry refused stay unregistered: once the others are in, :class:`RegistrationsRefused`
+        names the first of them and how many there were (the retry loop says each kind of trouble once, keeps
+        the registered agents live, and tries the refused ones again). A round that did not end in an answer
+        for every agent (a lost connection, a refused batch) may have stored some of them, so the next round
+        sends a higher version: the same version again would be refused as not newer."""
+        if self._unsettled:
+            self._next_version()
         for published in self.agents:
             identity = published.identity
             if isinstance(identity, AgentIdentity) and identity.pending is not None:
                 await self._settle_pending(identity)
+        unregistered = [p for p in self.agents if p.identity.id not in self.registered]
+        self._unsettled = True
         answers = await self.client.register_many([
-            Registration(self.facts(p), p.identity.key,
-                         p.identity.inception if isinstance(p.identity, AgentIdentity) else None)
-            for p in self.agents])
+            AgentRegistration(self.facts(p), p.identity.key,
+                              p.identity.inception if isinstance(p.identity, AgentIdentity) else None)
+            for p in unregistered])
+        self._unsettled = False
         refused: list[tuple[str, RegistryError]] = []
-        for published, answer in zip(self.agents, answers, strict=True):
+        for published, answer in zip(unregistered, answers, strict=True):
             if isinstance(answer, RegistryError):
                 refused.append((published.agent.name, answer))
                 continue
@@ -103,7 +118,7 @@ class Publisher:
         if refused:
             name, first = refused[0]
             more = f" (and {len(refused) - 1} more of this node's agents)" if len(refused) > 1 else ""
-            raise RegistryError(first.status, first.title, f"agent {name}: {first.detail}{more}")
+            raise RegistrationsRefused(first.status, first.title, f"agent {name}: {first.detail}{more}")
 
     async def rotate(self, name: str) -> str:
         """Rotate the agent ``name`` to its committed next key; return the new key's did:key.
@@ -169,9 +184,15 @@ class Publisher:
                 if time.monotonic() - self._endorsed_at >= self.renew_after:
                     self._next_version()
                     self.registered.clear()  # every agent again, with a fresh endorsement
+                refused: RegistrationsRefused | None = None
                 if len(self.registered) < len(self.agents):
-                    await self.register_all()
+                    try:
+                        await self.register_all()
+                    except RegistrationsRefused as exc:
+                        refused = exc  # the agents that are registered are kept live all the same
                 await self.heartbeat()
+                if refused is not None:
+                    raise refused
                 delay = 1.0
                 if self._trouble is not None:
                     log.info("the registry at %s answers again: every agent is registered and live",

@@ -57,7 +57,7 @@ REGISTRATION_BATCH_BYTES = 250_000
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class AgentRegistration:
     """One agent to register: its facts, the key in force that signs them, and for a first registration the
     inception key event that commits to its next key."""
 
@@ -74,6 +74,10 @@ class RegistryError(Exception):
         self.status = status
         self.title = title
         self.detail = detail
+
+
+class NotARegistry(RegistryError):
+    """An error answer that is not the registry API's problem+json: another server answers at that URL."""
 
 
 class RegistryUnreachable(aiohttp.ClientOSError):
@@ -251,7 +255,7 @@ class RegistryClient:
                 problem = bounded_json.loads(text)
                 raise RegistryError(response.status, str(problem.get("title", "")), str(problem.get("detail", "")))
             except (ValueError, AttributeError):
-                raise RegistryError(response.status, response.reason or "",  # the status is said once, by status
+                raise NotARegistry(response.status, response.reason or "",  # the status is said once, by status
                                     f"{response.url} answered, but not in the registry API's shape: "
                                     f"{NOT_A_REGISTRY}") from None
         try:
@@ -272,26 +276,44 @@ class RegistryClient:
         agent's inception ``key_event`` (committing to its next key: the only way it can ever rotate)."""
         return await self._signed_post("/v1/agents", key, _registration(facts, key_event))
 
-    async def register_many(self, registrations: Sequence[Registration]) -> list[dict[str, Any] | RegistryError]:
+    async def register_many(self, registrations: Sequence[AgentRegistration]) -> list[dict[str, Any] | RegistryError]:
         """Register or update several agents with one request per :data:`REGISTRATION_BATCH` (fewer when their
         signed writes are large): each is signed by its own key and accepted or refused on its own, exactly as
-        :meth:`register` would be. Returns each one's answer, or its refusal, in order. A registry too old to
-        take batches (its own 404 or 405, as problem+json) gets one request per agent; anything else that is not
-        the registry API's answer raises :class:`RegistryError`, as :meth:`register` does."""
+        :meth:`register` would be. Returns each one's answer, or its refusal, in order; a batch the registry
+        refused whole (over the address's budget, say) is that refusal for each of its agents, and the batches
+        after it are still sent. A registry too old to take batches (its own 404 or 405, as problem+json) gets
+        one request per agent; a server that is not a registry raises :class:`RegistryError`, as :meth:`register`
+        does."""
         tokens = [signed_write.make(r.key, _registration(r.facts, r.key_event)) for r in registrations]
         answers: list[dict[str, Any] | RegistryError] = []
+        one_by_one = False
         for batch in _batches(tokens):
-            async with self._request("POST", "/v1/registrations", json={"registrations": batch}) as response:
-                if response.status in (404, 405) and response.content_type == "application/problem+json":
-                    answers += [await self._register_token(token) for token in batch]
+            if not one_by_one:
+                try:
+                    answers += await self._register_batch(batch)
                     continue
-                results = (await self._check(response)).get("results")
-            if not isinstance(results, list) or len(results) != len(batch):
-                raise UntrustworthyRecord(f"the registry answered {len(batch)} registrations with something else")
-            answers += [_batch_answer(result) for result in results]
+                except _NoBatches:
+                    one_by_one = True
+                except NotARegistry:
+                    raise
+                except RegistryError as exc:
+                    answers += [exc] * len(batch)
+                    continue
+            answers += [await self._register_token(token) for token in batch]
         return answers
 
+    async def _register_batch(self, batch: list[str]) -> list[dict[str, Any] | RegistryError]:
+        """One ``POST /v1/registrations``: each write's answer or refusal, in order."""
+        async with self._request("POST", "/v1/registrations", json={"registrations": batch}) as response:
+            if response.status in (404, 405) and response.content_type == "application/problem+json":
+                raise _NoBatches
+            results = (await self._check(response)).get("results")
+        if not isinstance(results, list) or len(results) != len(batch):
+            raise UntrustworthyRecord(f"the registry answered {len(batch)} registrations with something else")
+        return [_batch_answer(result) for result in results]
+
     async def _register_token(self, token: str) -> dict[str, Any] | RegistryError:
+        """One ``POST /v1/agents`` of an already signed registration: its answer (with its ``status``) or refusal."""
         async with self._request("POST", "/v1/agents", data=token, headers={"Content-Type": JOSE}) as response:
             try:
                 answer: dict[str, Any] = await self._check(response)
@@ -510,6 +532,10 @@ class RegistryClient:
             await asyncio.sleep(reconnect_delay)
 
 
+class _NoBatches(Exception):
+    """The registry answered that it has no ``/v1/registrations`` (an older release)."""
+
+
 def _batches(tokens: Sequence[str]) -> list[list[str]]:
     """Consecutive runs of signed writes, each within the registry's count and size limits for one batch."""
     batches: list[list[str]] = []
@@ -519,7 +545,7 @@ def _batches(tokens: Sequence[str]) -> list[list[str]]:
             batches.append([])
             size = 0
         batches[-1].append(token)
-        size += len(token) + 3  # the quotes and comma around it
+        size += len(token) + 4  # its quotes and the ", " after it
     return batches
 
 
@@ -539,7 +565,5 @@ def _registration(facts: AgentFacts, key_event: str | None) -> dict[str, Any]:
     return body
 
 
-__all__ = ["AgentEntry", "AuditState", "HeadStore", "LogForked", "LogHead", "Registration", "RegistryClient",
-           "RegistryError", "RegistryUnreachable",
-           "ReputationReport", "SearchPage",
-           "UntrustworthyRecord"]
+__all__ = ["AgentEntry", "AgentRegistration", "AuditState", "HeadStore", "LogForked", "LogHead", "RegistryClient",
+           "RegistryError", "RegistryUnreachable", "ReputationReport", "SearchPage", "UntrustworthyRecord"]

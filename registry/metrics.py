@@ -8,8 +8,10 @@ Series (see docs/configuration.md for the list with the node's):
   every request, labelled by route template (``/v1/agents/{agent_id}``), never by raw path, so an agent id
   cannot blow up the number of series;
 * ``guildnet_registry_writes_total{action,outcome}``: signed writes (register, heartbeat, node_heartbeat,
-  revoke, rotate, receipt), ``accepted``, ``refused`` (4xx) or ``error`` (5xx);
-* ``guildnet_registry_refusals_total{status}``: every 4xx/5xx answer, on any route;
+  revoke, rotate, receipt), ``accepted``, ``refused`` (4xx) or ``error`` (5xx); each write of a batch of
+  registrations counts alone, a batch refused whole counts once;
+* ``guildnet_registry_refusals_total{status}``: every 4xx/5xx answer, on any route, and every refused write of a
+  batch of registrations (answered in its own item of a 200);
 * ``guildnet_registry_watch_connections`` and ``guildnet_registry_log_size``: gauges set at scrape time.
 """
 
@@ -40,8 +42,12 @@ WRITE_ROUTES = {
     "/v1/agents/{agent_id}/rotate": "rotate",
     "/v1/receipts": "receipt",
     "/v1/heartbeats": "node_heartbeat",
+    "/v1/registrations": "register",
 }
 """POST routes that carry a signed write, and the write's action."""
+BATCH_ROUTE = "/v1/registrations"
+"""Its answered writes are counted one by one (:meth:`RegistryMetrics.count_write`); a batch refused whole counts
+as one refused write."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,14 +80,17 @@ class RegistryMetrics:
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
         action = WRITE_ROUTES.get(route) if request.method == "POST" else None
-        if action is not None:
+        if action is not None and not (route == BATCH_ROUTE and status < 400):  # its writes are counted each
             self.count_write(action, status)
         if status >= 400:
             self.refusals.labels(str(status)).inc()
 
-    def count_write(self, action: str, status: int) -> None:
-        """One signed write answered with ``status`` (each registration of a batch is one)."""
+    def count_write(self, action: str, status: int, *, in_batch: bool = False) -> None:
+        """One signed write answered with ``status``; a write of a batch (whose request answers 200) also counts
+        its refusal among the refusals."""
         self.writes.labels(action, "accepted" if status < 400 else "refused" if status < 500 else "error").inc()
+        if in_batch and status >= 400:
+            self.refusals.labels(str(status)).inc()
 
     def middleware(self) -> Middleware:
         """Outermost middleware: it sees the status other middlewares (problem+json) settled on."""

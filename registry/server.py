@@ -1,9 +1,10 @@
 """The registry's HTTP API on aiohttp.
 
 Routes (see ``/openapi.json``): signed writes under ``/v1/agents`` and ``/v1/receipts`` (JWS bodies,
-``application/jose``), search and lookup, reputation, the transparency log under ``/v1/log``, and the
-``/v1/watch`` WebSocket change stream. Every refusal is an RFC 9457
-problem+json response and leaves the store as it was (the store's transactions guarantee that).
+``application/jose``) and batches of registrations (``/v1/registrations``, JSON), search and lookup, reputation,
+the transparency log under ``/v1/log``, and the ``/v1/watch`` WebSocket change stream. Every refusal is an RFC 9457
+problem+json response and leaves the store as it was (the store's transactions guarantee that); a batch answers
+each of its writes in its own item, a refusal as a problem details object.
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ async def problem_middleware(request: web.Request,
     except WriteRefused as exc:
         return problem(exc.status, exc.title, exc.detail)
     except RateLimited as exc:
-        response = problem(429, "Too many writes",
-                           f"this {exc.scope} may send {exc.limit} signed writes; retry in {exc.retry_after} s")
+        response = problem(*_too_many_writes(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except NotFound as exc:
@@ -95,6 +95,10 @@ async def problem_middleware(request: web.Request,
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "Internal error", "the registry could not complete the request; nothing was changed")
+
+
+def _too_many_writes(exc: RateLimited) -> tuple[int, str, str]:
+    return 429, "Too many writes", f"this {exc.scope} may send {exc.limit} signed writes; retry in {exc.retry_after} s"
 
 
 async def _read_signed_write(request: web.Request) -> str:
@@ -149,11 +153,14 @@ async def register_many(request: web.Request) -> web.Response:
     """Several registrations in one request (a node publishing its agents): each is the signed write
     ``POST /v1/agents`` takes, checked, stored and logged exactly as it would be alone, and answered in its
     own item, in order: what one request costs in HTTP and hand-offs is shared, nothing else is."""
+    limits, address = request.app[LIMITS], request.remote or "unknown"
+    await limits.check_address(address)  # before the body is read, as for one write: a flood costs no parsing
     tokens = await _read_registrations(request)
-    await request.app[LIMITS].check_address(request.remote or "unknown", len(tokens))
+    if len(tokens) > 1:
+        await limits.check_address(address, len(tokens) - 1)
     answers = await asyncio.gather(*(_register_item(request.app, token) for token in tokens))
     for status, _ in answers:
-        request.app[METRICS].count_write("register", status)
+        request.app[METRICS].count_write("register", status, in_batch=True)
     return web.json_response({"results": [answer for _, answer in answers]})
 
 
@@ -164,8 +171,7 @@ async def _register_item(app: web.Application, token: str) -> tuple[int, dict[st
     except WriteRefused as exc:
         return exc.status, problem_body(exc.status, exc.title, exc.detail)
     except RateLimited as exc:
-        return 429, problem_body(429, "Too many writes", f"this {exc.scope} may send {exc.limit} signed writes; "
-                                 f"retry in {exc.retry_after} s", retry_after=exc.retry_after)
+        return 429, problem_body(*_too_many_writes(exc), retry_after=exc.retry_after)
     except Exception:
         log.exception("unhandled error on a registration of a batch")
         return 500, problem_body(500, "Internal error", "the registry could not complete this registration; it "
@@ -175,6 +181,8 @@ async def _register_item(app: web.Application, token: str) -> tuple[int, dict[st
 
 
 async def _register_one(app: web.Application, token: str) -> tuple[WriteResult, dict[str, object]]:
+    """Check, store and log one registration (alone or of a batch): its result and the answer that says it, with
+    what the registry found of a domain the organisation claims."""
     config = app[CONFIG]
     write, registration = await app[VERIFIER].open(token, now=config.clock(), window=config.clock_window)
     await app[LIMITS].check_key(write.signer)
@@ -198,13 +206,17 @@ async def _read_registrations(request: web.Request) -> list[str]:
                  f"(got {request.content_type})")
     body = await _read_body(request)
     try:
-        tokens = bounded_json.loads(body)["registrations"]
-    except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError and a repeated key are ValueErrors
+        batch = bounded_json.loads(body)
+    except ValueError as exc:  # malformed, undecodable, a repeated key, too deep
         raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}') from exc
+    if not isinstance(batch, dict) or set(batch) != {"registrations"}:  # a member this release ignores could
+        raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}, and nothing '
+                           "else")  # be one a later release honours (all-or-nothing): refused, not ignored
+    tokens = batch["registrations"]
     if (not isinstance(tokens, list) or not 1 <= len(tokens) <= MAX_REGISTRATIONS
             or not all(isinstance(t, str) for t in tokens)):
         raise WriteRefused(f"'registrations' must list 1 to {MAX_REGISTRATIONS} compact JWS strings")
-    return tokens
+    return [token.strip() for token in tokens]  # as a write alone, whose body is stripped
 
 
 async def heartbeat(request: web.Request) -> web.Response:

@@ -13,9 +13,9 @@ from registry_support import live_registry, new_org, snapshot
 from sqlalchemy import text
 
 from guildnet.node.identity import StaticIdentity
-from guildnet.node.publisher import PublishedAgent, Publisher
+from guildnet.node.publisher import PublishedAgent, Publisher, RegistrationsRefused
 from guildnet.protocols import signed_write
-from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient, RegistryError
+from guildnet.registry.client import NODE_HEARTBEAT_BATCH, RegistryClient
 from guildnet.registry.db import create_engine, migrate
 from guildnet.registry.records import MAX_NODE_HEARTBEAT_AGENTS
 from guildnet.registry.state import METRICS
@@ -131,7 +131,8 @@ async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeat
 async def test_agents_a_registry_refuses_do_not_stop_the_others_and_are_said_once(db_url: str) -> None:
     acme = new_org("acme")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(3)]
+        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate(), ttl_seconds=6)
+                     for i in range(3)]
         for gone in (published[0].identity, published[1].identity):  # revoked for ever: refused with 409
             key, facts = acme.agent("old", key=gone.key)
             await client.register(facts, key)
@@ -139,13 +140,43 @@ async def test_agents_a_registry_refuses_do_not_stop_the_others_and_are_said_onc
         publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
                               base_url="http://127.0.0.1:9")
         try:
-            with pytest.raises(RegistryError) as refused:
+            with pytest.raises(RegistrationsRefused) as refused:
                 await publisher.register_all()
             assert refused.value.status == 409
             assert refused.value.detail.startswith("agent t0: ") and "(and 1 more of this node's agents)" in (
                 refused.value.detail)
             assert publisher.registered == {published[2].identity.id}  # the one after them is in
-            assert (await client.get(published[2].identity.id)).facts.name == "t2"
+            writes = registry.app[METRICS].writes
+            await publisher.start()  # round after round: t0 and t1 are tried again, t2 is kept live meanwhile
+            for _ in range(100):
+                if writes.labels("node_heartbeat", "accepted")._value.get() >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert writes.labels("node_heartbeat", "accepted")._value.get() >= 2
+            assert writes.labels("register", "accepted")._value.get() == 1 + 2  # t2 once (and the two old ones)
+            record = await client.get(published[2].identity.id)
+            assert record.live and record.facts.name == "t2"
+        finally:
+            await publisher.stop()
+
+
+async def test_a_round_without_every_answer_sends_a_higher_version_next(db_url: str) -> None:
+    """A batch stored by the registry whose answer was lost (the connection dropped) must not be refused as not
+    newer when the node sends it again."""
+    acme = new_org("acme")
+    async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
+        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(2)]
+        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
+                              base_url="http://127.0.0.1:9")
+        try:
+            await publisher.register_all()
+            first = publisher.version
+            publisher.registered.clear()  # what a round that lost its answers knows: nothing
+            publisher._unsettled = True
+            await publisher.register_all()  # stored already: without a higher version, 409 for both
+            assert publisher.version > first
+            assert publisher.registered == {p.identity.id for p in published}
+            assert (await client.get(published[0].identity.id)).facts.version == publisher.version
         finally:
             await publisher.stop()
 

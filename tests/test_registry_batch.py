@@ -15,7 +15,14 @@ from registry_support import bump, live_registry, new_org, pass_through, snapsho
 
 from guildnet.protocols import signed_write
 from guildnet.protocols.transparency import leaf_data
-from guildnet.registry.client import REGISTRATION_BATCH, Registration, RegistryClient, RegistryError
+from guildnet.registry.client import (
+    REGISTRATION_BATCH,
+    REGISTRATION_BATCH_BYTES,
+    AgentRegistration,
+    RegistryClient,
+    RegistryError,
+    _batches,
+)
 from guildnet.registry.records import MAX_REGISTRATIONS
 from guildnet.registry.state import METRICS
 
@@ -39,10 +46,11 @@ async def test_a_batch_stores_and_logs_each_registration_as_alone(db_url: str) -
     acme = new_org("acme")
     agents = [acme.agent(f"a{i}", description=f"reads customs manifests {i}") for i in range(130)]
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        answers = await client.register_many([Registration(facts, key) for key, facts in agents])
+        answers = await client.register_many([AgentRegistration(facts, key) for key, facts in agents])
         assert [a["status"] for a in answers if isinstance(a, dict)] == [201] * 130
-        # 130 agents: two requests (the registry takes at most 100 a request), and every registration counted
-        assert registry.app[METRICS].writes.labels("register", "accepted")._value.get() == 130
+        metrics = registry.app[METRICS]  # two requests (at most 100 a request), every registration counted
+        assert metrics.requests.labels("/v1/registrations", "POST", "200")._value.get() == 2
+        assert metrics.writes.labels("register", "accepted")._value.get() == 130
         for (_, facts), answer in zip(agents, answers, strict=True):
             assert isinstance(answer, dict) and answer["id"] == facts.id
             record = await client.get(facts.id, verify_inclusion=True)  # in the log the client audits
@@ -54,7 +62,7 @@ async def test_a_batch_stores_and_logs_each_registration_as_alone(db_url: str) -
             assert signed_write.open_write(token).signer == entry["agent"] and entry["kind"] == "register"
             assert entry["data"] == leaf_data("register", entry["agent"], token).decode()
         updated = bump(agents[0][1], version=2, description="reads customs manifests, faster")
-        [answer] = await client.register_many([Registration(updated, agents[0][0])])
+        [answer] = await client.register_many([AgentRegistration(updated, agents[0][0])])
         assert isinstance(answer, dict) and answer["status"] == 200 and answer["version"] == 2
 
 
@@ -77,7 +85,10 @@ async def test_a_refused_registration_fails_alone(db_url: str) -> None:
         for refused in results[1:5]:  # each refusal is a problem details object, as the write alone would get
             assert refused["type"].startswith("https://guildnet.dev/problems/") and refused["detail"]
         assert "nonce" in results[4]["detail"]  # the same write twice in one batch is a replay
-        assert len((await snapshot(registry))["agents"]) == len(before["agents"]) + 2
+        after = await snapshot(registry)  # the two good writes and nothing of the four refused ones
+        for table in ("agents", "nonces", "changes", "log_entries"):
+            assert len(after[table]) == len(before[table]) + 2, table
+        assert registry.app[METRICS].refusals.labels("401")._value.get() == 2  # counted, though the request is 200
         assert (await client.get(good.id)).facts == good and (await client.get(last.id)).facts == last
         with pytest.raises(RegistryError) as missing:
             await client.get(bad.id)
@@ -86,7 +97,7 @@ async def test_a_refused_registration_fails_alone(db_url: str) -> None:
 
 
 @pytest.mark.parametrize("case", ["not-json", "no-list", "empty", "too-many", "not-strings", "repeated-key",
-                                  "media-type", "too-large"])
+                                  "other-member", "media-type", "too-large"])
 async def test_a_malformed_batch_is_refused_whole_and_stores_nothing(db_url: str, case: str) -> None:
     acme = new_org("acme")
     key, facts = acme.agent("a")
@@ -106,6 +117,8 @@ async def test_a_malformed_batch_is_refused_whole_and_stores_nothing(db_url: str
         body = {"registrations": [token, {"jws": token}]}
     elif case == "repeated-key":  # which list would count is the parser's choice: refused, as in signed writes
         body = b'{"registrations": [], "registrations": ["' + token.encode() + b'"]}'
+    elif case == "other-member":  # a member this release would ignore: refused, so none is ever ignored
+        body = {"registrations": [token], "atomic": True}
     elif case == "media-type":
         content_type, expected = "application/jose", 415
     elif case == "too-large":
@@ -116,6 +129,7 @@ async def test_a_malformed_batch_is_refused_whole_and_stores_nothing(db_url: str
         assert (status, media_type) == (expected, "application/problem+json"), answer
         assert answer["status"] == expected and answer["detail"]
         assert await snapshot(registry) == before
+        assert registry.app[METRICS].writes.labels("register", "refused")._value.get() == 1
 
 
 async def test_every_registration_of_a_batch_spends_the_address_budget(db_url: str) -> None:
@@ -131,6 +145,25 @@ async def test_every_registration_of_a_batch_spends_the_address_budget(db_url: s
         assert status == 200 and [r["status"] for r in answer["results"]] == [201] * 4
         status, _, answer = await post_batch(registry.url, {"registrations": tokens[4:6]})
         assert status == 429  # four spent: two more are over the budget
+
+
+async def test_the_key_budget_applies_to_each_write_of_a_batch(db_url: str) -> None:
+    acme = new_org("acme")
+    key, facts = acme.agent("a")
+    tokens = [signed_write.make(key, registration(facts)),
+              signed_write.make(key, registration(bump(facts, version=2)))]  # the same key twice
+    async with live_registry(db_url, write_rate_per_key="1/minute") as registry:
+        status, _, answer = await post_batch(registry.url, {"registrations": [f" {tokens[0]}\n", tokens[1]]})
+        assert status == 200 and sorted(r["status"] for r in answer["results"]) == [201, 429]  # stripped, as alone
+        [over] = [r for r in answer["results"] if r["status"] == 429]
+        assert over["title"] == "Too many writes" and over["retry_after"] >= 1
+
+
+def test_the_client_cuts_batches_by_count_and_by_size() -> None:
+    assert [len(b) for b in _batches(["x" * 10] * 250)] == [100, 100, 50]
+    big = "y" * 100_000  # two fit in a body, a third does not
+    assert [len(b) for b in _batches([big, big, big, "z"])] == [2, 2]
+    assert all(sum(len(t) + 4 for t in b) <= REGISTRATION_BATCH_BYTES for b in _batches([big] * 7))
 
 
 @pytest.fixture
@@ -157,8 +190,8 @@ async def test_the_client_registers_one_at_a_time_with_a_registry_without_batche
     agents = [acme.agent(f"a{i}") for i in range(3)]
     _, forged = acme.agent("forged")
     async with RegistryClient(url) as client:
-        answers = await client.register_many([*(Registration(f, k) for k, f in agents),
-                                               Registration(forged, new_org("mallory").key)])
+        answers = await client.register_many([*(AgentRegistration(f, k) for k, f in agents),
+                                               AgentRegistration(forged, new_org("mallory").key)])
         assert [a["status"] if isinstance(a, dict) else a.status for a in answers] == [201, 201, 201, 401]
         assert isinstance(answers[3], RegistryError)
         assert asked == ["/v1/registrations", *["/v1/agents"] * 4]
