@@ -40,7 +40,8 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def processes_cpu_seconds(name: str) -> float:
     """CPU time of every running process whose command is ``name`` (``postgres``: the database server's
-    backends; a backend that exits in between takes its time with it, so measure with long-lived connections)."""
+    backends, whichever database they serve, so nothing else may use the server while it is measured; a backend
+    that exits in between takes its time with it, so measure with long-lived connections)."""
     total = 0.0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

@@ -85,6 +85,7 @@ def checks_cpu_ms(count: int = 2000) -> float:
     rng, orgs = random.Random(3), bench_orgs()
     tokens = [make_registration(rng, *orgs[i % len(orgs)], i) for i in range(count)]
     now = time.time()
+    open_registration(make_registration(rng, *orgs[0], count), now, 300)  # loads the embedding model untimed
     started = time.process_time()
     for token in tokens:
         open_registration(token, now, 300)
@@ -159,7 +160,7 @@ async def register_all(urls: list[str], agents: int, concurrency: int, populatio
                         continue
                     tokens = [queue.pop() for _ in range(min(batch, len(queue)))]
                     async with session.post(url + "/v1/registrations", json={"registrations": tokens}) as response:
-                        answer = await response.json()
+                        answer = await response.json(content_type=None)  # a refused batch is problem+json
                     failed += (len(tokens) if response.status != 200
                                else sum(item["status"] != 201 for item in answer["results"]))
                 return failed
