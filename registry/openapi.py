@@ -101,7 +101,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                            "lists each one's result (its WriteResult with 'status' 201 or 200) or refusal (a "
                            "Problem), in order",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["registrations"], "properties": {"registrations": {
+                    "type": "object", "required": ["registrations"], "additionalProperties": False,
+                    "properties": {"registrations": {
                         "type": "array", "minItems": 1, "maxItems": MAX_REGISTRATIONS,
                         "items": {"type": "string", "description": "a compact JWS, as POST /v1/agents takes"}}}}}}},
                 "responses": {"200": {"description": "one result per registration, in order", "content": {
