@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from delegation_support import translator
-from registry_support import live_registry, new_org, snapshot
+from registry_support import Org, live_registry, new_org, snapshot
 from sqlalchemy import text
 
 from guildnet.node.identity import StaticIdentity
@@ -104,12 +105,18 @@ async def test_refused_node_heartbeats_change_nothing(db_url: str, case: str) ->
         assert await snapshot(registry) == before
 
 
-async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeats_with_its_org_key(db_url: str) -> None:
+def acme_node(registry_url: str, agents: int, **published: Any) -> tuple[Org, list[PublishedAgent], Publisher]:
+    """An organisation, ``agents`` translators with fixed keys, and the publisher of a node serving them."""
     acme = new_org("acme")
+    agents_published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate(), **published)
+                        for i in range(agents)]
+    return acme, agents_published, Publisher(registry_url, agents_published, org_key=acme.key, org_name="acme",
+                                             base_url="http://127.0.0.1:9")
+
+
+async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeats_with_its_org_key(db_url: str) -> None:
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(3)]
-        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
-                              base_url="http://127.0.0.1:9")
+        _, published, publisher = acme_node(registry.url, 3)
         try:
             await publisher.register_all()
             requests = registry.app[METRICS].requests  # the three registrations went in one request
@@ -129,16 +136,12 @@ async def test_a_node_with_several_agents_registers_in_one_request_and_heartbeat
 
 
 async def test_agents_a_registry_refuses_do_not_stop_the_others_and_are_said_once(db_url: str) -> None:
-    acme = new_org("acme")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate(), ttl_seconds=6)
-                     for i in range(3)]
+        acme, published, publisher = acme_node(registry.url, 3, ttl_seconds=6)
         for gone in (published[0].identity, published[1].identity):  # revoked for ever: refused with 409
             key, facts = acme.agent("old", key=gone.key)
             await client.register(facts, key)
             await client.revoke(gone.id, gone.key)
-        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
-                              base_url="http://127.0.0.1:9")
         try:
             with pytest.raises(RegistrationsRefused) as refused:
                 await publisher.register_all()
@@ -163,11 +166,8 @@ async def test_agents_a_registry_refuses_do_not_stop_the_others_and_are_said_onc
 async def test_a_round_without_every_answer_sends_a_higher_version_next(db_url: str) -> None:
     """A batch stored by the registry whose answer was lost (the connection dropped) must not be refused as not
     newer when the node sends it again."""
-    acme = new_org("acme")
     async with live_registry(db_url) as registry, RegistryClient(registry.url) as client:
-        published = [PublishedAgent(translator(f"t{i}"), StaticIdentity.generate()) for i in range(2)]
-        publisher = Publisher(registry.url, published, org_key=acme.key, org_name="acme",
-                              base_url="http://127.0.0.1:9")
+        _, published, publisher = acme_node(registry.url, 2)
         try:
             await publisher.register_all()
             first = publisher.version
