@@ -89,8 +89,8 @@ class Publisher:
         Agents the registry refused stay unregistered: once the others are in, :class:`RegistrationsRefused`
         names the first of them and how many there were (the retry loop says each kind of trouble once, keeps
         the registered agents live, and tries the refused ones again). A round that did not end in an answer
-        for every agent (a lost connection, a refused batch) may have stored some of them, so the next round
-        sends a higher version: the same version again would be refused as not newer."""
+        for every agent (the connection lost mid-way) may have stored some of them, so the next round sends a
+        higher version: the same version again would be refused as not newer."""
         if self._unsettled:
             self._next_version()
         for published in self.agents:
