@@ -209,9 +209,10 @@ async def _read_registrations(request: web.Request) -> list[str]:
         batch = bounded_json.loads(body)
     except ValueError as exc:  # malformed, undecodable, a repeated key, too deep
         raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}') from exc
-    if not isinstance(batch, dict) or set(batch) != {"registrations"}:  # a member this release ignores could
+    # a member this release would ignore could be one a later release honours (all or nothing, say): refused
+    if not isinstance(batch, dict) or set(batch) != {"registrations"}:
         raise WriteRefused('the body must be a JSON object {"registrations": [compact JWS, ...]}, and nothing '
-                           "else")  # be one a later release honours (all-or-nothing): refused, not ignored
+                           "else")
     tokens = batch["registrations"]
     if (not isinstance(tokens, list) or not 1 <= len(tokens) <= MAX_REGISTRATIONS
             or not all(isinstance(t, str) for t in tokens)):
