@@ -14,7 +14,8 @@ Beside each write rate, the registry's CPU per write (its process, and with ``--
 shared machine the steadier figure. ``--replicas N`` (PostgreSQL) spreads the registrations over N processes on
 the one database.
 
-    python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64] [--label new]
+    python bench/registry.py [--agents 100000] [--backends sqlite,postgresql] [--concurrency 64] [--batch 100]
+                             [--label new]
 
 Prints a table and writes bench/results/registry[-LABEL].json.
 """
@@ -299,12 +300,15 @@ async def run_backend(backend: str, agents: int, concurrency: int, repeats: int,
                 return (sum(tree_cpu_seconds(s.pid) for s in servers), sum(cpu_seconds(s.pid) for s in servers))
 
             await asyncio.sleep(settle)
-            cpu_before, database_cpu_before = registry_cpu(), processes_cpu_seconds("postgres")
+            def database_cpu_seconds() -> float:  # SQLite works inside the registry process: counted there
+                return processes_cpu_seconds("postgres") if backend == "postgresql" else 0.0
+
+            cpu_before, database_cpu_before = registry_cpu(), database_cpu_seconds()
             rate, failures, client_cpu = (await register_all(urls, agents, concurrency, population, batch=batch)
                                           if agents else (0.0, 0, 0.0))
             registration_cpu = [(after - before) * 1000 / max(agents, 1)
                                 for before, after in zip(cpu_before, registry_cpu(), strict=True)]
-            database_cpu = (processes_cpu_seconds("postgres") - database_cpu_before) * 1000 / max(agents, 1)
+            database_cpu = (database_cpu_seconds() - database_cpu_before) * 1000 / max(agents, 1)
             ids = await some_ids(url, 50)
             if not ids:
                 raise SystemExit(f"[{backend}] the registry holds no agent to read: give --agents N or --prefill N")
